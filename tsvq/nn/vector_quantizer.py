@@ -1,0 +1,329 @@
+"""``VectorQuantizer``: a drop-in vector-quantisation layer on the tsvq kernels."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..ops import code_stats, ema_codebook_update_, nearest_code
+from ..ops.reference import ema_apply_
+from .kmeans import kmeans
+
+_USAGE_DECAY = 0.99  # EMA of code usage kept for statistics when the codebook is loss-trained
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+class VectorQuantizer(nn.Module):
+    """Vector quantiser with an EMA or loss-trained codebook (VQ-VAE, van den Oord et al. 2017).
+
+    Each D-dimensional vector z of the input is replaced by its nearest codeword
+    ``z_q = e_k``, ``k = argmin_j ||z - e_j||^2`` (eq. 1; cosine similarity with
+    ``use_cosine_sim``), and gradients pass straight through (``z + sg(z_q - z)``, eq. 3).
+    The loss is the commitment loss ``beta ||z - sg(z_q)||^2`` (mean over elements), plus the
+    codebook loss ``||sg(z) - z_q||^2`` when the codebook is trained by gradient
+    (``decay=None``). With ``decay`` set the codebook is an exponential moving average of the
+    vectors assigned to each code (appendix A.1), updated in place in training mode by the
+    fused ``torch.ops.tsvq.ema_codebook_update_`` kernel, with no host synchronisation.
+
+    A drop-in for ``vector_quantize_pytorch.VectorQuantize`` in its common configuration (same
+    constructor names and ``(quantized, indices, loss)`` return; plain straight-through
+    gradient, i.e. its ``rotation_trick=False``), without the N x K distance matrix. One
+    deliberate difference: the commitment loss is also returned in ``eval()`` mode (useful for
+    validation curves); ``VectorQuantize`` returns 0 there.
+
+    Args:
+        dim: D of the input vectors.
+        codebook_size: K, number of codewords, >= 1.
+        codebook_dim: dimension of the codewords; if it differs from ``dim``, linear layers
+            project in and out. Default ``dim``.
+        decay: EMA decay gamma in [0, 1) (default 0.8, as ``VectorQuantize`` and TimeVQVAE);
+            ``None`` trains the codebook by gradient with the codebook loss.
+        eps: Laplace smoothing of the EMA cluster sizes, default 1e-5.
+        commitment_weight: beta, default 1.0.
+        kmeans_init: initialise the codebook by k-means on the first training batch.
+        kmeans_iters: Lloyd iterations for that, default 10.
+        threshold_ema_dead_code: codes whose EMA cluster size falls below this are replaced by
+            random vectors of the current batch (0 = never; default 0).
+        use_cosine_sim: quantise L2-normalised vectors against an L2-normalised codebook.
+        channel_last: input is ``[B, N, D]`` (default). ``False``: channel-first ``[B, D, N]``.
+        accept_image_fmap: input is channel-first ``[B, D, H, W]`` (any number of spatial
+            dims is accepted whenever the input is channel-first).
+        sync_codebook: all-reduce EMA statistics and k-means across ranks; default: whenever
+            ``torch.distributed`` is initialised with more than one rank.
+
+    Shapes:
+        input: ``Tensor[B, D]``, ``Tensor[B, N, D]`` or channel-first ``Tensor[B, D, *S]``.
+        quantized: same shape and dtype as the input.
+        indices: int64, the input shape without D (``[B]``, ``[B, N]`` or ``[B, *S]``).
+        loss: scalar float32 (float64 for float64 inputs).
+
+    Raises:
+        ValueError: bad constructor values, wrong input rank or D, empty batch, NaN/inf input
+            on CPU (on CUDA such vectors give a NaN loss, see :func:`tsvq.ops.nearest_code`).
+        TypeError: non-float input.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        codebook_size: int,
+        codebook_dim: int | None = None,
+        decay: float | None = 0.8,
+        eps: float = 1e-5,
+        commitment_weight: float = 1.0,
+        kmeans_init: bool = False,
+        kmeans_iters: int = 10,
+        threshold_ema_dead_code: float = 0,
+        use_cosine_sim: bool = False,
+        channel_last: bool = True,
+        accept_image_fmap: bool = False,
+        sync_codebook: bool | None = None,
+    ):
+        super().__init__()
+        if dim < 1:
+            raise ValueError(f"dim must be >= 1, got {dim}")
+        if codebook_size < 1:
+            raise ValueError(f"codebook_size (K) must be >= 1, got {codebook_size}")
+        codebook_dim = dim if codebook_dim is None else codebook_dim
+        if codebook_dim < 1:
+            raise ValueError(f"codebook_dim must be >= 1, got {codebook_dim}")
+        if decay is not None and not 0.0 <= decay < 1.0:
+            raise ValueError(f"decay must be in [0, 1) or None (loss-trained codebook), got {decay}")
+        if eps < 0:
+            raise ValueError(f"eps must be >= 0, got {eps}")
+        if commitment_weight < 0:
+            raise ValueError(f"commitment_weight must be >= 0, got {commitment_weight}")
+        if kmeans_iters < 0:
+            raise ValueError(f"kmeans_iters must be >= 0, got {kmeans_iters}")
+        if threshold_ema_dead_code < 0:
+            raise ValueError(f"threshold_ema_dead_code must be >= 0, got {threshold_ema_dead_code}")
+        self.dim = dim
+        self.codebook_size = codebook_size
+        self.codebook_dim = codebook_dim
+        self.decay = decay
+        self.eps = eps
+        self.commitment_weight = commitment_weight
+        self.kmeans_init = kmeans_init
+        self.kmeans_iters = kmeans_iters
+        self.threshold_ema_dead_code = float(threshold_ema_dead_code)
+        self.use_cosine_sim = use_cosine_sim
+        self.channel_last = channel_last
+        self.accept_image_fmap = accept_image_fmap
+        self.sync_codebook = sync_codebook
+
+        needs_projection = codebook_dim != dim
+        self.project_in = nn.Linear(dim, codebook_dim) if needs_projection else nn.Identity()
+        self.project_out = nn.Linear(codebook_dim, dim) if needs_projection else nn.Identity()
+
+        if kmeans_init:
+            embed = torch.zeros(codebook_size, codebook_dim)
+        else:
+            embed = torch.empty(codebook_size, codebook_dim)
+            nn.init.kaiming_uniform_(embed)
+            if use_cosine_sim:
+                embed = F.normalize(embed, dim=-1)
+        if decay is None:
+            self.codebook = nn.Parameter(embed)
+        else:
+            self.register_buffer("codebook", embed)
+        # EMA state as in vector-quantize-pytorch: n_k = 1, m_k = e_k at the start.
+        self.register_buffer("cluster_size", torch.ones(codebook_size))
+        self.register_buffer("embed_sum", embed.clone())
+        self.register_buffer("initted", torch.tensor(not kmeans_init))
+        self.register_buffer("batch_counts", torch.zeros(codebook_size), persistent=False)
+        self._initted = not kmeans_init  # host mirror of `initted`: no sync in forward
+        self.register_load_state_dict_post_hook(VectorQuantizer._after_load)
+
+    @staticmethod
+    def _after_load(module, incompatible_keys):
+        module._initted = bool(module.initted)
+
+    def extra_repr(self) -> str:
+        mode = "loss-trained" if self.decay is None else f"ema decay={self.decay}"
+        return (f"dim={self.dim}, codebook_size={self.codebook_size}, "
+                f"codebook_dim={self.codebook_dim}, {mode}, commitment_weight={self.commitment_weight}, "
+                f"cosine={self.use_cosine_sim}, threshold_ema_dead_code={self.threshold_ema_dead_code}")
+
+    # ------------------------------------------------------------------ statistics
+    @property
+    def perplexity(self) -> torch.Tensor:
+        """exp(entropy) of the code histogram of the last forward batch; K = uniform use."""
+        p = self.batch_counts / self.batch_counts.sum().clamp_min(1)
+        return torch.exp(-(p * torch.log(p.clamp_min(1e-12))).sum())
+
+    @property
+    def code_usage(self) -> torch.Tensor:
+        """Tensor[K]: EMA cluster sizes (vectors per code per batch, smoothed)."""
+        return self.cluster_size
+
+    @property
+    def fraction_used(self) -> torch.Tensor:
+        """Fraction of codes used at least once in the last forward batch."""
+        return (self.batch_counts > 0).float().mean()
+
+    # ------------------------------------------------------------------ layout helpers
+    def _channel_first(self, x: torch.Tensor) -> bool:
+        return x.dim() >= 3 and (self.accept_image_fmap or not self.channel_last)
+
+    def _to_vectors(self, x: torch.Tensor) -> torch.Tensor:
+        """Input of any supported layout -> Tensor[B, N, dim]."""
+        if x.dim() == 2:
+            return x.unsqueeze(1)
+        if self._channel_first(x):
+            return x.flatten(2).transpose(1, 2)
+        if x.dim() == 3:
+            return x
+        raise ValueError("x must be Tensor[B, D], Tensor[B, N, D], or channel-first Tensor[B, D, *S] "
+                         f"(channel_last=False or accept_image_fmap=True), got shape {list(x.shape)}")
+
+    def _from_vectors(self, v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """Tensor[B, N, d] -> the layout of ``like`` (d may differ from like's D)."""
+        if like.dim() == 2:
+            return v.squeeze(1)
+        if self._channel_first(like):
+            return v.transpose(1, 2).reshape(v.shape[0], v.shape[2], *like.shape[2:])
+        return v
+
+    # ------------------------------------------------------------------ codebook updates
+    def _sync(self) -> bool:
+        return _distributed() if self.sync_codebook is None else bool(self.sync_codebook and _distributed())
+
+    @torch.no_grad()
+    def _kmeans_init(self, flat: torch.Tensor) -> None:
+        means, counts = kmeans(flat, self.codebook_size, self.kmeans_iters,
+                               use_cosine_sim=self.use_cosine_sim, sync=self._sync())
+        means = means.to(self.codebook.dtype)
+        counts = counts.to(self.cluster_size.dtype)
+        self.codebook.copy_(means)
+        self.embed_sum.copy_(means * counts.unsqueeze(1))
+        self.cluster_size.copy_(counts)
+        self.initted.fill_(True)
+        self._initted = True
+
+    @torch.no_grad()
+    def _update_codebook(self, flat: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        """EMA update (or usage tracking for a loss-trained codebook); returns batch counts."""
+        sync = self._sync()
+        K = self.codebook_size
+        if self.decay is None:
+            counts = torch.zeros(K, dtype=self.cluster_size.dtype, device=flat.device)
+            counts.index_add_(0, indices, torch.ones_like(indices, dtype=counts.dtype))
+            if sync:
+                dist.all_reduce(counts)
+            self.cluster_size.mul_(_USAGE_DECAY).add_(counts, alpha=1 - _USAGE_DECAY)
+        elif sync:
+            counts, sums = code_stats(flat, indices, K)
+            dist.all_reduce(counts)
+            dist.all_reduce(sums)
+            ema_apply_(self.cluster_size, self.embed_sum, self.codebook, counts, sums, self.decay, self.eps)
+        else:
+            counts = ema_codebook_update_(self.cluster_size, self.embed_sum, self.codebook, flat,
+                                          indices, self.decay, self.eps)
+        if self.decay is not None and self.use_cosine_sim:
+            self.codebook.copy_(F.normalize(self.codebook, dim=-1))
+        if self.threshold_ema_dead_code > 0:
+            self._restart_dead_codes(flat, sync)
+        return counts
+
+    @torch.no_grad()
+    def _restart_dead_codes(self, flat: torch.Tensor, sync: bool) -> None:
+        """Replace codes whose EMA cluster size < threshold by random rows of the batch.
+
+        Device-side selection with ``torch.where``: no ``.item()``, no host synchronisation.
+        Under ``torch.distributed`` the replacement rows come from rank 0.
+        """
+        thr = self.threshold_ema_dead_code
+        dead = (self.cluster_size < thr).unsqueeze(1)
+        pick = torch.randint(0, flat.shape[0], (self.codebook_size,), device=flat.device)
+        samples = flat[pick].to(self.codebook.dtype)
+        if sync:
+            dist.broadcast(samples, src=0)
+        self.codebook.copy_(torch.where(dead, samples, self.codebook))
+        self.embed_sum.copy_(torch.where(dead, samples * thr, self.embed_sum))
+        self.cluster_size.copy_(torch.where(dead.squeeze(1), torch.full_like(self.cluster_size, thr),
+                                            self.cluster_size))
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Quantise ``x``; see the class docstring for shapes.
+
+        Returns:
+            (quantized, indices, loss).
+        """
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+            raise TypeError(f"x must be a float tensor, got {getattr(x, 'dtype', type(x).__name__)}")
+        vectors = self._to_vectors(x)
+        if vectors.shape[-1] != self.dim:
+            where = "dim 1 (channel-first)" if self._channel_first(x) else "the last dim"
+            raise ValueError(f"x must have D == dim == {self.dim} in {where}, got shape {list(x.shape)}")
+        if vectors.shape[0] * vectors.shape[1] == 0:
+            raise ValueError(f"x is an empty batch (shape {list(x.shape)}): nothing to quantise")
+        z = self.project_in(vectors)
+        B, N, Dc = z.shape
+        with torch.autocast(device_type=z.device.type, enabled=False):
+            work = torch.float64 if torch.float64 in (z.dtype, self.codebook.dtype) else torch.float32
+            flat = z.reshape(B * N, Dc).to(work)
+            codebook = self.codebook.to(work)
+            if self.use_cosine_sim:
+                flat = F.normalize(flat, dim=-1)
+                codebook = F.normalize(codebook, dim=-1)
+            if self.training and not self._initted:
+                self._kmeans_init(flat)
+                codebook = self.codebook.to(work)
+            indices, _ = nearest_code(flat.detach(), codebook.detach())
+            # Gather before the in-place EMA update: z_q uses the codebook the search used.
+            quantized = F.embedding(indices.clamp_min(0), codebook)
+            if self.training:
+                counts = self._update_codebook(flat.detach(), indices)
+            else:
+                counts = torch.zeros(self.codebook_size, dtype=self.batch_counts.dtype, device=flat.device)
+                counts.index_add_(0, indices.clamp_min(0), torch.ones_like(indices, dtype=counts.dtype))
+            self.batch_counts.copy_(counts)
+            loss = self.commitment_weight * F.mse_loss(flat, quantized.detach())
+            if self.decay is None:
+                loss = loss + F.mse_loss(quantized, flat.detach())
+            out = flat + (quantized - flat).detach()  # straight-through estimator
+        out = self.project_out(out.reshape(B, N, Dc).to(z.dtype))
+        return self._from_vectors(out, x).to(x.dtype), self._from_vectors(
+            indices.reshape(B, N, 1), x).squeeze(1 if self._channel_first(x) else -1), loss
+
+    # ------------------------------------------------------------------ indices -> codes
+    def get_codes_from_indices(self, indices: torch.Tensor) -> torch.Tensor:
+        """Codewords (codebook space, before ``project_out``) for integer ``indices``.
+
+        Args:
+            indices: int64 Tensor of any shape, values in ``[0, K)``.
+
+        Returns:
+            ``Tensor[*indices.shape, codebook_dim]``, or channel-first
+            ``Tensor[B, codebook_dim, *S]`` when the layer takes channel-first input.
+
+        Raises:
+            TypeError: non-integer indices.
+        """
+        if not isinstance(indices, torch.Tensor) or indices.is_floating_point() or indices.is_complex():
+            raise TypeError(f"indices must be an integer tensor, got {getattr(indices, 'dtype', type(indices))}")
+        codebook = F.normalize(self.codebook, dim=-1) if self.use_cosine_sim else self.codebook
+        codes = F.embedding(indices.long(), codebook)
+        if indices.dim() >= 2 and (self.accept_image_fmap or not self.channel_last):
+            codes = codes.movedim(-1, 1)
+        return codes
+
+    def indices_to_codes(self, indices: torch.Tensor) -> torch.Tensor:
+        """What ``forward`` returns as ``quantized`` for these ``indices`` (after ``project_out``,
+        in the layer's layout); the prior's path from tokens back to the decoder's input."""
+        codes = self.get_codes_from_indices(indices)
+        if isinstance(self.project_out, nn.Identity):
+            return codes
+        channel_first = indices.dim() >= 2 and (self.accept_image_fmap or not self.channel_last)
+        if channel_first:
+            return self.project_out(codes.movedim(1, -1)).movedim(-1, 1)
+        return self.project_out(codes)
+
+    get_output_from_indices = indices_to_codes

@@ -1,0 +1,11 @@
+"""tsvq ops: ``torch.ops.tsvq.*`` kernels with Python wrappers, fake kernels and autograd.
+
+Each public function checks its inputs, calls the compiled op when ``tsvq._C`` is loaded and
+otherwise the pure-PyTorch reference in :mod:`tsvq.ops.reference`.
+"""
+from . import reference
+from .code_stats import code_stats
+from .ema_codebook_update import ema_codebook_update_
+from .nearest_code import nearest_code
+
+__all__ = ["nearest_code", "code_stats", "ema_codebook_update_", "reference"]

@@ -1,0 +1,89 @@
+"""Host-side input checks shared by the op wrappers and the references.
+
+They look at shapes, dtypes and devices only (no data), so they never synchronise with a GPU.
+Each message names the argument and what was expected.
+"""
+from __future__ import annotations
+
+import torch
+
+FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+
+
+def check_tensor(t, name: str) -> None:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+
+
+def check_float(t: torch.Tensor, name: str) -> None:
+    check_tensor(t, name)
+    if t.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be float32, float64, float16 or bfloat16, got {t.dtype}")
+
+
+def check_rank(t: torch.Tensor, rank: int, name: str, shape: str) -> None:
+    if t.dim() != rank:
+        raise ValueError(f"{name} must be {shape}, got shape {list(t.shape)}")
+
+
+def check_same_device(a: torch.Tensor, an: str, b: torch.Tensor, bn: str) -> None:
+    if a.device != b.device:
+        raise ValueError(f"{an} and {bn} must be on the same device, got {a.device} and {b.device}")
+
+
+def check_nearest_code(x: torch.Tensor, codebook: torch.Tensor) -> None:
+    check_float(x, "x")
+    check_float(codebook, "codebook")
+    check_rank(x, 2, "x", "Tensor[N, D]")
+    check_rank(codebook, 2, "codebook", "Tensor[K, D]")
+    if x.dtype != codebook.dtype:
+        raise TypeError(f"x and codebook must have the same dtype, got {x.dtype} and {codebook.dtype}")
+    check_same_device(x, "x", codebook, "codebook")
+    if codebook.shape[0] < 1:
+        raise ValueError(f"codebook must have K >= 1 codes, got shape {list(codebook.shape)}")
+    if codebook.shape[1] != x.shape[1]:
+        raise ValueError(f"codebook must be Tensor[K, D] with D == x.size(1) == {x.shape[1]}, "
+                         f"got {list(codebook.shape)}")
+
+
+def check_code_stats(x: torch.Tensor, indices: torch.Tensor, K: int) -> None:
+    check_float(x, "x")
+    check_rank(x, 2, "x", "Tensor[N, D]")
+    check_tensor(indices, "indices")
+    if indices.dtype != torch.int64:
+        raise TypeError(f"indices must be int64, got {indices.dtype}")
+    if indices.dim() != 1 or indices.shape[0] != x.shape[0]:
+        raise ValueError(f"indices must be int64[N] with N == x.size(0) == {x.shape[0]}, "
+                         f"got shape {list(indices.shape)}")
+    check_same_device(x, "x", indices, "indices")
+    if not isinstance(K, int) or isinstance(K, bool) or K < 1:
+        raise ValueError(f"K (codebook size) must be an int >= 1, got {K!r}")
+
+
+def check_ema_state(cluster_size, embed_sum, codebook, x, indices, decay, eps) -> None:
+    for name, t in (("cluster_size", cluster_size), ("embed_sum", embed_sum), ("codebook", codebook)):
+        check_tensor(t, name)
+        if t.dtype not in (torch.float32, torch.float64):
+            raise TypeError(f"{name} must be float32 or float64, got {t.dtype}")
+        if t.dtype != codebook.dtype:
+            raise TypeError("cluster_size, embed_sum and codebook must share one dtype, got "
+                            f"{cluster_size.dtype}, {embed_sum.dtype}, {codebook.dtype}")
+    if codebook.dim() != 2 or codebook.shape[0] < 1:
+        raise ValueError(f"codebook must be Tensor[K, D] with K >= 1, got shape {list(codebook.shape)}")
+    K, D = codebook.shape
+    if cluster_size.shape != (K,):
+        raise ValueError(f"cluster_size must be Tensor[K] with K == codebook.size(0) == {K}, "
+                         f"got shape {list(cluster_size.shape)}")
+    if embed_sum.shape != codebook.shape:
+        raise ValueError(f"embed_sum must be Tensor[K, D] like codebook {list(codebook.shape)}, "
+                         f"got shape {list(embed_sum.shape)}")
+    check_code_stats(x, indices, K)
+    if x.shape[1] != D:
+        raise ValueError(f"x must be Tensor[N, D] with D == codebook.size(1) == {D}, "
+                         f"got shape {list(x.shape)}")
+    for name, t in (("cluster_size", cluster_size), ("embed_sum", embed_sum), ("codebook", codebook)):
+        check_same_device(t, name, x, "x")
+    if not 0.0 <= float(decay) <= 1.0:
+        raise ValueError(f"decay must be in [0, 1], got {decay}")
+    if float(eps) < 0.0:
+        raise ValueError(f"eps must be >= 0, got {eps}")

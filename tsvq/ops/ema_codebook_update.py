@@ -1,0 +1,57 @@
+"""EMA codebook update in place: ``torch.ops.tsvq.ema_codebook_update_``."""
+from __future__ import annotations
+
+import torch
+
+from .. import _extension
+from . import _checks, reference
+
+
+def ema_codebook_update_(
+    cluster_size: torch.Tensor,
+    embed_sum: torch.Tensor,
+    codebook: torch.Tensor,
+    x: torch.Tensor,
+    indices: torch.Tensor,
+    decay: float,
+    eps: float = 1e-5,
+) -> torch.Tensor:
+    """Exponential-moving-average codebook update, in place, without a host synchronisation.
+
+    van den Oord et al. 2017, "Neural Discrete Representation Learning", appendix A.1
+    (eqs. 6-8), with Laplace smoothing of the cluster sizes::
+
+        n_k <- decay n_k + (1 - decay) #{i : indices_i = k}
+        m_k <- decay m_k + (1 - decay) sum_{i : indices_i = k} x_i
+        e_k <- m_k / ((n_k + eps) / (sum_j n_j + K eps) * sum_j n_j)
+
+    Args:
+        cluster_size: Tensor[K] (n), float32 or float64; updated in place.
+        embed_sum: Tensor[K, D] (m), same dtype; updated in place.
+        codebook: Tensor[K, D] (e), same dtype; overwritten in place.
+        x: Tensor[N, D], any float dtype (statistics accumulated in float32, float64 for float64).
+        indices: int64 Tensor[N] in ``[0, K)``, usually from :func:`nearest_code`.
+        decay: EMA decay in [0, 1] (gamma; 0.99 in the paper, 0.8-0.9 for TimeVQVAE).
+        eps: Laplace smoothing, default 1e-5.
+
+    Returns:
+        The batch's counts, Tensor[K] (float32, float64 for float64 ``x``), e.g. for perplexity.
+
+    Raises:
+        ValueError, TypeError, IndexError: as :func:`code_stats`, plus state shapes/dtypes,
+        ``decay`` outside [0, 1] and ``eps`` < 0.
+    """
+    _checks.check_ema_state(cluster_size, embed_sum, codebook, x, indices, decay, eps)
+    if _extension.has_ops():
+        return torch.ops.tsvq.ema_codebook_update_(cluster_size, embed_sum, codebook, x, indices,
+                                                   float(decay), float(eps))
+    _extension.warn_if_missing()
+    return reference.ema_codebook_update_(cluster_size, embed_sum, codebook, x, indices, decay, eps)
+
+
+if _extension.has_ops():
+
+    @torch.library.register_fake("tsvq::ema_codebook_update_")
+    def _(cluster_size, embed_sum, codebook, x, indices, decay, eps):
+        acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+        return x.new_empty(codebook.shape[0], dtype=acc)

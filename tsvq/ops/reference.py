@@ -1,0 +1,94 @@
+"""Pure-PyTorch reference of every tsvq op.
+
+These are the test oracle, the fallback when ``tsvq._C`` is missing, and the benchmark
+baseline. They are written for clarity, not memory: ``nearest_code`` materialises the N x K
+distance matrix, ``code_stats`` uses ``index_add_``.
+"""
+from __future__ import annotations
+
+import torch
+
+from . import _checks
+
+
+def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def nearest_code(x: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Squared-L2 nearest codeword: ``argmin_k ||x_n - c_k||^2`` via addmm + argmin.
+
+    Args:
+        x: Tensor[N, D], float.
+        codebook: Tensor[K, D], same dtype and device.
+
+    Returns:
+        (indices int64[N], dist Tensor[N] in x's dtype). Ties go to the lowest index.
+
+    Raises:
+        ValueError: shapes, devices, K < 1, or NaN/inf in x or codebook (checked on the data,
+            so this reference synchronises with the device).
+        TypeError: non-float dtypes or mismatched dtypes.
+    """
+    _checks.check_nearest_code(x, codebook)
+    n = x.shape[0]
+    if n == 0:
+        return x.new_empty(0, dtype=torch.long), x.new_empty(0)
+    acc = _acc_dtype(x.dtype)
+    xf, cf = x.to(acc), codebook.to(acc)
+    if not bool(torch.isfinite(cf).all()):
+        raise ValueError("codebook contains NaN or inf")
+    xnorm = xf.pow(2).sum(1)
+    if not bool(torch.isfinite(xnorm).all()):
+        raise ValueError("x contains NaN or inf: the nearest codeword of a non-finite vector is undefined")
+    # ||c||^2 - 2 x.c, minimised over k; ||x||^2 added afterwards (does not change the argmin).
+    partial = torch.addmm(cf.pow(2).sum(1).unsqueeze(0), xf, cf.t(), beta=1.0, alpha=-2.0)
+    best, indices = partial.min(dim=1)
+    dist = (xnorm + best).clamp_min(0)
+    return indices, dist.to(x.dtype)
+
+
+def nearest_code_cdist(x: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``torch.cdist`` + ``argmin`` baseline (what most research code does). Benchmarks only."""
+    d = torch.cdist(x.unsqueeze(0), codebook.unsqueeze(0)).squeeze(0)
+    best, indices = d.min(dim=1)
+    return indices, best.pow(2)
+
+
+def code_stats(x: torch.Tensor, indices: torch.Tensor, K: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-code counts ``Tensor[K]`` and sums ``Tensor[K, D]`` (float64 for float64 x, else float32).
+
+    Raises:
+        IndexError: an index outside ``[0, K)`` (checked on the data).
+    """
+    _checks.check_code_stats(x, indices, K)
+    acc = _acc_dtype(x.dtype)
+    if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= K):
+        raise IndexError(f"indices out of range for a codebook of K = {K} codes")
+    counts = torch.zeros(K, dtype=acc, device=x.device)
+    counts.index_add_(0, indices, torch.ones_like(indices, dtype=acc))
+    sums = torch.zeros(K, x.shape[1], dtype=acc, device=x.device)
+    sums.index_add_(0, indices, x.to(acc))
+    return counts, sums
+
+
+def ema_apply_(cluster_size, embed_sum, codebook, counts, sums, decay: float, eps: float) -> None:
+    """The O(K D) part of the EMA update from (possibly all-reduced) statistics, in place.
+
+    van den Oord et al. 2017, appendix A.1 (eqs. 6-8), with Laplace-smoothed cluster sizes.
+    """
+    K = codebook.shape[0]
+    cluster_size.mul_(decay).add_(counts.to(cluster_size.dtype), alpha=1.0 - decay)
+    embed_sum.mul_(decay).add_(sums.to(embed_sum.dtype), alpha=1.0 - decay)
+    total = cluster_size.sum()
+    smoothed = (cluster_size + eps) / (total + K * eps) * total
+    codebook.copy_(embed_sum / smoothed.unsqueeze(1))
+
+
+def ema_codebook_update_(cluster_size, embed_sum, codebook, x, indices, decay: float, eps: float):
+    """EMA codebook update in place; returns the batch's counts ``Tensor[K]``. See
+    :func:`tsvq.ops.ema_codebook_update_`."""
+    _checks.check_ema_state(cluster_size, embed_sum, codebook, x, indices, decay, eps)
+    counts, sums = code_stats(x, indices, codebook.shape[0])
+    ema_apply_(cluster_size, embed_sum, codebook, counts, sums, float(decay), float(eps))
+    return counts
