@@ -7,8 +7,8 @@ namespace tsvq {
 
 std::string cuda_arch_list() {
 #ifdef __CUDA_ARCH_LIST__
-#define TSVQ_STR2(x) #x
-#define TSVQ_STR(x) TSVQ_STR2(x)
+#define TSVQ_STR2(...) #__VA_ARGS__
+#define TSVQ_STR(...) TSVQ_STR2(__VA_ARGS__)
   return TSVQ_STR(__CUDA_ARCH_LIST__);
 #else
   return "unknown";

@@ -53,6 +53,7 @@ if _extension.has_ops():
     def _setup_context(ctx, inputs, output):
         x, codebook = inputs
         indices, _ = output
+        ctx.mark_non_differentiable(indices)
         ctx.save_for_backward(x, codebook, indices)
 
     def _backward(ctx, grad_indices, grad_dist):

@@ -6,7 +6,8 @@
 // the device) and one block per code sums its segment in row order: bitwise reproducible.
 // Rows whose index is outside [0, K) (e.g. -1 from nearest_code on a non-finite row) are
 // skipped; the kernel cannot raise without a host synchronisation.
-#include <ATen/cuda/CUDAContext.h>
+#include <ATen/ATen.h>
+#include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
@@ -61,7 +62,7 @@ std::tuple<at::Tensor, at::Tensor> code_stats_cuda(const at::Tensor& x_in,
   if (N == 0 || D == 0) return {counts, sums};
   auto x = x_in.contiguous();
   auto indices = indices_in.contiguous();
-  auto stream = at::cuda::getCurrentCUDAStream();
+  auto stream = c10::cuda::getCurrentCUDAStream();
   const bool deterministic = at::globalContext().deterministicAlgorithms();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "code_stats_cuda", [&] {
     using acc_t = typename acc<scalar_t>::type;

@@ -8,7 +8,8 @@
 // index). dist = max(||x||^2 + min, 0). Rows whose ||x||^2 is not finite get index -1 and dist
 // NaN: the kernel cannot raise without a host synchronisation (see tsvq.ops.nearest_code).
 // Exact float32 arithmetic; a tensor-core (TF32/bf16) variant is future work.
-#include <ATen/cuda/CUDAContext.h>
+#include <ATen/ATen.h>
+#include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
@@ -143,7 +144,7 @@ std::tuple<at::Tensor, at::Tensor> nearest_code_cuda(const at::Tensor& x_in,
   auto x = x_in.contiguous();
   auto cb = codebook_in.contiguous();
   auto cnorm = cb.to(acc_dtype(cb.scalar_type())).pow(2).sum(1);
-  auto stream = at::cuda::getCurrentCUDAStream();
+  auto stream = c10::cuda::getCurrentCUDAStream();
   const int64_t blocks = ceil_div(N, kBM);
   TORCH_CHECK_VALUE(blocks <= std::numeric_limits<int32_t>::max(), "x has too many rows: ", N);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "nearest_code_cuda", [&] {

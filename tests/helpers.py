@@ -1,0 +1,27 @@
+"""Helpers shared by the tests (imported as `helpers`: pytest's pythonpath includes tests/)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("TSVQ_SHARED_DIR", REPO.parent / "shared"))
+UCR_DIR = SHARED / "data" / "UCRArchive_2018"
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+def noncontiguous(t: torch.Tensor) -> torch.Tensor:
+    """Same values, non-contiguous storage (every other column of a wider tensor)."""
+    wide = torch.empty(*t.shape[:-1], 2 * t.shape[-1], dtype=t.dtype, device=t.device)
+    wide[..., ::2] = t
+    out = wide[..., ::2]
+    assert not out.is_contiguous() or t.shape[-1] <= 1
+    return out
+
+
+def requires_ucr(name: str):
+    return pytest.mark.skipif(not (UCR_DIR / name).exists(), reason=f"{UCR_DIR / name} not found")

@@ -1,0 +1,253 @@
+import os
+import socket
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tsvq.nn import VectorQuantizer, kmeans
+
+vqp = pytest.importorskip("vector_quantize_pytorch")
+
+
+def _pair(dim=16, K=8, decay=0.9, **kw):
+    torch.manual_seed(0)
+    ours = VectorQuantizer(dim, K, decay=decay, **kw)
+    theirs = vqp.VectorQuantize(dim, K, decay=decay, commitment_weight=1.0, rotation_trick=False, **kw)
+    theirs._codebook.embed.data.copy_(ours.codebook.detach()[None])
+    theirs._codebook.embed_avg.data.copy_(ours.codebook.detach()[None])
+    return ours, theirs
+
+
+@pytest.mark.parametrize(
+    "shape, kw",
+    [
+        ((32, 16), {}),
+        ((4, 50, 16), {}),
+        ((4, 16, 50), {"channel_last": False}),
+        ((2, 16, 6, 5), {"accept_image_fmap": True}),
+    ],
+)
+def test_matches_vector_quantize_pytorch_over_training_steps(shape, kw):
+    ours, theirs = _pair(**kw)
+    g = torch.Generator().manual_seed(1)
+    for step in range(4):
+        x = torch.randn(*shape, generator=g) + 0.5 * step
+        q1, i1, l1 = ours(x)
+        q2, i2, l2 = theirs(x)
+        assert q1.shape == x.shape and i1.shape == i2.shape
+        assert torch.equal(i1, i2)
+        torch.testing.assert_close(q1, q2, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(l1, l2, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(ours.codebook, theirs.codebook, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(ours.cluster_size, theirs._codebook.cluster_size[0], rtol=1e-5, atol=1e-6)
+
+
+def test_straight_through_gradient_and_commitment_gradient():
+    vq = VectorQuantizer(8, 4, commitment_weight=0.25)
+    x = torch.randn(3, 10, 8, requires_grad=True)
+    codebook = vq.codebook.clone()  # the EMA update after the search moves vq.codebook
+    q, idx, loss = vq(x)
+    w = torch.randn_like(q)
+    (gq,) = torch.autograd.grad((q * w).sum(), x, retain_graph=True)
+    torch.testing.assert_close(gq, w)  # straight-through: d quantized / d x = identity
+    (gl,) = torch.autograd.grad(loss, x)
+    codes = codebook[idx]
+    torch.testing.assert_close(gl, 0.25 * 2 * (x - codes).detach() / x.numel())
+
+
+def test_gradcheck_float64_commitment():
+    vq = VectorQuantizer(4, 6, decay=0.9).double().eval()
+    x = torch.randn(5, 4, dtype=torch.float64, requires_grad=True)
+    # The loss is smooth where no index changes; `quantized` is piecewise constant and its
+    # straight-through gradient is deliberately not its derivative (checked above instead).
+    assert torch.autograd.gradcheck(lambda t: vq(t)[2], (x,))
+
+
+def test_loss_trained_codebook_gets_codebook_loss_gradient():
+    vq = VectorQuantizer(8, 4, decay=None, commitment_weight=0.25)
+    assert isinstance(vq.codebook, torch.nn.Parameter)
+    x = torch.randn(64, 8)
+    q, idx, loss = vq(x)
+    codes = vq.codebook[idx].detach()
+    expected = 0.25 * F.mse_loss(x, codes) + F.mse_loss(codes, x)
+    torch.testing.assert_close(loss, expected)
+    loss.backward()
+    assert vq.codebook.grad is not None and vq.codebook.grad.abs().sum() > 0
+    before = vq.codebook.detach().clone()
+    torch.optim.SGD(vq.parameters(), lr=1.0).step()
+    assert not torch.equal(before, vq.codebook.detach())
+
+
+def test_eval_mode_does_not_update_and_still_returns_loss():
+    vq = VectorQuantizer(8, 4)
+    vq.eval()
+    state = {k: v.clone() for k, v in vq.state_dict().items()}
+    q, idx, loss = vq(torch.randn(10, 8))
+    for k, v in vq.state_dict().items():
+        assert torch.equal(v, state[k]), k
+    assert loss > 0
+
+
+def _clustered(n_clusters=8, per=64, dim=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    centers = torch.randn(n_clusters, dim, generator=g) * 10
+    return (centers.repeat_interleave(per, 0) + 0.1 * torch.randn(n_clusters * per, dim, generator=g)), centers
+
+
+def test_kmeans_init_improves_codebook_usage():
+    x, _ = _clustered()
+    torch.manual_seed(0)
+    plain = VectorQuantizer(4, 8, decay=0.9)
+    plain(x)
+    torch.manual_seed(0)
+    init = VectorQuantizer(4, 8, decay=0.9, kmeans_init=True, kmeans_iters=10)
+    init(x)
+    assert bool(init.initted)
+    assert init.perplexity > plain.perplexity
+    assert init.fraction_used.item() >= 0.75
+
+
+def test_kmeans_recovers_separated_clusters():
+    x, centers = _clustered(n_clusters=4, dim=3, seed=3)
+    means, counts = kmeans(x, 4, num_iters=20, generator=torch.Generator().manual_seed(0))
+    assert counts.sum().item() == x.shape[0]
+    d = torch.cdist(centers, means).min(1).values
+    assert (d < 1.0).sum() >= 3  # Lloyd may merge one pair from a bad start; most are found
+
+
+def test_dead_code_restart_revives_unused_codes():
+    torch.manual_seed(0)
+    vq = VectorQuantizer(4, 16, decay=0.8, threshold_ema_dead_code=2)
+    with torch.no_grad():
+        vq.codebook.mul_(0).add_(100.0)  # every code far away: one gets all, the rest are dead
+        vq.embed_sum.copy_(vq.codebook)
+    x, _ = _clustered(n_clusters=8, per=32, dim=4)
+    for _ in range(20):
+        vq(x)
+    assert vq.fraction_used.item() >= 0.5
+    assert (vq.codebook.abs() < 50).all()  # every code was replaced by (or moved to) data
+
+
+def test_state_dict_round_trip():
+    x, _ = _clustered()
+    a = VectorQuantizer(4, 8, kmeans_init=True)
+    a(x)
+    b = VectorQuantizer(4, 8, kmeans_init=True)
+    b.load_state_dict(a.state_dict())
+    assert b._initted
+    a.eval(), b.eval()
+    for t1, t2 in zip(a(x), b(x)):
+        assert torch.equal(t1, t2)
+
+
+def test_cosine_sim_and_projection():
+    vq = VectorQuantizer(10, 8, codebook_dim=4, use_cosine_sim=True)
+    x = torch.randn(2, 7, 10)
+    q, idx, loss = vq(x)
+    assert q.shape == x.shape and idx.shape == (2, 7)
+    torch.testing.assert_close(vq.codebook.norm(dim=-1), torch.ones(8))
+    vq.eval()
+    q, idx, _ = vq(x)
+    torch.testing.assert_close(vq.indices_to_codes(idx), q)
+
+
+@pytest.mark.parametrize("kw, shape", [({}, (3, 5, 6)), ({"channel_last": False}, (3, 6, 5)), ({}, (4, 6))])
+def test_indices_to_codes_reproduces_quantized(kw, shape):
+    vq = VectorQuantizer(6, 8, **kw).eval()
+    x = torch.randn(*shape)
+    q, idx, _ = vq(x)
+    torch.testing.assert_close(vq.indices_to_codes(idx), q)
+    assert vq.get_codes_from_indices(idx).shape == q.shape
+
+
+def test_autocast_bf16_keeps_quantisation_in_float32():
+    vq = VectorQuantizer(8, 4)
+    x = torch.randn(16, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        q, idx, loss = vq(x.bfloat16())
+    assert q.dtype == torch.bfloat16 and loss.dtype == torch.float32 and vq.codebook.dtype == torch.float32
+
+
+def test_compiles_without_graph_breaks():
+    torch.manual_seed(0)
+    vq = VectorQuantizer(8, 16, decay=0.9, threshold_ema_dead_code=1)
+    ref = VectorQuantizer(8, 16, decay=0.9, threshold_ema_dead_code=1)
+    ref.load_state_dict(vq.state_dict())
+    compiled = torch.compile(vq, fullgraph=True, backend="aot_eager")
+    x = torch.randn(4, 32, 8)
+    torch.manual_seed(1)
+    q1, i1, l1 = compiled(x)
+    torch.manual_seed(1)
+    q2, i2, l2 = ref(x)
+    assert torch.equal(i1, i2)
+    torch.testing.assert_close(vq.codebook, ref.codebook)
+    torch.testing.assert_close(l1, l2)
+
+
+@pytest.mark.parametrize(
+    "make, x, exc, match",
+    [
+        (lambda: VectorQuantizer(4, 8), torch.randn(2, 3, 5), ValueError, "D == dim == 4"),
+        (lambda: VectorQuantizer(4, 8), torch.randn(2, 3, 4, 4), ValueError, "channel-first"),
+        (lambda: VectorQuantizer(4, 8), torch.randn(4), ValueError, "x must be"),
+        (lambda: VectorQuantizer(4, 8), torch.randn(0, 4), ValueError, "empty batch"),
+        (lambda: VectorQuantizer(4, 8), torch.ones(2, 4, dtype=torch.long), TypeError, "float tensor"),
+        (lambda: VectorQuantizer(4, 8), torch.full((2, 4), float("nan")), ValueError, "NaN or inf"),
+    ],
+)
+def test_bad_input(make, x, exc, match):
+    with pytest.raises(exc, match=match):
+        make()(x)
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [({"codebook_size": 0}, "codebook_size"), ({"dim": 0}, "dim"), ({"decay": 1.0}, "decay"),
+     ({"commitment_weight": -1}, "commitment_weight"), ({"threshold_ema_dead_code": -1}, "threshold")],
+)
+def test_bad_constructor(kw, match):
+    args = {"dim": 4, "codebook_size": 8, **kw}
+    with pytest.raises(ValueError, match=match):
+        VectorQuantizer(**args)
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank, world, port, data, out):
+    import torch.distributed as dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        torch.manual_seed(0)
+        vq = VectorQuantizer(4, 8, decay=0.8, kmeans_init=True, threshold_ema_dead_code=0.5)
+        for step in range(3):
+            vq(data[step][rank])
+        out[rank] = vq.state_dict()
+    finally:
+        dist.destroy_process_group()
+
+
+def test_distributed_replicas_keep_the_same_codebook():
+    mp = torch.multiprocessing.get_context("spawn")
+    manager = mp.Manager()
+    out = manager.dict()
+    g = torch.Generator().manual_seed(0)
+    data = [[torch.randn(64, 4, generator=g) * (r + 1) for r in range(2)] for _ in range(3)]
+    port = _free_port()
+    procs = [mp.Process(target=_ddp_worker, args=(r, 2, port, data, out)) for r in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert all(p.exitcode == 0 for p in procs)
+    s0, s1 = out[0], out[1]
+    for k in s0:
+        assert torch.equal(s0[k], s1[k]), k
+    # Statistics are the global batch's: the ranks' counts add up to both batches.
+    assert s0["cluster_size"].sum() > 0
