@@ -1,0 +1,68 @@
+import gzip
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from helpers import SHARED, UCR_DIR, requires_ucr
+
+from tsvq.data import GlobalScaler, load_ucr
+
+
+@requires_ucr("GunPoint")
+def test_gunpoint_official_split():
+    d = load_ucr("GunPoint", UCR_DIR)
+    assert d.x_train.shape == (50, 1, 150) and d.x_test.shape == (150, 1, 150)
+    assert d.x_train.dtype == torch.float32 and d.y_train.dtype == torch.int64
+    assert list(d.classes) == [1.0, 2.0] and set(d.y_test.tolist()) == {0, 1}
+    raw = np.loadtxt(UCR_DIR / "GunPoint" / "GunPoint_TRAIN.tsv", delimiter="\t")
+    np.testing.assert_allclose(d.x_train[:, 0].numpy(), raw[:, 1:], rtol=1e-6)
+    np.testing.assert_array_equal(d.classes[d.y_train.numpy()], raw[:, 0])
+
+
+@requires_ucr("ECG200")
+def test_labels_are_encoded_keeping_originals():
+    d = load_ucr("ECG200", UCR_DIR)
+    assert list(d.classes) == [-1.0, 1.0] and d.n_classes == 2
+
+
+def test_gz_variable_length_and_errors(tmp_path):
+    folder = tmp_path / "Toy"
+    folder.mkdir()
+    rows = "1\t0.0\t1.0\t2.0\t3.0\n2\t5.0\t6.0\tNaN\tNaN\n"
+    for split in ("TRAIN", "TEST"):
+        with gzip.open(folder / f"Toy_{split}.tsv.gz", "wt") as f:
+            f.write(rows)
+    with pytest.raises(ValueError, match="variable-length"):
+        load_ucr("Toy", tmp_path)
+    d = load_ucr("Toy", tmp_path, resample_to=3)
+    torch.testing.assert_close(d.x_train[1, 0], torch.tensor([5.0, 5.5, 6.0]))
+    with pytest.raises(FileNotFoundError, match="unknown UCR dataset 'Nope'.*Toy"):
+        load_ucr("Nope", tmp_path)
+    shutil.move(folder / "Toy_TEST.tsv.gz", tmp_path / "elsewhere.gz")
+    with pytest.raises(FileNotFoundError, match="TEST"):
+        load_ucr("Toy", tmp_path, resample_to=3)
+    assert load_ucr("Toy", tmp_path, resample_to=3, require_test=False).x_test is None
+
+
+def test_missing_root_names_the_variable(monkeypatch):
+    monkeypatch.delenv("TSVQ_DATA_DIR", raising=False)
+    with pytest.raises(FileNotFoundError, match="TSVQ_DATA_DIR"):
+        load_ucr("GunPoint")
+
+
+@pytest.mark.skipif(not (SHARED / "data" / "UCRArchive_2018_train_only" / "Wafer").exists(), reason="no train-only data")
+def test_train_only_copy():
+    d = load_ucr("Wafer", SHARED / "data" / "UCRArchive_2018_train_only", require_test=False)
+    assert d.x_train.shape == (1000, 1, 152) and d.x_test is None
+
+
+def test_global_scaler_round_trip():
+    x = torch.randn(10, 1, 20) * 3 + 2
+    s = GlobalScaler().fit(x)
+    z = s.transform(x)
+    assert abs(z.mean().item()) < 1e-5 and abs(z.std().item() - 1) < 1e-4
+    torch.testing.assert_close(s.inverse_transform(z), x)
+    s2 = GlobalScaler()
+    s2.load_state_dict(s.state_dict())
+    torch.testing.assert_close(s2.transform(x), z)

@@ -1,0 +1,167 @@
+"""Reader for the UCR 2018 time-series classification archive on disk."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ENV_DATA_DIR = "TSVQ_DATA_DIR"
+
+
+@dataclass
+class UCRDataset:
+    """One UCR dataset with its official split.
+
+    Attributes:
+        name: dataset name, e.g. ``"GunPoint"``.
+        x_train: float32 Tensor[N_train, 1, L].
+        y_train: int64 Tensor[N_train], label-encoded to ``0 .. n_classes - 1``.
+        x_test: float32 Tensor[N_test, 1, L], or None for a train-only copy.
+        y_test: int64 Tensor[N_test], or None.
+        classes: the archive's original label values; ``classes[y]`` is the label of ``y``.
+    """
+
+    name: str
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor | None
+    y_test: torch.Tensor | None
+    classes: np.ndarray
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def length(self) -> int:
+        return self.x_train.shape[-1]
+
+
+def _find(root: Path, name: str, split: str) -> Path | None:
+    for suffix in (".tsv", ".tsv.gz"):
+        p = root / name / f"{name}_{split}{suffix}"
+        if p.exists():
+            return p
+    return None
+
+
+def _read(path: Path, name: str, resample_to: int | None) -> tuple[np.ndarray, np.ndarray]:
+    table = np.loadtxt(path, delimiter="\t", dtype=np.float64, ndmin=2)
+    labels, x = table[:, 0], table[:, 1:]
+    if np.isnan(x).any():
+        if resample_to is None:
+            raise ValueError(
+                f"{name} has variable-length series (NaN padding in {path.name}); pass "
+                "resample_to=L to resample every series to a fixed length L")
+        x = np.stack([_resample(row[~np.isnan(row)], resample_to) for row in x])
+    elif resample_to is not None and resample_to != x.shape[1]:
+        x = np.stack([_resample(row, resample_to) for row in x])
+    return labels, x
+
+
+def _resample(row: np.ndarray, length: int) -> np.ndarray:
+    if row.size == 0:
+        raise ValueError("cannot resample an empty series")
+    if row.size == 1:
+        return np.full(length, row[0])
+    return np.interp(np.linspace(0, row.size - 1, length), np.arange(row.size), row)
+
+
+def load_ucr(
+    name: str,
+    data_dir: str | os.PathLike | None = None,
+    resample_to: int | None = None,
+    require_test: bool = True,
+) -> UCRDataset:
+    """Load ``<data_dir>/<name>/<name>_TRAIN.tsv`` and ``_TEST.tsv`` (also ``.tsv.gz``).
+
+    Tab-separated, label in the first column, one series per row (UCR 2018 format, Dau et
+    al. 2019). Labels are label-encoded over train and test together.
+
+    Args:
+        name: dataset name as in the archive, e.g. ``"GunPoint"``.
+        data_dir: archive root; default ``$TSVQ_DATA_DIR``.
+        resample_to: resample every series (linear interpolation) to this length; needed for
+            variable-length datasets, whose files are NaN-padded.
+        require_test: raise if the test split is missing (False: load a train-only copy,
+            whose test fields are None; never report test metrics from such a copy).
+
+    Returns:
+        :class:`UCRDataset`.
+
+    Raises:
+        FileNotFoundError: no archive root given, or the dataset/split is not under it (the
+            message says where the files should be).
+        ValueError: NaN-padded (variable-length) series without ``resample_to``.
+    """
+    root = data_dir if data_dir is not None else os.environ.get(ENV_DATA_DIR)
+    if root is None:
+        raise FileNotFoundError(
+            f"no UCR archive directory: pass data_dir or set {ENV_DATA_DIR} to the folder that "
+            f"holds <Name>/<Name>_TRAIN.tsv and <Name>/<Name>_TEST.tsv")
+    root = Path(root)
+    train = _find(root, name, "TRAIN")
+    if train is None:
+        available = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+        raise FileNotFoundError(
+            f"unknown UCR dataset {name!r}: {root / name / (name + '_TRAIN.tsv')} not found"
+            + (f"; datasets under {root}: {', '.join(available)}" if available else ""))
+    test = _find(root, name, "TEST")
+    if test is None and require_test:
+        raise FileNotFoundError(f"{root / name / (name + '_TEST.tsv')} not found (train-only copy? "
+                                "pass require_test=False and report no test metrics)")
+    ltr, xtr = _read(train, name, resample_to)
+    lte, xte = _read(test, name, resample_to) if test is not None else (np.empty(0), None)
+    if xte is not None and xte.shape[1] != xtr.shape[1]:
+        raise ValueError(f"{name}: train length {xtr.shape[1]} != test length {xte.shape[1]}; "
+                         "pass resample_to")
+    classes, encoded = np.unique(np.concatenate([ltr, lte]), return_inverse=True)
+    ytr, yte = encoded[: len(ltr)], encoded[len(ltr):]
+    as_x = lambda a: torch.from_numpy(a.astype(np.float32)).unsqueeze(1)  # noqa: E731
+    return UCRDataset(
+        name=name,
+        x_train=as_x(xtr),
+        y_train=torch.from_numpy(ytr.astype(np.int64)),
+        x_test=as_x(xte) if xte is not None else None,
+        y_test=torch.from_numpy(yte.astype(np.int64)) if xte is not None else None,
+        classes=classes,
+    )
+
+
+class GlobalScaler:
+    """TimeVQVAE scaling: one mean and one standard deviation over the whole train matrix.
+
+    ``fit`` on the train split, ``transform`` train and test with the same statistics,
+    ``inverse_transform`` maps model outputs (e.g. generated series) back to data units.
+    """
+
+    def __init__(self, eps: float = 1e-8):
+        self.eps = eps
+        self.mean: float | None = None
+        self.std: float | None = None
+
+    def fit(self, x: torch.Tensor) -> "GlobalScaler":
+        self.mean = float(x.mean())
+        self.std = float(x.std())
+        return self
+
+    def _check(self):
+        if self.mean is None:
+            raise RuntimeError("GlobalScaler.fit must be called before transform")
+
+    def transform(self, x: torch.Tensor) -> torch.Tensor:
+        self._check()
+        return (x - self.mean) / (self.std + self.eps)
+
+    def inverse_transform(self, x: torch.Tensor) -> torch.Tensor:
+        self._check()
+        return x * (self.std + self.eps) + self.mean
+
+    def state_dict(self) -> dict:
+        return {"mean": self.mean, "std": self.std, "eps": self.eps}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.mean, self.std, self.eps = state["mean"], state["std"], state["eps"]
