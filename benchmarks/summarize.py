@@ -10,6 +10,13 @@ import sys
 from collections import defaultdict
 
 
+def _rate(value: float, unit: str) -> str:
+    for scale, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "k"), (1, "")):
+        if value >= scale:
+            return f"{value / scale:.1f} {prefix}{unit}/s"
+    return f"{value:.2f} {unit}/s"
+
+
 def summarize(path: str) -> str:
     with open(path) as f:
         data = json.load(f)
@@ -23,7 +30,7 @@ def summarize(path: str) -> str:
         tsvq_mean = next((r["stats"]["mean"] for r in rows if r["extra_info"].get("impl") == "tsvq"), None)
         for r in sorted(rows, key=lambda r: r["stats"]["mean"]):
             info, mean = r["extra_info"], r["stats"]["mean"]
-            thr = next((f"{v / 1e6:.1f} M{k.split('_per_s')[0]}/s" for k, v in info.items() if k.endswith("_per_s")), "")
+            thr = next((_rate(v, k[: -len("_per_s")]) for k, v in info.items() if k.endswith("_per_s")), "")
             peak = info.get("peak_bytes", -1)
             ratio = f"{mean / tsvq_mean:.2f}x" if tsvq_mean and info.get("impl") != "tsvq" else ""
             lines.append(f"| {group} | {info.get('impl')} | {mean * 1e3:.3f} | {thr} | "

@@ -4,8 +4,9 @@ Each public function checks its inputs, calls the compiled op when ``tsvq._C`` i
 otherwise the pure-PyTorch reference in :mod:`tsvq.ops.reference`.
 """
 from . import reference
+from .barlow_twins_loss import barlow_twins_loss
 from .code_stats import code_stats
 from .ema_codebook_update import ema_codebook_update_
 from .nearest_code import nearest_code
 
-__all__ = ["nearest_code", "code_stats", "ema_codebook_update_", "reference"]
+__all__ = ["barlow_twins_loss", "nearest_code", "code_stats", "ema_codebook_update_", "reference"]

@@ -87,3 +87,22 @@ def check_ema_state(cluster_size, embed_sum, codebook, x, indices, decay, eps) -
         raise ValueError(f"decay must be in [0, 1], got {decay}")
     if float(eps) < 0.0:
         raise ValueError(f"eps must be >= 0, got {eps}")
+
+
+def check_barlow_twins(z1, z2, lambd, eps) -> None:
+    for name, z in (("z1", z1), ("z2", z2)):
+        check_float(z, name)
+        check_rank(z, 2, name, "Tensor[N, D]")
+    if z1.shape != z2.shape:
+        raise ValueError(f"z1 and z2 must have the same shape [N, D], got {list(z1.shape)} and {list(z2.shape)}")
+    if z1.dtype != z2.dtype:
+        raise TypeError(f"z1 and z2 must have the same dtype, got {z1.dtype} and {z2.dtype}")
+    check_same_device(z1, "z1", z2, "z2")
+    if z1.shape[0] < 2:
+        raise ValueError(f"z1 and z2 need a batch of N >= 2 rows to standardise columns, got N = {z1.shape[0]}")
+    if z1.shape[1] < 1:
+        raise ValueError("z1 and z2 need D >= 1 columns")
+    if float(lambd) < 0:
+        raise ValueError(f"lambd must be >= 0, got {lambd}")
+    if float(eps) < 0:
+        raise ValueError(f"eps must be >= 0, got {eps}")

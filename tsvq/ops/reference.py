@@ -92,3 +92,23 @@ def ema_codebook_update_(cluster_size, embed_sum, codebook, x, indices, decay: f
     counts, sums = code_stats(x, indices, codebook.shape[0])
     ema_apply_(cluster_size, embed_sum, codebook, counts, sums, float(decay), float(eps))
     return counts
+
+
+def barlow_twins_loss(z1: torch.Tensor, z2: torch.Tensor, lambd: float = 0.005, eps: float = 1e-5,
+                      unbiased: bool = False, scale_by_dim: bool = False) -> torch.Tensor:
+    """Barlow Twins loss with the explicit D x D cross-correlation matrix (Zbontar et al. 2021,
+    eq. 1; facebookresearch/barlowtwins semantics: columns standardised like
+    ``BatchNorm1d(affine=False)``). See :func:`tsvq.ops.barlow_twins_loss`."""
+    _checks.check_barlow_twins(z1, z2, lambd, eps)
+    n, d = z1.shape
+    acc = _acc_dtype(z1.dtype)
+
+    def standardise(z):
+        z = z.to(acc)
+        return (z - z.mean(0)) / torch.sqrt(z.var(0, unbiased=unbiased) + eps)
+
+    c = standardise(z1).t() @ standardise(z2) / n
+    on_diag = (torch.diagonal(c) - 1).pow(2).sum()
+    off_diag = c.pow(2).sum() - torch.diagonal(c).pow(2).sum()
+    loss = on_diag + lambd * off_diag
+    return (loss / d if scale_by_dim else loss).to(z1.dtype)
