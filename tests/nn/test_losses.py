@@ -1,0 +1,161 @@
+import math
+import os
+import socket
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tsvq.nn import BarlowTwinsLoss, IterNorm, NTXentLoss, Projector, VIbCRegLoss, VICRegLoss
+from tsvq.ops import reference
+
+
+def _views(n=32, d=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    z1 = torch.randn(n, d, generator=g)
+    return z1, z1 + 0.3 * torch.randn(n, d, generator=g)
+
+
+def test_barlow_twins_module_wraps_op():
+    z1, z2 = _views()
+    loss = BarlowTwinsLoss(lambd=0.005, scale_by_dim=True)(z1, z2)
+    torch.testing.assert_close(loss, reference.barlow_twins_loss(z1, z2, 0.005, 1e-5, False, True))
+
+
+def test_vicreg_terms_by_hand():
+    z1, z2 = _views()
+    loss = VICRegLoss()(z1, z2)
+    inv = ((z1 - z2) ** 2).mean()
+    var = sum(torch.clamp(1 - torch.sqrt(z.var(0) + 1e-4), min=0).mean() for z in (z1, z2))
+    cov = 0
+    for z in (z1, z2):
+        c = torch.cov(z.T)
+        cov = cov + (c.pow(2).sum() - c.diagonal().pow(2).sum()) / z.shape[1]
+    torch.testing.assert_close(loss, 25 * inv + 25 * var + 1 * cov)
+
+
+def test_vicreg_minimum_for_identical_whitened_views():
+    x = torch.randn(64, 8, dtype=torch.float64)
+    z = torch.linalg.qr(x - x.mean(0))[0] * math.sqrt(63)  # centred, uncorrelated, std exactly 1
+    loss = VICRegLoss(eps=0.0)(z, z)
+    assert loss < 1e-10
+
+
+def test_vibcreg_covariance_is_correlation_based():
+    z1, z2 = _views(d=6)
+    term = VIbCRegLoss.covariance_term(z1)
+    corr = torch.corrcoef(z1.T)
+    torch.testing.assert_close(term, (corr.pow(2).sum() - 6) / 36, rtol=1e-5, atol=1e-6)
+    assert VIbCRegLoss().cov_weight == 200
+    # Scale invariance: a correlation term does not change when a feature is rescaled.
+    torch.testing.assert_close(VIbCRegLoss.covariance_term(z1 * torch.arange(1.0, 7.0)), term, rtol=1e-5, atol=1e-6)
+
+
+def test_ntxent_equals_direct_loop():
+    z1, z2 = _views(n=6, d=5)
+    tau = 0.5
+    z = F.normalize(torch.cat([z1, z2]), dim=1)
+    n = 6
+    total = 0.0
+    for i in range(2 * n):
+        j = (i + n) % (2 * n)
+        num = torch.exp(z[i] @ z[j] / tau)
+        den = sum(torch.exp(z[i] @ z[k] / tau) for k in range(2 * n) if k != i)
+        total = total - torch.log(num / den)
+    torch.testing.assert_close(NTXentLoss(tau)(z1, z2), total / (2 * n))
+
+
+def test_iternorm_whitens():
+    torch.manual_seed(0)
+    # Correlated features with covariance eigenvalues in [1, 4]: Newton-Schulz converges fast.
+    q = torch.linalg.qr(torch.randn(8, 8, dtype=torch.float64))[0]
+    mix = q @ torch.diag(torch.linspace(1, 2, 8, dtype=torch.float64)) @ q.T
+    x = torch.randn(4096, 8, dtype=torch.float64) @ mix + 3.0
+    errors = []
+    for T in (1, 3, 8):
+        y = IterNorm(8, num_groups=1, T=T).double()(x)
+        errors.append((torch.cov(y.T, correction=0) - torch.eye(8, dtype=torch.float64)).abs().max().item())
+    assert errors[0] > errors[1] > errors[2] and errors[2] < 0.01  # more iterations, whiter output
+    assert y.mean(0).abs().max() < 1e-8
+    layer = IterNorm(8, num_groups=2)
+    layer(x.float())
+    layer.eval()
+    assert layer(x[:3].float()).shape == (3, 8)
+
+
+def test_projector_shapes_and_backward():
+    p = Projector(128, (256, 256, 64), final_iternorm=True)
+    x = torch.randn(16, 128, requires_grad=True)
+    y = p(x)
+    assert y.shape == (16, 64) and torch.isfinite(y).all()
+    y.pow(2).sum().backward()
+    assert torch.isfinite(x.grad).all()
+    assert [type(m).__name__ for m in Projector(128).net] == [
+        "Linear", "BatchNorm1d", "ReLU", "Linear", "BatchNorm1d", "ReLU", "Linear"]
+
+
+@pytest.mark.parametrize("loss", [VICRegLoss(), VIbCRegLoss(), NTXentLoss(), BarlowTwinsLoss()])
+def test_backward_finite(loss):
+    z1, z2 = _views()
+    z1.requires_grad_()
+    loss(z1, z2).backward()
+    assert torch.isfinite(z1.grad).all()
+
+
+@pytest.mark.parametrize("loss", [VICRegLoss(), NTXentLoss(), BarlowTwinsLoss()])
+def test_bad_views(loss):
+    with pytest.raises(ValueError, match="same shape"):
+        loss(torch.randn(4, 3), torch.randn(4, 2))
+    with pytest.raises((ValueError, TypeError), match=r"Tensor\[N, D\]|float"):
+        loss(torch.randn(4), torch.randn(4))
+
+
+def test_bad_constructor_arguments():
+    with pytest.raises(ValueError, match="temperature"):
+        NTXentLoss(0.0)
+    with pytest.raises(ValueError, match="divisible"):
+        IterNorm(10, num_groups=4)
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _bt_worker(rank, world, port, z1, z2, out):
+    import torch.distributed as dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        n = z1.shape[0] // world
+        a = z1[rank * n:(rank + 1) * n].clone().requires_grad_()
+        b = z2[rank * n:(rank + 1) * n].clone()
+        loss = BarlowTwinsLoss(lambd=0.01)(a, b)
+        loss.backward()
+        out[rank] = (loss.detach(), a.grad)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_barlow_twins_distributed_uses_global_batch():
+    z1, z2 = _views(n=16, d=8)
+    mp = torch.multiprocessing.get_context("spawn")
+    out = mp.Manager().dict()
+    port = _free_port()
+    procs = [mp.Process(target=_bt_worker, args=(r, 2, port, z1, z2, out)) for r in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert all(p.exitcode == 0 for p in procs)
+    a = z1.clone().requires_grad_()
+    full = BarlowTwinsLoss(lambd=0.01)(a, z2)
+    full.backward()
+    for r in range(2):
+        torch.testing.assert_close(out[r][0], full.detach())
+    # all_gather's backward sums the gradient of each rank's copy of the loss: world x the
+    # single-process gradient, the same convention as DDP's gradient averaging undoing it.
+    grad = torch.cat([out[0][1], out[1][1]])
+    torch.testing.assert_close(grad, 2 * a.grad, rtol=1e-4, atol=1e-6)
