@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import DEVICES, run
+from conftest import cases, run
 
 import tsvq
 from tsvq.ops import barlow_twins_loss, reference
@@ -16,16 +16,10 @@ from tsvq.ops import barlow_twins_loss, reference
 SHAPES = [(128, 4096), (512, 4096), (2048, 8192)]
 
 
-def _cases():
-    for device in DEVICES:
-        for shape in SHAPES:
-            if device == "cpu" and shape[0] > 512:
-                continue
-            yield pytest.param(device, shape, id=f"{device}-N{shape[0]}-D{shape[1]}")
 
 
 @pytest.mark.parametrize("impl", ["tsvq", "reference"])
-@pytest.mark.parametrize("device, shape", list(_cases()))
+@pytest.mark.parametrize("device, shape", list(cases(SHAPES, cpu_max_rows=512)))
 def test_barlow_twins_forward_backward(benchmark, impl, device, shape):
     if not tsvq.has_ops():
         pytest.skip("tsvq._C not built")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import DEVICES, run
+from conftest import cases, run
 
 import tsvq
 from tsvq.nn import VectorQuantizer
@@ -20,12 +20,6 @@ from tsvq.ops import nearest_code, reference
 SHAPES = [(5120, 32, 64), (65536, 1024, 64), (262144, 8192, 256)]
 
 
-def _cases():
-    for device in DEVICES:
-        for shape in SHAPES:
-            if device == "cpu" and shape[0] > 65536:
-                continue
-            yield pytest.param(device, shape, id=f"{device}-N{shape[0]}-K{shape[1]}-D{shape[2]}")
 
 
 def _rounds(shape, device):
@@ -33,7 +27,7 @@ def _rounds(shape, device):
 
 
 @pytest.mark.parametrize("impl", ["tsvq", "reference_addmm", "cdist"])
-@pytest.mark.parametrize("device, shape", list(_cases()))
+@pytest.mark.parametrize("device, shape", list(cases(SHAPES, cpu_max_rows=65536)))
 def test_nearest_code(benchmark, impl, device, shape):
     if not tsvq.has_ops():
         pytest.skip("tsvq._C not built")
@@ -69,7 +63,7 @@ def _layer(impl, D, K, device):
 
 
 @pytest.mark.parametrize("impl", ["tsvq", "vector_quantize_pytorch"])
-@pytest.mark.parametrize("device, shape", list(_cases()))
+@pytest.mark.parametrize("device, shape", list(cases(SHAPES, cpu_max_rows=65536)))
 def test_layer_training_step(benchmark, impl, device, shape):
     """Forward + backward + EMA update of the layer, B x 1024 (or 128) vectors of dim D."""
     if impl == "tsvq" and not tsvq.has_ops():

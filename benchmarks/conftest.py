@@ -9,6 +9,15 @@ import torch
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
+def cases(shapes, cpu_max_rows: int):
+    """pytest params (device, shape) for every device; the CPU skips shapes with more rows."""
+    for device in DEVICES:
+        for shape in shapes:
+            if device == "cpu" and shape[0] > cpu_max_rows:
+                continue
+            yield pytest.param(device, shape, id=f"{device}-" + "-".join(map(str, shape)))
+
+
 def sync(device) -> None:
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize()
