@@ -1,7 +1,8 @@
 """Neural-network layers of tsvq: the vector quantizer and the SSL losses/projector."""
 from .kmeans import kmeans
 from .losses import BarlowTwinsLoss, IterNorm, NTXentLoss, Projector, VIbCRegLoss, VICRegLoss
+from .stft import ISTFT, STFT
 from .vector_quantizer import VectorQuantizer
 
-__all__ = ["VectorQuantizer", "kmeans", "BarlowTwinsLoss", "VICRegLoss", "VIbCRegLoss", "NTXentLoss",
+__all__ = ["VectorQuantizer", "STFT", "ISTFT", "kmeans", "BarlowTwinsLoss", "VICRegLoss", "VIbCRegLoss", "NTXentLoss",
            "IterNorm", "Projector"]

@@ -8,5 +8,9 @@ from .barlow_twins_loss import barlow_twins_loss
 from .code_stats import code_stats
 from .ema_codebook_update import ema_codebook_update_
 from .nearest_code import nearest_code
+from .stft import from_time_frequency, istft, stft, to_time_frequency
 
-__all__ = ["barlow_twins_loss", "nearest_code", "code_stats", "ema_codebook_update_", "reference"]
+__all__ = [
+    "barlow_twins_loss", "nearest_code", "code_stats", "ema_codebook_update_", "stft", "istft",
+    "to_time_frequency", "from_time_frequency", "reference",
+]

@@ -112,3 +112,45 @@ def barlow_twins_loss(z1: torch.Tensor, z2: torch.Tensor, lambd: float = 0.005, 
     off_diag = c.pow(2).sum() - torch.diagonal(c).pow(2).sum()
     loss = on_diag + lambd * off_diag
     return (loss / d if scale_by_dim else loss).to(z1.dtype)
+
+
+def stft(x: torch.Tensor, n_fft: int, hop_length: int, window: torch.Tensor, center: bool = True,
+         pad_mode: str = "reflect", normalized: bool = False, onesided: bool = True) -> torch.Tensor:
+    """``torch.stft(..., return_complex=True)`` over every channel of ``x: Tensor[B, C, L]``.
+
+    ``window`` is already padded to ``n_fft``. Returns complex ``Tensor[B, C, F, T]``.
+    """
+    B, C, L = x.shape
+    z = torch.stft(x.reshape(B * C, L), n_fft, hop_length, n_fft, window, center, pad_mode,
+                   normalized, onesided, return_complex=True)
+    return z.reshape(B, C, *z.shape[-2:])
+
+
+def istft(spec: torch.Tensor, n_fft: int, hop_length: int, window: torch.Tensor, center: bool = True,
+          normalized: bool = False, onesided: bool = True, length: int | None = None) -> torch.Tensor:
+    """``torch.istft`` over every channel of complex ``spec: Tensor[B, C, F, T]`` -> ``[B, C, L]``.
+
+    Note that torch.istft reads the window envelope back to the host (NOLA check).
+    """
+    B, C, F, T = spec.shape
+    y = torch.istft(spec.reshape(B * C, F, T), n_fft, hop_length, n_fft, window, center, normalized,
+                    onesided, length, return_complex=False)
+    return y.reshape(B, C, y.shape[-1])
+
+
+def to_time_frequency(x: torch.Tensor, n_fft: int, hop_length: int, window: torch.Tensor,
+                      center: bool = True, pad_mode: str = "reflect", normalized: bool = False,
+                      onesided: bool = True) -> torch.Tensor:
+    """TimeVQVAE layout: ``Tensor[B, C, L]`` -> real ``Tensor[B, 2C, F, T]`` (2c real, 2c+1 imag)."""
+    z = torch.view_as_real(stft(x, n_fft, hop_length, window, center, pad_mode, normalized, onesided))
+    B, C, F, T, _ = z.shape
+    return z.permute(0, 1, 4, 2, 3).reshape(B, 2 * C, F, T)
+
+
+def from_time_frequency(u: torch.Tensor, n_fft: int, hop_length: int, window: torch.Tensor,
+                        center: bool = True, normalized: bool = False, onesided: bool = True,
+                        length: int | None = None) -> torch.Tensor:
+    """Inverse of :func:`to_time_frequency`: real ``Tensor[B, 2C, F, T]`` -> ``Tensor[B, C, L]``."""
+    B, C2, F, T = u.shape
+    z = torch.view_as_complex(u.reshape(B, C2 // 2, 2, F, T).permute(0, 1, 3, 4, 2).contiguous())
+    return istft(z, n_fft, hop_length, window, center, normalized, onesided, length)

@@ -1,0 +1,390 @@
+// STFT / ISTFT with torch.stft / torch.istft semantics, forward and adjoint backward.
+//
+// Public ops (CompositeExplicitAutograd, one implementation for every device):
+//   stft(x[B, C, L], n_fft, hop_length, window[n_fft], center, pad_mode, normalized, onesided,
+//        stacked) -> [B, C, F, T, 2] (real, imaginary last) or, when stacked, [B, 2C, F, T]
+//        (channel 2c real, 2c + 1 imaginary: the TimeVQVAE layout), written in that layout.
+//   istft(spec, n_fft, hop_length, window, center, normalized, onesided, length, stacked)
+//        -> [B, C, L]; spec in either layout; length < 0 means "natural length".
+//   _stft_backward / _istft_backward: the adjoints (used by autograd; linear, so their own
+//        backward is the forward op).
+// Direct path (n_fft <= 64 on GPUs, <= 16 on CPUs): the DFT is a real GEMM against a basis matrix whose columns are
+// w[n] cos(2 pi f n / N) and -w[n] sin(2 pi f n / N) (window and normalisation folded in),
+// evaluated by the private framing kernels _stft_analysis / _stft_synthesis (CPU + CUDA), which
+// read the centre padding by index arithmetic and overlap-add in the same pass. Above 64 the op
+// uses ATen's FFTs (rfft / irfft) with the same padding, windowing and overlap-add.
+// The ISTFT divides by the window envelope sum_t w^2[q - t hop] without any host
+// synchronisation (torch.istft's NOLA check reads the envelope back: pytorch issue 94718);
+// positions where the envelope vanishes are set to 0, and the Python wrapper checks NOLA on the
+// host from the window alone.
+#include <ATen/ATen.h>
+#include <torch/library.h>
+
+#include <cmath>
+#include <map>
+#include <mutex>
+#include <tuple>
+
+#include "stft.h"
+
+namespace tsvq {
+namespace {
+
+// Largest n_fft evaluated by the direct-DFT kernels. On CPUs the O(n_fft^2) direct DFT only beats
+// pocketfft/MKL for small transforms (benchmarks/bench_stft.py); GPUs take it up to 64.
+bool use_direct(int64_t n_fft, const at::Device& device) {
+  return n_fft <= (device.is_cpu() ? 16 : 64);
+}
+
+int64_t pad_mode_code(c10::string_view mode) {
+  if (mode == "constant") return kPadConstant;
+  if (mode == "reflect") return kPadReflect;
+  if (mode == "replicate") return kPadReplicate;
+  if (mode == "circular") return kPadCircular;
+  TORCH_CHECK_VALUE(false, "pad_mode must be 'constant', 'reflect', 'replicate' or 'circular', got '",
+                    std::string(mode), "'");
+  return 0;
+}
+
+const char* pad_mode_name(int64_t code) {
+  static const char* names[] = {"constant", "reflect", "replicate", "circular"};
+  return names[code];
+}
+
+// cos / sin of 2 pi f n / N for f < F, n < N: Tensor[2, F, N], cached per (N, F, device, dtype).
+// The cache is leaked on purpose so that no device memory is freed after the allocator at exit.
+at::Tensor trig_table(int64_t N, int64_t F, const at::TensorOptions& opts) {
+  using Key = std::tuple<int64_t, int64_t, int, int, int>;
+  static auto* cache = new std::map<Key, at::Tensor>();
+  static std::mutex mutex;
+  const Key key{N, F, static_cast<int>(opts.device().type()), opts.device().index(),
+                static_cast<int>(opts.dtype().toScalarType())};
+  std::lock_guard<std::mutex> lock(mutex);
+  auto it = cache->find(key);
+  if (it != cache->end()) return it->second;
+  auto host = at::empty({2, F, N}, at::kDouble);
+  auto h = host.accessor<double, 3>();
+  for (int64_t f = 0; f < F; ++f)
+    for (int64_t n = 0; n < N; ++n) {
+      const double angle = 2.0 * M_PI * static_cast<double>((f * n) % N) / static_cast<double>(N);
+      h[0][f][n] = std::cos(angle);
+      h[1][f][n] = std::sin(angle);
+    }
+  auto table = host.to(opts);
+  cache->emplace(key, table);
+  return table;
+}
+
+// Analysis basis rows [2F, N]: s w[n] cos, -s w[n] sin (transpose for the forward kernel).
+at::Tensor analysis_rows(int64_t n_fft, int64_t F, const at::Tensor& window, bool normalized) {
+  auto trig = trig_table(n_fft, F, window.options());
+  const double s = normalized ? 1.0 / std::sqrt(static_cast<double>(n_fft)) : 1.0;
+  return at::cat({trig[0], -trig[1]}, 0) * (window * s).unsqueeze(0);
+}
+
+// Synthesis basis [2F, N] of the inverse real DFT as torch.istft computes it (irfft of the first
+// n_fft / 2 + 1 bins, imaginary parts of DC / Nyquist ignored), times the window.
+at::Tensor synthesis_rows(int64_t n_fft, int64_t F, const at::Tensor& window, bool normalized) {
+  auto trig = trig_table(n_fft, F, window.options());
+  const int64_t used = n_fft / 2 + 1;
+  auto c = at::zeros({F}, window.options().device(at::kCPU).dtype(at::kDouble));
+  auto ca = c.accessor<double, 1>();
+  for (int64_t f = 0; f < std::min(F, used); ++f) ca[f] = (f == 0 || 2 * f == n_fft) ? 1.0 : 2.0;
+  const double s = normalized ? 1.0 / std::sqrt(static_cast<double>(n_fft)) : 1.0 / static_cast<double>(n_fft);
+  auto cw = c.to(window.options()).unsqueeze(1);  // small constant, copied once per call
+  return at::cat({trig[0] * cw, -trig[1] * cw}, 0) * (window * s).unsqueeze(0);
+}
+
+// 1 / sum_t w^2[q - t hop] over q in [0, (T-1) hop + N); 0 where the envelope vanishes.
+at::Tensor inverse_envelope(const at::Tensor& window, int64_t hop, int64_t n_frames) {
+  const int64_t N = window.size(0);
+  const int64_t Q = (n_frames - 1) * hop + N;
+  auto env = at::unfold_backward((window * window).unsqueeze(0).expand({n_frames, N}), {Q}, 0, N, hop);
+  return at::where(env > 1e-11, env.reciprocal(), at::zeros_like(env));
+}
+
+// Adjoint of the centre padding: gradient of the padded series [R, L + 2 pad] -> [R, L].
+at::Tensor pad_adjoint(const at::Tensor& gp, int64_t L, int64_t pad, int64_t mode) {
+  if (pad == 0) return gp.narrow(1, 0, L).contiguous();
+  auto g = gp.narrow(1, pad, L).clone();
+  auto left = gp.narrow(1, 0, pad), right = gp.narrow(1, pad + L, pad);
+  switch (mode) {
+    case kPadReflect:  // left q -> pad - q (source 1..pad), right -> L-2 .. L-1-pad
+      g.narrow(1, 1, pad).add_(left.flip({1}));
+      g.narrow(1, L - 1 - pad, pad).add_(right.flip({1}));
+      break;
+    case kPadReplicate:
+      g.narrow(1, 0, 1).add_(left.sum(1, true));
+      g.narrow(1, L - 1, 1).add_(right.sum(1, true));
+      break;
+    case kPadCircular:
+      g.narrow(1, L - pad, pad).add_(left);
+      g.narrow(1, 0, pad).add_(right);
+      break;
+    default:
+      break;
+  }
+  return g;
+}
+
+struct Geometry {
+  int64_t B, C, L, N, hop, pad, mode, T, F;
+};
+
+void check_window(const at::Tensor& window, const at::Tensor& ref, const char* ref_name, int64_t n_fft) {
+  check_rank(window, 1, "window", "Tensor[n_fft]");
+  TORCH_CHECK_VALUE(window.size(0) == n_fft, "window must be Tensor[n_fft] with n_fft == ", n_fft,
+                    " (pad a shorter window to n_fft, centred), got ", window.sizes());
+  TORCH_CHECK_TYPE(window.scalar_type() == ref.scalar_type(), "window must have the dtype of ", ref_name,
+                   " (", ref.scalar_type(), "), got ", window.scalar_type());
+  check_same_device(ref, ref_name, window, "window");
+}
+
+void check_real_float(const at::Tensor& t, const char* name) {
+  TORCH_CHECK_TYPE(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, name,
+                   " must be float32 or float64 (the Python wrappers upcast float16/bfloat16), got ",
+                   t.scalar_type());
+}
+
+Geometry stft_geometry(const at::Tensor& x, int64_t n_fft, int64_t hop, const at::Tensor& window,
+                       bool center, c10::string_view pad_mode, bool onesided) {
+  check_rank(x, 3, "x", "Tensor[B, C, L]");
+  check_real_float(x, "x");
+  TORCH_CHECK_VALUE(n_fft >= 1, "n_fft must be >= 1, got ", n_fft);
+  TORCH_CHECK_VALUE(hop >= 1, "hop_length must be >= 1, got ", hop);
+  check_window(window, x, "x", n_fft);
+  Geometry g{x.size(0), x.size(1), x.size(2), n_fft, hop, center ? n_fft / 2 : 0, pad_mode_code(pad_mode), 0,
+             onesided ? n_fft / 2 + 1 : n_fft};
+  TORCH_CHECK_VALUE(g.L >= 1, "x must have L >= 1 samples, got shape ", x.sizes());
+  if (g.pad > 0 && g.mode == kPadReflect)
+    TORCH_CHECK_VALUE(g.pad < g.L, "x is too short for reflect padding: center=True pads n_fft // 2 = ", g.pad,
+                      " samples on each side, which needs L > ", g.pad, ", got L = ", g.L);
+  if (g.pad > 0 && g.mode == kPadCircular)
+    TORCH_CHECK_VALUE(g.pad <= g.L, "x is too short for circular padding: needs L >= n_fft // 2 = ", g.pad,
+                      ", got L = ", g.L);
+  const int64_t Lp = g.L + 2 * g.pad;
+  TORCH_CHECK_VALUE(Lp >= n_fft, "x is shorter than n_fft: L", center ? " + 2 * (n_fft // 2)" : "", " = ", Lp,
+                    " < n_fft = ", n_fft);
+  g.T = 1 + (Lp - n_fft) / hop;
+  return g;
+}
+
+const c10::TypedOperatorHandle<at::Tensor(const at::Tensor&, const at::Tensor&,
+                                          const c10::optional<at::Tensor>&, int64_t, int64_t, int64_t,
+                                          int64_t, bool)>&
+analysis_op() {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("tsvq::_stft_analysis", "")
+                       .typed<at::Tensor(const at::Tensor&, const at::Tensor&,
+                                         const c10::optional<at::Tensor>&, int64_t, int64_t, int64_t,
+                                         int64_t, bool)>();
+  return op;
+}
+
+const c10::TypedOperatorHandle<at::Tensor(const at::Tensor&, const at::Tensor&,
+                                          const c10::optional<at::Tensor>&, int64_t, int64_t, int64_t,
+                                          bool)>&
+synthesis_op() {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("tsvq::_stft_synthesis", "")
+                       .typed<at::Tensor(const at::Tensor&, const at::Tensor&,
+                                         const c10::optional<at::Tensor>&, int64_t, int64_t, int64_t,
+                                         bool)>();
+  return op;
+}
+
+// [R, F, T, 2] (interleaved) or [R, 2F, T] -> complex [R, T, F] (a copy).
+at::Tensor to_complex_frames(const at::Tensor& spec, int64_t F, bool interleaved) {
+  at::Tensor ri;  // [R, T, F, 2]
+  if (interleaved) {
+    ri = spec.transpose(1, 2);
+  } else {
+    ri = spec.reshape({spec.size(0), 2, F, spec.size(2)}).permute({0, 3, 2, 1});
+  }
+  return at::view_as_complex(ri.contiguous());
+}
+
+// complex [R, T, F] -> [R, F, T, 2] or [R, 2F, T] (contiguous).
+at::Tensor from_complex_frames(const at::Tensor& z, bool interleaved) {
+  auto ri = at::view_as_real(z);  // [R, T, F, 2]
+  if (interleaved) return ri.transpose(1, 2).contiguous();
+  return ri.permute({0, 3, 2, 1}).contiguous().reshape({z.size(0), 2 * z.size(2), z.size(1)});
+}
+
+at::Tensor shape_stft_output(const at::Tensor& out, const Geometry& g, bool stacked) {
+  // out: [R, F, T, 2] when !stacked, [R, 2F, T] when stacked.
+  if (stacked) return out.view({g.B, 2 * g.C, g.F, g.T});  // [R, 2F, T] == [B, C, 2, F, T]
+  return out.view({g.B, g.C, g.F, g.T, 2});
+}
+
+at::Tensor stft(const at::Tensor& x, int64_t n_fft, int64_t hop, const at::Tensor& window, bool center,
+                c10::string_view pad_mode, bool normalized, bool onesided, bool stacked) {
+  const auto g = stft_geometry(x, n_fft, hop, window, center, pad_mode, onesided);
+  const int64_t R = g.B * g.C;
+  auto x2 = x.reshape({R, g.L});
+  at::Tensor out;
+  if (use_direct(n_fft, x.device())) {
+    auto basis = analysis_rows(n_fft, g.F, window, normalized).t().contiguous();  // [N, 2F]
+    out = analysis_op().call(x2, basis, c10::nullopt, hop, g.T, g.pad, g.mode, !stacked);
+  } else {
+    auto xp = g.pad > 0 ? at::pad(x2, {g.pad, g.pad}, pad_mode_name(g.mode),
+                                         g.mode == kPadConstant ? c10::optional<double>(0.0) : c10::nullopt) : x2;
+    auto frames = xp.unfold(1, n_fft, hop) * window;  // [R, T, N]
+    auto norm = normalized ? "ortho" : "backward";
+    auto z = onesided ? at::fft_rfft(frames, n_fft, -1, norm) : at::fft_fft(frames, n_fft, -1, norm);
+    out = from_complex_frames(z, !stacked);
+  }
+  return shape_stft_output(out, g, stacked);
+}
+
+// spec of the public layout -> [R, F, T, 2] (interleaved) or [R, 2F, T], plus B, C, F, T.
+std::tuple<at::Tensor, int64_t, int64_t, int64_t, int64_t> flatten_spec(const at::Tensor& spec, bool stacked,
+                                                                        const char* name) {
+  if (stacked) {
+    check_rank(spec, 4, name, "Tensor[B, 2C, F, T]");
+    TORCH_CHECK_VALUE(spec.size(1) % 2 == 0, name, " must have an even number of channels 2C (real and "
+                      "imaginary parts), got shape ", spec.sizes());
+    const int64_t B = spec.size(0), C = spec.size(1) / 2, F = spec.size(2), T = spec.size(3);
+    return {spec.reshape({B * C, 2 * F, T}), B, C, F, T};
+  }
+  check_rank(spec, 5, name, "Tensor[B, C, F, T, 2]");
+  TORCH_CHECK_VALUE(spec.size(4) == 2, name, " must end in a (real, imaginary) dimension of 2, got shape ",
+                    spec.sizes());
+  const int64_t B = spec.size(0), C = spec.size(1), F = spec.size(2), T = spec.size(3);
+  return {spec.reshape({B * C, F, T, 2}), B, C, F, T};
+}
+
+struct InverseGeometry {
+  int64_t B, C, F, T, N, hop, start, length, Q;
+};
+
+InverseGeometry istft_geometry(const at::Tensor& spec, int64_t B, int64_t C, int64_t F, int64_t T, int64_t n_fft,
+                               int64_t hop, const at::Tensor& window, bool center, bool onesided, int64_t length) {
+  check_real_float(spec, "spec");
+  TORCH_CHECK_VALUE(n_fft >= 1, "n_fft must be >= 1, got ", n_fft);
+  TORCH_CHECK_VALUE(hop >= 1, "hop_length must be >= 1, got ", hop);
+  check_window(window, spec, "spec", n_fft);
+  const int64_t expect_f = onesided ? n_fft / 2 + 1 : n_fft;
+  TORCH_CHECK_VALUE(F == expect_f, "spec must have F = ", onesided ? "n_fft // 2 + 1 = " : "n_fft = ", expect_f,
+                    " frequency bins for n_fft = ", n_fft, " and onesided = ", onesided ? "True" : "False",
+                    ", got F = ", F);
+  TORCH_CHECK_VALUE(T >= 1, "spec must have T >= 1 frames, got T = ", T);
+  const int64_t Q = n_fft + hop * (T - 1);
+  const int64_t start = center ? n_fft / 2 : 0;
+  int64_t out_len = length;
+  if (length < 0) out_len = center ? Q - start - n_fft / 2 : Q;
+  TORCH_CHECK_VALUE(out_len >= 0, "the frames of spec cover ", Q, " samples, fewer than the centre padding");
+  return {B, C, F, T, n_fft, hop, start, out_len, Q};
+}
+
+at::Tensor istft(const at::Tensor& spec_in, int64_t n_fft, int64_t hop, const at::Tensor& window, bool center,
+                 bool normalized, bool onesided, int64_t length, bool stacked) {
+  auto [spec, B, C, F, T] = flatten_spec(spec_in, stacked, "spec");
+  const auto g = istft_geometry(spec_in, B, C, F, T, n_fft, hop, window, center, onesided, length);
+  const int64_t R = B * C;
+  auto inv_env = inverse_envelope(window, hop, T);
+  at::Tensor y;
+  if (use_direct(n_fft, spec.device())) {
+    auto basis = synthesis_rows(n_fft, F, window, normalized);  // [2F, N]
+    y = synthesis_op().call(spec, basis, inv_env, hop, g.start, g.length, !stacked);
+  } else {
+    auto z = to_complex_frames(spec, F, !stacked);  // [R, T, F]
+    if (!onesided) z = z.narrow(2, 0, n_fft / 2 + 1);
+    auto frames = at::fft_irfft(z, n_fft, -1, normalized ? "ortho" : "backward") * window;  // [R, T, N]
+    auto full = at::unfold_backward(frames, {R, g.Q}, 1, n_fft, hop) * inv_env;      // [R, Q]
+    const int64_t avail = std::max<int64_t>(0, std::min(g.length, g.Q - g.start));
+    y = at::zeros({R, g.length}, full.options());
+    if (avail > 0) y.narrow(1, 0, avail).copy_(full.narrow(1, g.start, avail));
+  }
+  return y.view({B, C, g.length});
+}
+
+at::Tensor stft_backward(const at::Tensor& grad_in, int64_t L, int64_t n_fft, int64_t hop, const at::Tensor& window,
+                         bool center, c10::string_view pad_mode, bool normalized, bool onesided, bool stacked) {
+  auto [grad, B, C, F, T] = flatten_spec(grad_in, stacked, "grad");
+  check_real_float(grad_in, "grad");
+  TORCH_CHECK_VALUE(n_fft >= 1 && hop >= 1, "n_fft and hop_length must be >= 1");
+  check_window(window, grad_in, "grad", n_fft);
+  const int64_t pad = center ? n_fft / 2 : 0, mode = pad_mode_code(pad_mode);
+  const int64_t R = B * C, Lp = L + 2 * pad, Q = (T - 1) * hop + n_fft;
+  TORCH_CHECK_VALUE(Q <= Lp && F == (onesided ? n_fft / 2 + 1 : n_fft), "grad does not match an STFT of length ", L);
+  at::Tensor gp;  // [R, Lp]
+  if (use_direct(n_fft, grad.device())) {
+    auto basis = analysis_rows(n_fft, F, window, normalized);  // [2F, N]
+    gp = synthesis_op().call(grad, basis, c10::nullopt, hop, 0, Lp, !stacked);
+  } else {
+    auto z = to_complex_frames(grad, F, !stacked);  // [R, T, F]
+    at::Tensor frames;
+    if (onesided) {
+      auto w = at::full({F}, 0.5, z.options().dtype(grad.scalar_type()));
+      w.narrow(0, 0, 1).fill_(1.0);
+      if (n_fft % 2 == 0) w.narrow(0, F - 1, 1).fill_(1.0);
+      frames = at::fft_irfft(z * w, n_fft, -1, "forward");  // = n_fft * irfft(...)
+    } else {
+      frames = at::real(at::fft_ifft(z, n_fft, -1, "forward"));
+    }
+    const double s = normalized ? 1.0 / std::sqrt(static_cast<double>(n_fft)) : 1.0;
+    frames = frames * (window * s);
+    gp = at::zeros({R, Lp}, grad.options());
+    gp.narrow(1, 0, Q).copy_(at::unfold_backward(frames, {R, Q}, 1, n_fft, hop));
+  }
+  return pad_adjoint(gp, L, pad, mode).view({B, C, L});
+}
+
+at::Tensor istft_backward(const at::Tensor& grad_y, int64_t F, int64_t T, int64_t n_fft, int64_t hop,
+                          const at::Tensor& window, bool center, bool normalized, bool onesided, bool stacked) {
+  check_rank(grad_y, 3, "grad", "Tensor[B, C, L]");
+  check_real_float(grad_y, "grad");
+  const int64_t B = grad_y.size(0), C = grad_y.size(1), R = B * C, length = grad_y.size(2);
+  const auto g = istft_geometry(grad_y, B, C, F, T, n_fft, hop, window, center, onesided, length);
+  auto inv_env = inverse_envelope(window, hop, T);
+  auto gy = grad_y.reshape({R, length});
+  at::Tensor out;  // [R, F, T, 2] or [R, 2F, T]
+  if (use_direct(n_fft, grad_y.device())) {
+    auto basis = synthesis_rows(n_fft, F, window, normalized).t().contiguous();  // [N, 2F]
+    out = analysis_op().call(gy, basis, inv_env, hop, T, g.start, kPadConstant, !stacked);
+  } else {
+    auto full = at::zeros({R, g.Q}, gy.options());
+    const int64_t avail = std::max<int64_t>(0, std::min(length, g.Q - g.start));
+    if (avail > 0) full.narrow(1, g.start, avail).copy_(gy.narrow(1, 0, avail));
+    auto frames = (full * inv_env).unfold(1, n_fft, hop) * window;  // [R, T, N]
+    const int64_t used = n_fft / 2 + 1;
+    auto z = at::fft_rfft(frames, n_fft, -1, "backward");  // [R, T, used]
+    auto c = at::full({used}, 2.0, frames.options());
+    c.narrow(0, 0, 1).fill_(1.0);
+    if (n_fft % 2 == 0) c.narrow(0, used - 1, 1).fill_(1.0);
+    const double s = normalized ? 1.0 / std::sqrt(static_cast<double>(n_fft)) : 1.0 / static_cast<double>(n_fft);
+    z = z * (c * s);
+    if (F > used) z = at::cat({z, at::zeros({R, T, F - used}, z.options())}, 2);
+    out = from_complex_frames(z, !stacked);
+  }
+  if (stacked) return out.view({B, 2 * C, F, T});
+  return out.view({B, C, F, T, 2});
+}
+
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(tsvq, m) {
+  m.def("stft(Tensor x, int n_fft, int hop_length, Tensor window, bool center, str pad_mode, "
+        "bool normalized, bool onesided, bool stacked) -> Tensor");
+  m.def("istft(Tensor spec, int n_fft, int hop_length, Tensor window, bool center, bool normalized, "
+        "bool onesided, int length, bool stacked) -> Tensor");
+  m.def("_stft_backward(Tensor grad, int length, int n_fft, int hop_length, Tensor window, bool center, "
+        "str pad_mode, bool normalized, bool onesided, bool stacked) -> Tensor");
+  m.def("_istft_backward(Tensor grad, int n_freqs, int n_frames, int n_fft, int hop_length, Tensor window, "
+        "bool center, bool normalized, bool onesided, bool stacked) -> Tensor");
+  // Private framing kernels (CPU + CUDA), see stft_cpu.cpp.
+  m.def("_stft_analysis(Tensor x, Tensor basis, Tensor? scale, int hop_length, int n_frames, int pad_left, "
+        "int pad_mode, bool interleaved) -> Tensor");
+  m.def("_stft_synthesis(Tensor spec, Tensor basis, Tensor? scale, int hop_length, int start, int length, "
+        "bool interleaved) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(tsvq, CompositeExplicitAutograd, m) {
+  m.impl("stft", &stft);
+  m.impl("istft", &istft);
+  m.impl("_stft_backward", &stft_backward);
+  m.impl("_istft_backward", &istft_backward);
+}
+
+}  // namespace tsvq

@@ -1,0 +1,97 @@
+// Shared pieces of the STFT / ISTFT kernels: the centre-padding map and the checks of the
+// private framing ops.
+//
+// Padded coordinates: q in [0, L + 2 * pad_left) indexes the (virtual) centre-padded series;
+// pad_source maps q to the source sample, or -1 for a zero. No padded copy is ever made.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include "../../common/checks.h"
+
+#if defined(__CUDACC__)
+#define TSVQ_HOST_DEVICE __host__ __device__ __forceinline__
+#else
+#define TSVQ_HOST_DEVICE inline
+#endif
+
+namespace tsvq {
+
+// torch.nn.functional.pad modes accepted by torch.stft.
+enum PadMode : int64_t { kPadConstant = 0, kPadReflect = 1, kPadReplicate = 2, kPadCircular = 3 };
+
+TSVQ_HOST_DEVICE int64_t pad_source(int64_t q, int64_t pad_left, int64_t L, int64_t mode) {
+  int64_t s = q - pad_left;
+  if (s >= 0 && s < L) return s;
+  switch (mode) {
+    case kPadReflect:  // requires pad < L, checked by the caller
+      return s < 0 ? -s : 2 * (L - 1) - s;
+    case kPadReplicate:
+      return s < 0 ? 0 : L - 1;
+    case kPadCircular: {  // requires pad <= L
+      s %= L;
+      return s < 0 ? s + L : s;
+    }
+    default:
+      return -1;
+  }
+}
+
+// x: [R, L]; basis: [N, J]; scale: [>= (T-1)*hop + N] or undefined; out [R, J, T] or, when
+// interleaved, [R, J/2, T, 2] with j = z * J/2 + f.
+inline void check_analysis_inputs(const at::Tensor& x, const at::Tensor& basis,
+                                  const c10::optional<at::Tensor>& scale, int64_t hop,
+                                  int64_t n_frames, int64_t pad_left, int64_t mode, bool interleaved) {
+  check_rank(x, 2, "x", "Tensor[R, L]");
+  check_rank(basis, 2, "basis", "Tensor[N, J]");
+  TORCH_CHECK_TYPE(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble,
+                   "x must be float32 or float64, got ", x.scalar_type());
+  TORCH_CHECK_TYPE(basis.scalar_type() == x.scalar_type(), "basis must have the dtype of x");
+  check_same_device(x, "x", basis, "basis");
+  TORCH_CHECK_VALUE(hop >= 1, "hop_length must be >= 1, got ", hop);
+  TORCH_CHECK_VALUE(n_frames >= 1, "n_frames must be >= 1, got ", n_frames);
+  TORCH_CHECK_VALUE(mode >= 0 && mode <= 3, "pad_mode code must be in [0, 3], got ", mode);
+  TORCH_CHECK_VALUE(pad_left >= 0, "pad_left must be >= 0, got ", pad_left);
+  TORCH_CHECK_VALUE(!interleaved || basis.size(1) % 2 == 0, "basis must have an even J when interleaved");
+  const int64_t L = x.size(1);
+  TORCH_CHECK_VALUE(L >= 1, "x must have L >= 1 samples");
+  TORCH_CHECK_VALUE(mode != kPadReflect || pad_left < L, "reflect padding needs pad < L, got pad ",
+                    pad_left, " and L ", L);
+  TORCH_CHECK_VALUE(mode != kPadCircular || pad_left <= L, "circular padding needs pad <= L, got pad ",
+                    pad_left, " and L ", L);
+  if (scale.has_value() && scale->defined()) {
+    check_rank(*scale, 1, "scale", "Tensor[Q]");
+    TORCH_CHECK_VALUE(scale->size(0) >= (n_frames - 1) * hop + basis.size(0),
+                      "scale must cover (n_frames - 1) * hop + N samples");
+    TORCH_CHECK_TYPE(scale->scalar_type() == x.scalar_type(), "scale must have the dtype of x");
+    check_same_device(x, "x", *scale, "scale");
+  }
+}
+
+// spec: [R, J, T] or [R, J/2, T, 2]; basis: [J, N]; scale: [(T-1)*hop + N] or undefined.
+inline void check_synthesis_inputs(const at::Tensor& spec, const at::Tensor& basis,
+                                   const c10::optional<at::Tensor>& scale, int64_t hop,
+                                   int64_t start, int64_t length, bool interleaved) {
+  check_rank(spec, interleaved ? 4 : 3, "spec", interleaved ? "Tensor[R, F, T, 2]" : "Tensor[R, J, T]");
+  check_rank(basis, 2, "basis", "Tensor[J, N]");
+  TORCH_CHECK_TYPE(spec.scalar_type() == at::kFloat || spec.scalar_type() == at::kDouble,
+                   "spec must be float32 or float64, got ", spec.scalar_type());
+  TORCH_CHECK_TYPE(basis.scalar_type() == spec.scalar_type(), "basis must have the dtype of spec");
+  check_same_device(spec, "spec", basis, "basis");
+  const int64_t J = interleaved ? 2 * spec.size(1) : spec.size(1);
+  TORCH_CHECK_VALUE(!interleaved || spec.size(3) == 2, "spec must end in a dimension of 2 when interleaved");
+  TORCH_CHECK_VALUE(basis.size(0) == J, "basis must be Tensor[J, N] with J == ", J, ", got ", basis.sizes());
+  TORCH_CHECK_VALUE(hop >= 1, "hop_length must be >= 1, got ", hop);
+  TORCH_CHECK_VALUE(start >= 0 && length >= 0, "start and length must be >= 0");
+  TORCH_CHECK_VALUE(spec.size(2) >= 1 || !interleaved, "spec must have T >= 1 frames");
+  if (scale.has_value() && scale->defined()) {
+    const int64_t T = interleaved ? spec.size(2) : spec.size(2);
+    check_rank(*scale, 1, "scale", "Tensor[Q]");
+    TORCH_CHECK_VALUE(scale->size(0) >= (T - 1) * hop + basis.size(1),
+                      "scale must cover (n_frames - 1) * hop + N samples");
+    TORCH_CHECK_TYPE(scale->scalar_type() == spec.scalar_type(), "scale must have the dtype of spec");
+    check_same_device(spec, "spec", *scale, "scale");
+  }
+}
+
+}  // namespace tsvq

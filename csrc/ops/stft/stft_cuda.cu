@@ -1,0 +1,187 @@
+// CUDA framing kernels behind tsvq::stft / tsvq::istft (direct DFT path, n_fft <= 64); the
+// math is that of stft_cpu.cpp.
+//
+// _stft_analysis: one block per (row, tile of kTT frames). The block reads the samples its
+//   frames cover once, resolving the centre padding by index arithmetic, and stores them in
+//   shared memory split into hop phases (ph[n % hop][t + n / hop]) so that threads of a warp,
+//   which handle consecutive frames of one basis column, read consecutive words (no bank
+//   conflicts). Output writes are coalesced along frames.
+// _stft_synthesis: one block per (row, tile of P output samples). The frames that overlap the
+//   tile are formed in shared memory (sum_j spec[j, t] basis[j, n]) and overlap-added and
+//   scaled (window envelope) by the thread that owns each output sample: no atomics, no second
+//   pass, no host synchronisation.
+// Grids are flattened into x (rows x tiles), so the number of rows is not limited to 65535.
+#include <ATen/ATen.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/library.h>
+
+#include "../../common/cuda_utils.cuh"
+#include "stft.h"
+
+namespace tsvq {
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int64_t kTT = 64;                  // frames per analysis block
+constexpr int64_t kSmemBytes = 48 * 1024;    // default dynamic shared memory limit
+
+template <typename T>
+__global__ void analysis_kernel(const T* __restrict__ x, int64_t L, const T* __restrict__ basis,
+                                int64_t N, int64_t J, const T* __restrict__ scale, int64_t hop,
+                                int64_t n_frames, int64_t pad_left, int64_t mode, int64_t H,
+                                int64_t M, int64_t n_tiles, bool interleaved, T* __restrict__ out) {
+  extern __shared__ unsigned char smem_raw[];
+  T* ph = reinterpret_cast<T*>(smem_raw);
+  const int64_t r = blockIdx.x / n_tiles;
+  const int64_t t0 = (blockIdx.x % n_tiles) * kTT;
+  const int64_t Qv = (n_frames - 1) * hop + N;
+  const T* xr = x + r * L;
+  for (int64_t i = threadIdx.x; i < H * M; i += blockDim.x) {
+    const int64_t rr = i / M, m = i % M;
+    const int64_t q = (t0 + m) * hop + rr;
+    T v = T(0);
+    if (q < Qv) {
+      const int64_t s = pad_source(q, pad_left, L, mode);
+      if (s >= 0) v = scale ? xr[s] * scale[q] : xr[s];
+    }
+    ph[i] = v;
+  }
+  __syncthreads();
+  const int64_t nt = min(kTT, n_frames - t0);
+  const int64_t F = J / 2;
+  for (int64_t i = threadIdx.x; i < J * kTT; i += blockDim.x) {
+    const int64_t j = i / kTT, tl = i % kTT;
+    if (tl >= nt) continue;
+    T acc = T(0);
+    for (int64_t n = 0; n < N; ++n) acc += basis[n * J + j] * ph[(n % hop) * M + tl + n / hop];
+    const int64_t t = t0 + tl;
+    if (!interleaved) {
+      out[(r * J + j) * n_frames + t] = acc;
+    } else {
+      const int64_t z = j / F, f = j - z * F;
+      out[((r * F + f) * n_frames + t) * 2 + z] = acc;
+    }
+  }
+}
+
+template <typename T>
+__global__ void synthesis_kernel(const T* __restrict__ spec, int64_t J, int64_t n_frames,
+                                 bool interleaved, const T* __restrict__ basis, int64_t N,
+                                 const T* __restrict__ scale, int64_t hop, int64_t start,
+                                 int64_t length, int64_t P, int64_t n_tiles, T* __restrict__ y) {
+  extern __shared__ unsigned char smem_raw[];
+  T* frames = reinterpret_cast<T*>(smem_raw);
+  const int64_t r = blockIdx.x / n_tiles;
+  const int64_t p0 = (blockIdx.x % n_tiles) * P;
+  const int64_t p1 = min(p0 + P, length);
+  const int64_t Q = (n_frames - 1) * hop + N;
+  const int64_t q0 = p0 + start, q1 = min(p1 + start, Q);  // covered samples [q0, q1)
+  int64_t t_lo = 0, t_hi = -1;
+  if (q0 < q1) {
+    t_lo = q0 - N + 1 <= 0 ? 0 : ceil_div(q0 - N + 1, hop);
+    t_hi = min(n_frames - 1, (q1 - 1) / hop);
+  }
+  const int64_t nt = t_hi - t_lo + 1;
+  const int64_t F = J / 2;
+  for (int64_t i = threadIdx.x; i < nt * N; i += blockDim.x) {
+    const int64_t t = t_lo + i / N, n = i % N;
+    T acc = T(0);
+    if (!interleaved) {
+      const T* s = spec + r * J * n_frames + t;
+      for (int64_t j = 0; j < J; ++j) acc += s[j * n_frames] * basis[j * N + n];
+    } else {
+      const T* s = spec + (r * F * n_frames + t) * 2;
+      for (int64_t f = 0; f < F; ++f) {
+        acc += s[f * n_frames * 2] * basis[f * N + n];
+        acc += s[f * n_frames * 2 + 1] * basis[(F + f) * N + n];
+      }
+    }
+    frames[i] = acc;
+  }
+  __syncthreads();
+  for (int64_t p = p0 + threadIdx.x; p < p1; p += blockDim.x) {
+    const int64_t q = p + start;
+    T v = T(0);
+    if (q < Q && nt > 0) {
+      const int64_t lo = max(t_lo, q - N + 1 <= 0 ? int64_t(0) : ceil_div(q - N + 1, hop));
+      const int64_t hi = min(t_hi, q / hop);
+      for (int64_t t = lo; t <= hi; ++t) v += frames[(t - t_lo) * N + (q - t * hop)];
+      if (scale) v *= scale[q];
+    }
+    y[r * length + p] = v;
+  }
+}
+
+at::Tensor stft_analysis_cuda(const at::Tensor& x_in, const at::Tensor& basis_in,
+                              const c10::optional<at::Tensor>& scale_in, int64_t hop,
+                              int64_t n_frames, int64_t pad_left, int64_t mode, bool interleaved) {
+  check_analysis_inputs(x_in, basis_in, scale_in, hop, n_frames, pad_left, mode, interleaved);
+  const c10::cuda::CUDAGuard guard(x_in.device());
+  const int64_t R = x_in.size(0), L = x_in.size(1), N = basis_in.size(0), J = basis_in.size(1);
+  auto out = interleaved ? at::empty({R, J / 2, n_frames, 2}, x_in.options())
+                         : at::empty({R, J, n_frames}, x_in.options());
+  if (R == 0 || J == 0) return out;
+  auto x = x_in.contiguous();
+  auto basis = basis_in.contiguous();
+  at::Tensor scale;
+  if (scale_in.has_value() && scale_in->defined()) scale = scale_in->contiguous();
+  const int64_t H = std::min(hop, N);
+  const int64_t M = kTT + (N - 1) / hop + 1;
+  const int64_t n_tiles = ceil_div(n_frames, kTT);
+  TORCH_CHECK(R * n_tiles < (int64_t(1) << 31), "_stft_analysis: too many rows x frame tiles for one launch");
+  auto stream = c10::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "stft_analysis_cuda", [&] {
+    const size_t smem = static_cast<size_t>(H * M) * sizeof(scalar_t);
+    TORCH_CHECK(smem <= static_cast<size_t>(kSmemBytes), "_stft_analysis: n_fft too large for the direct path");
+    analysis_kernel<scalar_t><<<static_cast<unsigned>(R * n_tiles), kThreads, smem, stream>>>(
+        x.data_ptr<scalar_t>(), L, basis.data_ptr<scalar_t>(), N, J,
+        scale.defined() ? scale.data_ptr<scalar_t>() : nullptr, hop, n_frames, pad_left, mode, H, M,
+        n_tiles, interleaved, out.data_ptr<scalar_t>());
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+  return out;
+}
+
+at::Tensor stft_synthesis_cuda(const at::Tensor& spec_in, const at::Tensor& basis_in,
+                               const c10::optional<at::Tensor>& scale_in, int64_t hop, int64_t start,
+                               int64_t length, bool interleaved) {
+  check_synthesis_inputs(spec_in, basis_in, scale_in, hop, start, length, interleaved);
+  const c10::cuda::CUDAGuard guard(spec_in.device());
+  const int64_t R = spec_in.size(0), n_frames = spec_in.size(2), J = basis_in.size(0),
+                N = basis_in.size(1);
+  auto y = at::empty({R, length}, spec_in.options());
+  if (R == 0 || length == 0) return y;
+  if (n_frames == 0 || N == 0) return y.zero_();
+  auto spec = spec_in.contiguous();
+  auto basis = basis_in.contiguous();
+  at::Tensor scale;
+  if (scale_in.has_value() && scale_in->defined()) scale = scale_in->contiguous();
+  auto stream = c10::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES(spec.scalar_type(), "stft_synthesis_cuda", [&] {
+    // Frames overlapping P outputs: at most (P + N - 2) / hop + 2; keep them within kSmemBytes.
+    const int64_t max_frames = kSmemBytes / (N * static_cast<int64_t>(sizeof(scalar_t)));
+    TORCH_CHECK(max_frames >= 2 + (N - 1) / hop, "_stft_synthesis: n_fft too large for the direct path");
+    int64_t P = std::min<int64_t>(1024, (max_frames - 2) * hop - N + 2);
+    P = std::max<int64_t>(1, std::min(P, length));
+    const int64_t nt_max = (P + N - 2) / hop + 2;
+    const size_t smem = static_cast<size_t>(nt_max * N) * sizeof(scalar_t);
+    const int64_t n_tiles = ceil_div(length, P);
+    TORCH_CHECK(R * n_tiles < (int64_t(1) << 31), "_stft_synthesis: too many rows x tiles for one launch");
+    synthesis_kernel<scalar_t><<<static_cast<unsigned>(R * n_tiles), kThreads, smem, stream>>>(
+        spec.data_ptr<scalar_t>(), J, n_frames, interleaved, basis.data_ptr<scalar_t>(), N,
+        scale.defined() ? scale.data_ptr<scalar_t>() : nullptr, hop, start, length, P, n_tiles,
+        y.data_ptr<scalar_t>());
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+  return y;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(tsvq, CUDA, m) {
+  m.impl("_stft_analysis", &stft_analysis_cuda);
+  m.impl("_stft_synthesis", &stft_synthesis_cuda);
+}
+
+}  // namespace tsvq

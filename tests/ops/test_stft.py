@@ -1,0 +1,286 @@
+import itertools
+
+import pytest
+import torch
+
+import tsvq
+from tsvq.nn import ISTFT, STFT
+from tsvq.ops import from_time_frequency, istft, reference, stft, to_time_frequency
+
+from helpers import noncontiguous
+
+pytestmark = pytest.mark.skipif(not tsvq.has_ops(), reason="tsvq._C not built")
+
+RTOL = {torch.float32: 1e-5, torch.float64: 1e-10}
+
+
+def _torch_stft(x, n_fft, hop, win_length, window, center, pad_mode, normalized, onesided):
+    B, C, L = x.shape
+    z = torch.stft(x.reshape(B * C, L), n_fft, hop, win_length, window, center, pad_mode, normalized, onesided,
+                   return_complex=True)
+    return z.reshape(B, C, *z.shape[-2:])
+
+
+def _torch_istft(z, n_fft, hop, win_length, window, center, normalized, onesided, length):
+    B, C, F, T = z.shape
+    y = torch.istft(z.reshape(B * C, F, T), n_fft, hop, win_length, window, center, normalized, onesided, length)
+    return y.reshape(B, C, -1)
+
+
+def _rel_close(a, b, dtype):
+    scale = b.abs().max().clamp_min(1e-30)
+    assert ((a - b).abs().max() / scale).item() <= RTOL[dtype], ((a - b).abs().max() / scale).item()
+
+
+# n_fft: 1..64 direct DFT, 65 / 128 the FFT path; odd and even sizes, hops 1..16; every pad mode.
+GRID = list(itertools.product([1, 5, 8, 13, 64, 65, 128], [1, 2, 3, 16], [None, "short"], [True, False],
+                              ["reflect", "constant", "replicate", "circular"], [False, True], [True, False]))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("L", [37, 128])
+def test_matches_torch_stft_istft_every_parameter(device, dtype, L):
+    g = torch.Generator().manual_seed(L)
+    x = torch.randn(2, 3, L, generator=g, dtype=dtype).to(device)
+    checked = 0
+    for n_fft, hop, wl, center, pad_mode, normalized, onesided in GRID:
+        if hop > n_fft or (center and pad_mode == "reflect" and n_fft // 2 >= L) or (not center and n_fft > L):
+            continue
+        win_length = None if wl is None else max(1, n_fft - 2)
+        window = (torch.hann_window(win_length or n_fft, dtype=dtype) + 0.1).to(device)
+        try:
+            ref = _torch_stft(x, n_fft, hop, win_length, window, center, pad_mode, normalized, onesided)
+        except RuntimeError:  # torch refuses (series too short for the padding or n_fft): so does tsvq
+            with pytest.raises(ValueError, match="too short|shorter"):
+                stft(x, n_fft, hop, win_length, window, center, pad_mode, normalized, onesided)
+            continue
+        out = stft(x, n_fft, hop, win_length, window, center, pad_mode, normalized, onesided)
+        assert out.shape == ref.shape and out.dtype == ref.dtype
+        _rel_close(out, ref, dtype)
+        for length in (None, L, L + 3):
+            try:
+                y_ref = _torch_istft(ref, n_fft, hop, win_length, window, center, normalized, onesided, length)
+            except RuntimeError as e:
+                if "window overlap add min" in str(e):  # NOLA: both refuse
+                    with pytest.raises(ValueError, match="NOLA"):
+                        istft(ref, n_fft, hop, win_length, window, center, normalized, onesided, length)
+                    continue
+                # torch.istft trims to [n_fft // 2, -(n_fft // 2)], an empty slice for n_fft = 1, and
+                # then fails on the min of the empty envelope; tsvq returns the natural length.
+                assert "numel() == 0" in str(e) and (n_fft, center, length) == (1, True, None), (n_fft, hop, length)
+                continue
+            y = istft(ref, n_fft, hop, win_length, window, center, normalized, onesided, length)
+            assert y.shape == y_ref.shape
+            _rel_close(y, y_ref, dtype)
+        checked += 1
+    assert checked > 300
+
+
+@pytest.mark.parametrize("L", [127, 128, 129])
+def test_round_trip_restores_the_series_including_odd_lengths(device, L):
+    x = torch.randn(4, 2, L, dtype=torch.float64, device=device)
+    w = torch.hann_window(8, dtype=torch.float64, device=device)
+    u = to_time_frequency(x, 8, 2, window=w)
+    assert u.shape == (4, 4, 5, L // 2 + 1)
+    torch.testing.assert_close(from_time_frequency(u, 8, 2, window=w, length=L), x, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(istft(stft(x, 8, 2, window=w), 8, 2, window=w, length=L), x, rtol=1e-12, atol=1e-12)
+
+
+def test_time_frequency_layout_is_timevqvae(device):
+    """Channels (2c, 2c+1) = (real, imag) of channel c: einops '(b c) n t z -> b (c z) n t'."""
+    x = torch.randn(3, 2, 64, device=device)
+    w = torch.hann_window(8, device=device)
+    u = to_time_frequency(x, 8, 2, window=w)
+    z = torch.view_as_real(_torch_stft(x, 8, 2, None, w, True, "reflect", False, True))  # [B, C, F, T, 2]
+    expected = z.permute(0, 1, 4, 2, 3).reshape(3, 4, *z.shape[2:4])
+    torch.testing.assert_close(u, expected, rtol=1e-5, atol=1e-5)
+    assert u.is_contiguous()
+    torch.testing.assert_close(reference.to_time_frequency(x, 8, 2, w), expected)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("contiguous", [True, False])
+def test_dtype_contiguity_grid(device, dtype, contiguous):
+    x = torch.randn(2, 3, 50, device=device).to(dtype)
+    if not contiguous:
+        x = noncontiguous(x)
+    w = torch.hann_window(16, device=device)
+    out = stft(x, 16, 4, window=w.to(dtype))
+    compute = torch.float64 if dtype == torch.float64 else torch.float32
+    assert out.dtype == (torch.complex128 if compute == torch.float64 else torch.complex64)
+    wc = w.to(dtype).to(compute)
+    ref = _torch_stft(x.to(compute), 16, 4, None, wc, True, "reflect", False, True)
+    _rel_close(out, ref, compute)
+    spec = ref.clone()
+    if not contiguous:
+        spec = spec.transpose(-1, -2).contiguous().transpose(-1, -2)
+    y = istft(spec, 16, 4, window=w.to(dtype), length=50)
+    _rel_close(y, _torch_istft(ref, 16, 4, None, wc, True, False, True, 50), compute)
+    u = to_time_frequency(x, 16, 4, window=w.to(dtype))
+    nc = noncontiguous(u) if not contiguous else u
+    _rel_close(from_time_frequency(nc, 16, 4, window=w.to(dtype), length=50), x.to(compute), compute)
+
+
+def _grad_cases():
+    for n_fft, hop, center, pad_mode, normalized, onesided in [
+        (8, 2, True, "reflect", False, True), (7, 3, True, "replicate", True, False),
+        (8, 2, False, "constant", False, True), (6, 2, True, "circular", False, True),
+        (72, 18, True, "reflect", True, True), (70, 20, True, "constant", False, False),
+    ]:
+        yield pytest.param(n_fft, hop, center, pad_mode, normalized, onesided,
+                           id=f"n{n_fft}-h{hop}-{'c' if center else 'nc'}-{pad_mode}-{int(normalized)}{int(onesided)}")
+
+
+@pytest.mark.parametrize("n_fft,hop,center,pad_mode,normalized,onesided", list(_grad_cases()))
+def test_gradcheck_float64(device, n_fft, hop, center, pad_mode, normalized, onesided):
+    L = 41
+    w = torch.hann_window(n_fft, dtype=torch.float64, device=device) + 0.05
+    x = torch.randn(1, 2, L, dtype=torch.float64, device=device, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda x: torch.view_as_real(stft(x, n_fft, hop, None, w, center, pad_mode, normalized, onesided)), (x,))
+    assert torch.autograd.gradcheck(
+        lambda x: to_time_frequency(x, n_fft, hop, None, w, center, pad_mode, normalized, onesided), (x,))
+    s = stft(x.detach(), n_fft, hop, None, w, center, pad_mode, normalized, onesided).requires_grad_()
+    assert torch.autograd.gradcheck(lambda s: istft(s, n_fft, hop, None, w, center, normalized, onesided, L), (s,))
+    u = to_time_frequency(x.detach(), n_fft, hop, None, w, center, pad_mode, normalized, onesided).requires_grad_()
+    assert torch.autograd.gradcheck(
+        lambda u: from_time_frequency(u, n_fft, hop, None, w, center, normalized, onesided, L + 2), (u,))
+    # the backward ops are linear: their gradients are the forward ops
+    assert torch.autograd.gradgradcheck(lambda u: from_time_frequency(u, n_fft, hop, None, w, center, normalized,
+                                                                      onesided, L), (u,))
+
+
+def test_gradients_match_torch(device):
+    w = torch.hann_window(16, dtype=torch.float64, device=device)
+    x = torch.randn(2, 3, 77, dtype=torch.float64, device=device)
+    g = torch.randn(2, 3, 9, 20, dtype=torch.complex128, device=device)
+    grads = []
+    for fn in (stft, lambda *a: _torch_stft(a[0], 16, 4, None, w, True, "reflect", False, True)):
+        xx = x.clone().requires_grad_()
+        out = fn(xx, 16, 4, None, w)
+        (out * g.conj()).real.sum().backward()
+        grads.append(xx.grad)
+    torch.testing.assert_close(*grads, rtol=1e-10, atol=1e-10)
+    spec = _torch_stft(x, 16, 4, None, w, True, "reflect", False, True)
+    gy = torch.randn(2, 3, 77, dtype=torch.float64, device=device)
+    grads = []
+    for fn in (istft, lambda s, *a: _torch_istft(s, 16, 4, None, w, True, False, True, 77)):
+        ss = spec.clone().requires_grad_()
+        (fn(ss, 16, 4, None, w, True, False, True, 77) * gy).sum().backward()
+        grads.append(ss.grad)
+    torch.testing.assert_close(*grads, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("n_fft", [8, 100])
+def test_opcheck(device, n_fft):
+    hop = n_fft // 4
+    w = torch.hann_window(n_fft, device=device)
+    L = 145
+    x = torch.randn(2, 3, L, device=device, requires_grad=True)
+    for stacked in (False, True):
+        torch.library.opcheck(torch.ops.tsvq.stft.default, (x, n_fft, hop, w, True, "reflect", False, True, stacked))
+        spec = torch.ops.tsvq.stft(x.detach(), n_fft, hop, w, True, "reflect", False, True, stacked).requires_grad_()
+        torch.library.opcheck(torch.ops.tsvq.istft.default, (spec, n_fft, hop, w, True, False, True, L, stacked))
+        torch.library.opcheck(torch.ops.tsvq.istft.default, (spec, n_fft, hop, w, True, True, True, -1, stacked))
+        g = torch.randn_like(spec)
+        torch.library.opcheck(torch.ops.tsvq._stft_backward.default,
+                              (g, L, n_fft, hop, w, True, "reflect", False, True, stacked))
+        F, T = (spec.shape[2], spec.shape[3])
+        torch.library.opcheck(torch.ops.tsvq._istft_backward.default,
+                              (torch.randn(2, 3, L, device=device), F, T, n_fft, hop, w, True, False, True, stacked))
+
+
+def test_compile_fullgraph(device):
+    w = torch.hann_window(8, device=device)
+
+    def f(x):
+        return from_time_frequency(to_time_frequency(x, 8, 2, window=w) * 2, 8, 2, window=w, length=x.shape[-1])
+
+    x = torch.randn(2, 1, 33, device=device)
+    compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
+    torch.testing.assert_close(compiled(x), 2 * x, rtol=1e-5, atol=1e-5)
+
+
+def test_modules(device):
+    enc, dec = STFT(8, 2, stacked=True).to(device), ISTFT(8, 2, stacked=True).to(device)
+    assert enc.window.device.type == device.type and enc.n_freqs == 5 and enc.n_frames(100) == 51
+    x = torch.randn(3, 2, 101, device=device)
+    u = enc(x)
+    assert u.shape == (3, 4, 5, 51)
+    torch.testing.assert_close(dec(u, length=101), x, rtol=1e-5, atol=1e-5)
+    c = STFT(16, window=None)(x.cpu())
+    torch.testing.assert_close(ISTFT(16, window=None)(c, length=101), x.cpu(), rtol=1e-5, atol=1e-5)
+    assert "n_fft=8" in repr(enc) and len(enc.state_dict()) == 0
+
+
+def test_istft_does_not_read_the_envelope_back_on_cuda_after_first_call():
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    w = torch.hann_window(8, device="cuda")
+    spec = stft(torch.randn(4, 1, 64, device="cuda"), 8, 2, window=w)
+    istft(spec, 8, 2, window=w)  # first call copies the window to the host once
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        istft(spec, 8, 2, window=w)
+        from_time_frequency(to_time_frequency(torch.randn(4, 1, 64, device="cuda"), 8, 2, window=w), 8, 2, window=w)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda: stft(torch.randn(2, 3, 3), 8, 2), "too short"),
+    (lambda: stft(torch.randn(2, 3, 5), 8, 2, center=False), "shorter than n_fft"),
+    (lambda: stft(torch.randn(2, 3, 50), 0, 2), "n_fft"),
+    (lambda: stft(torch.randn(2, 3, 50), 2), "hop_length"),
+    (lambda: stft(torch.randn(2, 3, 50), 8, 0), "hop_length"),
+    (lambda: stft(torch.randn(2, 3, 50), 8, 2, window=torch.ones(7)), "window"),
+    (lambda: stft(torch.randn(2, 3, 50), 8, 2, win_length=9), "win_length"),
+    (lambda: stft(torch.randn(50), 8, 2), r"Tensor\[B, C, L\]"),
+    (lambda: stft(torch.randn(0, 3, 50), 8, 2), "empty batch"),
+    (lambda: stft(torch.randn(2, 3, 50), 8, 2, pad_mode="wrap"), "pad_mode"),
+    (lambda: stft(torch.randn(2, 3, 50), 8, 2, window=torch.ones(8, requires_grad=True)), "window"),
+    (lambda: istft(torch.randn(2, 3, 5, 9, dtype=torch.complex64), 8, 12), "hop_length"),
+    (lambda: istft(torch.randn(2, 3, 5, 9, dtype=torch.complex64), 8, 2, center=False,
+                   window=torch.hann_window(8)), "NOLA"),
+    (lambda: istft(torch.randn(2, 3, 6, 9, dtype=torch.complex64), 8, 2), "frequency bins"),
+    (lambda: from_time_frequency(torch.randn(2, 3, 5, 9), 8, 2), "even number of channels"),
+])
+def test_bad_input_raises_value_error(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_bad_dtype_raises_type_error():
+    with pytest.raises(TypeError, match="x must be float"):
+        stft(torch.ones(2, 3, 50, dtype=torch.int64), 8, 2)
+    with pytest.raises(TypeError, match="complex"):
+        istft(torch.randn(2, 3, 5, 9), 8, 2)
+
+
+@pytest.mark.parametrize("n_fft,hop", [(32, 8), (64, 16), (64, 1), (17, 20)])
+@pytest.mark.parametrize("interleaved", [False, True])
+def test_private_framing_kernels_match_the_dft(device, n_fft, hop, interleaved):
+    """The direct kernels at every size the GPU path uses (CPU dispatch picks FFTs above 16)."""
+    R, L = 5, 150
+    x = torch.randn(R, L, dtype=torch.float64, device=device)
+    w = torch.hann_window(n_fft, dtype=torch.float64, device=device) + 0.1
+    Fq = n_fft // 2 + 1
+    ang = 2 * torch.pi * torch.outer(torch.arange(n_fft), torch.arange(Fq)).double() / n_fft
+    basis = torch.cat([torch.cos(ang), -torch.sin(ang)], 1).to(device) * w[:, None]  # [N, 2F]
+    T = 1 + (L + 2 * (n_fft // 2) - n_fft) // hop
+    out = torch.ops.tsvq._stft_analysis(x, basis, None, hop, T, n_fft // 2, 1, interleaved)
+    ref = torch.view_as_real(torch.stft(x, n_fft, hop, window=w, return_complex=True))  # [R, F, T, 2]
+    if not interleaved:
+        ref = ref.permute(0, 3, 1, 2).reshape(R, 2 * Fq, T)
+    torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-10)
+    # synthesis: y[q] = scale[q] * sum_t sum_j spec[j, t] basis^T[j, q - t hop]
+    scale = torch.rand((T - 1) * hop + n_fft, dtype=torch.float64, device=device)
+    y = torch.ops.tsvq._stft_synthesis(out, basis.t().contiguous(), scale, hop, 3, 140, interleaved)
+    spec = out if not interleaved else out.permute(0, 3, 1, 2).reshape(R, 2 * Fq, T)
+    frames = torch.einsum("rjt,nj->rtn", spec, basis)
+    full = torch.zeros(R, (T - 1) * hop + n_fft, dtype=torch.float64, device=device)
+    for t in range(T):
+        full[:, t * hop:t * hop + n_fft] += frames[:, t]
+    expected = (full * scale)[:, 3:143]
+    expected = torch.cat([expected, expected.new_zeros(R, 140 - expected.shape[1])], 1)
+    torch.testing.assert_close(y, expected, rtol=1e-10, atol=1e-10)
