@@ -37,7 +37,7 @@ def test_gz_variable_length_and_errors(tmp_path):
         load_ucr("Toy", tmp_path)
     d = load_ucr("Toy", tmp_path, resample_to=3)
     torch.testing.assert_close(d.x_train[1, 0], torch.tensor([5.0, 5.5, 6.0]))
-    with pytest.raises(FileNotFoundError, match="unknown UCR dataset 'Nope'.*Toy"):
+    with pytest.raises(FileNotFoundError, match="UCR dataset 'Nope' not found.*Toy"):
         load_ucr("Nope", tmp_path)
     shutil.move(folder / "Toy_TEST.tsv.gz", tmp_path / "elsewhere.gz")
     with pytest.raises(FileNotFoundError, match="TEST"):
@@ -48,7 +48,7 @@ def test_gz_variable_length_and_errors(tmp_path):
 def test_missing_root_names_the_variable(monkeypatch):
     monkeypatch.delenv("TSVQ_DATA_DIR", raising=False)
     with pytest.raises(FileNotFoundError, match="TSVQ_DATA_DIR"):
-        load_ucr("GunPoint")
+        load_ucr("NotAnAeonDataset")
 
 
 @pytest.mark.skipif(not (SHARED / "data" / "UCRArchive_2018_train_only" / "Wafer").exists(), reason="no train-only data")
@@ -66,3 +66,20 @@ def test_global_scaler_round_trip():
     s2 = GlobalScaler()
     s2.load_state_dict(s.state_dict())
     torch.testing.assert_close(s2.transform(x), z)
+
+
+@requires_ucr("GunPoint")
+def test_aeon_gunpoint_equals_the_ucr_2018_files(monkeypatch):
+    pytest.importorskip("aeon")
+    monkeypatch.delenv("TSVQ_DATA_DIR", raising=False)
+    from_aeon = load_ucr("GunPoint")  # not on disk: aeon's bundled copy, offline
+    on_disk = load_ucr("GunPoint", UCR_DIR)
+    assert torch.equal(from_aeon.x_train, on_disk.x_train) and torch.equal(from_aeon.x_test, on_disk.x_test)
+    assert torch.equal(from_aeon.y_train, on_disk.y_train) and torch.equal(from_aeon.y_test, on_disk.y_test)
+    assert list(from_aeon.classes) == list(on_disk.classes)
+
+
+def test_missing_dataset_says_where_to_put_it(monkeypatch, tmp_path):
+    monkeypatch.delenv("TSVQ_DATA_DIR", raising=False)
+    with pytest.raises(FileNotFoundError, match="_TRAIN.tsv"):
+        load_ucr("NotADataset", tmp_path)

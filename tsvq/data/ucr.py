@@ -70,20 +70,73 @@ def _resample(row: np.ndarray, length: int) -> np.ndarray:
     return np.interp(np.linspace(0, row.size - 1, length), np.arange(row.size), row)
 
 
+def _has_aeon() -> bool:
+    try:
+        import aeon.datasets  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _aeon_split(name: str, split: str, resample_to: int | None):
+    from aeon.datasets import load_classification
+
+    x, labels = load_classification(name, split=split)
+    if isinstance(x, list) or (isinstance(x, np.ndarray) and x.dtype == object):  # unequal lengths
+        if resample_to is None:
+            raise ValueError(f"{name} has variable-length series; pass resample_to=L")
+        x = np.stack([np.stack([_resample(np.asarray(c, np.float64), resample_to) for c in s]) for s in x])
+    x = np.asarray(x, dtype=np.float64)
+    if np.isnan(x).any():
+        if resample_to is None:
+            raise ValueError(f"{name} has variable-length series (NaN padding); pass resample_to=L")
+        x = np.stack([np.stack([_resample(c[~np.isnan(c)], resample_to) for c in s]) for s in x])
+    elif resample_to is not None and resample_to != x.shape[-1]:
+        x = np.stack([np.stack([_resample(c, resample_to) for c in s]) for s in x])
+    try:
+        labels = labels.astype(np.float64)  # the archive's numeric labels, as in the .tsv files
+    except ValueError:
+        pass
+    return labels, x
+
+
+def _load_aeon(name: str, resample_to: int | None) -> "UCRDataset | None":
+    """aeon's ``load_classification``: GunPoint, ArrowHead, ItalyPowerDemand, OSULeaf and ACSF1
+    ship inside its wheel; other names are downloaded from timeseriesclassification.com."""
+    if not _has_aeon():
+        return None
+    try:
+        ltr, xtr = _aeon_split(name, "train", resample_to)
+        lte, xte = _aeon_split(name, "test", resample_to)
+    except ValueError as e:
+        if "variable-length" in str(e):
+            raise
+        return None
+    except Exception:  # offline, unknown name, HTTP errors
+        return None
+    classes, encoded = np.unique(np.concatenate([ltr, lte]), return_inverse=True)
+    as_x = lambda a: torch.from_numpy(a.astype(np.float32))  # noqa: E731
+    return UCRDataset(name=name, x_train=as_x(xtr), y_train=torch.from_numpy(encoded[:len(ltr)].astype(np.int64)),
+                      x_test=as_x(xte), y_test=torch.from_numpy(encoded[len(ltr):].astype(np.int64)), classes=classes)
+
+
 def load_ucr(
     name: str,
     data_dir: str | os.PathLike | None = None,
     resample_to: int | None = None,
     require_test: bool = True,
 ) -> UCRDataset:
-    """Load ``<data_dir>/<name>/<name>_TRAIN.tsv`` and ``_TEST.tsv`` (also ``.tsv.gz``).
+    """Load ``<data_dir>/<name>/<name>_TRAIN.tsv`` and ``_TEST.tsv`` (also ``.tsv.gz``), or
+    through aeon when the dataset is not on disk.
 
     Tab-separated, label in the first column, one series per row (UCR 2018 format, Dau et
     al. 2019). Labels are label-encoded over train and test together.
 
     Args:
         name: dataset name as in the archive, e.g. ``"GunPoint"``.
-        data_dir: archive root; default ``$TSVQ_DATA_DIR``.
+        data_dir: archive root; default ``$TSVQ_DATA_DIR``. When neither is set or the dataset is
+            not under it, ``aeon.datasets.load_classification`` is tried (offline for the
+            datasets aeon ships: GunPoint, ArrowHead, ItalyPowerDemand, OSULeaf, ACSF1).
         resample_to: resample every series (linear interpolation) to this length; needed for
             variable-length datasets, whose files are NaN-padded.
         require_test: raise if the test split is missing (False: load a train-only copy,
@@ -93,22 +146,25 @@ def load_ucr(
         :class:`UCRDataset`.
 
     Raises:
-        FileNotFoundError: no archive root given, or the dataset/split is not under it (the
+        FileNotFoundError: the dataset is neither on disk nor loadable through aeon (the
             message says where the files should be).
         ValueError: NaN-padded (variable-length) series without ``resample_to``.
     """
     root = data_dir if data_dir is not None else os.environ.get(ENV_DATA_DIR)
-    if root is None:
-        raise FileNotFoundError(
-            f"no UCR archive directory: pass data_dir or set {ENV_DATA_DIR} to the folder that "
-            f"holds <Name>/<Name>_TRAIN.tsv and <Name>/<Name>_TEST.tsv")
-    root = Path(root)
-    train = _find(root, name, "TRAIN")
+    root = Path(root) if root is not None else None
+    train = _find(root, name, "TRAIN") if root is not None else None
     if train is None:
-        available = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+        loaded = _load_aeon(name, resample_to)
+        if loaded is not None:
+            return loaded
+        where = (f"{root / name / (name + '_TRAIN.tsv')} not found" if root is not None
+                 else f"no archive directory given (data_dir or ${ENV_DATA_DIR})")
+        available = sorted(p.name for p in root.iterdir() if p.is_dir()) if root is not None and root.is_dir() else []
         raise FileNotFoundError(
-            f"unknown UCR dataset {name!r}: {root / name / (name + '_TRAIN.tsv')} not found"
-            + (f"; datasets under {root}: {', '.join(available)}" if available else ""))
+            f"UCR dataset {name!r} not found: {where}, and aeon could not load it"
+            f"{' (aeon is not installed: pip install aeon)' if not _has_aeon() else ' (offline, or not a UCR/UEA name)'}."
+            f" Put <Name>/<Name>_TRAIN.tsv and <Name>/<Name>_TEST.tsv under a folder and pass it as data_dir or "
+            f"${ENV_DATA_DIR}" + (f"; datasets under {root}: {', '.join(available)}" if available else ""))
     test = _find(root, name, "TEST")
     if test is None and require_test:
         raise FileNotFoundError(f"{root / name / (name + '_TEST.tsv')} not found (train-only copy? "

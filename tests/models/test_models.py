@@ -1,0 +1,64 @@
+import pytest
+import torch
+
+from tsvq.models import MODELS, create_model, make_config
+
+VARIANTS = [
+    ("vqvae", {}),
+    ("vqvae", {"two_branch": True}),
+    ("ncvqvae", {"ssl_loss": "barlow_twins", "augmentation": "slice"}),
+    ("ncvqvae", {"ssl_loss": "vibcreg", "augmentation": "gauss"}),
+    ("ncvqvae", {"ssl_loss": "vicreg", "augmentation": "warp"}),
+    ("ncvqvae", {"augmentation": "bt", "two_augmented_views": True, "pooling": "gmp"}),
+    ("ncvqvae", {"two_branch": True}),
+]
+
+
+@pytest.mark.parametrize("name,overrides", VARIANTS, ids=lambda v: str(v))
+@pytest.mark.parametrize("L", [64, 151])
+def test_every_model_forward_backward_shapes(name, overrides, L):
+    torch.manual_seed(0)
+    kw = dict(overrides)
+    if name == "ncvqvae":
+        kw["projector_widths"] = (64, 64)
+    model = create_model(name, length=L, in_channels=2, d=16, n_resnet_blocks=1, **kw)
+    x = torch.randn(6, 2, L)
+    out = model(x)
+    assert out["x_hat"].shape == x.shape
+    for k in ("loss", "recon_time", "recon_timefreq", "vq"):
+        assert out[k].dim() == 0 and torch.isfinite(out[k]), k
+    out["loss"].backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert any(g is not None for g in grads) and all(torch.isfinite(g).all() for g in grads if g is not None)
+    model.eval()
+    z, z_q, idx = model.encode(x)
+    x_hat = model.decode(z_q)
+    assert x_hat.shape == (6, 2, L) and torch.isfinite(x_hat).all()
+    torch.testing.assert_close(model.decode_indices(idx), x_hat)
+    assert model.pooled(x).shape == (6, 16 * (2 if overrides.get("two_branch") else 1))
+
+
+def test_registry_errors():
+    assert set(MODELS) >= {"vqvae", "ncvqvae"}
+    with pytest.raises(ValueError, match="unknown model"):
+        create_model("nope")
+    with pytest.raises(ValueError, match="unknown vqvae config field"):
+        make_config("vqvae", not_a_field=1)
+    with pytest.raises(ValueError, match="ssl_loss"):
+        create_model("ncvqvae", ssl_loss="simsiam")
+    with pytest.raises(ValueError, match="augmentation"):
+        create_model("ncvqvae", augmentation="mixup")
+    m = create_model("vqvae", length=64)
+    with pytest.raises(ValueError, match=r"Tensor\[B, 1, 64\]"):
+        m(torch.randn(2, 1, 65))
+
+
+def test_ncvqvae_ssl_term_is_weighted_and_dropped_in_eval():
+    m = create_model("ncvqvae", length=64, d=16, n_resnet_blocks=1, projector_widths=(32, 32), ssl_loss="vibcreg")
+    assert m.ssl_weight == 0.01
+    x = torch.randn(8, 1, 64)
+    out = m(x, generator=torch.Generator().manual_seed(0))
+    parts = out["recon_time"] + out["recon_timefreq"] + out["vq"] + 0.01 * out["ssl"]
+    torch.testing.assert_close(out["loss"], parts)
+    m.eval()
+    assert m(x)["ssl"] == 0

@@ -1,0 +1,65 @@
+"""End-to-end stage-1 runs on real UCR data (a few epochs: the pipeline, not the quality)."""
+import json
+
+import pytest
+import yaml
+
+from tsvq.cli.main import main
+from tsvq.train import evaluate_run, resolve_config, train
+
+from helpers import UCR_DIR, requires_ucr
+
+pytestmark = requires_ucr("GunPoint")
+FAST = ["epochs=3", "d=16", "n_resnet_blocks=1"]
+
+
+def test_train_writes_a_complete_run_and_resumes(tmp_path):
+    cfg = resolve_config("ncvqvae", "GunPoint", "quick", FAST + ["projector_widths=[64, 64]"], seed=1,
+                         data_dir=str(UCR_DIR))
+    out = tmp_path / "run"
+    metrics = train(cfg, out, progress=False)
+    for name in ("config.yaml", "metrics.json", "metrics.md", "scaler.json", "checkpoints/last.ckpt",
+                 "checkpoints/best.ckpt", "logs/session1/metrics.csv", "reconstructions.png", "codebook_usage.png",
+                 "latent_pca.png", "loss_curves.png"):
+        assert (out / name).exists(), name
+    for k in ("svm_accuracy", "knn1_accuracy", "knn5_accuracy", "knn10_accuracy", "silhouette", "intrinsic_dim_95",
+              "test_mse_time", "test_mse_timefreq", "test_perplexity", "test_fraction_used"):
+        assert k in metrics
+    assert 0.0 <= metrics["svm_accuracy"] <= 1.0
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["model_config"]["projector_widths"] == [64, 64] and saved["epochs"] == 3
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(cfg, out, progress=False)
+    # resume to more epochs: a different config is refused, the same one continues from last.ckpt
+    more = resolve_config("ncvqvae", "GunPoint", "quick", FAST + ["projector_widths=[64, 64]"], seed=2,
+                          data_dir=str(UCR_DIR))
+    with pytest.raises(FileExistsError, match="another config"):
+        train(more, out, progress=False)
+    train(cfg, out, resume=True, progress=False)
+    assert (out / "logs" / "session1" / "metrics.csv").exists() and (out / "logs" / "session2").exists()
+    again = evaluate_run(out, "last")
+    assert again["checkpoint"] == "last" and json.loads((out / "metrics.json").read_text())["checkpoint"] == "last"
+
+
+def test_cli_train_and_evaluate(tmp_path, capsys):
+    out = tmp_path / "cli"
+    args = ["train", "vqvae", "--dataset", "GunPoint", "--data-dir", str(UCR_DIR), "--out", str(out), "--no-progress"]
+    for s in FAST:
+        args += ["--set", s]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "svm_accuracy" in text and "test_perplexity" in text
+    assert main(["evaluate", str(out)]) == 0
+
+
+def test_resolve_config_errors():
+    with pytest.raises(ValueError, match="unknown model"):
+        resolve_config("gan", "GunPoint")
+    with pytest.raises(ValueError, match="unknown preset"):
+        resolve_config("vqvae", "GunPoint", "slow")
+    with pytest.raises(ValueError, match="unknown --set key"):
+        resolve_config("vqvae", "GunPoint", sets=["nope=1"])
+    with pytest.raises(ValueError, match="key=value"):
+        resolve_config("vqvae", "GunPoint", sets=["epochs"])
+    cfg = resolve_config("ncvqvae", "GunPoint", "paper", ["ssl_loss=vibcreg", "lr=0.0005"])
+    assert cfg.epochs == 1000 and cfg.lr == 0.0005 and cfg.model_config == {"ssl_loss": "vibcreg"}

@@ -1,0 +1,44 @@
+"""Model zoo: a registry of named models built from dataclass configs.
+
+``create_model(name, **overrides)`` builds the model from its config class with the given
+fields replaced; ``MODELS`` maps each name to ``(model class, config class)``.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from torch import nn
+
+from .ncvqvae import NCVQVAE, NCVQVAEConfig
+from .vqvae import VQVAE, VQVAEConfig
+
+MODELS: dict[str, tuple[type[nn.Module], type]] = {
+    "vqvae": (VQVAE, VQVAEConfig),
+    "ncvqvae": (NCVQVAE, NCVQVAEConfig),
+}
+
+
+def make_config(name: str, **overrides):
+    """The config dataclass of model ``name`` with ``overrides`` applied.
+
+    Raises:
+        ValueError: unknown model name or unknown config field (the message lists the valid ones).
+    """
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; available: {sorted(MODELS)}")
+    cfg_cls = MODELS[name][1]
+    fields = {f.name for f in dataclasses.fields(cfg_cls)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise ValueError(f"unknown {name} config field(s) {unknown}; valid: {sorted(fields)}")
+    return cfg_cls(**overrides)
+
+
+def create_model(name: str, **overrides) -> nn.Module:
+    """Build model ``name`` ("vqvae", "ncvqvae") with config ``overrides``, e.g.
+    ``create_model("ncvqvae", length=150, ssl_loss="vibcreg", augmentation="gauss")``."""
+    cfg = make_config(name, **overrides)
+    return MODELS[name][0](cfg)
+
+
+__all__ = ["MODELS", "create_model", "make_config", "VQVAE", "VQVAEConfig", "NCVQVAE", "NCVQVAEConfig"]

@@ -1,0 +1,222 @@
+"""TimeVQVAE stage-1 tokenizer (Lee, Malacarne & Aune 2023), the NC-VQVAE baseline.
+
+x [B, C, L] --STFT--> u [B, 2C, F, T] --encoder--> z [B, d, F, T'] --VectorQuantizer--> z_q
+--decoder--> u_hat [B, 2C, F, T] --ISTFT--> x_hat [B, C, L].
+Loss (SPEC section 4): MSE(x, x_hat) + MSE(u, u_hat) + VQ commitment loss. The paper's two-branch
+variant splits u into the LF part (the DC row) and the HF part (the other rows), each with its own
+encoder / codebook / decoder, and uses L1 on the HF time reconstruction.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..nn import ISTFT, STFT, VectorQuantizer
+
+
+@dataclass
+class VQVAEConfig:
+    """Tokenizer settings; defaults are the NC-VQVAE baseline (TimeVQVAE v0, single branch).
+
+    Attributes:
+        in_channels: C, channels of the series.
+        length: L, samples per series (fixes the STFT frame count and the decoder output).
+        n_fft, hop_length: STFT (Hann window, centred, reflect padding); F = n_fft // 2 + 1.
+        d: hidden width of encoder/decoder and the codeword dimension D.
+        downsampled_width: target number of latent frames (TimeVQVAE's "downsampled width").
+        n_resnet_blocks: residual blocks after the strided blocks.
+        codebook_size: K. decay: EMA decay of the codebook. commitment_weight: beta.
+        kmeans_init: k-means codebook initialisation on the first batch.
+        two_branch: the TimeVQVAE paper's LF/HF split (widths 8 and 32 as in the paper).
+    """
+
+    in_channels: int = 1
+    length: int = 150
+    n_fft: int = 8
+    hop_length: int = 2
+    d: int = 64
+    downsampled_width: int = 8
+    n_resnet_blocks: int = 4
+    codebook_size: int = 32
+    decay: float = 0.9
+    commitment_weight: float = 1.0
+    kmeans_init: bool = False
+    two_branch: bool = False
+    hf_downsampled_width: int = 32
+
+
+class ResBlock(nn.Module):
+    """x + Conv1x1(LeakyReLU(BN(Conv3x3(LeakyReLU(x))))) (TimeVQVAE ResBlock)."""
+
+    def __init__(self, d: int):
+        super().__init__()
+        self.body = nn.Sequential(nn.LeakyReLU(), nn.Conv2d(d, d, 3, 1, 1), nn.BatchNorm2d(d), nn.LeakyReLU(),
+                                  nn.Conv2d(d, d, 1))
+
+    def forward(self, x):
+        return x + self.body(x)
+
+
+def _n_down(n_frames: int, width: int) -> int:
+    return max(1, int(math.floor(math.log2(max(n_frames / width, 2)))))
+
+
+class Encoder(nn.Module):
+    """Strided Conv2d (3, 4)/(1, 2) replicate-padded + BN + LeakyReLU blocks halving the time axis
+    down to about ``width`` frames, then residual blocks. ``Tensor[B, 2C, F, T] -> [B, d, F, T']``."""
+
+    def __init__(self, in_ch: int, d: int, n_down: int, n_res: int):
+        super().__init__()
+        layers = []
+        for i in range(n_down):
+            layers += [nn.Conv2d(in_ch if i == 0 else d, d, (3, 4), (1, 2), (1, 1), padding_mode="replicate"),
+                       nn.BatchNorm2d(d), nn.LeakyReLU()]
+        for _ in range(n_res):
+            layers += [ResBlock(d), nn.BatchNorm2d(d)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, u):
+        return self.net(u)
+
+
+class Decoder(nn.Module):
+    """Mirror of :class:`Encoder` with transposed convolutions, then bilinear interpolation back
+    to exactly (F, T). ``Tensor[B, d, F, T'] -> [B, 2C, F, T]``."""
+
+    def __init__(self, out_ch: int, d: int, n_down: int, n_res: int, size: tuple[int, int]):
+        super().__init__()
+        layers = []
+        for _ in range(n_res):
+            layers += [ResBlock(d), nn.BatchNorm2d(d)]
+        for _ in range(n_down - 1):
+            layers += [nn.ConvTranspose2d(d, d, (3, 4), (1, 2), (1, 1)), nn.BatchNorm2d(d), nn.LeakyReLU()]
+        layers += [nn.ConvTranspose2d(d, out_ch, (3, 4), (1, 2), (1, 1))]
+        self.net = nn.Sequential(*layers)
+        self.size = size
+
+    def forward(self, z):
+        return F.interpolate(self.net(z), size=self.size, mode="bilinear", align_corners=False)
+
+
+class _Branch(nn.Module):
+    def __init__(self, cfg: VQVAEConfig, width: int, n_freqs: int, n_frames: int):
+        super().__init__()
+        n_down = _n_down(n_frames, width)
+        self.encoder = Encoder(2 * cfg.in_channels, cfg.d, n_down, cfg.n_resnet_blocks)
+        self.vq = VectorQuantizer(cfg.d, cfg.codebook_size, decay=cfg.decay, commitment_weight=cfg.commitment_weight,
+                                  kmeans_init=cfg.kmeans_init, channel_last=False, accept_image_fmap=True)
+        self.decoder = Decoder(2 * cfg.in_channels, cfg.d, n_down, cfg.n_resnet_blocks, (n_freqs, n_frames))
+
+
+class VQVAE(nn.Module):
+    """TimeVQVAE stage-1 tokenizer. Build with ``create_model("vqvae", length=L, ...)``.
+
+    ``forward(x: Tensor[B, C, L])`` returns a dict: ``loss`` (scalar to minimise), its parts
+    (``recon_time``, ``recon_timefreq``, ``vq``), ``perplexity`` and ``x_hat`` [B, C, L].
+    """
+
+    name = "vqvae"
+
+    def __init__(self, cfg: VQVAEConfig):
+        super().__init__()
+        if cfg.length < cfg.n_fft // 2 + 1:
+            raise ValueError(f"length must be > n_fft // 2 = {cfg.n_fft // 2} (reflect padding), got {cfg.length}")
+        self.cfg = cfg
+        self.stft = STFT(cfg.n_fft, cfg.hop_length, window="hann", stacked=True)
+        self.istft = ISTFT(cfg.n_fft, cfg.hop_length, window="hann", stacked=True)
+        self.n_freqs, self.n_frames = self.stft.n_freqs, self.stft.n_frames(cfg.length)
+        if cfg.two_branch:
+            self.branches = nn.ModuleList([_Branch(cfg, cfg.downsampled_width, self.n_freqs, self.n_frames),
+                                           _Branch(cfg, cfg.hf_downsampled_width, self.n_freqs, self.n_frames)])
+        else:
+            self.branches = nn.ModuleList([_Branch(cfg, cfg.downsampled_width, self.n_freqs, self.n_frames)])
+
+    # ----------------------------------------------------------------- helpers
+    def _check(self, x: torch.Tensor) -> None:
+        if x.dim() != 3 or x.shape[1] != self.cfg.in_channels or x.shape[2] != self.cfg.length:
+            raise ValueError(f"x must be Tensor[B, {self.cfg.in_channels}, {self.cfg.length}], got {list(x.shape)}")
+        if x.shape[0] == 0:
+            raise ValueError("x: empty batch")
+
+    def _split(self, u: torch.Tensor) -> list[torch.Tensor]:
+        if not self.cfg.two_branch:
+            return [u]
+        lf = torch.zeros_like(u)
+        lf[:, :, :1] = u[:, :, :1]
+        return [lf, u - lf]
+
+    def to_time_frequency(self, x: torch.Tensor) -> torch.Tensor:
+        """``Tensor[B, C, L] -> Tensor[B, 2C, F, T]`` (real/imag channels, Hann STFT)."""
+        return self.stft(x)
+
+    def to_time(self, u: torch.Tensor) -> torch.Tensor:
+        """``Tensor[B, 2C, F, T] -> Tensor[B, C, L]`` (exact length L, odd lengths included)."""
+        return self.istft(u, length=self.cfg.length)
+
+    # ----------------------------------------------------------------- API
+    def encode(self, x: torch.Tensor):
+        """``x: Tensor[B, C, L]`` -> ``(z, z_q, indices)``: continuous latent ``[B, d, F, T']``,
+        quantised latent (same shape, straight-through) and codes ``int64[B, F, T']``. Tuples of
+        (LF, HF) tensors for the two-branch model."""
+        self._check(x)
+        zs, zqs, idx = [], [], []
+        for branch, u in zip(self.branches, self._split(self.to_time_frequency(x))):
+            z = branch.encoder(u)
+            z_q, codes, _ = branch.vq(z)
+            zs.append(z)
+            zqs.append(z_q)
+            idx.append(codes)
+        if not self.cfg.two_branch:
+            return zs[0], zqs[0], idx[0]
+        return tuple(zs), tuple(zqs), tuple(idx)
+
+    def decode(self, z_q) -> torch.Tensor:
+        """Quantised latent(s) from :meth:`encode` -> ``x_hat: Tensor[B, C, L]``."""
+        zqs = list(z_q) if self.cfg.two_branch else [z_q]
+        u_hat = sum(b.decoder(z) for b, z in zip(self.branches, zqs))
+        return self.to_time(u_hat)
+
+    def decode_indices(self, indices) -> torch.Tensor:
+        """Codes ``int64[B, F, T']`` (tuple for two branches) -> ``x_hat: Tensor[B, C, L]``."""
+        idx = list(indices) if self.cfg.two_branch else [indices]
+        zqs = [b.vq.get_codes_from_indices(i) for b, i in zip(self.branches, idx)]  # [B, d, F, T']
+        return self.decode(tuple(zqs) if self.cfg.two_branch else zqs[0])
+
+    def pooled(self, x: torch.Tensor, flatten: bool = False) -> torch.Tensor:
+        """Probe features: global-average-pooled z_q ``[B, d * branches]`` (or flattened z_q)."""
+        _, z_q, _ = self.encode(x)
+        zqs = list(z_q) if self.cfg.two_branch else [z_q]
+        return torch.cat([z.flatten(1) if flatten else z.mean(dim=(2, 3)) for z in zqs], 1)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        self._check(x)
+        u = self.to_time_frequency(x)
+        parts = self._split(u)
+        out: dict[str, torch.Tensor] = {}
+        vq_loss, recon_time, recon_tf, u_hat_sum, ppl = 0.0, 0.0, 0.0, 0.0, []
+        latents = []
+        for k, (branch, u_k) in enumerate(zip(self.branches, parts)):
+            z = branch.encoder(u_k)
+            z_q, _, commit = branch.vq(z)
+            u_hat = branch.decoder(z_q)
+            u_hat_sum = u_hat_sum + u_hat
+            vq_loss = vq_loss + commit
+            recon_tf = recon_tf + F.mse_loss(u_hat, u_k)
+            if self.cfg.two_branch:  # TimeVQVAE: MSE on the LF, L1 on the HF time reconstruction
+                x_k, x_hat_k = self.to_time(u_k), self.to_time(u_hat)
+                recon_time = recon_time + (F.mse_loss(x_hat_k, x_k) if k == 0 else F.l1_loss(x_hat_k, x_k))
+            ppl.append(branch.vq.perplexity)
+            latents.append(z)
+        x_hat = self.to_time(u_hat_sum)
+        if not self.cfg.two_branch:
+            recon_time = F.mse_loss(x_hat, x)
+        out["recon_time"], out["recon_timefreq"], out["vq"] = recon_time, recon_tf, vq_loss
+        out["loss"] = recon_time + recon_tf + vq_loss
+        out["perplexity"] = torch.stack(ppl).mean()
+        out["x_hat"] = x_hat
+        out["z"] = latents[0] if not self.cfg.two_branch else tuple(latents)
+        return out

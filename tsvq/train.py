@@ -1,0 +1,393 @@
+"""Stage-1 training and evaluation runs (``tsvq train`` / ``tsvq evaluate``) on PyTorch Lightning.
+
+A run directory is complete and self-describing:
+
+    config.yaml           the resolved run config (model config included), written before training
+    checkpoints/last.ckpt, checkpoints/best.ckpt (lowest training loss; no test data is used for selection)
+    logs/sessionN/metrics.csv   Lightning CSV log of each training session (loss curves; a resume adds one)
+    metrics.json, metrics.md   the stage-1 evaluation (tsvq.eval) on the official test split
+    reconstructions.png, codebook_usage.png, latent_pca.png, loss_curves.png
+
+Every file is written atomically (temporary file + rename); ``--resume`` continues from
+``checkpoints/last.ckpt`` with the optimiser, scheduler and epoch counter restored.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from . import eval as tsvq_eval
+from .data import GlobalScaler, load_ucr
+from .models import MODELS, create_model, make_config
+
+# Training presets: "quick" finishes GunPoint in minutes on a 2-core CPU; "paper" is SPEC section 4.
+PRESETS: dict[str, dict] = {
+    "quick": {"epochs": 500, "batch_size": 128, "model": {"projector_widths": [1024, 1024, 1024]}},
+    "paper": {"epochs": 1000, "batch_size": 128, "model": {}},
+}
+TRAIN_FIELDS = ("epochs", "batch_size", "lr", "weight_decay", "scaling", "accelerator", "devices", "precision")
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines a run; dumped to ``config.yaml``.
+
+    Attributes:
+        model: registry name ("vqvae", "ncvqvae"). dataset: UCR name. data_dir: archive root
+        (None: $TSVQ_DATA_DIR, then aeon). preset: "quick" | "paper". seed: global seed.
+        epochs, batch_size, lr (AdamW, default 1e-3), weight_decay (1e-3): optimisation, cosine
+        schedule over all steps. scaling: "global" (TimeVQVAE: one mean/std over the train
+        matrix) or "znorm" (per series). accelerator/devices/precision: passed to Lightning.
+        model_config: the model's config dataclass as a dict (length/in_channels from the data).
+    """
+
+    model: str
+    dataset: str
+    data_dir: str | None = None
+    preset: str = "quick"
+    seed: int = 0
+    epochs: int = 200
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 1e-3
+    scaling: str = "global"
+    accelerator: str = "auto"
+    devices: int | str = 1
+    precision: str = "32-true"
+    model_config: dict = field(default_factory=dict)
+
+
+def _atomic_write(path: Path, data: str | bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mode = "wb" if isinstance(data, bytes) else "w"
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, mode) as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def _parse_value(text: str):
+    return yaml.safe_load(text)
+
+
+def resolve_config(model: str, dataset: str, preset: str = "quick", sets: list[str] | None = None,
+                   seed: int = 0, data_dir: str | None = None) -> RunConfig:
+    """Preset + ``key=value`` overrides -> :class:`RunConfig`. Keys are run fields (``epochs``,
+    ``batch_size``, ``lr``, ...) or model config fields (``ssl_loss``, ``codebook_size``, ...).
+
+    Raises:
+        ValueError: unknown model, preset or key, or a malformed ``key=value``.
+    """
+    if model not in MODELS:
+        raise ValueError(f"unknown model {model!r}; available: {sorted(MODELS)}")
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; available: {sorted(PRESETS)}")
+    p = PRESETS[preset]
+    run = {k: v for k, v in p.items() if k != "model"}
+    model_cfg = {k: v for k, v in p["model"].items() if k in {f.name for f in dataclasses.fields(MODELS[model][1])}}
+    model_fields = {f.name for f in dataclasses.fields(MODELS[model][1])}
+    for item in sets or []:
+        if "=" not in item:
+            raise ValueError(f"--set expects key=value, got {item!r}")
+        key, value = item.split("=", 1)
+        value = _parse_value(value)
+        if key in TRAIN_FIELDS:
+            run[key] = value
+        elif key in model_fields:
+            model_cfg[key] = value
+        else:
+            raise ValueError(f"unknown --set key {key!r}; run keys: {list(TRAIN_FIELDS)}, "
+                             f"{model} keys: {sorted(model_fields)}")
+    if run.get("scaling", "global") not in ("global", "znorm"):
+        raise ValueError(f"scaling must be 'global' or 'znorm', got {run['scaling']!r}")
+    return RunConfig(model=model, dataset=dataset, data_dir=data_dir, preset=preset, seed=seed, model_config=model_cfg,
+                     **run)
+
+
+class _Scaler:
+    def __init__(self, kind: str):
+        self.kind = kind
+        self.global_ = GlobalScaler()
+
+    def fit(self, x):
+        if self.kind == "global":
+            self.global_.fit(x)
+        return self
+
+    def transform(self, x):
+        if self.kind == "global":
+            return self.global_.transform(x)
+        return (x - x.mean(-1, keepdim=True)) / (x.std(-1, keepdim=True) + 1e-8)
+
+    def state_dict(self):
+        return {"kind": self.kind, **(self.global_.state_dict() if self.kind == "global" else {})}
+
+
+def load_data(cfg: RunConfig):
+    """Load and scale the dataset of a run: (dataset, x_train, x_test, scaler state)."""
+    ds = load_ucr(cfg.dataset, cfg.data_dir)
+    scaler = _Scaler(cfg.scaling).fit(ds.x_train)
+    return ds, scaler.transform(ds.x_train), scaler.transform(ds.x_test), scaler.state_dict()
+
+
+def build_model(cfg: RunConfig, in_channels: int, length: int):
+    overrides = dict(cfg.model_config)
+    overrides.update(in_channels=in_channels, length=length)
+    if "projector_widths" in overrides:
+        overrides["projector_widths"] = tuple(overrides["projector_widths"])
+    return create_model(cfg.model, **overrides)
+
+
+def _lightning_module(model, cfg: RunConfig, steps_per_epoch: int):
+    import lightning.pytorch as pl
+
+    class LitTokenizer(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+            self._epoch_start = None
+
+        def training_step(self, batch, batch_idx):
+            (x,) = batch
+            if cfg.model == "ncvqvae":
+                g = torch.Generator(device=x.device).manual_seed(cfg.seed * 1_000_003 + self.global_step)
+                out = self.model(x, generator=g)
+            else:
+                out = self.model(x)
+            logs = {f"train/{k}": v.detach() for k, v in out.items()
+                    if isinstance(v, torch.Tensor) and v.dim() == 0}
+            self.log_dict(logs, on_step=False, on_epoch=True, prog_bar=False, batch_size=x.shape[0])
+            self.log("loss", out["loss"].detach(), on_step=False, on_epoch=True, prog_bar=True, batch_size=x.shape[0])
+            return out["loss"]
+
+        def on_train_epoch_start(self):
+            self._epoch_start = time.perf_counter()
+
+        def on_train_epoch_end(self):
+            self.log("epoch_time_s", time.perf_counter() - self._epoch_start, on_epoch=True)
+
+        def configure_optimizers(self):
+            opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+            total = max(1, cfg.epochs * steps_per_epoch)
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    return LitTokenizer()
+
+
+@torch.no_grad()
+def evaluate_model(model, ds, x_train, x_test, batch_size: int = 256) -> dict:
+    """Stage-1 metrics of a tokenizer on the un-augmented official splits (see :mod:`tsvq.eval`)."""
+    model.eval()
+    device = next(model.parameters()).device
+
+    def run(x):
+        feats, recon, recon_tf, idx = [], [], [], []
+        for i in range(0, len(x), batch_size):
+            xb = x[i:i + batch_size].to(device)
+            z, z_q, codes = model.encode(xb)
+            zqs = list(z_q) if isinstance(z_q, tuple) else [z_q]
+            feats.append(torch.cat([t.mean(dim=(2, 3)) for t in zqs], 1).cpu())
+            x_hat = model.decode(z_q)
+            recon.append(((x_hat - xb) ** 2).mean(dim=(1, 2)).cpu())
+            u, u_hat = model.to_time_frequency(xb), model.to_time_frequency(x_hat)
+            recon_tf.append(((u_hat - u) ** 2).mean(dim=(1, 2, 3)).cpu())
+            idx.append(torch.cat([c.flatten(1) for c in (codes if isinstance(codes, tuple) else (codes,))], 1).cpu())
+        return torch.cat(feats), torch.cat(recon), torch.cat(recon_tf), torch.cat(idx)
+
+    f_tr, _, _, _ = run(x_train)
+    f_te, rec_te, rec_tf_te, idx_te = run(x_test)
+    n_classes = int(ds.n_classes)
+    metrics = {
+        "svm_accuracy": tsvq_eval.linear_probe(f_tr, ds.y_train, f_te, ds.y_test),
+        **{f"knn{k}_accuracy": v for k, v in tsvq_eval.knn_probe(f_tr, ds.y_train, f_te, ds.y_test).items()},
+        "silhouette": tsvq_eval.silhouette(f_te, n_clusters=n_classes) if 2 <= n_classes < len(f_te) else float("nan"),
+        "intrinsic_dim_95": tsvq_eval.intrinsic_dimension(f_te),
+        "test_mse_time": float(rec_te.mean()),
+        "test_mse_timefreq": float(rec_tf_te.mean()),
+        **{f"test_{k}": v for k, v in tsvq_eval.codebook_stats(idx_te, model.cfg.codebook_size).items()},
+    }
+    return {"metrics": metrics, "features_test": f_te, "indices_test": idx_te}
+
+
+def _markdown(cfg: RunConfig, metrics: dict) -> str:
+    rows = "\n".join(f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in metrics.items())
+    return f"# {cfg.model} on {cfg.dataset} (preset {cfg.preset}, seed {cfg.seed})\n\n| metric | value |\n|---|---:|\n{rows}\n"
+
+
+def _plots(run_dir: Path, model, ds, x_test, result: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.decomposition import PCA
+
+    def save(fig, name):
+        tmp = run_dir / f".{name}.tmp.png"
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        os.replace(tmp, run_dir / name)
+
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        xb = x_test[:4].to(device)
+        x_hat = model.decode(model.encode(xb)[1]).cpu()
+    fig, axes = plt.subplots(len(xb), 1, figsize=(8, 1.8 * len(xb)), sharex=True)
+    for ax, a, b in zip(np.atleast_1d(axes), xb.cpu(), x_hat):
+        ax.plot(a[0].numpy(), label="test series")
+        ax.plot(b[0].numpy(), label="reconstruction", alpha=0.8)
+    np.atleast_1d(axes)[0].legend(loc="upper right", fontsize=8)
+    fig.suptitle("Test reconstructions")
+    save(fig, "reconstructions.png")
+
+    K = model.cfg.codebook_size
+    counts = np.bincount(result["indices_test"].numpy().ravel() % K, minlength=K)
+    fig, ax = plt.subplots(figsize=(8, 3))
+    ax.bar(np.arange(K), counts)
+    ax.set_xlabel("code")
+    ax.set_ylabel("uses on the test split")
+    save(fig, "codebook_usage.png")
+
+    f = result["features_test"].numpy()
+    fig, ax = plt.subplots(figsize=(5, 4))
+    if f.shape[0] >= 2 and f.shape[1] >= 2:
+        p = PCA(2).fit_transform(f)
+        sc = ax.scatter(p[:, 0], p[:, 1], c=ds.y_test.numpy(), cmap="tab10", s=10)
+        ax.legend(*sc.legend_elements(), title="class", fontsize=7)
+    ax.set_title("PCA of pooled z_q (test)")
+    save(fig, "latent_pca.png")
+
+    logs = sorted((run_dir / "logs").glob("session*/metrics.csv"), key=lambda p: int(p.parent.name[7:]))
+    if logs:
+        import csv
+
+        rows = []
+        for log in logs:
+            with open(log) as fh:
+                rows += list(csv.DictReader(fh))
+        keys = [k for k in (rows[0].keys() if rows else []) if k.startswith("train/") and k.endswith(("loss", "ssl", "vq",
+                                                                                                    "recon_time",
+                                                                                                    "recon_timefreq"))]
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for k in keys:
+            pts = [(int(r["epoch"]), float(r[k])) for r in rows if r.get(k)]
+            if pts:
+                ax.plot(*zip(*pts), label=k[6:])
+        ax.set_yscale("log")
+        ax.set_xlabel("epoch")
+        ax.legend(fontsize=8)
+        save(fig, "loss_curves.png")
+
+
+def _next_session(run_dir: Path) -> str:
+    n = len(list((run_dir / "logs").glob("session*"))) if (run_dir / "logs").exists() else 0
+    return f"session{n + 1}"
+
+
+def _checkpoint_path(run_dir: Path, which: str = "best") -> Path:
+    ck = run_dir / "checkpoints" / f"{which}.ckpt"
+    if not ck.exists():
+        ck = run_dir / "checkpoints" / "last.ckpt"
+    if not ck.exists():
+        raise FileNotFoundError(f"no checkpoint in {run_dir / 'checkpoints'}")
+    return ck
+
+
+def finish_run(run_dir: Path, cfg: RunConfig, model, ds, x_train, x_test, extra: dict) -> dict:
+    result = evaluate_model(model, ds, x_train, x_test)
+    metrics = {**result["metrics"], **extra}
+    _atomic_write(run_dir / "metrics.json", json.dumps(metrics, indent=2))
+    _atomic_write(run_dir / "metrics.md", _markdown(cfg, metrics))
+    _plots(run_dir, model, ds, x_test, result)
+    return metrics
+
+
+def train(cfg: RunConfig, out_dir: str | os.PathLike, resume: bool = False, progress: bool = True) -> dict:
+    """Train ``cfg.model`` on ``cfg.dataset`` into ``out_dir`` and evaluate it; returns the metrics.
+
+    Raises:
+        FileExistsError: ``out_dir`` holds a different run's config (use another --out or --resume).
+    """
+    import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger
+
+    run_dir = Path(out_dir)
+    cfg_text = yaml.safe_dump(asdict(cfg), sort_keys=False)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if (run_dir / "config.yaml").exists():
+        previous = yaml.safe_load((run_dir / "config.yaml").read_text())
+        if previous != yaml.safe_load(cfg_text):
+            raise FileExistsError(f"{run_dir} holds a run with another config.yaml; use a new --out directory")
+        if last.exists() and not resume:
+            raise FileExistsError(f"{run_dir} already has checkpoints; pass --resume to continue it")
+    _atomic_write(run_dir / "config.yaml", cfg_text)
+
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    ds, x_train, x_test, scaler_state = load_data(cfg)
+    model = build_model(cfg, x_train.shape[1], x_train.shape[2])
+    _atomic_write(run_dir / "scaler.json", json.dumps(scaler_state))
+    g = torch.Generator().manual_seed(cfg.seed)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x_train), batch_size=cfg.batch_size,
+                                         shuffle=True, drop_last=len(x_train) > cfg.batch_size, generator=g)
+    lit = _lightning_module(model, cfg, len(loader))
+    ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="loss", mode="min",
+                           save_last=True, enable_version_counter=False)
+    trainer = pl.Trainer(max_epochs=cfg.epochs, accelerator=cfg.accelerator, devices=cfg.devices,
+                         precision=cfg.precision, logger=CSVLogger(run_dir, name="logs", version=_next_session(run_dir)),
+                         callbacks=[ckpt], enable_progress_bar=progress, enable_model_summary=False,
+                         log_every_n_steps=1, deterministic=False)
+    t0 = time.perf_counter()
+    trainer.fit(lit, loader, ckpt_path=str(last) if resume and last.exists() else None)
+    wall = time.perf_counter() - t0
+    epoch_times = trainer.callback_metrics.get("epoch_time_s")
+    model.cpu()
+    extra = {"epochs": cfg.epochs, "train_wall_s_this_session": wall,
+             "epoch_time_s": float(epoch_times) if epoch_times is not None else float("nan"),
+             "final_train_loss": float(trainer.callback_metrics.get("loss", float("nan")))}
+    return finish_run(run_dir, cfg, model, ds, x_train, x_test, extra)
+
+
+def load_run(run_dir: str | os.PathLike, which: str = "best"):
+    """Rebuild (cfg, model, dataset, x_train, x_test) of a run directory from its checkpoint."""
+    run_dir = Path(run_dir)
+    cfg_file = run_dir / "config.yaml"
+    if not cfg_file.exists():
+        raise FileNotFoundError(f"{cfg_file} not found: not a tsvq run directory")
+    cfg = RunConfig(**yaml.safe_load(cfg_file.read_text()))
+    ds, x_train, x_test, _ = load_data(cfg)
+    model = build_model(cfg, x_train.shape[1], x_train.shape[2])
+    state = torch.load(_checkpoint_path(run_dir, which), map_location="cpu", weights_only=False)["state_dict"]
+    model.load_state_dict({k[len("model."):]: v for k, v in state.items() if k.startswith("model.")})
+    return cfg, model, ds, x_train, x_test
+
+
+def evaluate_run(run_dir: str | os.PathLike, which: str = "best") -> dict:
+    """Recompute metrics.json / metrics.md / plots of a run from its checkpoint."""
+    cfg, model, ds, x_train, x_test = load_run(run_dir, which)
+    previous = {}
+    if (Path(run_dir) / "metrics.json").exists():
+        previous = json.loads((Path(run_dir) / "metrics.json").read_text())
+    keep = {k: v for k, v in previous.items() if k in ("epochs", "train_wall_s_this_session", "epoch_time_s",
+                                                       "final_train_loss")}
+    return finish_run(Path(run_dir), cfg, model, ds, x_train, x_test, {**keep, "checkpoint": which})
+
+
+def format_table(metrics: dict) -> str:
+    width = max(len(k) for k in metrics)
+    lines = []
+    for k, v in metrics.items():
+        if isinstance(v, float):
+            v = f"{v:.4f}" if math.isfinite(v) else str(v)
+        lines.append(f"  {k:<{width}}  {v}")
+    return "\n".join(lines)
