@@ -17,3 +17,13 @@ def test_train_vq_ucr_runs_on_real_data(capsys):
     assert "| GunPoint |" in out
     assert 0 < result["mse"] < 1.0  # better than predicting the (scaled) mean
     assert 1.0 <= result["perplexity"] <= 32
+
+
+@requires_ucr("GunPoint")
+def test_stage1_table_runs_and_resumes(tmp_path, capsys):
+    args = ["--datasets", "GunPoint", "--seeds", "0", "--data-dir", str(UCR_DIR), "--runs", str(tmp_path / "runs"),
+            "--out", str(tmp_path / "table.md"), "--set", "epochs=2", "--set", "d=8", "--set", "n_resnet_blocks=1"]
+    assert _load("stage1_table").main(args) == 0
+    table = (tmp_path / "table.md").read_text()
+    assert table.count("| GunPoint |") == 3 and "ncvqvae VIbCReg gauss" in table
+    assert _load("stage1_table").main(args) == 0  # second call reads the finished runs
