@@ -94,8 +94,8 @@ def resolve_config(model: str, dataset: str, preset: str = "quick", sets: list[s
         raise ValueError(f"unknown preset {preset!r}; available: {sorted(PRESETS)}")
     p = PRESETS[preset]
     run = {k: v for k, v in p.items() if k != "model"}
-    model_cfg = {k: v for k, v in p["model"].items() if k in {f.name for f in dataclasses.fields(MODELS[model][1])}}
     model_fields = {f.name for f in dataclasses.fields(MODELS[model][1])}
+    model_cfg = {k: v for k, v in p["model"].items() if k in model_fields}
     for item in sets or []:
         if "=" not in item:
             raise ValueError(f"--set expects key=value, got {item!r}")

@@ -82,16 +82,24 @@ at::Tensor analysis_rows(int64_t n_fft, int64_t F, const at::Tensor& window, boo
   return at::cat({trig[0], -trig[1]}, 0) * (window * s).unsqueeze(0);
 }
 
+// Weights of the first n_fft / 2 + 1 bins in a real inverse DFT written as a sum over the
+// one-sided bins: 1 for DC and (even n_fft) Nyquist, `interior` for the others, 0 for bins past
+// n_fft / 2 (a two-sided spectrum). Tensor[F] built on the device: no host copy per call.
+at::Tensor onesided_bin_weights(int64_t n_fft, int64_t F, double interior, const at::TensorOptions& opts) {
+  const int64_t used = std::min(F, n_fft / 2 + 1);
+  auto c = at::zeros({F}, opts);
+  c.narrow(0, 0, used).fill_(interior);
+  c.narrow(0, 0, 1).fill_(1.0);
+  if (n_fft % 2 == 0 && n_fft / 2 < F) c.narrow(0, n_fft / 2, 1).fill_(1.0);
+  return c;
+}
+
 // Synthesis basis [2F, N] of the inverse real DFT as torch.istft computes it (irfft of the first
 // n_fft / 2 + 1 bins, imaginary parts of DC / Nyquist ignored), times the window.
 at::Tensor synthesis_rows(int64_t n_fft, int64_t F, const at::Tensor& window, bool normalized) {
   auto trig = trig_table(n_fft, F, window.options());
-  const int64_t used = n_fft / 2 + 1;
-  auto c = at::zeros({F}, window.options().device(at::kCPU).dtype(at::kDouble));
-  auto ca = c.accessor<double, 1>();
-  for (int64_t f = 0; f < std::min(F, used); ++f) ca[f] = (f == 0 || 2 * f == n_fft) ? 1.0 : 2.0;
   const double s = normalized ? 1.0 / std::sqrt(static_cast<double>(n_fft)) : 1.0 / static_cast<double>(n_fft);
-  auto cw = c.to(window.options()).unsqueeze(1);  // small constant, copied once per call
+  auto cw = onesided_bin_weights(n_fft, F, 2.0, window.options()).unsqueeze(1);
   return at::cat({trig[0] * cw, -trig[1] * cw}, 0) * (window * s).unsqueeze(0);
 }
 
@@ -316,9 +324,7 @@ at::Tensor stft_backward(const at::Tensor& grad_in, int64_t L, int64_t n_fft, in
     auto z = to_complex_frames(grad, F, !stacked);  // [R, T, F]
     at::Tensor frames;
     if (onesided) {
-      auto w = at::full({F}, 0.5, z.options().dtype(grad.scalar_type()));
-      w.narrow(0, 0, 1).fill_(1.0);
-      if (n_fft % 2 == 0) w.narrow(0, F - 1, 1).fill_(1.0);
+      auto w = onesided_bin_weights(n_fft, F, 0.5, z.options().dtype(grad.scalar_type()));
       frames = at::fft_irfft(z * w, n_fft, -1, "forward");  // = n_fft * irfft(...)
     } else {
       frames = at::real(at::fft_ifft(z, n_fft, -1, "forward"));
@@ -350,9 +356,7 @@ at::Tensor istft_backward(const at::Tensor& grad_y, int64_t F, int64_t T, int64_
     auto frames = (full * inv_env).unfold(1, n_fft, hop) * window;  // [R, T, N]
     const int64_t used = n_fft / 2 + 1;
     auto z = at::fft_rfft(frames, n_fft, -1, "backward");  // [R, T, used]
-    auto c = at::full({used}, 2.0, frames.options());
-    c.narrow(0, 0, 1).fill_(1.0);
-    if (n_fft % 2 == 0) c.narrow(0, used - 1, 1).fill_(1.0);
+    auto c = onesided_bin_weights(n_fft, used, 2.0, frames.options());
     const double s = normalized ? 1.0 / std::sqrt(static_cast<double>(n_fft)) : 1.0 / static_cast<double>(n_fft);
     z = z * (c * s);
     if (F > used) z = at::cat({z, at::zeros({R, T, F - used}, z.options())}, 2);

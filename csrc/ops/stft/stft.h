@@ -37,6 +37,11 @@ TSVQ_HOST_DEVICE int64_t pad_source(int64_t q, int64_t pad_left, int64_t L, int6
   }
 }
 
+// Contiguous copy of an optional per-sample scale; undefined when absent.
+inline at::Tensor contiguous_scale(const c10::optional<at::Tensor>& scale) {
+  return scale.has_value() && scale->defined() ? scale->contiguous() : at::Tensor();
+}
+
 // x: [R, L]; basis: [N, J]; scale: [>= (T-1)*hop + N] or undefined; out [R, J, T] or, when
 // interleaved, [R, J/2, T, 2] with j = z * J/2 + f.
 inline void check_analysis_inputs(const at::Tensor& x, const at::Tensor& basis,

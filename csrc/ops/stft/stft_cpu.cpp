@@ -197,8 +197,7 @@ at::Tensor stft_analysis_cpu(const at::Tensor& x_in, const at::Tensor& basis_in,
   if (R == 0 || J == 0) return out;
   auto x = x_in.contiguous();
   auto basis = basis_in.contiguous();
-  at::Tensor scale;
-  if (scale_in.has_value() && scale_in->defined()) scale = scale_in->contiguous();
+  auto scale = contiguous_scale(scale_in);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "stft_analysis_cpu", [&] {
     analysis_cpu<scalar_t>(x.data_ptr<scalar_t>(), R, L, basis.data_ptr<scalar_t>(), N, J,
                            scale.defined() ? scale.data_ptr<scalar_t>() : nullptr, hop, n_frames,
@@ -218,8 +217,7 @@ at::Tensor stft_synthesis_cpu(const at::Tensor& spec_in, const at::Tensor& basis
   if (n_frames == 0 || N == 0) return y.zero_();
   auto spec = spec_in.contiguous();
   auto basis = basis_in.contiguous();
-  at::Tensor scale;
-  if (scale_in.has_value() && scale_in->defined()) scale = scale_in->contiguous();
+  auto scale = contiguous_scale(scale_in);
   AT_DISPATCH_FLOATING_TYPES(spec.scalar_type(), "stft_synthesis_cpu", [&] {
     synthesis_cpu<scalar_t>(spec.data_ptr<scalar_t>(), R, J, n_frames, interleaved,
                             basis.data_ptr<scalar_t>(), N,

@@ -124,8 +124,7 @@ at::Tensor stft_analysis_cuda(const at::Tensor& x_in, const at::Tensor& basis_in
   if (R == 0 || J == 0) return out;
   auto x = x_in.contiguous();
   auto basis = basis_in.contiguous();
-  at::Tensor scale;
-  if (scale_in.has_value() && scale_in->defined()) scale = scale_in->contiguous();
+  auto scale = contiguous_scale(scale_in);
   const int64_t H = std::min(hop, N);
   const int64_t M = kTT + (N - 1) / hop + 1;
   const int64_t n_tiles = ceil_div(n_frames, kTT);
@@ -155,8 +154,7 @@ at::Tensor stft_synthesis_cuda(const at::Tensor& spec_in, const at::Tensor& basi
   if (n_frames == 0 || N == 0) return y.zero_();
   auto spec = spec_in.contiguous();
   auto basis = basis_in.contiguous();
-  at::Tensor scale;
-  if (scale_in.has_value() && scale_in->defined()) scale = scale_in->contiguous();
+  auto scale = contiguous_scale(scale_in);
   auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(spec.scalar_type(), "stft_synthesis_cuda", [&] {
     // Frames overlapping P outputs: at most (P + N - 2) / hop + 2; keep them within kSmemBytes.
