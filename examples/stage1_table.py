@@ -9,6 +9,7 @@ exists, so an interrupted sweep resumes) and writes a Markdown table of mean ± 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 from pathlib import Path
 
@@ -21,8 +22,17 @@ VARIANTS = {
     "ncvqvae BT slice": ("ncvqvae", ["ssl_loss=barlow_twins", "augmentation=slice"]),
     "ncvqvae VIbCReg gauss": ("ncvqvae", ["ssl_loss=vibcreg", "augmentation=gauss"]),
 }
-COLUMNS = [("svm_accuracy", "SVM acc", 100), ("knn1_accuracy", "1-NN acc", 100), ("knn5_accuracy", "5-NN acc", 100),
+COLUMNS = [("svm_accuracy", "SVM acc", 100), ("peak_probe_svm", "peak SVM during training", 100), ("knn1_accuracy", "1-NN acc", 100), ("knn5_accuracy", "5-NN acc", 100),
            ("test_mse_time", "test MSE", 1), ("test_perplexity", "perplexity", 1), ("epoch_time_s", "s / epoch", 1)]
+
+
+def _peak_probe(run: Path) -> float:
+    """Highest ``probe/svm_accuracy`` logged during training (``--set probe_every=N``), else NaN."""
+    values = []
+    for log in (run / "logs").glob("session*/metrics.csv"):
+        with open(log) as fh:
+            values += [float(r["probe/svm_accuracy"]) for r in csv.DictReader(fh) if r.get("probe/svm_accuracy")]
+    return max(values) if values else float("nan")
 
 
 def main(argv=None) -> int:
@@ -36,16 +46,19 @@ def main(argv=None) -> int:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra overrides for every run")
     args = ap.parse_args(argv)
     rows = []
+    means = {label: [] for label in VARIANTS}
     for ds in args.datasets:
         for label, (model, sets) in VARIANTS.items():
             results = []
             for seed in args.seeds:
                 run = Path(args.runs) / f"{ds}-{label.replace(' ', '_')}-{args.preset}-seed{seed}"
                 if (run / "metrics.json").exists():
-                    results.append(json.loads((run / "metrics.json").read_text()))
-                    continue
-                cfg = resolve_config(model, ds, args.preset, sets + args.set, seed, args.data_dir)
-                results.append(train(cfg, run, resume=(run / "checkpoints" / "last.ckpt").exists(), progress=False))
+                    result = json.loads((run / "metrics.json").read_text())
+                else:
+                    cfg = resolve_config(model, ds, args.preset, sets + args.set, seed, args.data_dir)
+                    result = train(cfg, run, resume=(run / "checkpoints" / "last.ckpt").exists(), progress=False)
+                results.append({**result, "peak_probe_svm": _peak_probe(run)})
+            means[label].append(float(np.mean([r["svm_accuracy"] for r in results])))
             cells = []
             for key, _, scale in COLUMNS:
                 v = np.array([r[key] for r in results], dtype=float) * scale
@@ -53,7 +66,8 @@ def main(argv=None) -> int:
             rows.append(f"| {ds} | {label} | {len(results)} | " + " | ".join(cells) + " |")
     header = ("| dataset | model | seeds | " + " | ".join(c[1] for c in COLUMNS) + " |\n|---|---|---:|"
               + "---:|" * len(COLUMNS))
-    table = header + "\n" + "\n".join(rows) + "\n"
+    table = header + "\n" + "\n".join(rows) + "\n\nMean SVM accuracy over datasets (%): " + ", ".join(
+        f"{label} {100 * np.mean(v):.2f}" for label, v in means.items()) + "\n"
     print(table)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -63,3 +63,16 @@ def test_resolve_config_errors():
         resolve_config("vqvae", "GunPoint", sets=["epochs"])
     cfg = resolve_config("ncvqvae", "GunPoint", "paper", ["ssl_loss=vibcreg", "lr=0.0005"])
     assert cfg.epochs == 1000 and cfg.lr == 0.0005 and cfg.model_config == {"ssl_loss": "vibcreg"}
+
+
+def test_probe_every_logs_probe_accuracies_and_max_steps_caps_training(tmp_path):
+    import csv
+
+    cfg = resolve_config("vqvae", "GunPoint", "quick", FAST + ["epochs=6", "max_steps=4", "probe_every=2"],
+                         data_dir=str(UCR_DIR))
+    metrics = train(cfg, tmp_path / "run", progress=False)
+    assert metrics["steps"] == 4 and metrics["epochs"] == 4  # GunPoint: one step per epoch
+    rows = list(csv.DictReader(open(tmp_path / "run" / "logs" / "session1" / "metrics.csv")))
+    probes = [float(r["probe/svm_accuracy"]) for r in rows if r.get("probe/svm_accuracy")]
+    assert len(probes) == 2 and all(0.0 <= p <= 1.0 for p in probes)
+    assert (tmp_path / "run" / "probe_curves.png").exists()

@@ -30,12 +30,14 @@ from . import eval as tsvq_eval
 from .data import GlobalScaler, load_ucr
 from .models import MODELS, create_model, make_config
 
-# Training presets: "quick" finishes GunPoint in minutes on a 2-core CPU; "paper" is SPEC section 4.
+# Training presets: "quick" finishes GunPoint in minutes on a 2-core CPU (500 epochs, at most 500
+# optimiser steps, so larger datasets stop earlier); "paper" is SPEC section 4.
 PRESETS: dict[str, dict] = {
-    "quick": {"epochs": 500, "batch_size": 128, "model": {"projector_widths": [1024, 1024, 1024]}},
+    "quick": {"epochs": 500, "max_steps": 500, "batch_size": 128, "model": {"projector_widths": [1024, 1024, 1024]}},
     "paper": {"epochs": 1000, "batch_size": 128, "model": {}},
 }
-TRAIN_FIELDS = ("epochs", "batch_size", "lr", "weight_decay", "scaling", "accelerator", "devices", "precision")
+TRAIN_FIELDS = ("epochs", "max_steps", "batch_size", "lr", "weight_decay", "scaling", "accelerator", "devices", "precision",
+                "probe_every")
 
 
 @dataclass
@@ -45,8 +47,8 @@ class RunConfig:
     Attributes:
         model: registry name ("vqvae", "ncvqvae"). dataset: UCR name. data_dir: archive root
         (None: $TSVQ_DATA_DIR, then aeon). preset: "quick" | "paper". seed: global seed.
-        epochs, batch_size, lr (AdamW, default 1e-3), weight_decay (1e-3): optimisation, cosine
-        schedule over all steps. scaling: "global" (TimeVQVAE: one mean/std over the train
+        epochs, max_steps (-1: no cap; training stops at whichever limit comes first), batch_size,
+        lr (AdamW, default 1e-3), weight_decay (1e-3): optimisation, cosine schedule over all steps. scaling: "global" (TimeVQVAE: one mean/std over the train
         matrix) or "znorm" (per series). accelerator/devices/precision: passed to Lightning.
         model_config: the model's config dataclass as a dict (length/in_channels from the data).
     """
@@ -57,6 +59,7 @@ class RunConfig:
     preset: str = "quick"
     seed: int = 0
     epochs: int = 200
+    max_steps: int = -1
     batch_size: int = 128
     lr: float = 1e-3
     weight_decay: float = 1e-3
@@ -64,6 +67,7 @@ class RunConfig:
     accelerator: str = "auto"
     devices: int | str = 1
     precision: str = "32-true"
+    probe_every: int = 0
     model_config: dict = field(default_factory=dict)
 
 
@@ -148,7 +152,7 @@ def build_model(cfg: RunConfig, in_channels: int, length: int):
     return create_model(cfg.model, **overrides)
 
 
-def _lightning_module(model, cfg: RunConfig, steps_per_epoch: int):
+def _lightning_module(model, cfg: RunConfig, steps_per_epoch: int, probe_data=None):
     import lightning.pytorch as pl
 
     class LitTokenizer(pl.LightningModule):
@@ -175,10 +179,21 @@ def _lightning_module(model, cfg: RunConfig, steps_per_epoch: int):
 
         def on_train_epoch_end(self):
             self.log("epoch_time_s", time.perf_counter() - self._epoch_start, on_epoch=True)
+            if cfg.probe_every and probe_data is not None and (self.current_epoch + 1) % cfg.probe_every == 0:
+                ds, x_train, x_test = probe_data
+                f_tr = encode_split(self.model, x_train)[0]
+                f_te, rec_te = encode_split(self.model, x_test)[:2]
+                self.model.train()
+                probes = {"probe/svm_accuracy": tsvq_eval.linear_probe(f_tr, ds.y_train, f_te, ds.y_test),
+                          **{f"probe/knn{k}_accuracy": v
+                             for k, v in tsvq_eval.knn_probe(f_tr, ds.y_train, f_te, ds.y_test).items()},
+                          "probe/test_mse_time": float(rec_te.mean())}
+                self.log_dict(probes, on_epoch=True)
 
         def configure_optimizers(self):
             opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-            total = max(1, cfg.epochs * steps_per_epoch)
+            total = cfg.epochs * steps_per_epoch
+            total = max(1, min(total, cfg.max_steps) if cfg.max_steps > 0 else total)
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
@@ -186,27 +201,29 @@ def _lightning_module(model, cfg: RunConfig, steps_per_epoch: int):
 
 
 @torch.no_grad()
-def evaluate_model(model, ds, x_train, x_test, batch_size: int = 256) -> dict:
-    """Stage-1 metrics of a tokenizer on the un-augmented official splits (see :mod:`tsvq.eval`)."""
+def encode_split(model, x: torch.Tensor, batch_size: int = 256):
+    """Pooled z_q features, per-series time / time-frequency reconstruction MSE and code indices
+    of ``x: Tensor[N, C, L]`` (eval mode, batches of ``batch_size``, results on the CPU)."""
     model.eval()
     device = next(model.parameters()).device
+    feats, recon, recon_tf, idx = [], [], [], []
+    for i in range(0, len(x), batch_size):
+        xb = x[i:i + batch_size].to(device)
+        z, z_q, codes = model.encode(xb)
+        zqs = list(z_q) if isinstance(z_q, tuple) else [z_q]
+        feats.append(torch.cat([t.mean(dim=(2, 3)) for t in zqs], 1).cpu())
+        x_hat = model.decode(z_q)
+        recon.append(((x_hat - xb) ** 2).mean(dim=(1, 2)).cpu())
+        u, u_hat = model.to_time_frequency(xb), model.to_time_frequency(x_hat)
+        recon_tf.append(((u_hat - u) ** 2).mean(dim=(1, 2, 3)).cpu())
+        idx.append(torch.cat([c.flatten(1) for c in (codes if isinstance(codes, tuple) else (codes,))], 1).cpu())
+    return torch.cat(feats), torch.cat(recon), torch.cat(recon_tf), torch.cat(idx)
 
-    def run(x):
-        feats, recon, recon_tf, idx = [], [], [], []
-        for i in range(0, len(x), batch_size):
-            xb = x[i:i + batch_size].to(device)
-            z, z_q, codes = model.encode(xb)
-            zqs = list(z_q) if isinstance(z_q, tuple) else [z_q]
-            feats.append(torch.cat([t.mean(dim=(2, 3)) for t in zqs], 1).cpu())
-            x_hat = model.decode(z_q)
-            recon.append(((x_hat - xb) ** 2).mean(dim=(1, 2)).cpu())
-            u, u_hat = model.to_time_frequency(xb), model.to_time_frequency(x_hat)
-            recon_tf.append(((u_hat - u) ** 2).mean(dim=(1, 2, 3)).cpu())
-            idx.append(torch.cat([c.flatten(1) for c in (codes if isinstance(codes, tuple) else (codes,))], 1).cpu())
-        return torch.cat(feats), torch.cat(recon), torch.cat(recon_tf), torch.cat(idx)
 
-    f_tr, _, _, _ = run(x_train)
-    f_te, rec_te, rec_tf_te, idx_te = run(x_test)
+def evaluate_model(model, ds, x_train, x_test, batch_size: int = 256) -> dict:
+    """Stage-1 metrics of a tokenizer on the un-augmented official splits (see :mod:`tsvq.eval`)."""
+    f_tr, _, _, _ = encode_split(model, x_train, batch_size)
+    f_te, rec_te, rec_tf_te, idx_te = encode_split(model, x_test, batch_size)
     n_classes = int(ds.n_classes)
     metrics = {
         "svm_accuracy": tsvq_eval.linear_probe(f_tr, ds.y_train, f_te, ds.y_test),
@@ -287,6 +304,16 @@ def _plots(run_dir: Path, model, ds, x_test, result: dict) -> None:
         ax.set_xlabel("epoch")
         ax.legend(fontsize=8)
         save(fig, "loss_curves.png")
+        probe_keys = [k for k in rows[0].keys() if k.startswith("probe/") and k.endswith("accuracy")] if rows else []
+        if probe_keys:
+            fig, ax = plt.subplots(figsize=(7, 4))
+            for k in probe_keys:
+                pts = [(int(r["epoch"]), float(r[k])) for r in rows if r.get(k)]
+                ax.plot(*zip(*pts), marker=".", label=k[6:])
+            ax.set_xlabel("epoch")
+            ax.set_ylabel("test accuracy")
+            ax.legend(fontsize=8)
+            save(fig, "probe_curves.png")
 
 
 def _next_session(run_dir: Path) -> str:
@@ -340,10 +367,10 @@ def train(cfg: RunConfig, out_dir: str | os.PathLike, resume: bool = False, prog
     g = torch.Generator().manual_seed(cfg.seed)
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x_train), batch_size=cfg.batch_size,
                                          shuffle=True, drop_last=len(x_train) > cfg.batch_size, generator=g)
-    lit = _lightning_module(model, cfg, len(loader))
+    lit = _lightning_module(model, cfg, len(loader), (ds, x_train, x_test))
     ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="loss", mode="min",
                            save_last=True, enable_version_counter=False)
-    trainer = pl.Trainer(max_epochs=cfg.epochs, accelerator=cfg.accelerator, devices=cfg.devices,
+    trainer = pl.Trainer(max_epochs=cfg.epochs, max_steps=cfg.max_steps, accelerator=cfg.accelerator, devices=cfg.devices,
                          precision=cfg.precision, logger=CSVLogger(run_dir, name="logs", version=_next_session(run_dir)),
                          callbacks=[ckpt], enable_progress_bar=progress, enable_model_summary=False,
                          log_every_n_steps=1, deterministic=False)
@@ -352,7 +379,7 @@ def train(cfg: RunConfig, out_dir: str | os.PathLike, resume: bool = False, prog
     wall = time.perf_counter() - t0
     epoch_times = trainer.callback_metrics.get("epoch_time_s")
     model.cpu()
-    extra = {"epochs": cfg.epochs, "train_wall_s_this_session": wall,
+    extra = {"epochs": trainer.current_epoch, "steps": trainer.global_step, "train_wall_s_this_session": wall,
              "epoch_time_s": float(epoch_times) if epoch_times is not None else float("nan"),
              "final_train_loss": float(trainer.callback_metrics.get("loss", float("nan")))}
     return finish_run(run_dir, cfg, model, ds, x_train, x_test, extra)
@@ -378,7 +405,7 @@ def evaluate_run(run_dir: str | os.PathLike, which: str = "best") -> dict:
     previous = {}
     if (Path(run_dir) / "metrics.json").exists():
         previous = json.loads((Path(run_dir) / "metrics.json").read_text())
-    keep = {k: v for k, v in previous.items() if k in ("epochs", "train_wall_s_this_session", "epoch_time_s",
+    keep = {k: v for k, v in previous.items() if k in ("epochs", "steps", "train_wall_s_this_session", "epoch_time_s",
                                                        "final_train_loss")}
     return finish_run(Path(run_dir), cfg, model, ds, x_train, x_test, {**keep, "checkpoint": which})
 

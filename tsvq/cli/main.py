@@ -55,10 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=None,
                    help="UCR archive root (<Name>/<Name>_TRAIN.tsv); default $TSVQ_DATA_DIR, then aeon")
     p.add_argument("--preset", default="quick", choices=["quick", "paper"],
-                   help="quick: minutes on a CPU (500 epochs, projector 1024); paper: SPEC settings (1000 epochs)")
+                   help="quick: minutes on a CPU (500 epochs but at most 500 steps, projector 1024); paper: SPEC "
+                        "settings (1000 epochs)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a run field (epochs, batch_size, lr, weight_decay, scaling, accelerator, devices, "
-                        "precision) or a model config field (e.g. ssl_loss=vibcreg, augmentation=gauss); repeatable")
+                   help="override a run field (epochs, max_steps, batch_size, lr, weight_decay, scaling, accelerator, devices, "
+                        "precision, probe_every) or a model config field (e.g. ssl_loss=vibcreg, augmentation=gauss); repeatable")
     p.add_argument("--seed", type=int, default=0, help="global seed (default 0)")
     p.add_argument("--out", default=None, help="run directory (default runs/MODEL-DATASET-PRESET-seedS)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.ckpt")
