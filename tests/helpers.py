@@ -10,6 +10,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("TSVQ_SHARED_DIR", REPO.parent / "shared"))
 UCR_DIR = SHARED / "data" / "UCRArchive_2018"
+FCN_DIR = SHARED / "fcn" / "supervised_fcn_v1"
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

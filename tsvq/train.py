@@ -8,8 +8,9 @@ A run directory is complete and self-describing:
     metrics.json, metrics.md   the stage-1 evaluation (tsvq.eval) on the official test split
     reconstructions.png, codebook_usage.png, latent_pca.png, loss_curves.png
 
-Every file is written atomically (temporary file + rename); ``--resume`` continues from
-``checkpoints/last.ckpt`` with the optimiser, scheduler and epoch counter restored.
+Every file is written atomically (temporary file + rename); checkpoints are written about every
+100 optimiser steps and at the end; ``--resume`` continues from ``checkpoints/last.ckpt`` with the
+optimiser, scheduler and epoch counter restored.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ import yaml
 
 from . import eval as tsvq_eval
 from .data import GlobalScaler, load_ucr
-from .models import MODELS, create_model, make_config
+from .models import MODELS, TOKENIZERS, create_model
 
 # Training presets: "quick" finishes GunPoint in minutes on a 2-core CPU (500 epochs, at most 500
 # optimiser steps, so larger datasets stop earlier); "paper" is SPEC section 4.
@@ -92,8 +93,8 @@ def resolve_config(model: str, dataset: str, preset: str = "quick", sets: list[s
     Raises:
         ValueError: unknown model, preset or key, or a malformed ``key=value``.
     """
-    if model not in MODELS:
-        raise ValueError(f"unknown model {model!r}; available: {sorted(MODELS)}")
+    if model not in TOKENIZERS:
+        raise ValueError(f"unknown model {model!r} for tsvq train; available: {list(TOKENIZERS)}")
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; available: {sorted(PRESETS)}")
     p = PRESETS[preset]
@@ -316,6 +317,19 @@ def _plots(run_dir: Path, model, ds, x_test, result: dict) -> None:
             save(fig, "probe_curves.png")
 
 
+def checkpoint_callback(dirpath: Path, steps_per_epoch: int, epochs: int, max_steps: int = -1,
+                        every_steps: int = 100):
+    """Lightning callback writing ``best.ckpt`` (lowest training loss) and ``last.ckpt`` about every
+    ``every_steps`` optimiser steps (whole epochs) and at the end of training: on small datasets an
+    epoch is one step, and saving every epoch would cost more than the training itself."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    total_epochs = min(epochs, math.ceil(max_steps / steps_per_epoch)) if max_steps > 0 else epochs
+    every = max(1, min(math.ceil(every_steps / steps_per_epoch), total_epochs))
+    return ModelCheckpoint(dirpath=dirpath, filename="best", monitor="loss", mode="min", save_last=True,
+                           enable_version_counter=False, every_n_epochs=every)
+
+
 def _next_session(run_dir: Path) -> str:
     n = len(list((run_dir / "logs").glob("session*"))) if (run_dir / "logs").exists() else 0
     return f"session{n + 1}"
@@ -346,7 +360,6 @@ def train(cfg: RunConfig, out_dir: str | os.PathLike, resume: bool = False, prog
         FileExistsError: ``out_dir`` holds a different run's config (use another --out or --resume).
     """
     import lightning.pytorch as pl
-    from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
     run_dir = Path(out_dir)
@@ -368,8 +381,7 @@ def train(cfg: RunConfig, out_dir: str | os.PathLike, resume: bool = False, prog
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x_train), batch_size=cfg.batch_size,
                                          shuffle=True, drop_last=len(x_train) > cfg.batch_size, generator=g)
     lit = _lightning_module(model, cfg, len(loader), (ds, x_train, x_test))
-    ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="loss", mode="min",
-                           save_last=True, enable_version_counter=False)
+    ckpt = checkpoint_callback(run_dir / "checkpoints", len(loader), cfg.epochs, cfg.max_steps)
     trainer = pl.Trainer(max_epochs=cfg.epochs, max_steps=cfg.max_steps, accelerator=cfg.accelerator, devices=cfg.devices,
                          precision=cfg.precision, logger=CSVLogger(run_dir, name="logs", version=_next_session(run_dir)),
                          callbacks=[ckpt], enable_progress_bar=progress, enable_model_summary=False,

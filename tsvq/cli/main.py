@@ -31,9 +31,49 @@ def _train(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from ..train import evaluate_run, format_table
+    from ..generate import evaluate_all
+    from ..train import format_table
 
-    metrics = evaluate_run(args.run_dir, args.checkpoint)
+    metrics = evaluate_all(args.run_dir, args.checkpoint, args.fcn_weights, args.seed)
+    print(format_table(metrics))
+    return 0
+
+
+def _prior(args) -> int:
+    from ..generate import resolve_prior_config, train_prior
+    from ..train import format_table
+
+    cfg = resolve_prior_config(args.preset, args.set, args.seed)
+    summary = train_prior(args.run_dir, cfg, resume=args.resume, progress=not args.no_progress)
+    print(f"\nMaskGIT prior ({args.preset}) -> {args.run_dir}/prior")
+    print(format_table(summary))
+    return 0
+
+
+def _sample(args) -> int:
+    from ..generate import sample_to_file
+
+    info = sample_to_file(args.run_dir, args.out, args.n, args.class_index, args.guidance, args.seed)
+    print(f"wrote {info['n']} samples ({info['units']} units) to {info['path']} and a plot next to it")
+    return 0
+
+
+def _pipeline(args) -> int:
+    from pathlib import Path
+
+    from ..generate import evaluate_all, resolve_prior_config, train_prior
+    from ..train import format_table, resolve_config, train
+
+    cfg = resolve_config(args.model, args.dataset, args.preset, args.set, args.seed, args.data_dir)
+    pcfg = resolve_prior_config(args.preset, args.prior_set, args.seed)
+    out = Path(args.out or f"runs/{args.model}-{args.dataset}-{args.preset}-seed{args.seed}")
+    if not (out / "metrics.json").exists():  # stage 1 (resumes an interrupted run)
+        train(cfg, out, resume=(out / "checkpoints" / "last.ckpt").exists(), progress=not args.no_progress)
+    prior_last = out / "prior" / "checkpoints" / "last.ckpt"
+    if not (out / "prior" / "summary.json").exists():
+        train_prior(out, pcfg, resume=prior_last.exists(), progress=not args.no_progress)
+    metrics = evaluate_all(out, "best", args.fcn_weights, args.seed)
+    print(f"\n{args.model} + maskgit on {args.dataset} ({args.preset}, seed {args.seed}) -> {out}")
     print(format_table(metrics))
     return 0
 
@@ -66,10 +106,61 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)
 
-    p = sub.add_parser("evaluate", help="recompute the metrics of a run directory from its checkpoint")
+    p = sub.add_parser("evaluate", help="recompute the metrics of a run directory (plus FID/IS/CAS with a prior)",
+                       description="Recompute the stage-1 metrics of RUN_DIR from its checkpoint; when RUN_DIR has a "
+                                   "prior (tsvq prior), also sample from it and report FID, IS and CAS with an FCN "
+                                   "evaluator (TimeVQVAE protocol) and the FCN's own test accuracy.")
     p.add_argument("run_dir", help="directory written by tsvq train")
-    p.add_argument("--checkpoint", default="best", choices=["best", "last"], help="which checkpoint (default best)")
+    p.add_argument("--checkpoint", default="best", choices=["best", "last"],
+                   help="which stage-1 checkpoint (default best)")
+    p.add_argument("--fcn-weights", default=None, metavar="DIR",
+                   help="folder of published per-dataset FCN weights (<Name>.ckpt, e.g. "
+                        "../shared/fcn/supervised_fcn_v1) or one file; default: train tsvq's own FCN")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     p.set_defaults(func=_evaluate)
+
+    prior_sets = ("override a prior run field (epochs, max_steps, batch_size, lr, weight_decay, fcn_epochs, "
+                  "cas_epochs, checkpoint, accelerator, devices, precision) or a maskgit field (hidden, n_layers, n_heads, "
+                  "dropout, class_dropout, n_steps, choice_temperature, temperature, guidance_scale); repeatable")
+    p = sub.add_parser("prior", help="train the MaskGIT prior on a stage-1 run",
+                       description="Train the MaskGIT prior (class-conditional, classifier-free guidance) on the "
+                                   "tokens of the frozen tokenizer in RUN_DIR; writes RUN_DIR/prior.")
+    p.add_argument("run_dir", help="directory written by tsvq train")
+    p.add_argument("--preset", default="quick", choices=["quick", "paper"],
+                   help="quick: 1000 steps (minutes on a CPU), own FCN 200 epochs, CAS classifier 30; "
+                        "paper: 10000 epochs, FCNs 1000")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=prior_sets)
+    p.add_argument("--seed", type=int, default=0, help="global seed (default 0)")
+    p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/prior/checkpoints/last.ckpt")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_prior)
+
+    p = sub.add_parser("sample", help="sample series from the prior of a run",
+                       description="Iterative decoding with the prior of RUN_DIR, decoded by the tokenizer; writes "
+                                   "an .npz (x [n, C, L] in data units, y) and a plot of samples next to real series.")
+    p.add_argument("run_dir", help="directory with a trained prior")
+    p.add_argument("--n", type=int, default=64, help="number of samples (default 64)")
+    p.add_argument("--class", dest="class_index", type=int, default=None,
+                   help="class index (0-based, label-encoded); default unconditional")
+    p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (default from config: 1)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    p.add_argument("--out", default="samples.npz", help="output .npz (default samples.npz)")
+    p.set_defaults(func=_sample)
+
+    p = sub.add_parser("pipeline", help="stage 1 -> prior -> FID/IS/CAS on a dataset in one command",
+                       description="Train MODEL (tsvq train), its MaskGIT prior (tsvq prior) and evaluate everything "
+                                   "(tsvq evaluate); finished steps are skipped, so an interrupted pipeline resumes.")
+    p.add_argument("model", choices=["vqvae", "ncvqvae"], help="stage-1 model")
+    p.add_argument("--dataset", required=True, help="UCR dataset name, e.g. GunPoint")
+    p.add_argument("--data-dir", default=None, help="UCR archive root; default $TSVQ_DATA_DIR, then aeon")
+    p.add_argument("--preset", default="quick", choices=["quick", "paper"], help="preset of both stages")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="stage-1 override (as tsvq train)")
+    p.add_argument("--prior-set", action="append", default=[], metavar="KEY=VALUE", help=prior_sets)
+    p.add_argument("--fcn-weights", default=None, metavar="DIR", help="published FCN weights (as tsvq evaluate)")
+    p.add_argument("--seed", type=int, default=0, help="global seed (default 0)")
+    p.add_argument("--out", default=None, help="run directory (default runs/MODEL-DATASET-PRESET-seedS)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_pipeline)
     return parser
 
 

@@ -9,13 +9,19 @@ import dataclasses
 
 from torch import nn
 
+from .fcn import FCN, FCNConfig
+from .maskgit import MaskGIT, MaskGITConfig
 from .ncvqvae import NCVQVAE, NCVQVAEConfig
 from .vqvae import VQVAE, VQVAEConfig
 
 MODELS: dict[str, tuple[type[nn.Module], type]] = {
     "vqvae": (VQVAE, VQVAEConfig),
     "ncvqvae": (NCVQVAE, NCVQVAEConfig),
+    "maskgit": (MaskGIT, MaskGITConfig),
+    "fcn": (FCN, FCNConfig),
 }
+# Stage-1 models that ``tsvq train`` trains on a dataset (the others are built by their drivers).
+TOKENIZERS = ("vqvae", "ncvqvae")
 
 
 def make_config(name: str, **overrides):
@@ -34,11 +40,18 @@ def make_config(name: str, **overrides):
     return cfg_cls(**overrides)
 
 
-def create_model(name: str, **overrides) -> nn.Module:
-    """Build model ``name`` ("vqvae", "ncvqvae") with config ``overrides``, e.g.
-    ``create_model("ncvqvae", length=150, ssl_loss="vibcreg", augmentation="gauss")``."""
+def create_model(name: str, *args, **overrides) -> nn.Module:
+    """Build model ``name`` with config ``overrides``, e.g.
+    ``create_model("ncvqvae", length=150, ssl_loss="vibcreg", augmentation="gauss")`` or
+    ``create_model("fcn", n_classes=3)``. Positional ``args`` go to the model after the config:
+    ``create_model("maskgit", codebooks, token_shapes, n_classes, hidden=128)``.
+
+    Raises:
+        ValueError: unknown model name or config field.
+    """
     cfg = make_config(name, **overrides)
-    return MODELS[name][0](cfg)
+    return MODELS[name][0](cfg, *args)
 
 
-__all__ = ["MODELS", "create_model", "make_config", "VQVAE", "VQVAEConfig", "NCVQVAE", "NCVQVAEConfig"]
+__all__ = ["MODELS", "TOKENIZERS", "create_model", "make_config", "VQVAE", "VQVAEConfig", "NCVQVAE",
+           "NCVQVAEConfig", "MaskGIT", "MaskGITConfig", "FCN", "FCNConfig"]

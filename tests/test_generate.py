@@ -1,0 +1,97 @@
+"""End to end on real data: stage 1 -> MaskGIT prior -> samples -> FID / IS / CAS (tiny settings:
+the pipeline and its files, not the quality)."""
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from tsvq.cli.main import main
+from tsvq.generate import class_counts, evaluate_generation, resolve_prior_config, train_prior
+from tsvq.train import resolve_config, train
+
+from helpers import FCN_DIR, UCR_DIR, requires_ucr
+
+pytestmark = requires_ucr("GunPoint")
+STAGE1 = ["epochs=3", "d=16", "n_resnet_blocks=1"]
+PRIOR = ["epochs=3", "hidden=32", "n_layers=1", "fcn_epochs=2", "cas_epochs=1"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("gen") / "run"
+    train(resolve_config("vqvae", "GunPoint", "quick", STAGE1, data_dir=str(UCR_DIR)), out, progress=False)
+    return out
+
+
+def test_prior_sample_and_evaluate_with_published_fcn(run_dir, tmp_path, capsys):
+    summary = train_prior(run_dir, resolve_prior_config("quick", PRIOR), progress=False)
+    assert summary["prior_steps"] == 3 and np.isfinite(summary["prior_final_loss"])
+    for name in ("prior/config.yaml", "prior/checkpoints/last.ckpt", "prior/checkpoints/best.ckpt",
+                 "prior/logs/session1/metrics.csv", "prior/summary.json"):
+        assert (run_dir / name).exists(), name
+    with pytest.raises(FileExistsError, match="--resume"):
+        train_prior(run_dir, resolve_prior_config("quick", PRIOR), progress=False)
+
+    out = tmp_path / "s.npz"
+    assert main(["sample", str(run_dir), "--n", "5", "--class", "1", "--guidance", "2", "--out", str(out)]) == 0
+    data = np.load(out)
+    assert data["x"].shape == (5, 1, 150) and (data["y"] == 1).all() and str(data["units"]) == "data"
+    assert np.isfinite(data["x"]).all() and out.with_suffix(".png").exists()
+    main(["sample", str(run_dir), "--n", "5", "--class", "1", "--guidance", "2", "--out", str(tmp_path / "t.npz")])
+    np.testing.assert_array_equal(np.load(tmp_path / "t.npz")["x"], data["x"])  # seeded
+    with pytest.raises(ValueError, match="--class"):
+        main(["sample", str(run_dir), "--class", "7", "--out", str(tmp_path / "u.npz")])
+
+    if not (FCN_DIR / "GunPoint.ckpt").exists():
+        pytest.skip("shared FCN weights not found")
+    assert main(["evaluate", str(run_dir), "--fcn-weights", str(FCN_DIR)]) == 0
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["fcn_test_accuracy"] == 1.0 and "published" in metrics["fcn_source"]
+    assert metrics["fid"] >= 0 and 1.0 <= metrics["is_mean"] <= 2.0 and 0.0 <= metrics["cas"] <= 1.0
+    assert metrics["n_generated"] == 256 and metrics["n_cas"] == 1000 and "svm_accuracy" in metrics
+    assert (run_dir / "samples.png").exists() and "fid" in (run_dir / "metrics.md").read_text()
+
+
+def test_own_fcn_is_trained_once_and_cached(run_dir):
+    from tsvq.data import load_ucr
+    from tsvq.generate import _fcn_evaluator
+
+    if not (run_dir / "prior" / "config.yaml").exists():
+        train_prior(run_dir, resolve_prior_config("quick", PRIOR), progress=False)
+    first = evaluate_generation(run_dir, None)
+    assert (run_dir / "fcn" / "fcn.pt").exists() and "cached" not in first["fcn_source"]
+    assert 0.0 <= first["fcn_test_accuracy"] <= 1.0 and np.isfinite(first["fid"])
+    ds = load_ucr("GunPoint", UCR_DIR)
+    model, source = _fcn_evaluator(run_dir, ds, None, epochs=2, seed=0)
+    assert "cached" in source
+    _, other = _fcn_evaluator(run_dir, ds, None, epochs=3, seed=0)  # other settings: trained again
+    assert "cached" not in other
+
+
+def test_class_counts_follow_the_train_proportions():
+    y = torch.tensor([0] * 30 + [1] * 20 + [2] * 1)
+    c = class_counts(y, 3, 1000)
+    assert int(c.sum()) == 1000 and c.tolist() == [588, 392, 20]
+
+
+def test_prior_config_errors_and_overrides():
+    cfg = resolve_prior_config("paper", ["hidden=128", "lr=0.0005"])
+    assert cfg.epochs == 10000 and cfg.lr == 0.0005 and cfg.model_config == {"hidden": 128}
+    with pytest.raises(ValueError, match="unknown --set key"):
+        resolve_prior_config("quick", ["nope=1"])
+    with pytest.raises(ValueError, match="unknown preset"):
+        resolve_prior_config("fast")
+    with pytest.raises(ValueError, match="checkpoint"):
+        resolve_prior_config("quick", ["checkpoint=first"])
+    assert yaml.safe_load(yaml.safe_dump(cfg.__dict__))["model_config"] == {"hidden": 128}
+
+
+def test_evaluate_without_prior_needs_no_fcn(tmp_path):
+    out = tmp_path / "plain"
+    train(resolve_config("vqvae", "GunPoint", "quick", STAGE1, data_dir=str(UCR_DIR)), out, progress=False)
+    assert main(["evaluate", str(out)]) == 0
+    assert "fid" not in json.loads((out / "metrics.json").read_text())
+    with pytest.raises(FileNotFoundError, match="tsvq prior"):
+        main(["sample", str(out), "--out", str(tmp_path / "x.npz")])
