@@ -27,3 +27,20 @@ def test_stage1_table_runs_and_resumes(tmp_path, capsys):
     table = (tmp_path / "table.md").read_text()
     assert table.count("| GunPoint |") == 3 and "ncvqvae VIbCReg gauss" in table
     assert _load("stage1_table").main(args) == 0  # second call reads the finished runs
+
+
+@requires_ucr("GunPoint")
+def test_generation_table_runs_on_real_data(tmp_path):
+    from helpers import FCN_DIR
+
+    args = ["--datasets", "GunPoint", "--data-dir", str(UCR_DIR), "--runs", str(tmp_path / "runs"),
+            "--out", str(tmp_path / "gen.md"), "--set", "epochs=2", "--set", "d=8", "--set", "n_resnet_blocks=1",
+            "--prior-set", "epochs=2", "--prior-set", "hidden=32", "--prior-set", "n_layers=1",
+            "--prior-set", "cas_epochs=1"]
+    if FCN_DIR.exists():
+        args += ["--fcn-weights", str(FCN_DIR)]
+    else:
+        args += ["--prior-set", "fcn_epochs=2"]
+    assert _load("generation_table").main(args) == 0
+    table = (tmp_path / "gen.md").read_text()
+    assert "| GunPoint | vqvae | 1 |" in table and "| 0.8 |" in table  # the paper's FID next to ours

@@ -79,6 +79,7 @@ def test_class_counts_follow_the_train_proportions():
 def test_prior_config_errors_and_overrides():
     cfg = resolve_prior_config("paper", ["hidden=128", "lr=0.0005"])
     assert cfg.epochs == 10000 and cfg.lr == 0.0005 and cfg.model_config == {"hidden": 128}
+    assert resolve_prior_config("quick").model_config == {"hidden": 128, "n_layers": 2}
     with pytest.raises(ValueError, match="unknown --set key"):
         resolve_prior_config("quick", ["nope=1"])
     with pytest.raises(ValueError, match="unknown preset"):

@@ -76,3 +76,15 @@ def test_probe_every_logs_probe_accuracies_and_max_steps_caps_training(tmp_path)
     probes = [float(r["probe/svm_accuracy"]) for r in rows if r.get("probe/svm_accuracy")]
     assert len(probes) == 2 and all(0.0 <= p <= 1.0 for p in probes)
     assert (tmp_path / "run" / "probe_curves.png").exists()
+
+
+def test_resume_from_a_checkpoint_saved_before_the_end(tmp_path):
+    import shutil
+
+    early = resolve_config("vqvae", "GunPoint", "quick", FAST + ["epochs=2"], data_dir=str(UCR_DIR))
+    train(early, tmp_path / "a", progress=False)
+    full = resolve_config("vqvae", "GunPoint", "quick", FAST + ["epochs=4"], data_dir=str(UCR_DIR))
+    (tmp_path / "b" / "checkpoints").mkdir(parents=True)
+    shutil.copy(tmp_path / "a" / "checkpoints" / "last.ckpt", tmp_path / "b" / "checkpoints" / "last.ckpt")
+    metrics = train(full, tmp_path / "b", resume=True, progress=False)  # an interrupted 4-epoch run
+    assert metrics["epochs"] == 4 and metrics["steps"] == 4

@@ -179,7 +179,8 @@ def _lightning_module(model, cfg: RunConfig, steps_per_epoch: int, probe_data=No
             self._epoch_start = time.perf_counter()
 
         def on_train_epoch_end(self):
-            self.log("epoch_time_s", time.perf_counter() - self._epoch_start, on_epoch=True)
+            if self._epoch_start is not None:  # None when a resumed run re-enters the end of its saved epoch
+                self.log("epoch_time_s", time.perf_counter() - self._epoch_start, on_epoch=True)
             if cfg.probe_every and probe_data is not None and (self.current_epoch + 1) % cfg.probe_every == 0:
                 ds, x_train, x_test = probe_data
                 f_tr = encode_split(self.model, x_train)[0]
