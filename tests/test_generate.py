@@ -96,3 +96,18 @@ def test_evaluate_without_prior_needs_no_fcn(tmp_path):
     assert "fid" not in json.loads((out / "metrics.json").read_text())
     with pytest.raises(FileNotFoundError, match="tsvq prior"):
         main(["sample", str(out), "--out", str(tmp_path / "x.npz")])
+
+
+def test_two_branch_tokenizer_prior_samples_lf_then_hf(tmp_path):
+    from tsvq.generate import generate, load_prior
+
+    out = tmp_path / "two"
+    train(resolve_config("vqvae", "GunPoint", "quick", STAGE1 + ["two_branch=true"], data_dir=str(UCR_DIR)), out,
+          progress=False)
+    train_prior(out, resolve_prior_config("quick", PRIOR), progress=False)
+    _, tokenizer, prior, _, _, _, _ = load_prior(out)
+    assert len(prior.stages) == 2 and prior.stages[1].n_context == prior.stages[0].n_tokens
+    x = generate(tokenizer, prior, 4, classes=torch.tensor([0, 1, 0, 1]), guidance_scale=1.5, seed=3)
+    assert x.shape == (4, 1, 150) and torch.isfinite(x).all()
+    torch.testing.assert_close(x, generate(tokenizer, prior, 4, classes=torch.tensor([0, 1, 0, 1]),
+                                           guidance_scale=1.5, seed=3))
