@@ -88,3 +88,27 @@ def test_resume_from_a_checkpoint_saved_before_the_end(tmp_path):
     shutil.copy(tmp_path / "a" / "checkpoints" / "last.ckpt", tmp_path / "b" / "checkpoints" / "last.ckpt")
     metrics = train(full, tmp_path / "b", resume=True, progress=False)  # an interrupted 4-epoch run
     assert metrics["epochs"] == 4 and metrics["steps"] == 4
+
+
+@pytest.mark.parametrize("model,sets", [
+    ("mssim_vae", ["widths=[8, 16]", "latent_dim=4", "kl_anneal_steps=2"]),
+    ("byol", ["widths=[8, 16]", "projector_widths=[32, 16]", "predictor_hidden=16"]),
+])
+def test_zoo_families_train_and_evaluate_on_real_data(tmp_path, model, sets):
+    from helpers import FCN_DIR
+
+    from tsvq.generate import evaluate_all
+
+    cfg = resolve_config(model, "GunPoint", "quick", ["epochs=3"] + sets, data_dir=str(UCR_DIR))
+    metrics = train(cfg, tmp_path / model, progress=False)
+    assert 0.0 <= metrics["svm_accuracy"] <= 1.0 and "test_perplexity" not in metrics
+    assert ("test_mse_time" in metrics) == (model == "mssim_vae")
+    assert (tmp_path / model / "latent_pca.png").exists()
+    if model == "mssim_vae":
+        assert 0.0 < metrics["test_ms_ssim"] <= 1.0 and (tmp_path / model / "reconstructions.png").exists()
+        if FCN_DIR.exists():
+            full = evaluate_all(tmp_path / model, fcn_weights=FCN_DIR)
+            assert full["fid"] >= 0 and 1.0 <= full["is_mean"] <= 2.0 and "cas" not in full
+            assert (tmp_path / model / "samples.png").exists()
+        saved = yaml.safe_load((tmp_path / model / "config.yaml").read_text())
+        assert saved["model"] == "mssim_vae"

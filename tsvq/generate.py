@@ -32,7 +32,7 @@ import yaml
 
 from .data import GlobalScaler
 from .eval import cas, fid, inception_score
-from .models import MaskGITConfig, create_model
+from .models import TOKENIZERS, MaskGITConfig, create_model
 from .models.fcn import FCN, FCNConfig, fcn_predict, fcn_scale, load_supervised_fcn, train_fcn
 from .train import _atomic_write, _checkpoint_path, _next_session, _parse_value, checkpoint_callback, load_run
 
@@ -197,7 +197,9 @@ def train_prior(run_dir: str | os.PathLike, cfg: PriorConfig, resume: bool = Fal
             raise FileExistsError(f"{pdir} holds a prior with another config.yaml; remove it or use the same settings")
         if last.exists() and not resume:
             raise FileExistsError(f"{pdir} already has checkpoints; pass --resume to continue it")
-    _, tokenizer, ds, x_train, _ = load_run(run_dir, cfg.checkpoint)
+    run_cfg, tokenizer, ds, x_train, _ = load_run(run_dir, cfg.checkpoint)
+    if run_cfg.model not in TOKENIZERS:
+        raise ValueError(f"{run_dir} holds a {run_cfg.model!r} run; the MaskGIT prior needs a tokenizer {TOKENIZERS}")
     _atomic_write(pdir / "config.yaml", cfg_text)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     for p in tokenizer.parameters():
@@ -376,18 +378,49 @@ def sample_to_file(run_dir: str | os.PathLike, out: str | os.PathLike, n: int = 
     return {"path": str(out), "n": n, "units": units}
 
 
+def evaluate_vae_samples(run_dir: str | os.PathLike, which: str = "best", fcn_weights=None, seed: int = 0,
+                         fcn_epochs: int = 200) -> dict:
+    """FID and IS of a VAE run's samples (``z ~ N(0, I)`` decoded; ``max(n_test, 256)`` of them)
+    against the real test set, with the same FCN evaluator as the MaskGIT pipeline (published
+    weights, or tsvq's own FCN trained for ``fcn_epochs``). No CAS: the VAEs are unconditional.
+    Also writes ``samples.png``."""
+    from .train import load_run
+
+    run_dir = Path(run_dir)
+    cfg, model, ds, _, x_test = load_run(run_dir, which)
+    scaler = _scaler(run_dir, cfg)
+    fcn, source = _fcn_evaluator(run_dir, ds, fcn_weights, fcn_epochs, cfg.seed)
+    _, p_test = fcn_predict(fcn, fcn_scale(ds.x_test, ds.x_train))
+    n_gen = max(len(x_test), 256)
+    fake = model.eval().sample(n_gen, generator=torch.Generator().manual_seed(seed)).cpu()
+    fake = scaler.inverse_transform(fake)
+    f_real, _ = fcn_predict(fcn, fcn_scale(ds.x_test, ds.x_train))
+    f_fake, p_fake = fcn_predict(fcn, fcn_scale(fake, ds.x_train))
+    is_mean, is_std = inception_score(p_fake, n_splits=10)
+    _sample_plot(run_dir, fake, ds, fake[:0], torch.zeros(0, dtype=torch.long))
+    return {"fid": fid(f_real, f_fake), "is_mean": is_mean, "is_std": is_std,
+            "fcn_test_accuracy": float((p_test.argmax(1) == ds.y_test).double().mean()), "fcn_source": source,
+            "n_generated": n_gen}
+
+
 def evaluate_all(run_dir: str | os.PathLike, which: str = "best", fcn_weights: str | os.PathLike | None = None,
                  seed: int = 0) -> dict:
-    """Stage-1 metrics of the run (:func:`tsvq.train.evaluate_run`) plus, when it has a prior,
-    FID / IS / CAS (:func:`evaluate_generation`); all written to ``metrics.json`` / ``metrics.md``."""
+    """Metrics of the run (:func:`tsvq.train.evaluate_run`) plus FID / IS / CAS when it has a prior
+    (:func:`evaluate_generation`) or FID / IS of its samples for a VAE (:func:`evaluate_vae_samples`);
+    all written to ``metrics.json`` / ``metrics.md``."""
     from .train import RunConfig, _markdown, evaluate_run
 
     metrics = evaluate_run(run_dir, which)
+    cfg = RunConfig(**yaml.safe_load((Path(run_dir) / "config.yaml").read_text()))
+    extra = {}
     if (_prior_dir(run_dir) / "config.yaml").exists():
         summary = _prior_dir(run_dir) / "summary.json"
-        metrics.update(json.loads(summary.read_text()) if summary.exists() else {})
-        metrics.update(evaluate_generation(run_dir, fcn_weights, seed=seed))
-        cfg = RunConfig(**yaml.safe_load((Path(run_dir) / "config.yaml").read_text()))
+        extra.update(json.loads(summary.read_text()) if summary.exists() else {})
+        extra.update(evaluate_generation(run_dir, fcn_weights, seed=seed))
+    elif cfg.model in ("vae", "mssim_vae") and cfg.scaling == "global":
+        extra.update(evaluate_vae_samples(run_dir, which, fcn_weights, seed))
+    if extra:
+        metrics.update(extra)
         _atomic_write(Path(run_dir) / "metrics.json", json.dumps(metrics, indent=2))
         _atomic_write(Path(run_dir) / "metrics.md", _markdown(cfg, metrics))
     return metrics

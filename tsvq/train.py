@@ -29,7 +29,7 @@ import yaml
 
 from . import eval as tsvq_eval
 from .data import GlobalScaler, load_ucr
-from .models import MODELS, TOKENIZERS, create_model
+from .models import MODELS, TOKENIZERS, TRAINABLE, create_model
 
 # Training presets: "quick" finishes GunPoint in minutes on a 2-core CPU (500 epochs, at most 500
 # optimiser steps, so larger datasets stop earlier); "paper" is SPEC section 4.
@@ -93,8 +93,8 @@ def resolve_config(model: str, dataset: str, preset: str = "quick", sets: list[s
     Raises:
         ValueError: unknown model, preset or key, or a malformed ``key=value``.
     """
-    if model not in TOKENIZERS:
-        raise ValueError(f"unknown model {model!r} for tsvq train; available: {list(TOKENIZERS)}")
+    if model not in TRAINABLE:
+        raise ValueError(f"unknown model {model!r} for tsvq train; available: {list(TRAINABLE)}")
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; available: {sorted(PRESETS)}")
     p = PRESETS[preset]
@@ -145,11 +145,14 @@ def load_data(cfg: RunConfig):
     return ds, scaler.transform(ds.x_train), scaler.transform(ds.x_test), scaler.state_dict()
 
 
-def build_model(cfg: RunConfig, in_channels: int, length: int):
+def build_model(cfg: RunConfig, in_channels: int, length: int, data_range: float | None = None):
     overrides = dict(cfg.model_config)
     overrides.update(in_channels=in_channels, length=length)
-    if "projector_widths" in overrides:
-        overrides["projector_widths"] = tuple(overrides["projector_widths"])
+    for key in ("projector_widths", "widths"):
+        if overrides.get(key) is not None:
+            overrides[key] = tuple(overrides[key])
+    if cfg.model == "mssim_vae" and overrides.get("data_range") is None and data_range is not None:
+        overrides["data_range"] = data_range  # MS-SSIM's C1/C2 from the (scaled) train split
     return create_model(cfg.model, **overrides)
 
 
@@ -164,11 +167,10 @@ def _lightning_module(model, cfg: RunConfig, steps_per_epoch: int, probe_data=No
 
         def training_step(self, batch, batch_idx):
             (x,) = batch
-            if cfg.model == "ncvqvae":
-                g = torch.Generator(device=x.device).manual_seed(cfg.seed * 1_000_003 + self.global_step)
-                out = self.model(x, generator=g)
-            else:
-                out = self.model(x)
+            if hasattr(self.model, "training_progress"):  # BYOL target EMA, VAE KL annealing
+                self.model.training_progress(self.global_step, self.trainer.estimated_stepping_batches)
+            g = torch.Generator(device=x.device).manual_seed(cfg.seed * 1_000_003 + self.global_step)
+            out = self.model(x, generator=g)
             logs = {f"train/{k}": v.detach() for k, v in out.items()
                     if isinstance(v, torch.Tensor) and v.dim() == 0}
             self.log_dict(logs, on_step=False, on_epoch=True, prog_bar=False, batch_size=x.shape[0])
@@ -183,13 +185,15 @@ def _lightning_module(model, cfg: RunConfig, steps_per_epoch: int, probe_data=No
                 self.log("epoch_time_s", time.perf_counter() - self._epoch_start, on_epoch=True)
             if cfg.probe_every and probe_data is not None and (self.current_epoch + 1) % cfg.probe_every == 0:
                 ds, x_train, x_test = probe_data
-                f_tr = encode_split(self.model, x_train)[0]
-                f_te, rec_te = encode_split(self.model, x_test)[:2]
+                f_tr = encode_split(self.model, x_train)["features"]
+                te = encode_split(self.model, x_test)
                 self.model.train()
+                f_te = te["features"]
                 probes = {"probe/svm_accuracy": tsvq_eval.linear_probe(f_tr, ds.y_train, f_te, ds.y_test),
                           **{f"probe/knn{k}_accuracy": v
-                             for k, v in tsvq_eval.knn_probe(f_tr, ds.y_train, f_te, ds.y_test).items()},
-                          "probe/test_mse_time": float(rec_te.mean())}
+                             for k, v in tsvq_eval.knn_probe(f_tr, ds.y_train, f_te, ds.y_test).items()}}
+                if "mse_time" in te:
+                    probes["probe/test_mse_time"] = float(te["mse_time"].mean())
                 self.log_dict(probes, on_epoch=True)
 
         def configure_optimizers(self):
@@ -203,40 +207,67 @@ def _lightning_module(model, cfg: RunConfig, steps_per_epoch: int, probe_data=No
 
 
 @torch.no_grad()
-def encode_split(model, x: torch.Tensor, batch_size: int = 256):
-    """Pooled z_q features, per-series time / time-frequency reconstruction MSE and code indices
-    of ``x: Tensor[N, C, L]`` (eval mode, batches of ``batch_size``, results on the CPU)."""
+def encode_split(model, x: torch.Tensor, batch_size: int = 256, data_range: float | None = None) -> dict:
+    """Evaluation pass over ``x: Tensor[N, C, L]`` (eval mode, batches, results on the CPU).
+
+    Returns a dict: ``features`` (probe features ``[N, F]``: pooled z_q of a tokenizer, the
+    representation of the other models); for models that reconstruct, ``mse_time`` ``[N]`` and,
+    with ``data_range``, ``ms_ssim`` ``[N]``; for tokenizers also ``mse_timefreq`` ``[N]`` and
+    ``codes`` ``int64[N, tokens]``.
+    """
+    from .eval.ssim import ms_ssim_1d, ms_ssim_scales
+
     model.eval()
     device = next(model.parameters()).device
-    feats, recon, recon_tf, idx = [], [], [], []
+    tokenizer = hasattr(model, "decode_indices")
+    parts: dict[str, list] = {}
+
+    def add(key, value):
+        parts.setdefault(key, []).append(value.cpu())
+
     for i in range(0, len(x), batch_size):
         xb = x[i:i + batch_size].to(device)
-        z, z_q, codes = model.encode(xb)
-        zqs = list(z_q) if isinstance(z_q, tuple) else [z_q]
-        feats.append(torch.cat([t.mean(dim=(2, 3)) for t in zqs], 1).cpu())
-        x_hat = model.decode(z_q)
-        recon.append(((x_hat - xb) ** 2).mean(dim=(1, 2)).cpu())
-        u, u_hat = model.to_time_frequency(xb), model.to_time_frequency(x_hat)
-        recon_tf.append(((u_hat - u) ** 2).mean(dim=(1, 2, 3)).cpu())
-        idx.append(torch.cat([c.flatten(1) for c in (codes if isinstance(codes, tuple) else (codes,))], 1).cpu())
-    return torch.cat(feats), torch.cat(recon), torch.cat(recon_tf), torch.cat(idx)
+        if tokenizer:
+            _, z_q, codes = model.encode(xb)
+            add("features", torch.cat([t.mean(dim=(2, 3)) for t in (z_q if isinstance(z_q, tuple) else (z_q,))], 1))
+            x_hat = model.decode(z_q)
+            u, u_hat = model.to_time_frequency(xb), model.to_time_frequency(x_hat)
+            add("mse_timefreq", ((u_hat - u) ** 2).mean(dim=(1, 2, 3)))
+            add("codes", torch.cat([c.flatten(1) for c in (codes if isinstance(codes, tuple) else (codes,))], 1))
+        else:
+            add("features", model.representation(xb))
+            x_hat = model.reconstruct(xb) if hasattr(model, "reconstruct") else None
+        if x_hat is not None:
+            add("mse_time", ((x_hat - xb) ** 2).mean(dim=(1, 2)))
+            if data_range is not None and xb.shape[-1] >= 11 and ms_ssim_scales(xb.shape[-1]) >= 1:
+                add("ms_ssim", ms_ssim_1d(x_hat, xb, data_range))
+    return {k: torch.cat(v) for k, v in parts.items()}
 
 
 def evaluate_model(model, ds, x_train, x_test, batch_size: int = 256) -> dict:
-    """Stage-1 metrics of a tokenizer on the un-augmented official splits (see :mod:`tsvq.eval`)."""
-    f_tr, _, _, _ = encode_split(model, x_train, batch_size)
-    f_te, rec_te, rec_tf_te, idx_te = encode_split(model, x_test, batch_size)
+    """Metrics of a trained model on the un-augmented official splits (see :mod:`tsvq.eval`):
+    probes (SVM, KNN), silhouette and PCA dimension of its probe features for every model;
+    reconstruction MSE (and MS-SSIM) for the models that reconstruct; codebook statistics for tokenizers."""
+    data_range = float(x_train.max() - x_train.min())
+    tr = encode_split(model, x_train, batch_size)
+    te = encode_split(model, x_test, batch_size, data_range)
+    f_tr, f_te = tr["features"], te["features"]
     n_classes = int(ds.n_classes)
     metrics = {
         "svm_accuracy": tsvq_eval.linear_probe(f_tr, ds.y_train, f_te, ds.y_test),
         **{f"knn{k}_accuracy": v for k, v in tsvq_eval.knn_probe(f_tr, ds.y_train, f_te, ds.y_test).items()},
         "silhouette": tsvq_eval.silhouette(f_te, n_clusters=n_classes) if 2 <= n_classes < len(f_te) else float("nan"),
         "intrinsic_dim_95": tsvq_eval.intrinsic_dimension(f_te),
-        "test_mse_time": float(rec_te.mean()),
-        "test_mse_timefreq": float(rec_tf_te.mean()),
-        **{f"test_{k}": v for k, v in tsvq_eval.codebook_stats(idx_te, model.cfg.codebook_size).items()},
     }
-    return {"metrics": metrics, "features_test": f_te, "indices_test": idx_te}
+    if "mse_time" in te:
+        metrics["test_mse_time"] = float(te["mse_time"].mean())
+    if "mse_timefreq" in te:
+        metrics["test_mse_timefreq"] = float(te["mse_timefreq"].mean())
+    if "ms_ssim" in te:
+        metrics["test_ms_ssim"] = float(te["ms_ssim"].mean())
+    if "codes" in te:
+        metrics.update({f"test_{k}": v for k, v in tsvq_eval.codebook_stats(te["codes"], model.cfg.codebook_size).items()})
+    return {"metrics": metrics, "features_test": f_te, "indices_test": te.get("codes")}
 
 
 def _markdown(cfg: RunConfig, metrics: dict) -> str:
@@ -258,24 +289,26 @@ def _plots(run_dir: Path, model, ds, x_test, result: dict) -> None:
         os.replace(tmp, run_dir / name)
 
     device = next(model.parameters()).device
-    with torch.no_grad():
-        xb = x_test[:4].to(device)
-        x_hat = model.decode(model.encode(xb)[1]).cpu()
-    fig, axes = plt.subplots(len(xb), 1, figsize=(8, 1.8 * len(xb)), sharex=True)
-    for ax, a, b in zip(np.atleast_1d(axes), xb.cpu(), x_hat):
-        ax.plot(a[0].numpy(), label="test series")
-        ax.plot(b[0].numpy(), label="reconstruction", alpha=0.8)
-    np.atleast_1d(axes)[0].legend(loc="upper right", fontsize=8)
-    fig.suptitle("Test reconstructions")
-    save(fig, "reconstructions.png")
+    if hasattr(model, "reconstruct"):
+        with torch.no_grad():
+            xb = x_test[:4].to(device)
+            x_hat = model.reconstruct(xb).cpu()
+        fig, axes = plt.subplots(len(xb), 1, figsize=(8, 1.8 * len(xb)), sharex=True)
+        for ax, a, b in zip(np.atleast_1d(axes), xb.cpu(), x_hat):
+            ax.plot(a[0].numpy(), label="test series")
+            ax.plot(b[0].numpy(), label="reconstruction", alpha=0.8)
+        np.atleast_1d(axes)[0].legend(loc="upper right", fontsize=8)
+        fig.suptitle(f"Test reconstructions ({model.name})")
+        save(fig, "reconstructions.png")
 
-    K = model.cfg.codebook_size
-    counts = np.bincount(result["indices_test"].numpy().ravel() % K, minlength=K)
-    fig, ax = plt.subplots(figsize=(8, 3))
-    ax.bar(np.arange(K), counts)
-    ax.set_xlabel("code")
-    ax.set_ylabel("uses on the test split")
-    save(fig, "codebook_usage.png")
+    if result.get("indices_test") is not None:
+        K = model.cfg.codebook_size
+        counts = np.bincount(result["indices_test"].numpy().ravel() % K, minlength=K)
+        fig, ax = plt.subplots(figsize=(8, 3))
+        ax.bar(np.arange(K), counts)
+        ax.set_xlabel("code")
+        ax.set_ylabel("uses on the test split")
+        save(fig, "codebook_usage.png")
 
     f = result["features_test"].numpy()
     fig, ax = plt.subplots(figsize=(5, 4))
@@ -283,7 +316,7 @@ def _plots(run_dir: Path, model, ds, x_test, result: dict) -> None:
         p = PCA(2).fit_transform(f)
         sc = ax.scatter(p[:, 0], p[:, 1], c=ds.y_test.numpy(), cmap="tab10", s=10)
         ax.legend(*sc.legend_elements(), title="class", fontsize=7)
-    ax.set_title("PCA of pooled z_q (test)")
+    ax.set_title("PCA of the probe features (test)")
     save(fig, "latent_pca.png")
 
     logs = sorted((run_dir / "logs").glob("session*/metrics.csv"), key=lambda p: int(p.parent.name[7:]))
@@ -296,7 +329,8 @@ def _plots(run_dir: Path, model, ds, x_test, result: dict) -> None:
                 rows += list(csv.DictReader(fh))
         keys = [k for k in (rows[0].keys() if rows else []) if k.startswith("train/") and k.endswith(("loss", "ssl", "vq",
                                                                                                     "recon_time",
-                                                                                                    "recon_timefreq"))]
+                                                                                                    "recon_timefreq",
+                                                                                                    "recon", "kl"))]
         fig, ax = plt.subplots(figsize=(7, 4))
         for k in keys:
             pts = [(int(r["epoch"]), float(r[k])) for r in rows if r.get(k)]
@@ -376,7 +410,7 @@ def train(cfg: RunConfig, out_dir: str | os.PathLike, resume: bool = False, prog
 
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     ds, x_train, x_test, scaler_state = load_data(cfg)
-    model = build_model(cfg, x_train.shape[1], x_train.shape[2])
+    model = build_model(cfg, x_train.shape[1], x_train.shape[2], float(x_train.max() - x_train.min()))
     _atomic_write(run_dir / "scaler.json", json.dumps(scaler_state))
     g = torch.Generator().manual_seed(cfg.seed)
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x_train), batch_size=cfg.batch_size,
@@ -406,7 +440,7 @@ def load_run(run_dir: str | os.PathLike, which: str = "best"):
         raise FileNotFoundError(f"{cfg_file} not found: not a tsvq run directory")
     cfg = RunConfig(**yaml.safe_load(cfg_file.read_text()))
     ds, x_train, x_test, _ = load_data(cfg)
-    model = build_model(cfg, x_train.shape[1], x_train.shape[2])
+    model = build_model(cfg, x_train.shape[1], x_train.shape[2], float(x_train.max() - x_train.min()))
     state = torch.load(_checkpoint_path(run_dir, which), map_location="cpu", weights_only=False)["state_dict"]
     model.load_state_dict({k[len("model."):]: v for k, v in state.items() if k.startswith("model.")})
     return cfg, model, ds, x_train, x_test

@@ -5,6 +5,8 @@ import argparse
 import json
 import sys
 
+from ..models import TRAINABLE
+
 
 def _info(args) -> int:
     import tsvq
@@ -87,10 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a stage-1 model on a UCR dataset and evaluate it",
                        description="Train MODEL on a UCR dataset (official split) with PyTorch Lightning, then "
-                                   "evaluate it (linear-probe SVM, KNN, silhouette, PCA dimension, reconstruction "
-                                   "MSE, codebook perplexity) and write config.yaml, checkpoints, metrics.json/.md "
+                                   "evaluate it (linear-probe SVM, KNN, silhouette, PCA dimension; reconstruction "
+                                   "MSE / MS-SSIM where the model reconstructs; codebook perplexity for tokenizers) and write config.yaml, checkpoints, metrics.json/.md "
                                    "and plots to --out.")
-    p.add_argument("model", choices=["vqvae", "ncvqvae"], help="model name from the registry")
+    p.add_argument("model", choices=list(TRAINABLE), help="model name from the registry")
     p.add_argument("--dataset", required=True, help="UCR dataset name, e.g. GunPoint")
     p.add_argument("--data-dir", default=None,
                    help="UCR archive root (<Name>/<Name>_TRAIN.tsv); default $TSVQ_DATA_DIR, then aeon")

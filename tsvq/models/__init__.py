@@ -12,16 +12,26 @@ from torch import nn
 from .fcn import FCN, FCNConfig
 from .maskgit import MaskGIT, MaskGITConfig
 from .ncvqvae import NCVQVAE, NCVQVAEConfig
+from .ssl import BYOL, BarlowTwins, SimCLR, SSLConfig, VIbCReg, VICReg
+from .vae import VAE, MSSIMVAEConfig, VAEConfig
 from .vqvae import VQVAE, VQVAEConfig
 
 MODELS: dict[str, tuple[type[nn.Module], type]] = {
     "vqvae": (VQVAE, VQVAEConfig),
     "ncvqvae": (NCVQVAE, NCVQVAEConfig),
+    "vae": (VAE, VAEConfig),
+    "mssim_vae": (VAE, MSSIMVAEConfig),
+    "simclr": (SimCLR, SSLConfig),
+    "byol": (BYOL, SSLConfig),
+    "barlow_twins": (BarlowTwins, SSLConfig),
+    "vicreg": (VICReg, SSLConfig),
+    "vibcreg": (VIbCReg, SSLConfig),
     "maskgit": (MaskGIT, MaskGITConfig),
     "fcn": (FCN, FCNConfig),
 }
-# Stage-1 models that ``tsvq train`` trains on a dataset (the others are built by their drivers).
+# Stage-1 tokenizers (codebook, prior) and every model that ``tsvq train`` trains on a dataset.
 TOKENIZERS = ("vqvae", "ncvqvae")
+TRAINABLE = TOKENIZERS + ("vae", "mssim_vae", "simclr", "byol", "barlow_twins", "vicreg", "vibcreg")
 
 
 def make_config(name: str, **overrides):
@@ -53,5 +63,6 @@ def create_model(name: str, *args, **overrides) -> nn.Module:
     return MODELS[name][0](cfg, *args)
 
 
-__all__ = ["MODELS", "TOKENIZERS", "create_model", "make_config", "VQVAE", "VQVAEConfig", "NCVQVAE",
+__all__ = ["MODELS", "TOKENIZERS", "TRAINABLE", "VAE", "VAEConfig", "MSSIMVAEConfig", "SimCLR", "BYOL",
+           "BarlowTwins", "VICReg", "VIbCReg", "SSLConfig", "create_model", "make_config", "VQVAE", "VQVAEConfig", "NCVQVAE",
            "NCVQVAEConfig", "MaskGIT", "MaskGITConfig", "FCN", "FCNConfig"]

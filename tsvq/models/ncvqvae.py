@@ -85,7 +85,7 @@ class NCVQVAE(VQVAE):
         return zs[0] if len(zs) == 1 else tuple(zs)
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        out = super().forward(x)
+        out = super().forward(x, generator)
         if self.training:
             if x.shape[0] < 2:
                 raise ValueError("x: the SSL loss needs a batch of at least 2 series in training")

@@ -192,7 +192,16 @@ class VQVAE(nn.Module):
         zqs = list(z_q) if self.cfg.two_branch else [z_q]
         return torch.cat([z.flatten(1) if flatten else z.mean(dim=(2, 3)) for z in zqs], 1)
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def representation(self, x: torch.Tensor) -> torch.Tensor:
+        """Probe features (the model-zoo interface): global-average-pooled z_q, as :meth:`pooled`."""
+        return self.pooled(x)
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """``decode(encode(x))``: ``Tensor[B, C, L]``."""
+        return self.decode(self.encode(x)[1])
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """Loss breakdown of ``x: Tensor[B, C, L]`` (``generator`` is unused: no randomness here)."""
         self._check(x)
         u = self.to_time_frequency(x)
         parts = self._split(u)
