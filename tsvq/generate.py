@@ -34,7 +34,8 @@ from .data import GlobalScaler
 from .eval import cas, fid, inception_score
 from .models import TOKENIZERS, MaskGITConfig, create_model
 from .models.fcn import FCN, FCNConfig, fcn_predict, fcn_scale, load_supervised_fcn, train_fcn
-from .train import _atomic_write, _checkpoint_path, _next_session, _parse_value, checkpoint_callback, load_run
+from .train import (_atomic_write, _checkpoint_path, _next_session, adamw_cosine, apply_sets, checkpoint_callback,
+                    load_run)
 
 # "quick": GunPoint end to end in minutes on a 2-core CPU (a smaller transformer: the SPEC one costs
 # about 40 GFLOP per step of 50 series); "paper": the SPEC / TimeVQVAE stage-2 settings.
@@ -89,17 +90,7 @@ def resolve_prior_config(preset: str = "quick", sets: list[str] | None = None, s
     run = {k: v for k, v in PRIOR_PRESETS[preset].items() if k != "model"}
     model_fields = {f.name for f in dataclasses.fields(MaskGITConfig)}
     model_cfg = dict(PRIOR_PRESETS[preset]["model"])
-    for item in sets or []:
-        if "=" not in item:
-            raise ValueError(f"--set expects key=value, got {item!r}")
-        key, value = item.split("=", 1)
-        if key in PRIOR_FIELDS:
-            run[key] = _parse_value(value)
-        elif key in model_fields:
-            model_cfg[key] = _parse_value(value)
-        else:
-            raise ValueError(f"unknown --set key {key!r}; prior run keys: {list(PRIOR_FIELDS)}, "
-                             f"maskgit keys: {sorted(model_fields)}")
+    apply_sets(sets, run, PRIOR_FIELDS, model_cfg, model_fields, "maskgit")
     if run.get("checkpoint", "best") not in ("best", "last"):
         raise ValueError(f"checkpoint must be 'best' or 'last', got {run['checkpoint']!r}")
     return PriorConfig(preset=preset, seed=seed, model_config=model_cfg, **run)
@@ -169,11 +160,7 @@ def _lightning_prior(prior, cfg: PriorConfig, steps_per_epoch: int):
             return out["loss"]
 
         def configure_optimizers(self):
-            opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-            total = cfg.epochs * steps_per_epoch
-            total = max(1, min(total, cfg.max_steps) if cfg.max_steps > 0 else total)
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
-            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+            return adamw_cosine(self.model, cfg, steps_per_epoch)
 
     return LitPrior()
 

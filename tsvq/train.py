@@ -101,18 +101,7 @@ def resolve_config(model: str, dataset: str, preset: str = "quick", sets: list[s
     run = {k: v for k, v in p.items() if k != "model"}
     model_fields = {f.name for f in dataclasses.fields(MODELS[model][1])}
     model_cfg = {k: v for k, v in p["model"].items() if k in model_fields}
-    for item in sets or []:
-        if "=" not in item:
-            raise ValueError(f"--set expects key=value, got {item!r}")
-        key, value = item.split("=", 1)
-        value = _parse_value(value)
-        if key in TRAIN_FIELDS:
-            run[key] = value
-        elif key in model_fields:
-            model_cfg[key] = value
-        else:
-            raise ValueError(f"unknown --set key {key!r}; run keys: {list(TRAIN_FIELDS)}, "
-                             f"{model} keys: {sorted(model_fields)}")
+    apply_sets(sets, run, TRAIN_FIELDS, model_cfg, model_fields, model)
     if run.get("scaling", "global") not in ("global", "znorm"):
         raise ValueError(f"scaling must be 'global' or 'znorm', got {run['scaling']!r}")
     return RunConfig(model=model, dataset=dataset, data_dir=data_dir, preset=preset, seed=seed, model_config=model_cfg,
@@ -197,13 +186,36 @@ def _lightning_module(model, cfg: RunConfig, steps_per_epoch: int, probe_data=No
                 self.log_dict(probes, on_epoch=True)
 
         def configure_optimizers(self):
-            opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-            total = cfg.epochs * steps_per_epoch
-            total = max(1, min(total, cfg.max_steps) if cfg.max_steps > 0 else total)
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
-            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+            return adamw_cosine(self.model, cfg, steps_per_epoch)
 
     return LitTokenizer()
+
+
+def adamw_cosine(model, cfg, steps_per_epoch: int) -> dict:
+    """Lightning optimiser config: AdamW (``cfg.lr``, ``cfg.weight_decay``) with a per-step cosine
+    schedule over all ``min(epochs * steps_per_epoch, max_steps)`` steps of the run."""
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    total = cfg.epochs * steps_per_epoch
+    total = max(1, min(total, cfg.max_steps) if cfg.max_steps > 0 else total)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
+    return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def apply_sets(sets: list[str] | None, run: dict, run_fields: tuple[str, ...], model_cfg: dict,
+               model_fields: set[str], model_label: str) -> None:
+    """Apply ``key=value`` overrides (values parsed as YAML) to the run dict or the model-config
+    dict, in place. Raises ValueError for a malformed item or an unknown key (listing the valid ones)."""
+    for item in sets or []:
+        if "=" not in item:
+            raise ValueError(f"--set expects key=value, got {item!r}")
+        key, value = item.split("=", 1)
+        if key in run_fields:
+            run[key] = _parse_value(value)
+        elif key in model_fields:
+            model_cfg[key] = _parse_value(value)
+        else:
+            raise ValueError(f"unknown --set key {key!r}; run keys: {list(run_fields)}, "
+                             f"{model_label} keys: {sorted(model_fields)}")
 
 
 @torch.no_grad()
@@ -215,7 +227,7 @@ def encode_split(model, x: torch.Tensor, batch_size: int = 256, data_range: floa
     with ``data_range``, ``ms_ssim`` ``[N]``; for tokenizers also ``mse_timefreq`` ``[N]`` and
     ``codes`` ``int64[N, tokens]``.
     """
-    from .eval.ssim import ms_ssim_1d, ms_ssim_scales
+    from .eval.ssim import ms_ssim_1d
 
     model.eval()
     device = next(model.parameters()).device
@@ -239,7 +251,7 @@ def encode_split(model, x: torch.Tensor, batch_size: int = 256, data_range: floa
             x_hat = model.reconstruct(xb) if hasattr(model, "reconstruct") else None
         if x_hat is not None:
             add("mse_time", ((x_hat - xb) ** 2).mean(dim=(1, 2)))
-            if data_range is not None and xb.shape[-1] >= 11 and ms_ssim_scales(xb.shape[-1]) >= 1:
+            if data_range is not None and xb.shape[-1] >= 11:  # MS-SSIM's 11-sample window
                 add("ms_ssim", ms_ssim_1d(x_hat, xb, data_range))
     return {k: torch.cat(v) for k, v in parts.items()}
 
