@@ -44,3 +44,15 @@ def test_generation_table_runs_on_real_data(tmp_path):
     assert _load("generation_table").main(args) == 0
     table = (tmp_path / "gen.md").read_text()
     assert "| GunPoint | vqvae | 1 |" in table and "| 0.8 |" in table  # the paper's FID next to ours
+
+
+@requires_ucr("GunPoint")
+def test_stage1_table_zoo_variant_marks_missing_metrics(tmp_path):
+    module = _load("stage1_table")
+    module.ZOO = {k: module.ZOO[k] for k in ("vqvae", "vae", "simclr")}  # keep the test short
+    args = ["--datasets", "GunPoint", "--seeds", "0", "--data-dir", str(UCR_DIR), "--runs", str(tmp_path / "runs"),
+            "--out", str(tmp_path / "zoo.md"), "--variants", "zoo", "--set", "epochs=2", "--set", "widths=[8, 16]",
+            "--set", "projector_widths=[16, 16]"]
+    assert module.main(args) == 0
+    table = (tmp_path / "zoo.md").read_text()
+    assert "| GunPoint | simclr | 1 |" in table and "–" in table and "| GunPoint | vae | 1 |" in table
