@@ -142,6 +142,12 @@ def check_nola(window: torch.Tensor | None, n_fft: int, hop_length: int, win_len
             f"hop_length = {hop_length}, win_length = {win_length}, center = {center}).")
 
 
+def _uses_direct_dft(n_fft: int, device: torch.device) -> bool:
+    """Whether the C++ op takes the direct-DFT kernels (mirror of ``use_direct`` in csrc/ops/stft/stft.cpp:
+    n_fft <= 16 on CPU, <= 64 on GPUs); otherwise it runs torch.fft inside the op."""
+    return n_fft <= (16 if device.type == "cpu" else 64)
+
+
 def _use_ops() -> bool:
     if _extension.has_ops():
         return True
@@ -301,12 +307,19 @@ if _extension.has_ops():
         pad = n_fft // 2 if center else 0
         return 1 + (L + 2 * pad - n_fft) // hop
 
+    def _interleaved_out(like, B, C, Fq, T, n_fft):
+        # The FFT path returns [B, C, F, T, 2] as a transposed view of a frames-major [B, C, T, F, 2]
+        # buffer (like torch.stft); the direct-DFT kernels write [B, C, F, T, 2] contiguously.
+        if _uses_direct_dft(n_fft, like.device):
+            return like.new_empty((B, C, Fq, T, 2))
+        return like.new_empty((B, C, T, Fq, 2)).transpose(2, 3)
+
     @torch.library.register_fake("tsvq::stft")
     def _(x, n_fft, hop_length, window, center, pad_mode, normalized, onesided, stacked):
         B, C, L = x.shape
         Fq = n_fft // 2 + 1 if onesided else n_fft
         T = _frames(L, n_fft, hop_length, center)
-        return x.new_empty((B, 2 * C, Fq, T) if stacked else (B, C, Fq, T, 2))
+        return x.new_empty((B, 2 * C, Fq, T)) if stacked else _interleaved_out(x, B, C, Fq, T, n_fft)
 
     @torch.library.register_fake("tsvq::istft")
     def _(spec, n_fft, hop_length, window, center, normalized, onesided, length, stacked):
@@ -325,7 +338,9 @@ if _extension.has_ops():
     @torch.library.register_fake("tsvq::_istft_backward")
     def _(grad, n_freqs, n_frames, n_fft, hop_length, window, center, normalized, onesided, stacked):
         B, C = grad.shape[0], grad.shape[1]
-        return grad.new_empty((B, 2 * C, n_freqs, n_frames) if stacked else (B, C, n_freqs, n_frames, 2))
+        if stacked:
+            return grad.new_empty((B, 2 * C, n_freqs, n_frames))
+        return _interleaved_out(grad, B, C, n_freqs, n_frames, n_fft)
 
     @torch.library.register_fake("tsvq::_stft_analysis")
     def _(x, basis, scale, hop_length, n_frames, pad_left, pad_mode, interleaved):

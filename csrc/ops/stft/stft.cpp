@@ -212,10 +212,12 @@ at::Tensor to_complex_frames(const at::Tensor& spec, int64_t F, bool interleaved
   return at::view_as_complex(ri.contiguous());
 }
 
-// complex [R, T, F] -> [R, F, T, 2] or [R, 2F, T] (contiguous).
+// complex [R, T, F] -> [R, F, T, 2] or [R, 2F, T]. The interleaved layout is returned as a
+// transposed view of the frames-major FFT output (as torch.stft does): no layout copy; the
+// fake kernels in tsvq/ops/stft.py give the same strides.
 at::Tensor from_complex_frames(const at::Tensor& z, bool interleaved) {
   auto ri = at::view_as_real(z);  // [R, T, F, 2]
-  if (interleaved) return ri.transpose(1, 2).contiguous();
+  if (interleaved) return ri.transpose(1, 2);
   return ri.permute({0, 3, 2, 1}).contiguous().reshape({z.size(0), 2 * z.size(2), z.size(1)});
 }
 
