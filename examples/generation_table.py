@@ -35,7 +35,7 @@ def run_one(model: str, dataset: str, preset: str, seed: int, runs: Path, data_d
         cfg = resolve_config(model, dataset, preset, extra + sets, seed, data_dir)
         train(cfg, out, resume=(out / "checkpoints" / "last.ckpt").exists(), progress=False)
     metrics = json.loads((out / "metrics.json").read_text())
-    if "cas" not in metrics:
+    if "fid_test_reconstruction" not in metrics:
         if not (out / "prior" / "summary.json").exists():
             pcfg = resolve_prior_config(preset, prior_sets, seed)
             train_prior(out, pcfg, resume=(out / "prior" / "checkpoints" / "last.ckpt").exists(), progress=False)
@@ -69,9 +69,11 @@ def main(argv=None) -> int:
             paper = PAPER.get(ds, (float("nan"),) * 3)
             rows.append(f"| {ds} | {model} | {len(res)} | {cell('fid')} | {paper[0]} | {cell('is_mean')} | {paper[1]} | "
                         f"{cell('cas', 100, '{:.1f}')} | {paper[2]} | {cell('fcn_test_accuracy', 100, '{:.1f}')} | "
-                        f"{cell('prior_masked_accuracy', 100, '{:.1f}')} |")
+                        f"{cell('prior_masked_accuracy', 100, '{:.1f}')} | {cell('fid_test_reconstruction')} | "
+                        f"{cell('is_real_test')} |")
     header = ("| dataset | tokenizer | seeds | FID | FID paper | IS | IS paper | CAS (%) | CAS paper | "
-              "FCN test acc (%) | prior masked-token acc (%) |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+              "FCN test acc (%) | prior masked-token acc (%) | FID of test reconstructions | IS of real test |\n"
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     table = header + "\n" + "\n".join(rows) + "\n"
     print(table)
     if args.out:

@@ -286,7 +286,9 @@ def evaluate_generation(run_dir: str | os.PathLike, fcn_weights: str | os.PathLi
 
     Returns:
         dict: ``fid``, ``is_mean``, ``is_std``, ``cas``, ``fcn_test_accuracy`` (the evaluator's own
-        accuracy on the real test set, a sanity line), ``fcn_source``, ``n_generated``, ``n_cas``.
+        accuracy on the real test set, a sanity line), ``fcn_source``, ``n_generated``, ``n_cas``,
+        and two references: ``fid_test_reconstruction`` (FID of the tokenizer's reconstructions of
+        the test set: the floor the prior cannot beat) and ``is_real_test`` (IS of the real test set).
 
     Raises:
         FileNotFoundError: no prior. ValueError: run not on global scaling, class-count mismatch.
@@ -301,7 +303,9 @@ def evaluate_generation(run_dir: str | os.PathLike, fcn_weights: str | os.PathLi
     with torch.no_grad():
         real = torch.cat([tokenizer.to_time(tokenizer.to_time_frequency(x_test[i:i + 256]))
                           for i in range(0, len(x_test), 256)])
-    f_real, _ = fcn_predict(fcn, to_fcn(real))
+        recon = torch.cat([tokenizer.reconstruct(x_test[i:i + 256]) for i in range(0, len(x_test), 256)])
+    f_real, p_real = fcn_predict(fcn, to_fcn(real))
+    f_recon, _ = fcn_predict(fcn, to_fcn(recon))
     n_gen = max(len(x_test), 256)
     fake = generate(tokenizer, prior, n_gen, None, seed=seed)
     f_fake, p_fake = fcn_predict(fcn, to_fcn(fake))
@@ -313,7 +317,9 @@ def evaluate_generation(run_dir: str | os.PathLike, fcn_weights: str | os.PathLi
                   epochs=pcfg.cas_epochs, seed=pcfg.seed)
     _sample_plot(run_dir, scaler.inverse_transform(fake), ds, scaler.inverse_transform(x_cas), y_cas)
     return {"fid": fid(f_real, f_fake), "is_mean": is_mean, "is_std": is_std, "cas": cas_acc,
-            "fcn_test_accuracy": fcn_acc, "fcn_source": source, "n_generated": n_gen, "n_cas": len(y_cas)}
+            "fcn_test_accuracy": fcn_acc, "fcn_source": source, "n_generated": n_gen, "n_cas": len(y_cas),
+            "fid_test_reconstruction": fid(f_real, f_recon),
+            "is_real_test": inception_score(p_real, n_splits=min(10, len(p_real)))[0]}
 
 
 def _sample_plot(run_dir: Path, fake_uncond, ds, fake_cond, y_cond, path: Path | None = None, n_show: int = 8):
