@@ -112,3 +112,22 @@ def test_zoo_families_train_and_evaluate_on_real_data(tmp_path, model, sets):
             assert (tmp_path / model / "samples.png").exists()
         saved = yaml.safe_load((tmp_path / model / "config.yaml").read_text())
         assert saved["model"] == "mssim_vae"
+
+
+def test_holdout_evaluates_on_a_stratified_part_of_train(tmp_path):
+    from helpers import SHARED
+
+    from tsvq.train import load_data
+
+    cfg = resolve_config("vqvae", "GunPoint", "quick", FAST + ["epochs=1", "holdout=0.3"], data_dir=str(UCR_DIR))
+    ds, x_train, x_test, _ = load_data(cfg)
+    assert len(x_train) == 35 and len(x_test) == 15 and set(ds.y_test.tolist()) == {0, 1}
+    metrics = train(cfg, tmp_path / "h", progress=False)
+    assert metrics["eval_split"] == "holdout 0.3 of TRAIN"
+    train_only = SHARED / "data" / "UCRArchive_2018_train_only"
+    if (train_only / "TwoPatterns").exists():
+        with pytest.raises(FileNotFoundError, match="train-only"):
+            load_data(resolve_config("vqvae", "TwoPatterns", data_dir=str(train_only)))
+        ds, _, x_val, _ = load_data(resolve_config("vqvae", "TwoPatterns", sets=["holdout=0.3"],
+                                                   data_dir=str(train_only)))
+        assert len(x_val) == 300 and ds.n_classes == 4

@@ -38,7 +38,7 @@ PRESETS: dict[str, dict] = {
     "paper": {"epochs": 1000, "batch_size": 128, "model": {}},
 }
 TRAIN_FIELDS = ("epochs", "max_steps", "batch_size", "lr", "weight_decay", "scaling", "accelerator", "devices", "precision",
-                "probe_every")
+                "probe_every", "holdout")
 
 
 @dataclass
@@ -69,6 +69,7 @@ class RunConfig:
     devices: int | str = 1
     precision: str = "32-true"
     probe_every: int = 0
+    holdout: float = 0.0
     model_config: dict = field(default_factory=dict)
 
 
@@ -127,9 +128,34 @@ class _Scaler:
         return {"kind": self.kind, **(self.global_.state_dict() if self.kind == "global" else {})}
 
 
+def holdout_split(ds, fraction: float, seed: int = 0):
+    """A stratified hold-out split of the TRAIN split (``sklearn.model_selection.train_test_split``,
+    fixed ``random_state=seed``), returned as a dataset whose "test" fields are the held-out series.
+    For training-only experiments (e.g. the train-only copies of larger UCR datasets): the result
+    is a validation split, never the UCR test set."""
+    from sklearn.model_selection import train_test_split
+
+    from .data.ucr import UCRDataset
+
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"holdout must be in (0, 1), got {fraction}")
+    idx = np.arange(len(ds.y_train))
+    tr, va = train_test_split(idx, test_size=fraction, random_state=seed, stratify=ds.y_train.numpy())
+    tr, va = torch.from_numpy(np.sort(tr)), torch.from_numpy(np.sort(va))
+    return UCRDataset(ds.name, ds.x_train[tr], ds.y_train[tr], ds.x_train[va], ds.y_train[va], ds.classes)
+
+
 def load_data(cfg: RunConfig):
-    """Load and scale the dataset of a run: (dataset, x_train, x_test, scaler state)."""
-    ds = load_ucr(cfg.dataset, cfg.data_dir)
+    """Load and scale the dataset of a run: (dataset, x_train, x_test, scaler state). With
+    ``cfg.holdout > 0`` the "test" split is a stratified hold-out of TRAIN (:func:`holdout_split`).
+
+    Raises:
+        FileNotFoundError: the dataset has no official TEST split and ``holdout`` is 0.
+    """
+    if cfg.holdout > 0:
+        ds = holdout_split(load_ucr(cfg.dataset, cfg.data_dir, require_test=False), cfg.holdout)
+    else:
+        ds = load_ucr(cfg.dataset, cfg.data_dir)
     scaler = _Scaler(cfg.scaling).fit(ds.x_train)
     return ds, scaler.transform(ds.x_train), scaler.transform(ds.x_test), scaler.state_dict()
 
@@ -393,7 +419,8 @@ def _checkpoint_path(run_dir: Path, which: str = "best") -> Path:
 
 def finish_run(run_dir: Path, cfg: RunConfig, model, ds, x_train, x_test, extra: dict) -> dict:
     result = evaluate_model(model, ds, x_train, x_test)
-    metrics = {**result["metrics"], **extra}
+    split = f"holdout {cfg.holdout:g} of TRAIN" if cfg.holdout > 0 else "official TEST"
+    metrics = {**result["metrics"], **extra, "eval_split": split}
     _atomic_write(run_dir / "metrics.json", json.dumps(metrics, indent=2))
     _atomic_write(run_dir / "metrics.md", _markdown(cfg, metrics))
     _plots(run_dir, model, ds, x_test, result)

@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "settings (1000 epochs)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a run field (epochs, max_steps, batch_size, lr, weight_decay, scaling, accelerator, devices, "
-                        "precision, probe_every) or a model config field (e.g. ssl_loss=vibcreg, augmentation=gauss); repeatable")
+                        "precision, probe_every, holdout) or a model config field (e.g. ssl_loss=vibcreg, augmentation=gauss); repeatable")
     p.add_argument("--seed", type=int, default=0, help="global seed (default 0)")
     p.add_argument("--out", default=None, help="run directory (default runs/MODEL-DATASET-PRESET-seedS)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.ckpt")
