@@ -264,6 +264,13 @@ def _fcn_evaluator(run_dir: Path, ds, fcn_weights, epochs: int, seed: int):
     return model, f"tsvq FCN ({epochs} epochs)"
 
 
+def _fcn_on_test(fcn, ds):
+    """The real test split scaled for the FCN, the FCN's accuracy on it (the sanity line) and its features."""
+    x = fcn_scale(ds.x_test, ds.x_train)
+    feats, probs = fcn_predict(fcn, x)
+    return x, float((probs.argmax(1) == ds.y_test).double().mean()), feats
+
+
 def class_counts(y_train: torch.Tensor, n_classes: int, total: int) -> torch.Tensor:
     """Samples per class for ``total`` samples with the train class proportions (largest remainders)."""
     p = torch.bincount(y_train, minlength=n_classes).double() / len(y_train)
@@ -298,8 +305,7 @@ def evaluate_generation(run_dir: str | os.PathLike, fcn_weights: str | os.PathLi
     scaler = _scaler(run_dir, cfg)
     fcn, source = _fcn_evaluator(run_dir, ds, fcn_weights, pcfg.fcn_epochs, pcfg.seed)
     to_fcn = lambda x: fcn_scale(scaler.inverse_transform(x), ds.x_train)  # noqa: E731 - tokenizer units -> FCN input
-    _, p_test = fcn_predict(fcn, fcn_scale(ds.x_test, ds.x_train))
-    fcn_acc = float((p_test.argmax(1) == ds.y_test).double().mean())
+    x_test_fcn, fcn_acc, _ = _fcn_on_test(fcn, ds)
     with torch.no_grad():
         real = torch.cat([tokenizer.to_time(tokenizer.to_time_frequency(x_test[i:i + 256]))
                           for i in range(0, len(x_test), 256)])
@@ -313,7 +319,7 @@ def evaluate_generation(run_dir: str | os.PathLike, fcn_weights: str | os.PathLi
     counts = class_counts(ds.y_train, ds.n_classes, max(n_cas, 1000))
     y_cas = torch.repeat_interleave(torch.arange(ds.n_classes), counts)
     x_cas = generate(tokenizer, prior, len(y_cas), y_cas, seed=seed + 1)
-    cas_acc = cas(to_fcn(x_cas), y_cas, fcn_scale(ds.x_test, ds.x_train), ds.y_test, ds.n_classes,
+    cas_acc = cas(to_fcn(x_cas), y_cas, x_test_fcn, ds.y_test, ds.n_classes,
                   epochs=pcfg.cas_epochs, seed=pcfg.seed)
     _sample_plot(run_dir, scaler.inverse_transform(fake), ds, scaler.inverse_transform(x_cas), y_cas)
     return {"fid": fid(f_real, f_fake), "is_mean": is_mean, "is_std": is_std, "cas": cas_acc,
@@ -383,16 +389,15 @@ def evaluate_vae_samples(run_dir: str | os.PathLike, which: str = "best", fcn_we
     cfg, model, ds, _, x_test = load_run(run_dir, which)
     scaler = _scaler(run_dir, cfg)
     fcn, source = _fcn_evaluator(run_dir, ds, fcn_weights, fcn_epochs, cfg.seed)
-    _, p_test = fcn_predict(fcn, fcn_scale(ds.x_test, ds.x_train))
+    _, fcn_acc, f_real = _fcn_on_test(fcn, ds)
     n_gen = max(len(x_test), 256)
     fake = model.eval().sample(n_gen, generator=torch.Generator().manual_seed(seed)).cpu()
     fake = scaler.inverse_transform(fake)
-    f_real, _ = fcn_predict(fcn, fcn_scale(ds.x_test, ds.x_train))
     f_fake, p_fake = fcn_predict(fcn, fcn_scale(fake, ds.x_train))
     is_mean, is_std = inception_score(p_fake, n_splits=10)
     _sample_plot(run_dir, fake, ds, fake[:0], torch.zeros(0, dtype=torch.long))
     return {"fid": fid(f_real, f_fake), "is_mean": is_mean, "is_std": is_std,
-            "fcn_test_accuracy": float((p_test.argmax(1) == ds.y_test).double().mean()), "fcn_source": source,
+            "fcn_test_accuracy": fcn_acc, "fcn_source": source,
             "n_generated": n_gen}
 
 

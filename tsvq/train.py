@@ -183,7 +183,7 @@ def _lightning_module(model, cfg: RunConfig, steps_per_epoch: int, probe_data=No
         def training_step(self, batch, batch_idx):
             (x,) = batch
             if hasattr(self.model, "training_progress"):  # BYOL target EMA, VAE KL annealing
-                self.model.training_progress(self.global_step, self.trainer.estimated_stepping_batches)
+                self.model.training_progress(self.global_step, total_steps(cfg, steps_per_epoch))
             g = torch.Generator(device=x.device).manual_seed(cfg.seed * 1_000_003 + self.global_step)
             out = self.model(x, generator=g)
             logs = {f"train/{k}": v.detach() for k, v in out.items()
@@ -217,13 +217,17 @@ def _lightning_module(model, cfg: RunConfig, steps_per_epoch: int, probe_data=No
     return LitTokenizer()
 
 
+def total_steps(cfg, steps_per_epoch: int) -> int:
+    """Optimiser steps of a run: ``min(epochs * steps_per_epoch, max_steps)`` (max_steps <= 0: no cap), >= 1."""
+    total = cfg.epochs * steps_per_epoch
+    return max(1, min(total, cfg.max_steps) if cfg.max_steps > 0 else total)
+
+
 def adamw_cosine(model, cfg, steps_per_epoch: int) -> dict:
     """Lightning optimiser config: AdamW (``cfg.lr``, ``cfg.weight_decay``) with a per-step cosine
     schedule over all ``min(epochs * steps_per_epoch, max_steps)`` steps of the run."""
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    total = cfg.epochs * steps_per_epoch
-    total = max(1, min(total, cfg.max_steps) if cfg.max_steps > 0 else total)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps(cfg, steps_per_epoch))
     return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 

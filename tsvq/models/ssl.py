@@ -106,6 +106,7 @@ class SSLEncoder(nn.Module):
         self.backbone = ResNet1d(cfg.in_channels, tuple(cfg.widths))
         widths = tuple(cfg.projector_widths or DEFAULT_PROJECTOR[self.method])
         self.projector = Projector(self.backbone.out_dim, widths, final_iternorm=self.method == "vibcreg")
+        self.loss_fn = self.make_loss(cfg)
 
     def _check(self, x: torch.Tensor) -> None:
         if x.dim() != 3 or x.shape[1] != self.cfg.in_channels:
@@ -123,14 +124,15 @@ class SSLEncoder(nn.Module):
             raise ValueError("x: SSL training needs a batch of at least 2 series")
         return augment(x, self.cfg.augmentation, generator), augment(x, self.cfg.augmentation, generator)
 
-    def ssl_loss(self, p1: torch.Tensor, p2: torch.Tensor) -> torch.Tensor:
+    def make_loss(self, cfg: SSLConfig) -> nn.Module:
+        """The method's loss on two batches of projections (set as ``self.loss_fn``)."""
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """Training loss on two augmented views of ``x: Tensor[B, C, L]`` (B >= 2): ``{"loss", "ssl"}``."""
         self._check(x)
         v1, v2 = self.views(x, generator)
-        loss = self.ssl_loss(self.projector(self.backbone(v1)), self.projector(self.backbone(v2)))
+        loss = self.loss_fn(self.projector(self.backbone(v1)), self.projector(self.backbone(v2)))
         return {"loss": loss, "ssl": loss.detach()}
 
 
@@ -139,12 +141,8 @@ class SimCLR(SSLEncoder):
 
     method = "simclr"
 
-    def __init__(self, cfg: SSLConfig):
-        super().__init__(cfg)
-        self.loss_fn = NTXentLoss(cfg.temperature)
-
-    def ssl_loss(self, p1, p2):
-        return self.loss_fn(p1, p2)
+    def make_loss(self, cfg: SSLConfig) -> nn.Module:
+        return NTXentLoss(cfg.temperature)
 
 
 class BarlowTwins(SSLEncoder):
@@ -152,12 +150,8 @@ class BarlowTwins(SSLEncoder):
 
     method = "barlow_twins"
 
-    def __init__(self, cfg: SSLConfig):
-        super().__init__(cfg)
-        self.loss_fn = BarlowTwinsLoss(lambd=cfg.lambd)
-
-    def ssl_loss(self, p1, p2):
-        return self.loss_fn(p1, p2)
+    def make_loss(self, cfg: SSLConfig) -> nn.Module:
+        return BarlowTwinsLoss(lambd=cfg.lambd)
 
 
 class VICReg(SSLEncoder):
@@ -165,12 +159,8 @@ class VICReg(SSLEncoder):
 
     method = "vicreg"
 
-    def __init__(self, cfg: SSLConfig):
-        super().__init__(cfg)
-        self.loss_fn = VICRegLoss(25.0, 25.0, 1.0)
-
-    def ssl_loss(self, p1, p2):
-        return self.loss_fn(p1, p2)
+    def make_loss(self, cfg: SSLConfig) -> nn.Module:
+        return VICRegLoss(25.0, 25.0, 1.0)
 
 
 class VIbCReg(SSLEncoder):
@@ -178,12 +168,8 @@ class VIbCReg(SSLEncoder):
 
     method = "vibcreg"
 
-    def __init__(self, cfg: SSLConfig):
-        super().__init__(cfg)
-        self.loss_fn = VIbCRegLoss(25.0, 25.0, 200.0)
-
-    def ssl_loss(self, p1, p2):
-        return self.loss_fn(p1, p2)
+    def make_loss(self, cfg: SSLConfig) -> nn.Module:
+        return VIbCRegLoss(25.0, 25.0, 200.0)
 
 
 class BYOL(SSLEncoder):
@@ -206,6 +192,9 @@ class BYOL(SSLEncoder):
         for p in (*self.target_backbone.parameters(), *self.target_projector.parameters()):
             p.requires_grad_(False)
         self.tau = cfg.tau_base
+
+    def make_loss(self, cfg: SSLConfig) -> None:
+        return None  # the regression loss needs the target network: computed in forward
 
     @torch.no_grad()
     def training_progress(self, step: int, total_steps: int) -> None:
