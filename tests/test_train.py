@@ -1,11 +1,12 @@
 """End-to-end stage-1 runs on real UCR data (a few epochs: the pipeline, not the quality)."""
+import dataclasses
 import json
 
 import pytest
 import yaml
 
 from tsvq.cli.main import main
-from tsvq.train import evaluate_run, resolve_config, train
+from tsvq.train import evaluate_run, resolve_config, train, write_config
 
 from helpers import UCR_DIR, requires_ucr
 
@@ -131,3 +132,15 @@ def test_holdout_evaluates_on_a_stratified_part_of_train(tmp_path):
         ds, _, x_val, _ = load_data(resolve_config("vqvae", "TwoPatterns", sets=["holdout=0.3"],
                                                    data_dir=str(train_only)))
         assert len(x_val) == 300 and ds.n_classes == 4
+
+
+def test_write_config_accepts_a_run_written_before_a_field_existed(tmp_path):
+    cfg = resolve_config("vqvae", "GunPoint", "quick", FAST, seed=0, data_dir=str(UCR_DIR))
+    stored = dataclasses.asdict(cfg)
+    del stored["holdout"]  # a config.yaml from a version without this field (default 0.0)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(stored, sort_keys=False))
+    write_config(tmp_path, cfg, resume=True, hint="x")
+    assert yaml.safe_load((tmp_path / "config.yaml").read_text())["holdout"] == 0.0
+    other = dataclasses.replace(cfg, holdout=0.2)
+    with pytest.raises(FileExistsError, match="another config.yaml; x"):
+        write_config(tmp_path, other, resume=True, hint="x")

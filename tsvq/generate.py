@@ -35,7 +35,7 @@ from .eval import cas, fid, inception_score
 from .models import TOKENIZERS, MaskGITConfig, create_model
 from .models.fcn import FCN, FCNConfig, fcn_predict, fcn_scale, load_supervised_fcn, train_fcn
 from .train import (_atomic_write, _checkpoint_path, _next_session, adamw_cosine, apply_sets, checkpoint_callback,
-                    load_run)
+                    load_run, write_config)
 
 # "quick": GunPoint end to end in minutes on a 2-core CPU (a smaller transformer: the SPEC one costs
 # about 40 GFLOP per step of 50 series); "paper": the SPEC / TimeVQVAE stage-2 settings.
@@ -177,17 +177,11 @@ def train_prior(run_dir: str | os.PathLike, cfg: PriorConfig, resume: bool = Fal
     from lightning.pytorch.loggers import CSVLogger
 
     pdir = _prior_dir(run_dir)
-    cfg_text = yaml.safe_dump(asdict(cfg), sort_keys=False)
     last = pdir / "checkpoints" / "last.ckpt"
-    if (pdir / "config.yaml").exists():
-        if yaml.safe_load((pdir / "config.yaml").read_text()) != yaml.safe_load(cfg_text):
-            raise FileExistsError(f"{pdir} holds a prior with another config.yaml; remove it or use the same settings")
-        if last.exists() and not resume:
-            raise FileExistsError(f"{pdir} already has checkpoints; pass --resume to continue it")
     run_cfg, tokenizer, ds, x_train, _ = load_run(run_dir, cfg.checkpoint)
     if run_cfg.model not in TOKENIZERS:
         raise ValueError(f"{run_dir} holds a {run_cfg.model!r} run; the MaskGIT prior needs a tokenizer {TOKENIZERS}")
-    _atomic_write(pdir / "config.yaml", cfg_text)
+    write_config(pdir, cfg, resume, "remove it or use the same settings")
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     for p in tokenizer.parameters():
         p.requires_grad_(False)

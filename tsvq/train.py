@@ -431,6 +431,30 @@ def finish_run(run_dir: Path, cfg: RunConfig, model, ds, x_train, x_test, extra:
     return metrics
 
 
+def write_config(run_dir: Path, cfg, resume: bool, hint: str) -> None:
+    """Write ``cfg`` (a config dataclass) to ``run_dir/config.yaml`` after checking it against the
+    config already there, if any. The stored config is read back through the dataclass, so a run
+    written before a field existed compares equal when the field has its default.
+
+    Raises:
+        FileExistsError: the stored config differs (the message ends with ``hint``), or the run has
+            checkpoints and ``resume`` is False.
+    """
+    path = run_dir / "config.yaml"
+    cfg_text = yaml.safe_dump(asdict(cfg), sort_keys=False)
+    if path.exists():
+        stored = yaml.safe_load(path.read_text()) or {}
+        try:
+            previous = asdict(type(cfg)(**stored))
+        except TypeError:  # a field this version does not know
+            previous = stored
+        if previous != yaml.safe_load(cfg_text):
+            raise FileExistsError(f"{run_dir} holds a run with another config.yaml; {hint}")
+        if (run_dir / "checkpoints" / "last.ckpt").exists() and not resume:
+            raise FileExistsError(f"{run_dir} already has checkpoints; pass --resume to continue it")
+    _atomic_write(path, cfg_text)
+
+
 def train(cfg: RunConfig, out_dir: str | os.PathLike, resume: bool = False, progress: bool = True) -> dict:
     """Train ``cfg.model`` on ``cfg.dataset`` into ``out_dir`` and evaluate it; returns the metrics.
 
@@ -441,15 +465,8 @@ def train(cfg: RunConfig, out_dir: str | os.PathLike, resume: bool = False, prog
     from lightning.pytorch.loggers import CSVLogger
 
     run_dir = Path(out_dir)
-    cfg_text = yaml.safe_dump(asdict(cfg), sort_keys=False)
+    write_config(run_dir, cfg, resume, "use a new --out directory")
     last = run_dir / "checkpoints" / "last.ckpt"
-    if (run_dir / "config.yaml").exists():
-        previous = yaml.safe_load((run_dir / "config.yaml").read_text())
-        if previous != yaml.safe_load(cfg_text):
-            raise FileExistsError(f"{run_dir} holds a run with another config.yaml; use a new --out directory")
-        if last.exists() and not resume:
-            raise FileExistsError(f"{run_dir} already has checkpoints; pass --resume to continue it")
-    _atomic_write(run_dir / "config.yaml", cfg_text)
 
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     ds, x_train, x_test, scaler_state = load_data(cfg)
