@@ -284,3 +284,24 @@ def test_private_framing_kernels_match_the_dft(device, n_fft, hop, interleaved):
     expected = (full * scale)[:, 3:143]
     expected = torch.cat([expected, expected.new_zeros(R, 140 - expected.shape[1])], 1)
     torch.testing.assert_close(y, expected, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("n_fft", [8, 32])  # direct DFT and FFT path
+def test_window_tables_follow_the_window_values(n_fft):
+    """The CPU caches the bases and the inverse envelope by the window's values: a window changed
+    in place, or tables first built under inference mode, must not give stale or unusable results."""
+    x = torch.randn(3, 2, 50, dtype=torch.float64)
+    w = torch.hann_window(n_fft, dtype=torch.float64)
+    with torch.inference_mode():
+        stft(x, n_fft, n_fft // 4, window=w)
+        istft(stft(x, n_fft, n_fft // 4, window=w), n_fft, n_fft // 4, window=w, length=50)
+    for _ in range(2):
+        spec = stft(x, n_fft, n_fft // 4, window=w)
+        ref = reference.stft(x, n_fft, n_fft // 4, w)
+        torch.testing.assert_close(spec, ref, rtol=1e-10, atol=1e-10)
+        s = ref.clone().requires_grad_()
+        y = istft(s, n_fft, n_fft // 4, window=w, length=50)
+        torch.testing.assert_close(y, reference.istft(ref, n_fft, n_fft // 4, w, length=50), rtol=1e-10, atol=1e-10)
+        y.sum().backward()
+        assert torch.isfinite(s.grad).all()
+        w.mul_(0.5).add_(0.4)  # same tensor, new values

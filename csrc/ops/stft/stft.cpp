@@ -22,6 +22,8 @@
 
 #include <cmath>
 #include <map>
+#include <string>
+#include <unordered_map>
 #include <mutex>
 #include <tuple>
 
@@ -109,6 +111,36 @@ at::Tensor inverse_envelope(const at::Tensor& window, int64_t hop, int64_t n_fra
   const int64_t Q = (n_frames - 1) * hop + N;
   auto env = at::unfold_backward((window * window).unsqueeze(0).expand({n_frames, N}), {Q}, 0, N, hop);
   return at::where(env > 1e-11, env.reciprocal(), at::zeros_like(env));
+}
+
+// The per-window tables (DFT bases, inverse envelope) depend only on the window values and a few
+// integers. On CPUs they are cached by those values (reading a CPU window is free, so a hit can
+// never be stale: the key holds the window's bytes); building them costs about ten small ops,
+// which dominates a small STFT. On GPUs reading the window back would synchronise, so the tables
+// are rebuilt on the device per call (tiny kernels, asynchronous). The cache is bounded.
+enum TableKind : int64_t { kAnalysisNJ = 0, kAnalysisJN = 1, kSynthesisJN = 2, kSynthesisNJ = 3, kInvEnvelope = 4 };
+
+template <typename Build>
+at::Tensor window_table(TableKind kind, const at::Tensor& window, std::initializer_list<int64_t> params,
+                        Build build) {
+  if (!window.device().is_cpu()) return build();
+  auto w = window.contiguous();
+  std::string key(reinterpret_cast<const char*>(w.data_ptr()), w.numel() * w.element_size());
+  key.push_back(static_cast<char>(w.scalar_type()));
+  key.push_back(static_cast<char>(kind));
+  for (int64_t p : params) key.append(reinterpret_cast<const char*>(&p), sizeof(p));
+  static auto* cache = new std::unordered_map<std::string, at::Tensor>();
+  static std::mutex mutex;
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    auto it = cache->find(key);
+    if (it != cache->end()) return it->second;
+  }
+  at::Tensor table = build();
+  std::lock_guard<std::mutex> lock(mutex);
+  if (cache->size() >= 512) cache->clear();
+  cache->emplace(std::move(key), table);
+  return table;
 }
 
 // Adjoint of the centre padding: gradient of the padded series [R, L + 2 pad] -> [R, L].
@@ -234,7 +266,9 @@ at::Tensor stft(const at::Tensor& x, int64_t n_fft, int64_t hop, const at::Tenso
   auto x2 = x.reshape({R, g.L});
   at::Tensor out;
   if (use_direct(n_fft, x.device())) {
-    auto basis = analysis_rows(n_fft, g.F, window, normalized).t().contiguous();  // [N, 2F]
+    auto basis = window_table(kAnalysisNJ, window, {n_fft, g.F, normalized}, [&] {
+      return analysis_rows(n_fft, g.F, window, normalized).t().contiguous();  // [N, 2F]
+    });
     out = analysis_op().call(x2, basis, c10::nullopt, hop, g.T, g.pad, g.mode, !stacked);
   } else {
     auto xp = g.pad > 0 ? at::pad(x2, {g.pad, g.pad}, pad_mode_name(g.mode),
@@ -292,19 +326,27 @@ at::Tensor istft(const at::Tensor& spec_in, int64_t n_fft, int64_t hop, const at
   auto [spec, B, C, F, T] = flatten_spec(spec_in, stacked, "spec");
   const auto g = istft_geometry(spec_in, B, C, F, T, n_fft, hop, window, center, onesided, length);
   const int64_t R = B * C;
-  auto inv_env = inverse_envelope(window, hop, T);
+  auto inv_env = window_table(kInvEnvelope, window, {hop, T}, [&] { return inverse_envelope(window, hop, T); });
   at::Tensor y;
   if (use_direct(n_fft, spec.device())) {
-    auto basis = synthesis_rows(n_fft, F, window, normalized);  // [2F, N]
+    auto basis = window_table(kSynthesisJN, window, {n_fft, F, normalized}, [&] {
+      return synthesis_rows(n_fft, F, window, normalized);  // [2F, N]
+    });
     y = synthesis_op().call(spec, basis, inv_env, hop, g.start, g.length, !stacked);
   } else {
     auto z = to_complex_frames(spec, F, !stacked);  // [R, T, F]
     if (!onesided) z = z.narrow(2, 0, n_fft / 2 + 1);
     auto frames = at::fft_irfft(z, n_fft, -1, normalized ? "ortho" : "backward") * window;  // [R, T, N]
-    auto full = at::unfold_backward(frames, {R, g.Q}, 1, n_fft, hop) * inv_env;      // [R, Q]
+    auto full = at::unfold_backward(frames, {R, g.Q}, 1, n_fft, hop);  // [R, Q]
+    // Envelope division on the kept samples only; zero-pad only when length runs past the frames.
     const int64_t avail = std::max<int64_t>(0, std::min(g.length, g.Q - g.start));
-    y = at::zeros({R, g.length}, full.options());
-    if (avail > 0) y.narrow(1, 0, avail).copy_(full.narrow(1, g.start, avail));
+    auto kept = full.narrow(1, g.start, avail) * inv_env.narrow(0, g.start, avail);
+    if (avail == g.length) {
+      y = kept;
+    } else {
+      y = at::zeros({R, g.length}, full.options());
+      y.narrow(1, 0, avail).copy_(kept);
+    }
   }
   return y.view({B, C, g.length});
 }
@@ -320,7 +362,9 @@ at::Tensor stft_backward(const at::Tensor& grad_in, int64_t L, int64_t n_fft, in
   TORCH_CHECK_VALUE(Q <= Lp && F == (onesided ? n_fft / 2 + 1 : n_fft), "grad does not match an STFT of length ", L);
   at::Tensor gp;  // [R, Lp]
   if (use_direct(n_fft, grad.device())) {
-    auto basis = analysis_rows(n_fft, F, window, normalized);  // [2F, N]
+    auto basis = window_table(kAnalysisJN, window, {n_fft, F, normalized}, [&] {
+      return analysis_rows(n_fft, F, window, normalized);  // [2F, N]
+    });
     gp = synthesis_op().call(grad, basis, c10::nullopt, hop, 0, Lp, !stacked);
   } else {
     auto z = to_complex_frames(grad, F, !stacked);  // [R, T, F]
@@ -345,11 +389,13 @@ at::Tensor istft_backward(const at::Tensor& grad_y, int64_t F, int64_t T, int64_
   check_real_float(grad_y, "grad");
   const int64_t B = grad_y.size(0), C = grad_y.size(1), R = B * C, length = grad_y.size(2);
   const auto g = istft_geometry(grad_y, B, C, F, T, n_fft, hop, window, center, onesided, length);
-  auto inv_env = inverse_envelope(window, hop, T);
+  auto inv_env = window_table(kInvEnvelope, window, {hop, T}, [&] { return inverse_envelope(window, hop, T); });
   auto gy = grad_y.reshape({R, length});
   at::Tensor out;  // [R, F, T, 2] or [R, 2F, T]
   if (use_direct(n_fft, grad_y.device())) {
-    auto basis = synthesis_rows(n_fft, F, window, normalized).t().contiguous();  // [N, 2F]
+    auto basis = window_table(kSynthesisNJ, window, {n_fft, F, normalized}, [&] {
+      return synthesis_rows(n_fft, F, window, normalized).t().contiguous();  // [N, 2F]
+    });
     out = analysis_op().call(gy, basis, inv_env, hop, T, g.start, kPadConstant, !stacked);
   } else {
     auto full = at::zeros({R, g.Q}, gy.options());

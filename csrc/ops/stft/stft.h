@@ -90,7 +90,7 @@ inline void check_synthesis_inputs(const at::Tensor& spec, const at::Tensor& bas
   TORCH_CHECK_VALUE(start >= 0 && length >= 0, "start and length must be >= 0");
   TORCH_CHECK_VALUE(spec.size(2) >= 1 || !interleaved, "spec must have T >= 1 frames");
   if (scale.has_value() && scale->defined()) {
-    const int64_t T = interleaved ? spec.size(2) : spec.size(2);
+    const int64_t T = spec.size(2);
     check_rank(*scale, 1, "scale", "Tensor[Q]");
     TORCH_CHECK_VALUE(scale->size(0) >= (T - 1) * hop + basis.size(1),
                       "scale must cover (n_frames - 1) * hop + N samples");

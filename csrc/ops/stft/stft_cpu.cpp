@@ -8,8 +8,11 @@
 //   buffer is a per-thread scratch of about L samples; no padded or framed copy of the input
 //   is ever made.
 // _stft_synthesis: y[r, p] = scale[q] * sum_t sum_j spec[r, j, t] * basis[j, q - t * hop],
-//   q = p + start (zero where q is past the last frame). Frames are formed four at a time in a
-//   per-thread scratch and overlap-added into the output row in the same pass.
+//   q = p + start (zero where q is past the last frame). The transpose of the analysis: the
+//   row's spectrum is copied to a [J, T] scratch (de-interleaving the complex layout), and for
+//   each n a tile of frames is summed over j in registers and overlap-added into the phase
+//   buffer ph[n % hop][t + n / hop] with unit stride; the output row is read back from the
+//   phases with the envelope scale applied.
 // Rows are distributed over threads with at::parallel_for.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -48,6 +51,67 @@ TSVQ_MULTIVERSION void analysis_tile(const T* __restrict ph, int64_t M, int64_t 
   }
 }
 
+// ph[rr][m] = scale[q] * xpad[q], q = m * hop + rr, for the H phases read by the frames (zero
+// past the last frame). The interior is a strided copy; only the padded edges go through
+// pad_source. Arguments by value so that nothing is reloaded through a closure.
+template <typename T>
+void build_phases(const T* __restrict xr, int64_t L, int64_t pad_left, int64_t mode, const T* __restrict scale,
+                  int64_t hop, int64_t H, int64_t M, int64_t Qv, T* __restrict ph) {
+  const int64_t inner_end = std::min(pad_left + L, Qv);  // q in [pad_left, inner_end): no padding
+  for (int64_t rr = 0; rr < H; ++rr) {
+    T* __restrict dst = ph + rr * M;
+    // m_lo = first m with q >= pad_left, m_hi = first m with q >= inner_end
+    const int64_t m_lo = std::min(M, pad_left > rr ? (pad_left - rr + hop - 1) / hop : 0);
+    const int64_t m_hi = std::max(m_lo, std::min(M, inner_end > rr ? (inner_end - rr + hop - 1) / hop : 0));
+    auto edge = [&](int64_t m) {
+      const int64_t q = m * hop + rr;
+      T v = T(0);
+      if (q < Qv) {
+        const int64_t src = pad_source(q, pad_left, L, mode);
+        if (src >= 0) v = scale ? xr[src] * scale[q] : xr[src];
+      }
+      dst[m] = v;
+    };
+    for (int64_t m = 0; m < m_lo; ++m) edge(m);
+    const T* __restrict xs = xr + rr - pad_left;  // xs[m * hop] = x[q - pad_left]
+    if (scale) {
+      const T* __restrict ss = scale + rr;
+      for (int64_t m = m_lo; m < m_hi; ++m) dst[m] = xs[m * hop] * ss[m * hop];
+    } else {
+      for (int64_t m = m_lo; m < m_hi; ++m) dst[m] = xs[m * hop];
+    }
+    for (int64_t m = m_hi; m < M; ++m) edge(m);
+  }
+}
+
+// One row of the analysis: tiles of kTB frames x kJB basis columns, written to out_r
+// ([J, T] or, interleaved, [J / 2, T, 2]).
+template <typename T>
+void analysis_row(const T* __restrict ph, int64_t M, int64_t hop, int64_t N, const T* __restrict basis, int64_t Jp,
+                  int64_t J, int64_t n_frames, bool interleaved, T* __restrict out_r) {
+  alignas(64) T acc[kJB * kTB];
+  const int64_t F = J / 2;
+  for (int64_t t0 = 0; t0 < n_frames; t0 += kTB) {
+    const int64_t nt = std::min(kTB, n_frames - t0);
+    for (int64_t j0 = 0; j0 < J; j0 += kJB) {
+      analysis_tile<T>(ph, M, hop, N, basis, Jp, j0, t0, acc);
+      const int64_t nj = std::min(kJB, J - j0);
+      for (int64_t jj = 0; jj < nj; ++jj) {
+        const int64_t j = j0 + jj;
+        const T* a = acc + jj * kTB;
+        if (!interleaved) {
+          T* o = out_r + j * n_frames + t0;
+          for (int64_t tt = 0; tt < nt; ++tt) o[tt] = a[tt];
+        } else {
+          const int64_t z = j / F, f = j - z * F;
+          T* o = out_r + (f * n_frames + t0) * 2 + z;
+          for (int64_t tt = 0; tt < nt; ++tt) o[2 * tt] = a[tt];
+        }
+      }
+    }
+  }
+}
+
 template <typename T>
 void analysis_cpu(const T* x, int64_t R, int64_t L, const T* basis_in, int64_t N, int64_t J,
                   const T* scale, int64_t hop, int64_t n_frames, int64_t pad_left, int64_t mode,
@@ -60,128 +124,73 @@ void analysis_cpu(const T* x, int64_t R, int64_t L, const T* basis_in, int64_t N
   const int64_t Tp = (n_frames + kTB - 1) / kTB * kTB;
   const int64_t M = Tp + (N - 1) / hop + 1;
   const int64_t Qv = (n_frames - 1) * hop + N;  // samples covered by the frames
-  const int64_t F = J / 2;
   at::parallel_for(0, R, 1, [&](int64_t r0, int64_t r1) {
     std::vector<T> ph(H * M);
-    alignas(64) T acc[kJB * kTB];
     for (int64_t r = r0; r < r1; ++r) {
-      const T* xr = x + r * L;
-      for (int64_t rr = 0; rr < H; ++rr) {
-        T* dst = ph.data() + rr * M;
-        for (int64_t m = 0; m < M; ++m) {
-          const int64_t q = m * hop + rr;
-          T v = T(0);
-          if (q < Qv) {
-            const int64_t s = pad_source(q, pad_left, L, mode);
-            if (s >= 0) v = scale ? xr[s] * scale[q] : xr[s];
-          }
-          dst[m] = v;
-        }
-      }
-      for (int64_t t0 = 0; t0 < n_frames; t0 += kTB) {
-        const int64_t nt = std::min(kTB, n_frames - t0);
-        for (int64_t j0 = 0; j0 < J; j0 += kJB) {
-          analysis_tile<T>(ph.data(), M, hop, N, basis.data(), Jp, j0, t0, acc);
-          const int64_t nj = std::min(kJB, J - j0);
-          for (int64_t jj = 0; jj < nj; ++jj) {
-            const int64_t j = j0 + jj;
-            const T* a = acc + jj * kTB;
-            if (!interleaved) {
-              T* o = out + (r * J + j) * n_frames + t0;
-              for (int64_t tt = 0; tt < nt; ++tt) o[tt] = a[tt];
-            } else {
-              const int64_t z = j / F, f = j - z * F;
-              T* o = out + ((r * F + f) * n_frames + t0) * 2 + z;
-              for (int64_t tt = 0; tt < nt; ++tt) o[2 * tt] = a[tt];
-            }
-          }
-        }
-      }
+      build_phases<T>(x + r * L, L, pad_left, mode, scale, hop, H, M, Qv, ph.data());
+      analysis_row<T>(ph.data(), M, hop, N, basis.data(), Jp, J, n_frames, interleaved, out + r * J * n_frames);
     }
   });
 }
 
-// frames[k][n] += sum_j spec(j, t0 + k) * basis[j][n] for k < 4
+// ph[n % hop][t0 + tt + n / hop] += sum_j basis[j][n] * S[j][t0 + tt] for tt < kTB: the
+// transpose of analysis_tile. The sum over j stays in registers; the overlap-add is a
+// unit-stride update of one phase row per n.
 template <typename T>
-TSVQ_MULTIVERSION void synthesis_tile(const T* __restrict s0, const T* __restrict s1,
-                                      const T* __restrict s2, const T* __restrict s3,
-                                      int64_t spec_j_stride, const T* __restrict basis, int64_t J,
-                                      int64_t N, T* __restrict frames) {
-  T* __restrict f0 = frames;
-  T* __restrict f1 = frames + N;
-  T* __restrict f2 = frames + 2 * N;
-  T* __restrict f3 = frames + 3 * N;
-  for (int64_t n = 0; n < 4 * N; ++n) frames[n] = T(0);
-  for (int64_t j = 0; j < J; ++j) {
-    const T a0 = s0[j * spec_j_stride], a1 = s1[j * spec_j_stride];
-    const T a2 = s2[j * spec_j_stride], a3 = s3[j * spec_j_stride];
-    const T* __restrict b = basis + j * N;
-    for (int64_t n = 0; n < N; ++n) {
-      const T bn = b[n];
-      f0[n] += a0 * bn;
-      f1[n] += a1 * bn;
-      f2[n] += a2 * bn;
-      f3[n] += a3 * bn;
+TSVQ_MULTIVERSION void synthesis_tile(const T* __restrict S, int64_t ldS, int64_t J,
+                                      const T* __restrict basis, int64_t N, int64_t hop, int64_t M,
+                                      int64_t t0, T* __restrict ph) {
+  alignas(64) T acc[kTB];
+  for (int64_t n = 0; n < N; ++n) {
+    for (int64_t tt = 0; tt < kTB; ++tt) acc[tt] = T(0);
+    for (int64_t j = 0; j < J; ++j) {
+      const T a = basis[j * N + n];
+      const T* __restrict s = S + j * ldS + t0;
+      for (int64_t tt = 0; tt < kTB; ++tt) acc[tt] += a * s[tt];
     }
+    T* __restrict dst = ph + (n % hop) * M + t0 + n / hop;
+    for (int64_t tt = 0; tt < kTB; ++tt) dst[tt] += acc[tt];
   }
 }
 
 template <typename T>
-void synthesis_cpu(const T* spec, int64_t R, int64_t J, int64_t n_frames, bool interleaved,
+void synthesis_cpu(const T* spec, const int64_t* st, int64_t R, int64_t J, int64_t n_frames, bool interleaved,
                    const T* basis, int64_t N, const T* scale, int64_t hop, int64_t start,
                    int64_t length, T* y) {
   const int64_t Q = (n_frames - 1) * hop + N;
   const int64_t F = J / 2;
+  const int64_t H = std::min(hop, N);  // phases that receive samples (hop > N leaves gaps)
+  const int64_t Tp = (n_frames + kTB - 1) / kTB * kTB;
+  const int64_t M = Tp + (N - 1) / hop + 1;
   at::parallel_for(0, R, 1, [&](int64_t r0, int64_t r1) {
-    std::vector<T> ybuf(Q);
-    std::vector<T> frames(4 * N);
+    std::vector<T> S(J * Tp, T(0));  // the row's spectrum as [J][Tp], zero past n_frames
+    std::vector<T> ph(H * M);
     for (int64_t r = r0; r < r1; ++r) {
-      std::fill(ybuf.begin(), ybuf.end(), T(0));
-      for (int64_t t0 = 0; t0 < n_frames; t0 += 4) {
-        const T* s[4];
-        int64_t js = 0;
-        for (int64_t k = 0; k < 4; ++k) {
-          const int64_t t = std::min(t0 + k, n_frames - 1);
-          if (!interleaved) {
-            s[k] = spec + r * J * n_frames + t;
-            js = n_frames;
-          } else {
-            s[k] = spec + (r * F * n_frames + t) * 2;
-            js = 0;  // handled below
-          }
-        }
-        if (!interleaved) {
-          synthesis_tile<T>(s[0], s[1], s[2], s[3], js, basis, J, N, frames.data());
+      for (int64_t j = 0; j < J; ++j) {
+        // [R, J, T]: (r, j, t); interleaved [R, F, T, 2]: j = z * F + f at (r, f, t, z)
+        const int64_t z = interleaved ? j / F : 0, f = interleaved ? j - z * F : j;
+        const T* src = spec + r * st[0] + f * st[1] + (interleaved ? z * st[3] : 0);
+        const int64_t ts = st[2];
+        T* dst = S.data() + j * Tp;
+        if (ts == 1) {
+          std::copy_n(src, n_frames, dst);
         } else {
-          // j = z * F + f lives at ((f * T + t) * 2 + z): real rows, then imaginary rows.
-          std::fill(frames.begin(), frames.end(), T(0));
-          std::vector<T>& fr = frames;
-          for (int64_t z = 0; z < 2; ++z) {
-            const T* b = basis + z * F * N;
-            for (int64_t f = 0; f < F; ++f) {
-              const int64_t off = f * n_frames * 2 + z;
-              const T a0 = s[0][off], a1 = s[1][off], a2 = s[2][off], a3 = s[3][off];
-              const T* bf = b + f * N;
-              for (int64_t n = 0; n < N; ++n) {
-                fr[n] += a0 * bf[n];
-                fr[N + n] += a1 * bf[n];
-                fr[2 * N + n] += a2 * bf[n];
-                fr[3 * N + n] += a3 * bf[n];
-              }
-            }
-          }
-        }
-        const int64_t nt = std::min<int64_t>(4, n_frames - t0);
-        for (int64_t k = 0; k < nt; ++k) {
-          T* dst = ybuf.data() + (t0 + k) * hop;
-          const T* src = frames.data() + k * N;
-          for (int64_t n = 0; n < N; ++n) dst[n] += src[n];
+          for (int64_t t = 0; t < n_frames; ++t) dst[t] = src[t * ts];
         }
       }
+      std::fill(ph.begin(), ph.end(), T(0));
+      for (int64_t t0 = 0; t0 < n_frames; t0 += kTB)
+        synthesis_tile<T>(S.data(), Tp, J, basis, N, hop, M, t0, ph.data());
       T* yr = y + r * length;
-      for (int64_t p = 0; p < length; ++p) {
-        const int64_t q = p + start;
-        yr[p] = q < Q ? (scale ? ybuf[q] * scale[q] : ybuf[q]) : T(0);
+      int64_t q = start, m = start / hop, rr = start % hop;
+      for (int64_t p = 0; p < length; ++p, ++q) {
+        T v = T(0);
+        if (q < Q && rr < H) v = scale ? ph[rr * M + m] * scale[q] : ph[rr * M + m];
+        yr[p] = v;
+        if (++rr == hop) {
+          rr = 0;
+          ++m;
+        }
       }
     }
   });
@@ -215,11 +224,13 @@ at::Tensor stft_synthesis_cpu(const at::Tensor& spec_in, const at::Tensor& basis
   auto y = at::empty({R, length}, spec_in.options());
   if (R == 0 || length == 0) return y;
   if (n_frames == 0 || N == 0) return y.zero_();
-  auto spec = spec_in.contiguous();
+  // The spectrum is read through its strides (torch.stft's frames-major layout included): the
+  // kernel copies each row into its scratch anyway, so a contiguous copy would be a wasted pass.
+  const auto& spec = spec_in;
   auto basis = basis_in.contiguous();
   auto scale = contiguous_scale(scale_in);
   AT_DISPATCH_FLOATING_TYPES(spec.scalar_type(), "stft_synthesis_cpu", [&] {
-    synthesis_cpu<scalar_t>(spec.data_ptr<scalar_t>(), R, J, n_frames, interleaved,
+    synthesis_cpu<scalar_t>(spec.data_ptr<scalar_t>(), spec.strides().data(), R, J, n_frames, interleaved,
                             basis.data_ptr<scalar_t>(), N,
                             scale.defined() ? scale.data_ptr<scalar_t>() : nullptr, hop, start,
                             length, y.data_ptr<scalar_t>());
