@@ -56,3 +56,17 @@ def test_stage1_table_zoo_variant_marks_missing_metrics(tmp_path):
     assert module.main(args) == 0
     table = (tmp_path / "zoo.md").read_text()
     assert "| GunPoint | simclr | 1 |" in table and "–" in table and "| GunPoint | vae | 1 |" in table
+
+
+@requires_ucr("GunPoint")
+def test_compare_reconstructions_plots_runs_side_by_side(tmp_path, capsys):
+    from tsvq.train import resolve_config, train
+
+    runs = []
+    for model in ("vae", "mssim_vae"):
+        cfg = resolve_config(model, "GunPoint", "quick", ["epochs=2", "widths=[8, 16]"], 0, str(UCR_DIR))
+        train(cfg, tmp_path / model, progress=False)
+        runs.append(str(tmp_path / model))
+    out = tmp_path / "figures" / "vae.png"
+    assert _load("compare_reconstructions").main(runs + ["--per-class", "1", "--out", str(out)]) == 0
+    assert out.stat().st_size > 1000 and not list(out.parent.glob(".*tmp*"))
