@@ -50,7 +50,7 @@ def test_stft_forward(benchmark, impl, device, shape):
     fn = _stft_fn(impl)
     torch.testing.assert_close(fn(x, n_fft, hop, w), reference.stft(x, n_fft, hop, w), rtol=1e-4, atol=1e-4)
     benchmark.group = f"stft {device} BC={shape[0]} L={L} n_fft={n_fft}"
-    run(benchmark, lambda: fn(x, n_fft, hop, w), device, x.numel(), "samples", 20 if device == "cuda" else 5,
+    run(benchmark, lambda: fn(x, n_fft, hop, w), device, x.numel(), "samples", 20,
         impl=impl, op="stft", BC=shape[0], L=L, n_fft=n_fft)
 
 
@@ -62,7 +62,7 @@ def test_istft_forward(benchmark, impl, device, shape):
     fn = _istft_fn(impl)
     torch.testing.assert_close(fn(spec, n_fft, hop, w, L), x, rtol=1e-4, atol=1e-4)
     benchmark.group = f"istft {device} BC={shape[0]} L={L} n_fft={n_fft}"
-    run(benchmark, lambda: fn(spec, n_fft, hop, w, L), device, x.numel(), "samples", 20 if device == "cuda" else 5,
+    run(benchmark, lambda: fn(spec, n_fft, hop, w, L), device, x.numel(), "samples", 20,
         impl=impl, op="istft", BC=shape[0], L=L, n_fft=n_fft)
 
 
@@ -79,5 +79,5 @@ def test_round_trip_forward_backward(benchmark, impl, device, shape):
         y.pow(2).sum().backward()
 
     benchmark.group = f"stft+istft fwd+bwd {device} BC={shape[0]} L={L} n_fft={n_fft}"
-    run(benchmark, step, device, x.numel(), "samples", 20 if device == "cuda" else 5,
+    run(benchmark, step, device, x.numel(), "samples", 20,
         impl=impl, op="stft_istft_train", BC=shape[0], L=L, n_fft=n_fft)

@@ -1,5 +1,9 @@
-"""Summarise a pytest-benchmark JSON: per group, each implementation's mean time, throughput,
+"""Summarise a pytest-benchmark JSON: per group, each implementation's median time, throughput,
 peak memory and speed-up of tsvq over it (measured in the same run). Prints Markdown.
+
+The median, not the mean: on a CPU a few rounds can pay for page faults of fresh allocations
+(whether glibc returns a large block to the OS depends on the heap's history), which moves the
+mean of short runs by up to 5x for torch and tsvq alike.
 
     python benchmarks/summarize.py benchmarks/results/<date>-<machine>.json
 """
@@ -23,22 +27,22 @@ def summarize(path: str) -> str:
     groups = defaultdict(list)
     for b in data["benchmarks"]:
         groups[b["group"]].append(b)
-    lines = ["| group | impl | mean (ms) | throughput | peak extra memory (MiB) | tsvq speed-up |",
+    lines = ["| group | impl | median (ms) | throughput | peak extra memory (MiB) | tsvq speed-up |",
              "|---|---|---:|---:|---:|---:|"]
     for group in sorted(groups):
         rows = groups[group]
-        tsvq_mean = next((r["stats"]["mean"] for r in rows if r["extra_info"].get("impl") == "tsvq"), None)
-        for r in sorted(rows, key=lambda r: r["stats"]["mean"]):
-            info, mean = r["extra_info"], r["stats"]["mean"]
+        tsvq_median = next((r["stats"]["median"] for r in rows if r["extra_info"].get("impl") == "tsvq"), None)
+        for r in sorted(rows, key=lambda r: r["stats"]["median"]):
+            info, median = r["extra_info"], r["stats"]["median"]
             thr = next((_rate(v, k[: -len("_per_s")]) for k, v in info.items() if k.endswith("_per_s")), "")
             peak = info.get("peak_bytes", -1)
-            ratio = f"{mean / tsvq_mean:.2f}x" if tsvq_mean and info.get("impl") != "tsvq" else ""
-            lines.append(f"| {group} | {info.get('impl')} | {mean * 1e3:.3f} | {thr} | "
+            ratio = f"{median / tsvq_median:.2f}x" if tsvq_median and info.get("impl") != "tsvq" else ""
+            lines.append(f"| {group} | {info.get('impl')} | {median * 1e3:.3f} | {thr} | "
                          f"{peak / 2**20:.1f} | {ratio} |")
     machine = data.get("machine_info", {})
     lines.append("")
     lines.append(f"machine: {machine.get('cpu', {}).get('brand_raw', machine.get('processor', '?'))}, "
-                 f"torch threads as run; speed-up = reference mean / tsvq mean")
+                 f"torch threads as run; speed-up = reference median / tsvq median")
     return "\n".join(lines)
 
 

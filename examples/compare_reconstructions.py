@@ -50,7 +50,7 @@ def main(argv=None) -> int:
         with torch.no_grad():
             x_hat = model.reconstruct(x_test)
         m = json.loads((Path(run) / "metrics.json").read_text())
-        axes[0, col].set_title(f"{cfg.model} (seed {cfg.seed})\ntest MSE {m['test_mse_time']:.4f}, "
+        axes[0, col].set_title(f"{Path(run).name}\ntest MSE {m['test_mse_time']:.4f}, "
                                f"MS-SSIM {m.get('test_ms_ssim', float('nan')):.3f}", fontsize=9)
         for row, i in enumerate(rows.tolist()):
             ax = axes[row, col]
