@@ -87,25 +87,30 @@ void build_phases(const T* __restrict xr, int64_t L, int64_t pad_left, int64_t m
 // One row of the analysis: tiles of kTB frames x kJB basis columns, written to out_r
 // ([J, T] or, interleaved, [J / 2, T, 2]).
 template <typename T>
-void analysis_row(const T* __restrict ph, int64_t M, int64_t hop, int64_t N, const T* __restrict basis, int64_t Jp,
+TSVQ_MULTIVERSION void analysis_row(const T* __restrict ph, int64_t M, int64_t hop, int64_t N, const T* __restrict basis, int64_t Jp,
                   int64_t J, int64_t n_frames, bool interleaved, T* __restrict out_r) {
   alignas(64) T acc[kJB * kTB];
-  const int64_t F = J / 2;
   for (int64_t t0 = 0; t0 < n_frames; t0 += kTB) {
     const int64_t nt = std::min(kTB, n_frames - t0);
     for (int64_t j0 = 0; j0 < J; j0 += kJB) {
       analysis_tile<T>(ph, M, hop, N, basis, Jp, j0, t0, acc);
       const int64_t nj = std::min(kJB, J - j0);
-      for (int64_t jj = 0; jj < nj; ++jj) {
-        const int64_t j = j0 + jj;
-        const T* a = acc + jj * kTB;
-        if (!interleaved) {
-          T* o = out_r + j * n_frames + t0;
+      if (!interleaved) {
+        for (int64_t jj = 0; jj < nj; ++jj) {
+          T* __restrict o = out_r + (j0 + jj) * n_frames + t0;
+          const T* __restrict a = acc + jj * kTB;
           for (int64_t tt = 0; tt < nt; ++tt) o[tt] = a[tt];
-        } else {
-          const int64_t z = j / F, f = j - z * F;
-          T* o = out_r + (f * n_frames + t0) * 2 + z;
-          for (int64_t tt = 0; tt < nt; ++tt) o[2 * tt] = a[tt];
+        }
+      } else {  // columns (2 f, 2 f + 1) = (re, im) of bin f; J is even, so pairs never straddle
+        for (int64_t jj = 0; jj < nj; jj += 2) {
+          const int64_t f = (j0 + jj) / 2;
+          T* __restrict o = out_r + (f * n_frames + t0) * 2;
+          const T* __restrict re = acc + jj * kTB;
+          const T* __restrict im = re + kTB;
+          for (int64_t tt = 0; tt < nt; ++tt) {
+            o[2 * tt] = re[tt];
+            o[2 * tt + 1] = im[tt];
+          }
         }
       }
     }
@@ -117,9 +122,16 @@ void analysis_cpu(const T* x, int64_t R, int64_t L, const T* basis_in, int64_t N
                   const T* scale, int64_t hop, int64_t n_frames, int64_t pad_left, int64_t mode,
                   bool interleaved, T* out) {
   const int64_t Jp = (J + kJB - 1) / kJB * kJB;
-  std::vector<T> basis(N * Jp, T(0));  // columns padded to a multiple of kJB
+  // Columns padded to a multiple of kJB. Interleaved output: column c = 2 f + z holds input
+  // column j = z F + f, so that a tile's column pairs are the real and imaginary parts of one bin
+  // and its frames are written as one contiguous run of (re, im) pairs.
+  std::vector<T> basis(N * Jp, T(0));
+  const int64_t F = J / 2;
   for (int64_t n = 0; n < N; ++n)
-    for (int64_t j = 0; j < J; ++j) basis[n * Jp + j] = basis_in[n * J + j];
+    for (int64_t j = 0; j < J; ++j) {
+      const int64_t c = interleaved ? 2 * (j % F) + j / F : j;
+      basis[n * Jp + c] = basis_in[n * J + j];
+    }
   const int64_t H = std::min(hop, N);  // phases actually read
   const int64_t Tp = (n_frames + kTB - 1) / kTB * kTB;
   const int64_t M = Tp + (N - 1) / hop + 1;
