@@ -1,4 +1,5 @@
-// CPU framing kernels behind tsvq::stft / tsvq::istft (direct DFT path, n_fft <= 64).
+// CPU framing kernels behind tsvq::stft / tsvq::istft: the direct-DFT path (used for n_fft <= 16
+// on CPUs, see use_direct in stft.cpp; the kernels themselves accept any n_fft).
 //
 // _stft_analysis: out[r, j, t] = sum_n basis[n, j] * scale[q] * xpad[r, q], q = t * hop + n.
 //   Each row's centre padding is resolved by index arithmetic while the row is split into
@@ -18,6 +19,7 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "stft.h"
