@@ -444,8 +444,8 @@ def write_config(run_dir: Path, cfg, resume: bool, hint: str) -> None:
     cfg_text = yaml.safe_dump(asdict(cfg), sort_keys=False)
     if path.exists():
         stored = yaml.safe_load(path.read_text()) or {}
-        try:
-            previous = asdict(type(cfg)(**stored))
+        try:  # compared as YAML values on both sides (tuples and lists alike)
+            previous = yaml.safe_load(yaml.safe_dump(asdict(type(cfg)(**stored))))
         except TypeError:  # a field this version does not know
             previous = stored
         if previous != yaml.safe_load(cfg_text):

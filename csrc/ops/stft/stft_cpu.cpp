@@ -36,6 +36,18 @@ namespace {
 constexpr int64_t kTB = 32;  // frames per analysis tile
 constexpr int64_t kJB = 4;   // basis columns per analysis tile
 
+// Phase buffer shared by the analysis and the synthesis: ph[rr][m] holds padded sample
+// q = m * hop + rr for the H = min(hop, N) phases that frames touch (hop > N leaves gaps), M
+// entries per phase so that a tile of kTB frames starting at any t0 < n_frames stays inside.
+struct PhaseLayout {
+  int64_t H, Tp, M;
+};
+
+PhaseLayout phase_layout(int64_t n_frames, int64_t hop, int64_t N) {
+  const int64_t Tp = (n_frames + kTB - 1) / kTB * kTB;
+  return {std::min(hop, N), Tp, Tp + (N - 1) / hop + 1};
+}
+
 // acc[jj][tt] = sum_n basis[n][j0 + jj] * ph[n % hop][t0 + tt + n / hop]
 template <typename T>
 TSVQ_MULTIVERSION void analysis_tile(const T* __restrict ph, int64_t M, int64_t hop, int64_t N,
@@ -134,9 +146,8 @@ void analysis_cpu(const T* x, int64_t R, int64_t L, const T* basis_in, int64_t N
       const int64_t c = interleaved ? 2 * (j % F) + j / F : j;
       basis[n * Jp + c] = basis_in[n * J + j];
     }
-  const int64_t H = std::min(hop, N);  // phases actually read
-  const int64_t Tp = (n_frames + kTB - 1) / kTB * kTB;
-  const int64_t M = Tp + (N - 1) / hop + 1;
+  const PhaseLayout g = phase_layout(n_frames, hop, N);
+  const int64_t H = g.H, M = g.M;  // plain locals: lambdas cannot capture structured bindings in C++17
   const int64_t Qv = (n_frames - 1) * hop + N;  // samples covered by the frames
   at::parallel_for(0, R, 1, [&](int64_t r0, int64_t r1) {
     std::vector<T> ph(H * M);
@@ -173,9 +184,8 @@ void synthesis_cpu(const T* spec, const int64_t* st, int64_t R, int64_t J, int64
                    int64_t length, T* y) {
   const int64_t Q = (n_frames - 1) * hop + N;
   const int64_t F = J / 2;
-  const int64_t H = std::min(hop, N);  // phases that receive samples (hop > N leaves gaps)
-  const int64_t Tp = (n_frames + kTB - 1) / kTB * kTB;
-  const int64_t M = Tp + (N - 1) / hop + 1;
+  const PhaseLayout g = phase_layout(n_frames, hop, N);
+  const int64_t H = g.H, Tp = g.Tp, M = g.M;
   at::parallel_for(0, R, 1, [&](int64_t r0, int64_t r1) {
     std::vector<T> S(J * Tp, T(0));  // the row's spectrum as [J][Tp], zero past n_frames
     std::vector<T> ph(H * M);
