@@ -126,6 +126,9 @@ def _grad_cases():
         (8, 2, True, "reflect", False, True), (7, 3, True, "replicate", True, False),
         (8, 2, False, "constant", False, True), (6, 2, True, "circular", False, True),
         (72, 18, True, "reflect", True, True), (70, 20, True, "constant", False, False),
+        # the CPU FFT path's framing / overlap-add loops for the other pad modes and without centring
+        (40, 10, True, "replicate", False, True), (36, 9, True, "circular", True, True),
+        (34, 8, False, "reflect", False, True),
     ]:
         yield pytest.param(n_fft, hop, center, pad_mode, normalized, onesided,
                            id=f"n{n_fft}-h{hop}-{'c' if center else 'nc'}-{pad_mode}-{int(normalized)}{int(onesided)}")

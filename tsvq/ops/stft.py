@@ -32,10 +32,31 @@ from . import _checks, reference
 
 PAD_MODES = ("constant", "reflect", "replicate", "circular")
 _NOLA_EPS = 1e-11  # torch.istft's threshold on the window envelope
+_REAL_DTYPE = {torch.complex32: torch.float16, torch.complex64: torch.float32, torch.complex128: torch.float64}
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+_ONES: dict[tuple[int, torch.dtype, torch.device], torch.Tensor] = {}
+
+
+def _ones(n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """The default rectangular window, built once per (length, dtype, device) and never written to.
+
+    Built outside inference mode (so autograd may save it later); not cached while tracing or
+    under a tensor subclass mode (a fake or functional tensor must not outlive its trace).
+    """
+    key = (n, dtype, device)
+    window = _ONES.get(key)
+    if window is not None and not torch.compiler.is_compiling():
+        return window
+    with torch.inference_mode(False):
+        window = torch.ones(n, dtype=dtype, device=device)
+    if type(window) is torch.Tensor and not torch.compiler.is_compiling() and len(_ONES) < 64:
+        _ONES[key] = window
+    return window
 
 
 def _resolve(n_fft, hop_length, win_length, window, dtype, device, ref_name: str):
@@ -53,7 +74,7 @@ def _resolve(n_fft, hop_length, win_length, window, dtype, device, ref_name: str
     if not isinstance(win_length, int) or not 1 <= win_length <= n_fft:
         raise ValueError(f"win_length must be an int in [1, n_fft = {n_fft}], got {win_length!r}")
     if window is None:
-        given = torch.ones(win_length, dtype=dtype, device=device)
+        given = _ones(win_length, dtype, device)
     else:
         _checks.check_float(window, "window")
         if window.dim() != 1 or window.shape[0] != win_length:
@@ -126,7 +147,18 @@ def check_nola(window: torch.Tensor | None, n_fft: int, hop_length: int, win_len
     """
     if torch.compiler.is_compiling():
         return
-    w = np.ones(win_length) if window is None else _host_window(window)
+    if window is None:
+        _check_nola_rectangular(n_fft, hop_length, win_length, n_frames, center, length)
+        return
+    _check_nola_values(_host_window(window), n_fft, hop_length, win_length, n_frames, center, length)
+
+
+@functools.lru_cache(maxsize=256)
+def _check_nola_rectangular(n_fft, hop_length, win_length, n_frames, center, length) -> None:
+    _check_nola_values(np.ones(win_length), n_fft, hop_length, win_length, n_frames, center, length)
+
+
+def _check_nola_values(w: np.ndarray, n_fft, hop_length, win_length, n_frames, center, length) -> None:
     left = (n_fft - win_length) // 2
     full = np.zeros(n_fft)
     full[left:left + win_length] = w
@@ -185,8 +217,7 @@ def _istft_impl(spec, n_fft, hop_length, win_length, window, center, normalized,
     B, _, n_freqs, n_frames = spec.shape
     if B == 0 or spec.shape[1] == 0:
         raise ValueError(f"spec: empty batch, got shape {list(spec.shape)}")
-    real_dtype = spec.real.dtype if spec.is_complex() else spec.dtype
-    dtype = _compute_dtype(real_dtype)
+    dtype = _compute_dtype(_REAL_DTYPE.get(spec.dtype, spec.dtype))
     hop_length, w, given = _resolve(n_fft, hop_length, win_length, window, dtype, spec.device, "spec")
     expect = n_fft // 2 + 1 if onesided else n_fft
     if n_freqs != expect:

@@ -11,8 +11,9 @@
 // Direct path (n_fft <= 64 on GPUs, <= 16 on CPUs): the DFT is a real GEMM against a basis matrix whose columns are
 // w[n] cos(2 pi f n / N) and -w[n] sin(2 pi f n / N) (window and normalisation folded in),
 // evaluated by the private framing kernels _stft_analysis / _stft_synthesis (CPU + CUDA), which
-// read the centre padding by index arithmetic and overlap-add in the same pass. Above 64 the op
-// uses ATen's FFTs (rfft / irfft) with the same padding, windowing and overlap-add.
+// read the centre padding by index arithmetic and overlap-add in the same pass. Above that the op
+// uses ATen's FFTs (rfft / irfft) with the same padding, windowing and overlap-add (on CPUs the
+// framing and the overlap-add are one-pass loops, frame_cpu / overlap_add_cpu in stft_cpu.cpp).
 // The ISTFT divides by the window envelope sum_t w^2[q - t hop] without any host
 // synchronisation (torch.istft's NOLA check reads the envelope back: pytorch issue 94718);
 // positions where the envelope vanishes are set to 0, and the Python wrapper checks NOLA on the
@@ -271,9 +272,14 @@ at::Tensor stft(const at::Tensor& x, int64_t n_fft, int64_t hop, const at::Tenso
     });
     out = analysis_op().call(x2, basis, c10::nullopt, hop, g.T, g.pad, g.mode, !stacked);
   } else {
-    auto xp = g.pad > 0 ? at::pad(x2, {g.pad, g.pad}, pad_mode_name(g.mode),
-                                         g.mode == kPadConstant ? c10::optional<double>(0.0) : c10::nullopt) : x2;
-    auto frames = xp.unfold(1, n_fft, hop) * window;  // [R, T, N]
+    at::Tensor frames;  // [R, T, N]
+    if (x.device().is_cpu()) {
+      frames = frame_cpu(x2, window, at::Tensor(), hop, g.T, g.pad, g.mode);
+    } else {
+      auto xp = g.pad > 0 ? at::pad(x2, {g.pad, g.pad}, pad_mode_name(g.mode),
+                                    g.mode == kPadConstant ? c10::optional<double>(0.0) : c10::nullopt) : x2;
+      frames = xp.unfold(1, n_fft, hop) * window;
+    }
     auto norm = normalized ? "ortho" : "backward";
     auto z = onesided ? at::fft_rfft(frames, n_fft, -1, norm) : at::fft_fft(frames, n_fft, -1, norm);
     out = from_complex_frames(z, !stacked);
@@ -336,7 +342,10 @@ at::Tensor istft(const at::Tensor& spec_in, int64_t n_fft, int64_t hop, const at
   } else {
     auto z = to_complex_frames(spec, F, !stacked);  // [R, T, F]
     if (!onesided) z = z.narrow(2, 0, n_fft / 2 + 1);
-    auto frames = at::fft_irfft(z, n_fft, -1, normalized ? "ortho" : "backward") * window;  // [R, T, N]
+    auto frames = at::fft_irfft(z, n_fft, -1, normalized ? "ortho" : "backward");  // [R, T, N]
+    if (frames.device().is_cpu()) return overlap_add_cpu(frames, window, inv_env, hop, g.start, g.length)
+                                             .view({B, C, g.length});
+    frames = frames * window;
     auto full = at::unfold_backward(frames, {R, g.Q}, 1, n_fft, hop);  // [R, Q]
     // Envelope division on the kept samples only; zero-pad only when length runs past the frames.
     const int64_t avail = std::max<int64_t>(0, std::min(g.length, g.Q - g.start));
@@ -376,9 +385,13 @@ at::Tensor stft_backward(const at::Tensor& grad_in, int64_t L, int64_t n_fft, in
       frames = at::real(at::fft_ifft(z, n_fft, -1, "forward"));
     }
     const double s = normalized ? 1.0 / std::sqrt(static_cast<double>(n_fft)) : 1.0;
-    frames = frames * (window * s);
-    gp = at::zeros({R, Lp}, grad.options());
-    gp.narrow(1, 0, Q).copy_(at::unfold_backward(frames, {R, Q}, 1, n_fft, hop));
+    if (frames.device().is_cpu()) {
+      gp = overlap_add_cpu(frames, window * s, at::Tensor(), hop, 0, Lp);
+    } else {
+      frames = frames * (window * s);
+      gp = at::zeros({R, Lp}, grad.options());
+      gp.narrow(1, 0, Q).copy_(at::unfold_backward(frames, {R, Q}, 1, n_fft, hop));
+    }
   }
   return pad_adjoint(gp, L, pad, mode).view({B, C, L});
 }
@@ -398,10 +411,15 @@ at::Tensor istft_backward(const at::Tensor& grad_y, int64_t F, int64_t T, int64_
     });
     out = analysis_op().call(gy, basis, inv_env, hop, T, g.start, kPadConstant, !stacked);
   } else {
-    auto full = at::zeros({R, g.Q}, gy.options());
-    const int64_t avail = std::max<int64_t>(0, std::min(length, g.Q - g.start));
-    if (avail > 0) full.narrow(1, g.start, avail).copy_(gy.narrow(1, 0, avail));
-    auto frames = (full * inv_env).unfold(1, n_fft, hop) * window;  // [R, T, N]
+    at::Tensor frames;  // [R, T, N]
+    if (gy.device().is_cpu()) {
+      frames = frame_cpu(gy, window, inv_env, hop, T, g.start, kPadConstant);
+    } else {
+      auto full = at::zeros({R, g.Q}, gy.options());
+      const int64_t avail = std::max<int64_t>(0, std::min(length, g.Q - g.start));
+      if (avail > 0) full.narrow(1, g.start, avail).copy_(gy.narrow(1, 0, avail));
+      frames = (full * inv_env).unfold(1, n_fft, hop) * window;
+    }
     const int64_t used = n_fft / 2 + 1;
     auto z = at::fft_rfft(frames, n_fft, -1, "backward");  // [R, T, used]
     auto c = onesided_bin_weights(n_fft, used, 2.0, frames.options());

@@ -220,6 +220,68 @@ void synthesis_cpu(const T* spec, const int64_t* st, int64_t R, int64_t J, int64
   });
 }
 
+// FFT-path framing on CPUs (see stft.cpp): frames[r, t, n] = window[n] * scale[q] * xpad[r, q],
+// q = t * hop + n. Each row's padded (and scaled) samples are first gathered into a per-thread
+// scratch of the Qv samples the frames cover (the centre padding by index arithmetic, the
+// interior by a plain copy), then every frame is a unit-stride multiply by the window. One
+// pass over the input instead of pad + unfold + multiply.
+template <typename T>
+void frame_rows(const T* x, int64_t R, int64_t L, const T* w, int64_t N, const T* scale, int64_t hop,
+                int64_t n_frames, int64_t pad_left, int64_t mode, T* out) {
+  const int64_t Qv = (n_frames - 1) * hop + N;
+  const int64_t lo = std::min(std::max<int64_t>(0, pad_left), Qv);  // [lo, hi): q - pad_left inside x
+  const int64_t hi = std::max(lo, std::min(Qv, pad_left + L));
+  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, n_frames * N));
+  at::parallel_for(0, R, grain, [&](int64_t r0, int64_t r1) {
+    std::vector<T> xp(Qv);
+    for (int64_t r = r0; r < r1; ++r) {
+      const T* xr = x + r * L;
+      for (int64_t q = 0; q < lo; ++q) {
+        const int64_t src = pad_source(q, pad_left, L, mode);
+        xp[q] = src < 0 ? T(0) : xr[src];
+      }
+      if (hi > lo) std::copy(xr + (lo - pad_left), xr + (hi - pad_left), xp.data() + lo);
+      for (int64_t q = hi; q < Qv; ++q) {
+        const int64_t src = pad_source(q, pad_left, L, mode);
+        xp[q] = src < 0 ? T(0) : xr[src];
+      }
+      if (scale)
+        for (int64_t q = 0; q < Qv; ++q) xp[q] *= scale[q];
+      for (int64_t t = 0; t < n_frames; ++t) {
+        const T* __restrict src = xp.data() + t * hop;
+        T* __restrict o = out + (r * n_frames + t) * N;
+        for (int64_t n = 0; n < N; ++n) o[n] = w[n] * src[n];
+      }
+    }
+  });
+}
+
+// FFT-path overlap-add on CPUs: y[r, p] = scale[q] * sum_t window[n] * frames[r, t, n] with
+// q = p + start = t * hop + n (zero past the frames). Unit-stride adds into the output row, the
+// window and the envelope applied in the same pass (replaces unfold_backward, a multiply and a
+// narrow).
+template <typename T>
+void overlap_add_rows(const T* frames, int64_t R, int64_t n_frames, int64_t N, const T* w, const T* scale,
+                      int64_t hop, int64_t start, int64_t length, T* y) {
+  const int64_t Q = (n_frames - 1) * hop + N;
+  const int64_t kept = std::max<int64_t>(0, std::min(length, Q - start));
+  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, n_frames * N));
+  at::parallel_for(0, R, grain, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      T* __restrict yr = y + r * length;
+      std::fill_n(yr, length, T(0));
+      for (int64_t t = 0; t < n_frames; ++t) {
+        const int64_t q0 = t * hop - start;  // output position of n = 0
+        const int64_t lo = std::max<int64_t>(0, -q0), hi = std::min<int64_t>(N, length - q0);
+        const T* __restrict f = frames + (r * n_frames + t) * N;
+        for (int64_t n = lo; n < hi; ++n) yr[q0 + n] += w[n] * f[n];
+      }
+      if (scale)
+        for (int64_t p = 0; p < kept; ++p) yr[p] *= scale[p + start];
+    }
+  });
+}
+
 at::Tensor stft_analysis_cpu(const at::Tensor& x_in, const at::Tensor& basis_in,
                              const c10::optional<at::Tensor>& scale_in, int64_t hop,
                              int64_t n_frames, int64_t pad_left, int64_t mode, bool interleaved) {
@@ -263,6 +325,41 @@ at::Tensor stft_synthesis_cpu(const at::Tensor& spec_in, const at::Tensor& basis
 }
 
 }  // namespace
+
+at::Tensor frame_cpu(const at::Tensor& x_in, const at::Tensor& window_in, const at::Tensor& scale_in, int64_t hop,
+                     int64_t n_frames, int64_t pad_left, int64_t mode) {
+  TORCH_CHECK(x_in.device().is_cpu() && x_in.dim() == 2, "frame_cpu: x must be a CPU Tensor[R, L]");
+  auto x = x_in.contiguous();
+  auto w = window_in.to(x.scalar_type()).contiguous();
+  auto scale = scale_in.defined() ? scale_in.to(x.scalar_type()).contiguous() : at::Tensor();
+  const int64_t R = x.size(0), L = x.size(1), N = w.size(0);
+  auto out = at::empty({R, n_frames, N}, x.options());
+  if (out.numel() == 0) return out;
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "frame_cpu", [&] {
+    frame_rows<scalar_t>(x.data_ptr<scalar_t>(), R, L, w.data_ptr<scalar_t>(), N,
+                         scale.defined() ? scale.data_ptr<scalar_t>() : nullptr, hop, n_frames, pad_left, mode,
+                         out.data_ptr<scalar_t>());
+  });
+  return out;
+}
+
+at::Tensor overlap_add_cpu(const at::Tensor& frames_in, const at::Tensor& window_in, const at::Tensor& scale_in,
+                           int64_t hop, int64_t start, int64_t length) {
+  TORCH_CHECK(frames_in.device().is_cpu() && frames_in.dim() == 3, "overlap_add_cpu: frames must be a CPU "
+              "Tensor[R, T, N]");
+  auto frames = frames_in.contiguous();
+  auto w = window_in.to(frames.scalar_type()).contiguous();
+  auto scale = scale_in.defined() ? scale_in.to(frames.scalar_type()).contiguous() : at::Tensor();
+  const int64_t R = frames.size(0), T = frames.size(1), N = frames.size(2);
+  auto y = at::empty({R, length}, frames.options());
+  if (y.numel() == 0) return y;
+  AT_DISPATCH_FLOATING_TYPES(frames.scalar_type(), "overlap_add_cpu", [&] {
+    overlap_add_rows<scalar_t>(frames.data_ptr<scalar_t>(), R, T, N, w.data_ptr<scalar_t>(),
+                               scale.defined() ? scale.data_ptr<scalar_t>() : nullptr, hop, start, length,
+                               y.data_ptr<scalar_t>());
+  });
+  return y;
+}
 
 TORCH_LIBRARY_IMPL(tsvq, CPU, m) {
   m.impl("_stft_analysis", &stft_analysis_cpu);
