@@ -308,3 +308,17 @@ def test_window_tables_follow_the_window_values(n_fft):
         y.sum().backward()
         assert torch.isfinite(s.grad).all()
         w.mul_(0.5).add_(0.4)  # same tensor, new values
+
+
+@pytest.mark.parametrize("n_fft", [11, 37])  # direct DFT and FFT path; lengths no other test uses
+def test_default_window_first_built_under_inference_mode(n_fft):
+    """The rectangular window used when none is given is built once and reused: one first built
+    under inference mode must still be usable by autograd afterwards."""
+    x = torch.randn(2, 1, 60, dtype=torch.float64)
+    with torch.inference_mode():
+        istft(stft(x, n_fft, 3), n_fft, 3, length=60)
+    xg = x.clone().requires_grad_()
+    y = istft(stft(xg, n_fft, 3), n_fft, 3, length=60)
+    torch.testing.assert_close(y, x, rtol=1e-10, atol=1e-10)
+    y.square().sum().backward()
+    torch.testing.assert_close(xg.grad, 2 * x, rtol=1e-9, atol=1e-9)
