@@ -85,7 +85,7 @@ def _resolve(n_fft, hop_length, win_length, window, dtype, device, ref_name: str
         if window.requires_grad:
             raise ValueError("window: gradients with respect to the window are not supported; pass window.detach()")
         given = window
-    w = given.to(dtype)
+    w = given if given.dtype == dtype else given.to(dtype)
     if win_length < n_fft:
         left = (n_fft - win_length) // 2
         w = F.pad(w, (left, n_fft - win_length - left))
@@ -192,7 +192,8 @@ def _stft_impl(x, n_fft, hop_length, win_length, window, center, pad_mode, norma
     _check_series(x, n_fft if isinstance(n_fft, int) else 1, center, pad_mode)
     dtype = _compute_dtype(x.dtype)
     hop_length, w, _ = _resolve(n_fft, hop_length, win_length, window, dtype, x.device, "x")
-    x = x.to(dtype)
+    if x.dtype != dtype:
+        x = x.to(dtype)
     if _use_ops():
         out = torch.ops.tsvq.stft(x, n_fft, hop_length, w, bool(center), pad_mode, bool(normalized),
                                   bool(onesided), bool(stacked))
