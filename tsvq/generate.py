@@ -328,10 +328,12 @@ def _sample_plot(run_dir: Path, fake_uncond, ds, fake_cond, y_cond, path: Path |
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    k = ds.n_classes
-    fig, axes = plt.subplots(k + 1, 2, figsize=(10, 1.9 * (k + 1)), sharex=True, squeeze=False)
-    rows = [("all classes", ds.x_test, fake_uncond)]
-    rows += [(f"class {ds.classes[c]}", ds.x_test[ds.y_test == c], fake_cond[y_cond == c]) for c in range(k)]
+    # One row per kind of sample drawn: unconditional, then each class that has class-conditional
+    # samples (none for an unconditional model such as the VAE), each next to real test series.
+    rows = [("all classes", ds.x_test, fake_uncond)] if len(fake_uncond) else []
+    rows += [(f"class {ds.classes[c]}", ds.x_test[ds.y_test == c], fake_cond[y_cond == c])
+             for c in range(ds.n_classes) if bool((y_cond == c).any())]
+    fig, axes = plt.subplots(len(rows), 2, figsize=(10, 1.9 * max(len(rows), 1.5)), sharex=True, squeeze=False)
     for ax_row, (title, real, fake) in zip(axes, rows):
         for ax, data, what in ((ax_row[0], real, "real test"), (ax_row[1], fake, "generated")):
             for s in data[:n_show]:
@@ -367,7 +369,7 @@ def sample_to_file(run_dir: str | os.PathLike, out: str | os.PathLike, n: int = 
     np.savez(buf, x=x.numpy().astype(np.float32), y=y, units=units, classes=np.asarray(ds.classes))
     _atomic_write(out, buf.getvalue())
     y_t = torch.as_tensor(y)
-    _sample_plot(Path(run_dir), x, ds, x, y_t, path=out.with_suffix(".png"))
+    _sample_plot(Path(run_dir), x if class_index is None else x[:0], ds, x, y_t, path=out.with_suffix(".png"))
     return {"path": str(out), "n": n, "units": units}
 
 
