@@ -48,14 +48,15 @@ def _ones(n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     Built outside inference mode (so autograd may save it later); not cached while tracing or
     under a tensor subclass mode (a fake or functional tensor must not outlive its trace).
     """
+    if torch.compiler.is_compiling():
+        return torch.ones(n, dtype=dtype, device=device)
     key = (n, dtype, device)
     window = _ONES.get(key)
-    if window is not None and not torch.compiler.is_compiling():
-        return window
-    with torch.inference_mode(False):
-        window = torch.ones(n, dtype=dtype, device=device)
-    if type(window) is torch.Tensor and not torch.compiler.is_compiling() and len(_ONES) < 64:
-        _ONES[key] = window
+    if window is None:
+        with torch.inference_mode(False):
+            window = torch.ones(n, dtype=dtype, device=device)
+        if type(window) is torch.Tensor and len(_ONES) < 64:
+            _ONES[key] = window
     return window
 
 
