@@ -127,17 +127,24 @@ def _host_window(window: torch.Tensor) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=256)
-def _envelope_min(w2: bytes, n_fft: int, hop: int, n_frames: int, start: int, end: int) -> tuple[float, int]:
-    sq = np.frombuffer(w2, dtype=np.float64)
+def _envelope_min(window: bytes | None, n_fft: int, hop: int, win_length: int, n_frames: int, center: bool,
+                  length: int | None) -> tuple[float, int]:
+    """Smallest |envelope| over the output samples and its position in the output, from the
+    window's float64 bytes (None: rectangular); cached, so a repeated call costs a lookup."""
+    full = np.zeros(n_fft)
+    left = (n_fft - win_length) // 2
+    full[left:left + win_length] = 1.0 if window is None else np.frombuffer(window, dtype=np.float64)
     Q = n_fft + hop * (n_frames - 1)
     env = np.zeros(Q)
     idx = (np.arange(n_frames)[:, None] * hop + np.arange(n_fft)[None, :]).ravel()
-    np.add.at(env, idx, np.tile(sq, n_frames))
+    np.add.at(env, idx, np.tile(full * full, n_frames))
+    start = n_fft // 2 if center else 0
+    end = start + length if length is not None else (Q - n_fft // 2 if center else Q)
     seg = env[start:min(end, Q)]
     if seg.size == 0:
         return math.inf, -1
     i = int(np.argmin(np.abs(seg)))
-    return float(abs(seg[i])), start + i
+    return float(abs(seg[i])), i
 
 
 def check_nola(window: torch.Tensor | None, n_fft: int, hop_length: int, win_length: int, n_frames: int,
@@ -148,29 +155,12 @@ def check_nola(window: torch.Tensor | None, n_fft: int, hop_length: int, win_len
     """
     if torch.compiler.is_compiling():
         return
-    if window is None:
-        _check_nola_rectangular(n_fft, hop_length, win_length, n_frames, center, length)
-        return
-    _check_nola_values(_host_window(window), n_fft, hop_length, win_length, n_frames, center, length)
-
-
-@functools.lru_cache(maxsize=256)
-def _check_nola_rectangular(n_fft, hop_length, win_length, n_frames, center, length) -> None:
-    _check_nola_values(np.ones(win_length), n_fft, hop_length, win_length, n_frames, center, length)
-
-
-def _check_nola_values(w: np.ndarray, n_fft, hop_length, win_length, n_frames, center, length) -> None:
-    left = (n_fft - win_length) // 2
-    full = np.zeros(n_fft)
-    full[left:left + win_length] = w
-    Q = n_fft + hop_length * (n_frames - 1)
-    start = n_fft // 2 if center else 0
-    end = start + length if length is not None else (Q - n_fft // 2 if center else Q)
-    lowest, at = _envelope_min((full * full).tobytes(), n_fft, hop_length, n_frames, start, end)
+    key = None if window is None else _host_window(window).tobytes()
+    lowest, at = _envelope_min(key, n_fft, hop_length, win_length, n_frames, center, length)
     if lowest < _NOLA_EPS:
         raise ValueError(
             f"window, hop_length: the window envelope sum_t w^2[q - t * hop_length] is {lowest:.3g} at sample "
-            f"{at - start} of the output, so the inverse is undefined there (NOLA violated). Use a hop_length "
+            f"{at} of the output, so the inverse is undefined there (NOLA violated). Use a hop_length "
             f"<= win_length with a window that does not vanish where frames overlap (n_fft = {n_fft}, "
             f"hop_length = {hop_length}, win_length = {win_length}, center = {center}).")
 
