@@ -50,7 +50,9 @@ def test_stft_forward(benchmark, impl, device, shape):
     fn = _stft_fn(impl)
     torch.testing.assert_close(fn(x, n_fft, hop, w), reference.stft(x, n_fft, hop, w), rtol=1e-4, atol=1e-4)
     benchmark.group = f"stft {device} BC={shape[0]} L={L} n_fft={n_fft}"
+    tsvq_fn = _stft_fn("tsvq")
     run(benchmark, lambda: fn(x, n_fft, hop, w), device, x.numel(), "samples", 20,
+        paired=None if impl == "tsvq" else lambda: tsvq_fn(x, n_fft, hop, w),
         impl=impl, op="stft", BC=shape[0], L=L, n_fft=n_fft)
 
 
@@ -62,7 +64,9 @@ def test_istft_forward(benchmark, impl, device, shape):
     fn = _istft_fn(impl)
     torch.testing.assert_close(fn(spec, n_fft, hop, w, L), x, rtol=1e-4, atol=1e-4)
     benchmark.group = f"istft {device} BC={shape[0]} L={L} n_fft={n_fft}"
+    tsvq_fn = _istft_fn("tsvq")
     run(benchmark, lambda: fn(spec, n_fft, hop, w, L), device, x.numel(), "samples", 20,
+        paired=None if impl == "tsvq" else lambda: tsvq_fn(spec, n_fft, hop, w, L),
         impl=impl, op="istft", BC=shape[0], L=L, n_fft=n_fft)
 
 
@@ -71,13 +75,17 @@ def test_istft_forward(benchmark, impl, device, shape):
 def test_round_trip_forward_backward(benchmark, impl, device, shape):
     x, w, n_fft, hop, L = _setup(device, shape)
     x.requires_grad_()
-    f, fi = _stft_fn(impl), _istft_fn(impl)
 
-    def step():
-        x.grad = None
-        y = fi(f(x, n_fft, hop, w) * 0.5, n_fft, hop, w, L)
-        y.pow(2).sum().backward()
+    def make_step(impl):
+        f, fi = _stft_fn(impl), _istft_fn(impl)
+
+        def step():
+            x.grad = None
+            y = fi(f(x, n_fft, hop, w) * 0.5, n_fft, hop, w, L)
+            y.pow(2).sum().backward()
+        return step
 
     benchmark.group = f"stft+istft fwd+bwd {device} BC={shape[0]} L={L} n_fft={n_fft}"
-    run(benchmark, step, device, x.numel(), "samples", 20,
+    run(benchmark, make_step(impl), device, x.numel(), "samples", 20,
+        paired=None if impl == "tsvq" else make_step("tsvq"),
         impl=impl, op="stft_istft_train", BC=shape[0], L=L, n_fft=n_fft)

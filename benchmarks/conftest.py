@@ -1,7 +1,10 @@
 """Benchmark helpers: devices, peak memory, throughput. Run: pytest benchmarks/ (see README)."""
 from __future__ import annotations
 
+import math
 import os
+import statistics
+import time
 
 import pytest
 import torch
@@ -53,18 +56,59 @@ def peak_memory(fn, device) -> int:
     return max(_rss_bytes("VmHWM") - base, 0)
 
 
-def run(benchmark, fn, device, items: int, unit: str, rounds: int, **info):
-    """Time ``fn`` (synchronised), record throughput and peak memory in extra_info."""
-    def call():
-        out = fn()
-        sync(device)
-        return out
+MIN_ROUND_S = 2e-3  # a round repeats a short call until it lasts about this long
+
+
+def iterations_per_round(call) -> int:
+    """Calls per timed round: 1 for calls of 2 ms or more, else enough calls to fill 2 ms, so that
+    timer jitter and one-off stalls do not dominate the median of sub-millisecond calls."""
+    call()  # warm-up (allocator, caches, lazy initialisation)
+    start = time.perf_counter()
+    call()
+    once = time.perf_counter() - start
+    return max(1, min(1000, math.ceil(MIN_ROUND_S / max(once, 1e-7))))
+
+
+def paired_speedup(fn, tsvq_fn, rounds: int) -> float:
+    """Median time per call of ``fn`` over that of ``tsvq_fn``, both timed in alternating rounds
+    (which one goes first alternates too), so that drift of the machine's speed between two
+    benchmarks (tens of percent on a shared VM, over seconds) does not enter the ratio."""
+    n_fn, n_tsvq = iterations_per_round(fn), iterations_per_round(tsvq_fn)
+    times = {fn: [], tsvq_fn: []}
+    for r in range(rounds):
+        for f, n in ((fn, n_fn), (tsvq_fn, n_tsvq))[:: 1 if r % 2 else -1]:
+            start = time.perf_counter()
+            for _ in range(n):
+                f()
+            times[f].append((time.perf_counter() - start) / n)
+    return statistics.median(times[fn]) / statistics.median(times[tsvq_fn])
+
+
+def run(benchmark, fn, device, items: int, unit: str, rounds: int, paired=None, **info):
+    """Time ``fn`` (synchronised), record throughput and peak memory in extra_info.
+
+    ``rounds`` rounds of :func:`iterations_per_round` calls each; pytest-benchmark reports the
+    time per call. ``paired``: for a baseline, the tsvq function it is compared with; then
+    ``extra_info["paired_speedup"]`` is tsvq's speed-up over ``fn`` from :func:`paired_speedup`.
+    """
+    def synced(f):
+        def call():
+            out = f()
+            sync(device)
+            return out
+        return call
+
+    call = synced(fn)
 
     benchmark.extra_info.update(info)
     benchmark.extra_info["device"] = torch.cuda.get_device_name() if torch.device(device).type == "cuda" else (
         f"cpu x{torch.get_num_threads()}")
     benchmark.extra_info["peak_bytes"] = peak_memory(call, device)
-    benchmark.pedantic(call, rounds=rounds, warmup_rounds=1, iterations=1)
+    iterations = iterations_per_round(call)
+    benchmark.extra_info["iterations"] = iterations
+    benchmark.pedantic(call, rounds=rounds, warmup_rounds=1, iterations=iterations)
+    if paired is not None:
+        benchmark.extra_info["paired_speedup"] = paired_speedup(call, synced(paired), rounds)
     benchmark.extra_info[f"{unit}_per_s"] = items / benchmark.stats.stats.median
 
 
