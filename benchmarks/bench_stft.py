@@ -4,7 +4,8 @@
 Shapes: B*C = 128..4096 series of L = 128 or 1024 samples, n_fft in {8, 32, 64} (direct DFT
 kernels) and 256 (FFT path), hop_length = n_fft // 4, Hann window, center, reflect padding.
 Baseline: torch.stft / torch.istft (tsvq.ops.reference), which for the inverse also reads the
-window envelope back to the host (NOLA check).
+window envelope back to the host (NOLA check). The baseline rows also time tsvq in alternating
+rounds and record the paired speed-up (conftest.paired_speedup), which summarize.py reports.
 """
 from __future__ import annotations
 
