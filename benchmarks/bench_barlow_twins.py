@@ -16,8 +16,6 @@ from tsvq.ops import barlow_twins_loss, reference
 SHAPES = [(128, 4096), (512, 4096), (2048, 8192)]
 
 
-
-
 @pytest.mark.parametrize("impl", ["tsvq", "reference"])
 @pytest.mark.parametrize("device, shape", list(cases(SHAPES, cpu_max_rows=512)))
 def test_barlow_twins_forward_backward(benchmark, impl, device, shape):
@@ -32,10 +30,13 @@ def test_barlow_twins_forward_backward(benchmark, impl, device, shape):
     ref = reference.barlow_twins_loss(z1, z2, 0.005, 1e-5, False, True)
     torch.testing.assert_close(loss, ref, rtol=1e-3, atol=1e-4)
 
-    def step():
-        z1.grad = z2.grad = None
-        fn(z1, z2, 0.005, 1e-5, False, True).backward()
+    def make_step(fn):
+        def step():
+            z1.grad = z2.grad = None
+            fn(z1, z2, 0.005, 1e-5, False, True).backward()
+        return step
 
     benchmark.group = f"barlow_twins {device} N={N} D={D}"
-    run(benchmark, step, device, N, "samples", 30 if device == "cuda" else 5, impl=impl,
+    run(benchmark, make_step(fn), device, N, "samples", 30 if device == "cuda" else 5,
+        paired=None if impl == "tsvq" else make_step(barlow_twins_loss), impl=impl,
         op="barlow_twins_loss", N=N, D=D)

@@ -20,8 +20,6 @@ from tsvq.ops import nearest_code, reference
 SHAPES = [(5120, 32, 64), (65536, 1024, 64), (262144, 8192, 256)]
 
 
-
-
 def _rounds(shape, device):
     return 30 if device == "cuda" else (20 if shape[0] * shape[1] < 1e7 else 5)
 
@@ -43,6 +41,7 @@ def test_nearest_code(benchmark, impl, device, shape):
     torch.testing.assert_close(dist, rdist, rtol=1e-3, atol=1e-3)
     benchmark.group = f"nearest_code {device} N={N} K={K} D={D}"
     run(benchmark, lambda: fn(x, cb), device, N, "vectors", _rounds(shape, device),
+        paired=None if impl == "tsvq" else lambda: nearest_code(x, cb),
         impl=impl, op="nearest_code", N=N, K=K, D=D)
 
 
@@ -76,11 +75,13 @@ def test_layer_training_step(benchmark, impl, device, shape):
     with torch.no_grad():  # correctness first: same indices as the other implementation
         assert (layer(x)[1] == other(x)[1]).float().mean() > 0.999
 
-    def step():
-        q, _, loss = layer(x)
-        (q.sum() * 1e-6 + loss).backward()
-        return loss
+    def make_step(layer):
+        def step():
+            q, _, loss = layer(x)
+            (q.sum() * 1e-6 + loss).backward()
+            return loss
+        return step
 
     benchmark.group = f"vq layer step {device} N={N} K={K} D={D}"
-    run(benchmark, step, device, N, "vectors", _rounds(shape, device), impl=impl, op="layer_step",
-        N=N, K=K, D=D)
+    run(benchmark, make_step(layer), device, N, "vectors", _rounds(shape, device),
+        paired=make_step(other) if impl != "tsvq" and tsvq.has_ops() else None, impl=impl, op="layer_step", N=N, K=K, D=D)
