@@ -84,4 +84,5 @@ def test_layer_training_step(benchmark, impl, device, shape):
 
     benchmark.group = f"vq layer step {device} N={N} K={K} D={D}"
     run(benchmark, make_step(layer), device, N, "vectors", _rounds(shape, device),
-        paired=make_step(other) if impl != "tsvq" and tsvq.has_ops() else None, impl=impl, op="layer_step", N=N, K=K, D=D)
+        paired=make_step(other) if impl != "tsvq" and tsvq.has_ops() else None,
+        impl=impl, op="layer_step", N=N, K=K, D=D)
