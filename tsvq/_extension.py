@@ -6,7 +6,9 @@ single warning names the fix.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 import warnings
 
 import torch
@@ -23,11 +25,32 @@ else:
         _LOAD_ERROR = f"{type(err).__name__}: {err}"
 
 _WARNED = False
+_REFERENCE = threading.local()  # .depth > 0 inside reference_ops() on this thread
+
+
+def built() -> bool:
+    """Whether ``tsvq._C`` loaded, i.e. ``torch.ops.tsvq.*`` exist (whatever :func:`reference_ops`
+    says); the ops modules register their fake and autograd kernels on this."""
+    return _C is not None
 
 
 def has_ops() -> bool:
-    """Whether the compiled ``torch.ops.tsvq`` kernels are available."""
-    return _C is not None
+    """Whether the compiled ``torch.ops.tsvq`` kernels are available (and not switched off on
+    this thread by :func:`reference_ops`)."""
+    return _C is not None and getattr(_REFERENCE, "depth", 0) == 0
+
+
+@contextlib.contextmanager
+def reference_ops():
+    """Run every tsvq op on this thread on its pure-PyTorch reference (:mod:`tsvq.ops.reference`)
+    inside the block, as if the extension were not built, but without the missing-extension
+    warning. For like-for-like comparisons of a whole model (``benchmarks/bench_model_step.py``,
+    ``tests/models/test_reference_ops.py``); nests; other threads are unaffected."""
+    _REFERENCE.depth = getattr(_REFERENCE, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _REFERENCE.depth -= 1
 
 
 def warn_if_missing() -> None:

@@ -40,7 +40,7 @@ def code_stats(x: torch.Tensor, indices: torch.Tensor, K: int) -> tuple[torch.Te
     return reference.code_stats(x, indices, K)
 
 
-if _extension.has_ops():
+if _extension.built():
 
     @torch.library.register_fake("tsvq::code_stats")
     def _(x, indices, K):

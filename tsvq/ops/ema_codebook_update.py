@@ -49,7 +49,7 @@ def ema_codebook_update_(
     return reference.ema_codebook_update_(cluster_size, embed_sum, codebook, x, indices, decay, eps)
 
 
-if _extension.has_ops():
+if _extension.built():
 
     @torch.library.register_fake("tsvq::ema_codebook_update_")
     def _(cluster_size, embed_sum, codebook, x, indices, decay, eps):

@@ -43,7 +43,7 @@ def nearest_code(x: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.Tensor,
     return reference.nearest_code(x, codebook)
 
 
-if _extension.has_ops():
+if _extension.built():
 
     @torch.library.register_fake("tsvq::nearest_code")
     def _(x, codebook):

@@ -324,7 +324,7 @@ def from_time_frequency(u: torch.Tensor, n_fft: int = 8, hop_length: int | None 
     return _istft_impl(u, n_fft, hop_length, win_length, window, center, normalized, onesided, length, True)
 
 
-if _extension.has_ops():
+if _extension.built():
 
     def _frames(L, n_fft, hop, center):
         pad = n_fft // 2 if center else 0
