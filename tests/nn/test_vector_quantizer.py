@@ -1,3 +1,4 @@
+import contextlib
 import os
 import socket
 
@@ -5,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from tsvq._extension import reference_ops
 from tsvq.nn import VectorQuantizer, kmeans
 
 vqp = pytest.importorskip("vector_quantize_pytorch")
@@ -169,20 +171,30 @@ def test_autocast_bf16_keeps_quantisation_in_float32():
     assert q.dtype == torch.bfloat16 and loss.dtype == torch.float32 and vq.codebook.dtype == torch.float32
 
 
-def test_compiles_without_graph_breaks():
-    torch.manual_seed(0)
-    vq = VectorQuantizer(8, 16, decay=0.9, threshold_ema_dead_code=1)
-    ref = VectorQuantizer(8, 16, decay=0.9, threshold_ema_dead_code=1)
-    ref.load_state_dict(vq.state_dict())
-    compiled = torch.compile(vq, fullgraph=True, backend="aot_eager")
-    x = torch.randn(4, 32, 8)
-    torch.manual_seed(1)
-    q1, i1, l1 = compiled(x)
-    torch.manual_seed(1)
-    q2, i2, l2 = ref(x)
-    assert torch.equal(i1, i2)
-    torch.testing.assert_close(vq.codebook, ref.codebook)
-    torch.testing.assert_close(l1, l2)
+@pytest.mark.parametrize("ops", ["kernels", "reference"])
+def test_compiles_without_graph_breaks(ops):
+    # "reference": the pure-PyTorch fallback (no extension), whose data checks (NaN/inf, index
+    # range) must not break the graph either: they become in-graph assertions.
+    torch._dynamo.reset()
+    with reference_ops() if ops == "reference" else contextlib.nullcontext():
+        torch.manual_seed(0)
+        vq = VectorQuantizer(8, 16, decay=0.9, threshold_ema_dead_code=1)
+        ref = VectorQuantizer(8, 16, decay=0.9, threshold_ema_dead_code=1)
+        ref.load_state_dict(vq.state_dict())
+        compiled = torch.compile(vq, fullgraph=True, backend="aot_eager")
+        x = torch.randn(4, 32, 8)
+        torch.manual_seed(1)
+        q1, i1, l1 = compiled(x)
+        torch.manual_seed(1)
+        q2, i2, l2 = ref(x)
+        assert torch.equal(i1, i2)
+        torch.testing.assert_close(vq.codebook, ref.codebook)
+        torch.testing.assert_close(l1, l2)
+        if ops == "reference":
+            bad = x.clone()
+            bad[0, 0, 0] = float("nan")
+            with pytest.raises(RuntimeError, match="x contains NaN or inf"):
+                compiled(bad)
 
 
 @pytest.mark.parametrize(

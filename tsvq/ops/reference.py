@@ -15,6 +15,17 @@ def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
+def _check_data(ok: torch.Tensor, error: type[Exception], message: str) -> None:
+    """Raise ``error(message)`` when the 0-d bool tensor ``ok`` is False (a check on the data, so a
+    host synchronisation). Under torch.compile, where a data-dependent branch cannot be traced
+    with fullgraph=True, the check becomes an in-graph assertion (RuntimeError with the same
+    message when the compiled graph runs) instead of being dropped."""
+    if torch.compiler.is_compiling():
+        torch._assert_async(ok, message)
+    elif not bool(ok):
+        raise error(message)
+
+
 def nearest_code(x: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Squared-L2 nearest codeword: ``argmin_k ||x_n - c_k||^2`` via addmm + argmin.
 
@@ -36,11 +47,10 @@ def nearest_code(x: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.Tensor,
         return x.new_empty(0, dtype=torch.long), x.new_empty(0)
     acc = _acc_dtype(x.dtype)
     xf, cf = x.to(acc), codebook.to(acc)
-    if not bool(torch.isfinite(cf).all()):
-        raise ValueError("codebook contains NaN or inf")
     xnorm = xf.pow(2).sum(1)
-    if not bool(torch.isfinite(xnorm).all()):
-        raise ValueError("x contains NaN or inf: the nearest codeword of a non-finite vector is undefined")
+    _check_data(torch.isfinite(cf).all(), ValueError, "codebook contains NaN or inf")
+    _check_data(torch.isfinite(xnorm).all(), ValueError,
+                "x contains NaN or inf: the nearest codeword of a non-finite vector is undefined")
     # ||c||^2 - 2 x.c, minimised over k; ||x||^2 added afterwards (does not change the argmin).
     partial = torch.addmm(cf.pow(2).sum(1).unsqueeze(0), xf, cf.t(), beta=1.0, alpha=-2.0)
     best, indices = partial.min(dim=1)
@@ -63,8 +73,9 @@ def code_stats(x: torch.Tensor, indices: torch.Tensor, K: int) -> tuple[torch.Te
     """
     _checks.check_code_stats(x, indices, K)
     acc = _acc_dtype(x.dtype)
-    if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= K):
-        raise IndexError(f"indices out of range for a codebook of K = {K} codes")
+    if indices.numel():
+        _check_data((indices.min() >= 0) & (indices.max() < K), IndexError,
+                    f"indices out of range for a codebook of K = {K} codes")
     counts = torch.zeros(K, dtype=acc, device=x.device)
     counts.index_add_(0, indices, torch.ones_like(indices, dtype=acc))
     sums = torch.zeros(K, x.shape[1], dtype=acc, device=x.device)
