@@ -21,6 +21,22 @@ def _info(args) -> int:
     return 0
 
 
+def _bench(args) -> int:
+    from pathlib import Path
+
+    from ..bench import format_targets, run_targets
+    from ..train import _atomic_write
+
+    rows = run_targets(args.device, args.rounds, args.k,
+                       progress=lambda name: print(f"timing {name} ...", file=sys.stderr, flush=True))
+    print(format_targets(rows))
+    print(f"\ndevice {args.device}, {args.rounds} paired rounds; speed-up = baseline median / tsvq median; target: "
+          + ("SPEC section 6 (stated for an H100)" if args.device == "cuda" else "1x (SPEC: never slower on a CPU)"))
+    if args.json:
+        _atomic_write(Path(args.json), json.dumps(rows, indent=2))
+    return 0
+
+
 def _train(args) -> int:
     from ..train import format_table, resolve_config, train
 
@@ -86,6 +102,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="print what was built (torch, CUDA kernels, arch list, OpenMP)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_info)
+
+    p = sub.add_parser("bench", help="time the kernels against their pure-PyTorch references (SPEC speed targets)",
+                       description="Time tsvq against its pure-PyTorch reference at the SPEC section 6 target shapes "
+                                   "(nearest-codeword search, vector quantiser step, STFT / ISTFT, Barlow Twins loss, "
+                                   "a whole NC-VQVAE training step), outputs checked equal first, and print one "
+                                   "table with the speed-ups and whether each target is met. The full shape grids "
+                                   "are `pytest benchmarks/` in a source checkout.")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="device to time on (default cpu)")
+    p.add_argument("--rounds", type=int, default=10, help="paired timing rounds per target (default 10)")
+    p.add_argument("-k", default=None, metavar="TEXT", help="only the targets whose name contains TEXT")
+    p.add_argument("--json", default=None, metavar="PATH", help="also write the rows to PATH as JSON")
+    p.set_defaults(func=_bench)
 
     p = sub.add_parser("train", help="train a stage-1 model on a UCR dataset and evaluate it",
                        description="Train MODEL on a UCR dataset (official split) with PyTorch Lightning, then "

@@ -1,0 +1,109 @@
+"""tsvq.bench: the comparisons behind `pytest benchmarks/` and `tsvq bench` check correctness before
+timing, the paired timing measures what it says, and `tsvq bench` reports the SPEC targets."""
+import json
+import time
+
+import pytest
+import torch
+
+import tsvq
+import tsvq.ops
+from tsvq import bench
+from tsvq._extension import reference_ops
+from tsvq.cli.main import main
+
+needs_ops = pytest.mark.skipif(not tsvq.has_ops(), reason="tsvq._C not built")
+
+SMALL_CASES = [
+    ("nearest_code", lambda d: bench.nearest_code_case(300, 16, 8, d), ["reference_addmm", "cdist"]),
+    ("layer_step", lambda d: bench.layer_step_case(2048, 16, 8, d), ["vector_quantize_pytorch"]),
+    ("stft", lambda d: bench.stft_case(6, 64, 8, d), ["torch"]),
+    ("istft", lambda d: bench.istft_case(6, 64, 32, d), ["torch"]),
+    ("round_trip", lambda d: bench.stft_round_trip_case(6, 64, 8, d), ["torch"]),
+    ("barlow_twins", lambda d: bench.barlow_twins_case(16, 64, d), ["reference"]),
+    ("training_step", lambda d: bench.training_step_case("vqvae", d, B=8, L=64), ["reference"]),
+]
+
+
+@needs_ops
+@pytest.mark.parametrize("name,build,baselines", SMALL_CASES, ids=[c[0] for c in SMALL_CASES])
+def test_case_builds_checks_and_runs(name, build, baselines, device):
+    if name == "layer_step":
+        pytest.importorskip("vector_quantize_pytorch")
+    case = build(device)
+    assert sorted(case.baselines) == sorted(baselines) and case.items > 0 and case.info["op"]
+    assert device.type in case.group.split()
+    for fn in [case.tsvq, *case.baselines.values()]:
+        out = fn()
+        assert out is None or torch.is_tensor(out) or isinstance(out, tuple)
+    bench.sync(device)
+
+
+@needs_ops
+def test_case_rejects_a_wrong_kernel(monkeypatch):
+    real = tsvq.ops.nearest_code
+    monkeypatch.setattr(tsvq.ops, "nearest_code", lambda x, cb: (real(x, cb)[0].roll(1), real(x, cb)[1]))
+    with pytest.raises(AssertionError, match="tsvq disagrees"):
+        bench.nearest_code_case(300, 16, 8, "cpu")
+    monkeypatch.setattr(tsvq.ops, "barlow_twins_loss", lambda *a: tsvq.ops.reference.barlow_twins_loss(*a) * 1.01)
+    with pytest.raises(AssertionError):
+        bench.barlow_twins_case(16, 64, "cpu")
+
+
+def test_iterations_fill_a_round():
+    assert bench.iterations_per_round(lambda: None) > 10
+    assert bench.iterations_per_round(lambda: time.sleep(2 * bench.MIN_ROUND_S)) == 1
+
+
+def test_paired_medians_time_each_function():
+    slow, fast = (lambda: time.sleep(0.006)), (lambda: time.sleep(0.002))
+    base, ours = bench.paired_medians(slow, 1, fast, 1, rounds=5)
+    assert 0.006 <= base < 0.05 and 0.002 <= ours < 0.03 and base > ours
+    assert 1.3 < bench.paired_speedup(slow, 1, fast, rounds=5) < 4
+    with pytest.raises(ValueError, match="rounds"):
+        bench.paired_medians(slow, 1, fast, 1, rounds=0)
+
+
+@needs_ops
+def test_run_targets_measures_and_reports(capsys, tmp_path):
+    rows = bench.run_targets("cpu", rounds=1, match="n_fft=8")
+    assert [r["name"] for r in rows] == ["stft BC=1024 L=1024 n_fft=8", "istft BC=1024 L=1024 n_fft=8"]
+    for r in rows:
+        assert r["target"] == 1.0 and r["baseline"] == "torch" and r["device"] == "cpu"
+        assert r["tsvq_ms"] > 0 and r["baseline_ms"] > 0
+        assert r["speedup"] == pytest.approx(r["baseline_ms"] / r["tsvq_ms"])
+    table = bench.format_targets(rows + [{"name": "x", "baseline": "y", "target": 5.0, "skipped": "z is not installed"}])
+    assert table.count("\n") == 4 and "| x | y |" in table and "skipped: z is not installed" in table
+    assert all(f"{r['speedup']:.2f}x" in table for r in rows)
+
+    out = tmp_path / "bench.json"
+    assert main(["bench", "-k", "istft BC=1024 L=1024 n_fft=8", "--rounds", "1", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| istft BC=1024 L=1024 n_fft=8 | torch |" in printed and "never slower on a CPU" in printed
+    assert [r["name"] for r in json.loads(out.read_text())] == ["istft BC=1024 L=1024 n_fft=8"]
+
+
+def test_targets_cover_the_spec():
+    names = " ".join(t.name for t in bench.TARGETS)
+    for op in ("nearest_code", "vq layer step", "stft", "istft", "barlow_twins N=512", "barlow_twins N=2048",
+               "ncvqvae training step"):
+        assert op in names
+    assert [t.speedup for t in bench.TARGETS if t.name.startswith("istft")] == [5.0, 5.0]
+    assert [t.name for t in bench.TARGETS if t.cuda_only] == ["barlow_twins N=2048 D=8192"]
+
+
+@needs_ops
+def test_run_targets_bad_input():
+    with pytest.raises(ValueError, match="rounds"):
+        bench.run_targets("cpu", rounds=0)
+    with pytest.raises(ValueError, match="match: no target"):
+        bench.run_targets("cpu", match="no such target")
+    with pytest.raises(ValueError, match="device"):
+        bench.run_targets("meta")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="cuda"):
+            bench.run_targets("cuda")
+    with pytest.raises(ValueError, match="model must be one of"):
+        bench.training_step_case("nope", "cpu")
+    with reference_ops(), pytest.raises(RuntimeError, match="not built"):
+        bench.run_targets("cpu", match="n_fft=8")
