@@ -7,7 +7,7 @@ import tsvq
 from tsvq.nn import ISTFT, STFT
 from tsvq.ops import from_time_frequency, istft, reference, stft, to_time_frequency
 
-from helpers import noncontiguous
+from helpers import CUDA, noncontiguous
 
 pytestmark = pytest.mark.skipif(not tsvq.has_ops(), reason="tsvq._C not built")
 
@@ -216,9 +216,9 @@ def test_modules(device):
     assert "n_fft=8" in repr(enc) and len(enc.state_dict()) == 0
 
 
+@pytest.mark.cuda
+@CUDA
 def test_istft_does_not_read_the_envelope_back_on_cuda_after_first_call():
-    if not torch.cuda.is_available():
-        pytest.skip("needs a CUDA device")
     w = torch.hann_window(8, device="cuda")
     spec = stft(torch.randn(4, 1, 64, device="cuda"), 8, 2, window=w)
     istft(spec, 8, 2, window=w)  # first call copies the window to the host once

@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# Everything a session lent a GPU machine (the `device` tool) has to do, in ONE call:
+#
+#   bash benchmarks/gpu_session.sh [BUDGET_S]        # default 540: the seconds this script may use
+#
+# A session has 15 device-minutes in all, a fresh machine takes a minute or two to start and none
+# starts with under 4 minutes left, so there is one try: call `run` once with this command,
+# carry [".whl"] and timeout_s 600, then `give_back`. Stages, most valuable first, each capped by
+# what is left of the budget so that a slow or hung stage cannot cost the ones after it:
+#
+#   1. build with CUDA for the visible GPU's architecture (skipped when tsvq._C already loads with
+#      CUDA kernels)                                                -> build.log, info.json
+#   2. the CUDA tests (pytest -m cuda: every device-grid case and GPU-only test)  -> tests-cuda.log
+#   3. `tsvq bench --device cuda` (the SPEC targets, one table)                  -> summary.md;
+#      every benchmark file on CUDA (-k cuda), one pytest run each, merged       -> <date>-<gpu>.json,
+#      bench.log, summary.md (benchmarks/summarize.py); the JSON is what to commit under benchmarks/results/
+#   4. the rest of the suite (CPU cases, against this machine's torch)           -> tests-rest.log
+#
+# Output goes to $OUT (the device tool's folder; default benchmarks/results/gpu-session), at most
+# 8 files (all the tool returns). Exit status: 0 when every stage that ran passed, 1 otherwise;
+# stages that did not fit the budget are named on stdout and in $OUT/stages.txt.
+#
+# Packages the machine lacks travel as wheels in .whl/ (git-ignored; name it in `carry`), made here
+# for the machine's Python 3.12:
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 -d .whl \
+#     vector-quantize-pytorch==1.32.0 einx==0.4.3 loguru frozendict torch-einops-utils aeon==1.6.0 Deprecated==1.3.1
+# (vector-quantize-pytorch: the bench_vq baseline and its equivalence tests; aeon: tsvq.data).
+# ../shared (UCR data, FCN weights) does not travel: the tests that read it skip unless
+# TSVQ_SHARED_DIR points at a carried copy.
+#
+# On a machine without a GPU the same stages run on the CPU (stage 2 then runs nothing), which
+# is how the script itself is checked: `bash benchmarks/gpu_session.sh 120` must end in time.
+set -uo pipefail
+BUDGET=${1:-540}
+[[ "$BUDGET" =~ ^[0-9]+$ ]] || { echo "usage: $0 [BUDGET_S]" >&2; exit 2; }
+DEADLINE=$((SECONDS + BUDGET))
+OUT=${OUT:-benchmarks/results/gpu-session}
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+PY=$(command -v "${PYTHON:-python3}") && PY=$(realpath -s "$PY") || { echo "no python: ${PYTHON:-python3}" >&2; exit 2; }
+export PYTHONUNBUFFERED=1
+: > "$OUT/stages.txt"
+rc=0
+
+left() { echo $((DEADLINE - SECONDS)); }
+stage() {  # stage NAME STATUS [DETAIL]: one line in stages.txt and on stdout
+  echo "$1: $2${3:+ ($3)} at $((SECONDS))s" | tee -a "$OUT/stages.txt"
+}
+capped() {  # capped CAP_S CMD...: run CMD for at most min(CAP_S, time left - 5 s)
+  local cap=$1; shift
+  local t=$(( $(left) - 5 < cap ? $(left) - 5 : cap ))
+  (( t > 0 )) || return 124
+  timeout --kill-after=5 "$t" "$@"
+}
+
+if compgen -G ".whl/*.whl" > /dev/null; then
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    || { stage wheels failed; exit 1; }
+  export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
+
+built() {  # tsvq._C loads, with CUDA kernels when a GPU is visible
+  "$PY" -c "import sys, torch, tsvq; i = tsvq.info()
+sys.exit(0 if i['extension'] and (i['cuda_kernels'] or not torch.cuda.is_available()) else 1)" 2> /dev/null
+}
+
+# 1. Build. Editable, so that tests run from this tree import the built extension (a plain
+# `pip install .` leaves ./tsvq without _C first on sys.path). Only the visible GPU's architecture.
+if ! built; then
+  ARCH=$("$PY" -c "import torch; c = torch.cuda.get_device_capability() if torch.cuda.is_available() else None; print(f'{c[0]}.{c[1]}' if c else '')")
+  echo "== build (TORCH_CUDA_ARCH_LIST=${ARCH:-default}) -> $OUT/build.log"
+  if ! ( if [ -n "$ARCH" ]; then export TSVQ_FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST=$ARCH; fi
+         export MAX_JOBS; MAX_JOBS=$(nproc)
+         capped 330 "$PY" -m pip install --no-deps --no-build-isolation -v -e . ) > "$OUT/build.log" 2>&1 \
+      || ! built; then
+    tail -40 "$OUT/build.log"; stage build failed; exit 1
+  fi
+  stage build ok
+else
+  stage build "already built"
+fi
+{ "$PY" -c "import json, platform, tsvq; i = tsvq.info(); i['python'] = platform.python_version(); print(json.dumps(i, indent=1))"
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2> /dev/null; } | tee "$OUT/info.json"
+
+tests() {  # tests NAME CAP_S PYTEST_ARGS...
+  local name=$1 cap=$2; shift 2
+  if (( $(left) < 20 )); then stage "tests ($name)" "not run" "out of budget"; rc=1; return; fi
+  echo "== tests ($name) -> $OUT/tests-$name.log"
+  TSVQ_REQUIRE_EXTENSION=1 capped "$cap" "$PY" -m pytest -q -rfEs -p no:cacheprovider --durations=10 tests "$@" \
+    > "$OUT/tests-$name.log" 2>&1
+  local r=$?
+  tail -3 "$OUT/tests-$name.log"
+  case $r in
+    0|5) stage "tests ($name)" ok "$(tail -1 "$OUT/tests-$name.log")" ;;
+    124|137) stage "tests ($name)" "cut off" "budget"; rc=1 ;;
+    *) stage "tests ($name)" failed "pytest exit $r"; rc=1 ;;
+  esac
+}
+
+# 2. CUDA tests.
+tests cuda 150 -m cuda
+
+# 3a. The SPEC speed targets in one table (tsvq bench), the first lines of summary.md.
+DEV=cpu; "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" && DEV=cuda
+if (( $(left) < 120 )); then stage "tsvq bench" "not run" "out of budget"; rc=1
+else
+  echo "== tsvq bench --device $DEV -> $OUT/summary.md"
+  { echo "## tsvq bench --device $DEV"; echo; } > "$OUT/summary.md"
+  capped 120 "$PY" -m tsvq.cli.main bench --device "$DEV" --rounds 20 >> "$OUT/summary.md" 2> "$OUT/bench.log"
+  r=$?; tail -14 "$OUT/summary.md"
+  case $r in 0) stage "tsvq bench" ok ;; 124|137) stage "tsvq bench" "cut off" "budget"; rc=1 ;;
+             *) stage "tsvq bench" failed "exit $r"; tail -5 "$OUT/bench.log"; rc=1 ;; esac
+fi
+
+# 3b. Benchmarks: one pytest run per file (a file cut off by the budget loses only its own rows),
+# most important first; on a GPU only the CUDA cases (CPU numbers come from the CPU machines).
+GPU=$("$PY" -c "import torch; n = torch.cuda.get_device_name().split() if torch.cuda.is_available() else ['cpu']
+print(n[min(1, len(n) - 1)].lower())")  # 'NVIDIA H200' -> h200
+SELECT=(); [ "$GPU" != cpu ] && SELECT=(-k cuda)
+JSON="$OUT/$(date +%F)-$GPU.json"
+PARTS=$(mktemp -d)
+for f in bench_model_step bench_vq bench_barlow_twins bench_stft; do
+  if (( $(left) < 90 )); then stage "$f" "not run" "out of budget"; rc=1; continue; fi
+  echo "== $f ${SELECT[*]}"
+  (cd benchmarks && capped $(( $(left) - 60 )) "$PY" -m pytest -q -p no:cacheprovider "$f.py" "${SELECT[@]}" \
+    --benchmark-json="$PARTS/$f.json" > "$PARTS/$f.log" 2>&1)
+  r=$?
+  tail -2 "$PARTS/$f.log"
+  cat "$PARTS/$f.log" >> "$OUT/bench.log"
+  case $r in
+    0) stage "$f" ok ;;
+    124|137) stage "$f" "cut off" "budget"; rc=1 ;;
+    *) stage "$f" failed "pytest exit $r"; rc=1 ;;
+  esac
+done
+"$PY" - "$JSON" "$PARTS"/*.json <<'EOF' 2> /dev/null
+import json, sys
+out, parts = sys.argv[1], [p for p in sys.argv[2:] if not p.endswith("*.json")]
+if parts:
+    merged = json.load(open(parts[0]))
+    for p in parts[1:]:
+        merged["benchmarks"] += json.load(open(p))["benchmarks"]
+    json.dump(merged, open(out, "w"), indent=1)
+EOF
+[ -f "$JSON" ] && { echo; echo "## pytest benchmarks/ ${SELECT[*]}"; echo; "$PY" benchmarks/summarize.py "$JSON"; } \
+  | tee -a "$OUT/summary.md"
+rm -rf "$PARTS"
+
+# 4. The rest of the suite.
+tests rest 240 -m "not cuda"
+
+echo "== stages"; cat "$OUT/stages.txt"
+exit "$rc"
