@@ -1,0 +1,84 @@
+"""On CUDA, the ops and a whole VectorQuantizer training step never synchronise with the host
+(SPEC section 6: "full VectorQuantizer training step ... with no host synchronisation"; the
+README's "no host sync" for the EMA update, the STFT pair and code_stats).
+
+Each call runs once as a warm-up (lazy CUDA / cuBLAS initialisation, the STFT window's one host
+copy) and then again under ``torch.cuda.set_sync_debug_mode("error")``, which raises on any
+synchronising call (``.item()``, a device-to-host copy, a blocking host-to-device copy, a boolean
+mask index, ``nonzero``). The STFT pair has its own test in tests/ops/test_stft.py.
+"""
+import pytest
+import torch
+from helpers import CUDA
+
+import tsvq
+from tsvq.nn import VectorQuantizer
+from tsvq.ops import barlow_twins_loss, code_stats, ema_codebook_update_, nearest_code
+
+pytestmark = [pytest.mark.cuda, CUDA,
+              pytest.mark.skipif(not tsvq.has_ops(), reason="tsvq._C not built")]
+
+
+def _no_sync(fn) -> None:
+    fn()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        fn()
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    torch.cuda.synchronize()
+
+
+def test_nearest_code_forward_backward_no_sync():
+    x = torch.randn(1000, 16, device="cuda", requires_grad=True)
+    cb = torch.randn(32, 16, device="cuda", requires_grad=True)
+
+    def step():
+        x.grad = cb.grad = None
+        _, dist = nearest_code(x, cb)
+        dist.sum().backward()
+
+    _no_sync(step)
+
+
+@pytest.mark.parametrize("deterministic", [False, True])
+def test_code_stats_and_ema_update_no_sync(deterministic):
+    x = torch.randn(1000, 16, device="cuda")
+    idx = torch.randint(0, 32, (1000,), device="cuda")
+    state = (torch.ones(32, device="cuda"), torch.randn(32, 16, device="cuda"), torch.randn(32, 16, device="cuda"))
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(deterministic)
+    try:
+        _no_sync(lambda: code_stats(x, idx, 32))
+        _no_sync(lambda: ema_codebook_update_(*state, x, idx, 0.9, 1e-5))
+    finally:
+        torch.use_deterministic_algorithms(previous)
+
+
+@pytest.mark.parametrize("N,D", [(64, 256), (512, 128)], ids=["gram", "cross-correlation"])
+def test_barlow_twins_forward_backward_no_sync(N, D):
+    z1 = torch.randn(N, D, device="cuda", requires_grad=True)
+    z2 = torch.randn(N, D, device="cuda", requires_grad=True)
+
+    def step():
+        z1.grad = z2.grad = None
+        barlow_twins_loss(z1, z2, 0.005, 1e-5, False, True).backward()
+
+    _no_sync(step)
+
+
+@pytest.mark.parametrize("kw", [dict(decay=0.8), dict(decay=0.8, threshold_ema_dead_code=2.0),
+                                dict(decay=None), dict(decay=0.8, use_cosine_sim=True)],
+                         ids=["ema", "ema-dead-code-restart", "loss-trained", "cosine"])
+def test_vector_quantizer_training_step_no_sync(kw):
+    vq = VectorQuantizer(16, 32, commitment_weight=1.0, **kw).cuda().train()
+    x = torch.randn(8, 64, 16, device="cuda", requires_grad=True)
+
+    def step():
+        x.grad = None
+        q, _, loss = vq(x)
+        (q.square().mean() + loss).backward()
+        return vq.perplexity, vq.fraction_used
+
+    _no_sync(step)
