@@ -41,8 +41,13 @@ def test_prior_sample_and_evaluate_with_published_fcn(run_dir, tmp_path, capsys)
     assert np.isfinite(data["x"]).all() and out.with_suffix(".png").exists()
     main(["sample", str(run_dir), "--n", "5", "--class", "1", "--guidance", "2", "--out", str(tmp_path / "t.npz")])
     np.testing.assert_array_equal(np.load(tmp_path / "t.npz")["x"], data["x"])  # seeded
-    with pytest.raises(ValueError, match="--class"):
-        main(["sample", str(run_dir), "--class", "7", "--out", str(tmp_path / "u.npz")])
+    capsys.readouterr()
+    for bad, message in ((["--class", "7"], "--class must be in [0, 1] for GunPoint"),
+                         (["--n", "0"], "n (number of samples) must be an int >= 1"),
+                         (["--class", "1", "--guidance", "nan"], "guidance_scale must be a finite float")):
+        assert main(["sample", str(run_dir), *bad, "--out", str(tmp_path / "u.npz")]) == 2
+        assert f"tsvq sample: error: {message}" in capsys.readouterr().err
+    assert not (tmp_path / "u.npz").exists()
 
     if not (FCN_DIR / "GunPoint.ckpt").exists():
         pytest.skip("shared FCN weights not found")
@@ -91,13 +96,14 @@ def test_prior_config_errors_and_overrides():
     assert yaml.safe_load(yaml.safe_dump(cfg.__dict__))["model_config"] == {"hidden": 128}
 
 
-def test_evaluate_without_prior_needs_no_fcn(tmp_path):
+def test_evaluate_without_prior_needs_no_fcn(tmp_path, capsys):
     out = tmp_path / "plain"
     train(resolve_config("vqvae", "GunPoint", "quick", STAGE1, data_dir=str(UCR_DIR)), out, progress=False)
     assert main(["evaluate", str(out)]) == 0
     assert "fid" not in json.loads((out / "metrics.json").read_text())
-    with pytest.raises(FileNotFoundError, match="tsvq prior"):
-        main(["sample", str(out), "--out", str(tmp_path / "x.npz")])
+    capsys.readouterr()
+    assert main(["sample", str(out), "--out", str(tmp_path / "x.npz")]) == 2
+    assert "tsvq sample: error: " in (err := capsys.readouterr().err) and f"train a prior first (tsvq prior {out})" in err
 
 
 def test_two_branch_tokenizer_prior_samples_lf_then_hf(tmp_path):

@@ -124,7 +124,14 @@ def build_prior(cfg: PriorConfig, tokenizer, token_shapes: list[tuple[int, int]]
 def generate(tokenizer, prior, n: int, classes=None, guidance_scale: float | None = None, seed: int = 0,
              batch_size: int = 256) -> torch.Tensor:
     """``n`` series ``Tensor[n, C, L]`` (tokenizer units, CPU): iterative decoding with ``prior``
-    (``classes``: None = unconditional, an int, or ``int64[n]``), then the tokenizer's decoder and ISTFT."""
+    (``classes``: None = unconditional, an int, or ``int64[n]``), then the tokenizer's decoder and ISTFT.
+
+    Raises:
+        ValueError: n < 1 or batch_size < 1 (and what :meth:`MaskGIT.sample` raises)."""
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"n (number of samples) must be an int >= 1, got {n!r}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     tokenizer.eval()
     device = next(prior.parameters()).device
     g = torch.Generator(device=device).manual_seed(seed)

@@ -91,6 +91,13 @@ def test_bad_input():
         prior.sample(0)
     with pytest.raises(ValueError, match="classes must be in"):
         prior.sample(2, classes=5)
+    with pytest.raises(ValueError, match="guidance_scale must be a finite float"):
+        prior.sample(2, classes=1, guidance_scale=float("inf"))
+    for temperature in (-1.0, float("nan")):
+        with pytest.raises(ValueError, match="temperature must be a finite float >= 0"):
+            prior.sample(2, temperature=temperature)
+    with pytest.raises(ValueError, match="cfg.choice_temperature"):
+        create_model("maskgit", [torch.randn(4, 2)], [(1, 2)], 2, choice_temperature=float("nan"))
     with pytest.raises(ValueError, match="tokens must be int64"):
         prior.loss([torch.zeros(2, 5, 5, dtype=torch.long)])
     with pytest.raises(ValueError, match="n_classes"):

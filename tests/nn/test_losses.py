@@ -111,8 +111,11 @@ def test_bad_views(loss):
 
 
 def test_bad_constructor_arguments():
-    with pytest.raises(ValueError, match="temperature"):
-        NTXentLoss(0.0)
+    for tau in (0.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="temperature must be a finite float > 0"):
+            NTXentLoss(tau)
+    with pytest.raises(ValueError, match="N >= 2 samples over all ranks"):  # no negatives: the loss would be 0
+        NTXentLoss()(torch.randn(1, 8), torch.randn(1, 8))
     with pytest.raises(ValueError, match="divisible"):
         IterNorm(10, num_groups=4)
 

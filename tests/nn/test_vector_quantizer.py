@@ -216,7 +216,8 @@ def test_bad_input(make, x, exc, match):
 @pytest.mark.parametrize(
     "kw, match",
     [({"codebook_size": 0}, "codebook_size"), ({"dim": 0}, "dim"), ({"decay": 1.0}, "decay"),
-     ({"commitment_weight": -1}, "commitment_weight"), ({"threshold_ema_dead_code": -1}, "threshold")],
+     ({"commitment_weight": -1}, "commitment_weight"), ({"commitment_weight": float("nan")}, "commitment_weight"),
+     ({"eps": float("nan")}, "eps"), ({"threshold_ema_dead_code": -1}, "threshold")],
 )
 def test_bad_constructor(kw, match):
     args = {"dim": 4, "codebook_size": 8, **kw}

@@ -194,9 +194,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# What bad input raises in tsvq (each message names the argument and what was expected): the
+# command prints the message, like argparse's own usage errors, instead of a traceback.
+USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError)
+
+
 def main(argv=None) -> int:
+    """Run the ``tsvq`` command line; returns the exit status (0, or 2 with ``tsvq CMD: error: ...``
+    on stderr for bad input: an unknown dataset or key, a run directory that is not one, ...)."""
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except USER_ERRORS as e:
+        print(f"tsvq {args.command}: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -62,6 +62,13 @@ def n_masked_for_training(r: torch.Tensor, n_tokens: int) -> torch.Tensor:
     return torch.ceil(gamma(r) * n_tokens).long().clamp(1, n_tokens)
 
 
+def _check_sampling(guidance_scale: float | None, temperature: float | None, prefix: str = "") -> None:
+    if guidance_scale is not None and not math.isfinite(float(guidance_scale)):
+        raise ValueError(f"{prefix}guidance_scale must be a finite float, got {guidance_scale}")
+    if temperature is not None and not 0.0 <= float(temperature) < math.inf:
+        raise ValueError(f"{prefix}temperature must be a finite float >= 0 (0 = most likely token), got {temperature}")
+
+
 def guided_logits(cond: torch.Tensor, uncond: torch.Tensor, scale: float) -> torch.Tensor:
     """Classifier-free guidance: ``uncond + scale * (cond - uncond)`` (scale 1 = conditional)."""
     return uncond + scale * (cond - uncond)
@@ -132,6 +139,9 @@ class MaskGIT(nn.Module):
             raise ValueError(f"hidden ({cfg.hidden}) must be divisible by n_heads ({cfg.n_heads})")
         if cfg.n_steps < 1 or not 0.0 <= cfg.class_dropout <= 1.0:
             raise ValueError("n_steps must be >= 1 and class_dropout in [0, 1]")
+        _check_sampling(cfg.guidance_scale, cfg.temperature, "cfg.")
+        if not 0.0 <= cfg.choice_temperature < math.inf:
+            raise ValueError(f"cfg.choice_temperature must be a finite float >= 0, got {cfg.choice_temperature}")
         self.cfg, self.n_classes = cfg, n_classes
         self.token_shapes = [tuple(int(v) for v in s) for s in token_shapes]
         stages = []
@@ -238,10 +248,12 @@ class MaskGIT(nn.Module):
             one ``int64[n, F', T']`` grid per branch (feed to the tokenizer's ``decode_indices``).
 
         Raises:
-            ValueError: n < 1 or a class index outside ``[0, n_classes]``.
+            ValueError: n < 1, a class index outside ``[0, n_classes]``, a non-finite guidance
+                scale, or a temperature that is negative or not finite.
         """
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
+        _check_sampling(guidance_scale, temperature)
         device = self.stages[0].pos.device
         if classes is None:
             cls = torch.full((n,), self.n_classes, dtype=torch.long, device=device)

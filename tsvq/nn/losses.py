@@ -5,6 +5,8 @@ from the same sample. Every loss returns a scalar.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.distributed as dist
 import torch.nn as nn
@@ -135,14 +137,24 @@ class NTXentLoss(nn.Module):
 
     def __init__(self, temperature: float = 0.5):
         super().__init__()
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
+        if not 0.0 < temperature < math.inf:
+            raise ValueError(f"temperature must be a finite float > 0, got {temperature}")
         self.temperature = temperature
 
     def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+        """``z1, z2: Tensor[N, D]`` (the two views' projections) -> scalar loss.
+
+        Raises:
+            ValueError: shapes differ or are not ``[N, D]``, or fewer than 2 samples over all
+                ranks (one sample has no negatives, and its loss would be 0 whatever z is).
+            TypeError: non-float input.
+        """
         _check_views(z1, z2, min_n=1)
         z = F.normalize(torch.cat([_gather(z1), _gather(z2)]), dim=1)
         n = z.shape[0] // 2
+        if n < 2:
+            raise ValueError(f"z1 and z2: NT-Xent needs N >= 2 samples over all ranks (the other samples are the "
+                             f"negatives), got N = {n}")
         logits = (z @ z.T) / self.temperature
         logits = logits.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=z.device), float("-inf"))
         targets = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)

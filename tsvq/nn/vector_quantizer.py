@@ -95,10 +95,10 @@ class VectorQuantizer(nn.Module):
             raise ValueError(f"codebook_dim must be >= 1, got {codebook_dim}")
         if decay is not None and not 0.0 <= decay < 1.0:
             raise ValueError(f"decay must be in [0, 1) or None (loss-trained codebook), got {decay}")
-        if eps < 0:
-            raise ValueError(f"eps must be >= 0, got {eps}")
-        if commitment_weight < 0:
-            raise ValueError(f"commitment_weight must be >= 0, got {commitment_weight}")
+        if not 0.0 <= eps < math.inf:
+            raise ValueError(f"eps must be a finite float >= 0, got {eps}")
+        if not 0.0 <= commitment_weight < math.inf:
+            raise ValueError(f"commitment_weight must be a finite float >= 0, got {commitment_weight}")
         if kmeans_iters < 0:
             raise ValueError(f"kmeans_iters must be >= 0, got {kmeans_iters}")
         if threshold_ema_dead_code < 0:
