@@ -27,6 +27,9 @@ def test_silhouette_intrinsic_dim_mse_codebook():
     assert E.silhouette(f, 3) > 0.5
     low_rank = np.random.default_rng(0).normal(size=(100, 2)) @ np.random.default_rng(1).normal(size=(2, 10))
     assert E.intrinsic_dimension(low_rank) == 2
+    full = np.random.default_rng(2).normal(size=(30, 6))
+    assert E.intrinsic_dimension(full, 1.0) == 6  # never past the last component, whatever the rounding
+    assert E.knn_probe(f, y, f, y, ks=(100,)) == {100: E.knn_probe(f, y, f, y, ks=(60,))[60]}  # k capped at N
     assert E.reconstruction_mse(np.zeros(4), np.full(4, 2.0)) == 4.0
     s = E.codebook_stats(np.array([0, 1, 2, 3]), 8)
     assert s["perplexity"] == pytest.approx(4.0) and s["fraction_used"] == 0.5
@@ -42,3 +45,24 @@ def test_bad_input():
         E.codebook_stats(np.array([9]), 4)
     with pytest.raises(ValueError, match="n_clusters"):
         E.silhouette(f, 1)
+    with pytest.raises(ValueError, match="y_train must be"):
+        E.linear_probe(f, y[:5], f, y)
+    with pytest.raises(ValueError, match="y_test must be"):
+        E.knn_probe(f, y, f, y[:, None])
+    with pytest.raises(ValueError, match="two classes"):
+        E.linear_probe(f, np.zeros_like(y), f, y)
+    with pytest.raises(ValueError, match="ks must hold"):
+        E.knn_probe(f, y, f, y, ks=(0,))
+    for variance in (0.0, 1.5):
+        with pytest.raises(ValueError, match="variance must be a fraction"):
+            E.intrinsic_dimension(f, variance)
+    with pytest.raises(ValueError, match="features contain NaN"):
+        E.intrinsic_dimension(np.full_like(f, np.inf))
+    with pytest.raises(ValueError, match="non-empty"):
+        E.silhouette(f[0], 2)
+    with pytest.raises(ValueError, match="n_runs"):
+        E.silhouette(f, 3, n_runs=0)
+    with pytest.raises(ValueError, match="empty"):
+        E.reconstruction_mse(np.zeros((0, 3)), np.zeros((0, 3)))
+    with pytest.raises(TypeError, match="integer codes"):
+        E.codebook_stats(np.array([0.5, 1.7]), 4)
