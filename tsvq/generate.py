@@ -18,7 +18,6 @@ FCN in data units scaled like the published evaluator (:func:`tsvq.models.fcn.fc
 """
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import os
@@ -30,11 +29,12 @@ import numpy as np
 import torch
 import yaml
 
+from .config import apply_sets, check_optimisation
 from .data import GlobalScaler
 from .eval import cas, fid, inception_score
 from .models import TOKENIZERS, MaskGITConfig, create_model
 from .models.fcn import FCN, FCNConfig, fcn_predict, fcn_scale, load_supervised_fcn, train_fcn
-from .train import (_atomic_write, _checkpoint_path, _next_session, adamw_cosine, apply_sets, checkpoint_callback,
+from .train import (_atomic_write, _checkpoint_path, _next_session, adamw_cosine, check_config, checkpoint_callback,
                     load_run, write_config)
 
 # "quick": GunPoint end to end in minutes on a 2-core CPU (a smaller transformer: the SPEC one costs
@@ -78,6 +78,14 @@ class PriorConfig:
     precision: str = "32-true"
     model_config: dict = field(default_factory=dict)
 
+    def __post_init__(self):
+        check_optimisation(self)
+        for name in ("fcn_epochs", "cas_epochs"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.checkpoint not in ("best", "last"):
+            raise ValueError(f"checkpoint must be 'best' or 'last', got {self.checkpoint!r}")
+
 
 def resolve_prior_config(preset: str = "quick", sets: list[str] | None = None, seed: int = 0) -> PriorConfig:
     """Preset + ``key=value`` overrides (prior run fields or :class:`MaskGITConfig` fields).
@@ -88,11 +96,8 @@ def resolve_prior_config(preset: str = "quick", sets: list[str] | None = None, s
     if preset not in PRIOR_PRESETS:
         raise ValueError(f"unknown preset {preset!r}; available: {sorted(PRIOR_PRESETS)}")
     run = {k: v for k, v in PRIOR_PRESETS[preset].items() if k != "model"}
-    model_fields = {f.name for f in dataclasses.fields(MaskGITConfig)}
     model_cfg = dict(PRIOR_PRESETS[preset]["model"])
-    apply_sets(sets, run, PRIOR_FIELDS, model_cfg, model_fields, "maskgit")
-    if run.get("checkpoint", "best") not in ("best", "last"):
-        raise ValueError(f"checkpoint must be 'best' or 'last', got {run['checkpoint']!r}")
+    apply_sets(sets, run, PriorConfig, PRIOR_FIELDS, model_cfg, MaskGITConfig, "maskgit")
     return PriorConfig(preset=preset, seed=seed, model_config=model_cfg, **run)
 
 
@@ -188,7 +193,7 @@ def train_prior(run_dir: str | os.PathLike, cfg: PriorConfig, resume: bool = Fal
     run_cfg, tokenizer, ds, x_train, _ = load_run(run_dir, cfg.checkpoint)
     if run_cfg.model not in TOKENIZERS:
         raise ValueError(f"{run_dir} holds a {run_cfg.model!r} run; the MaskGIT prior needs a tokenizer {TOKENIZERS}")
-    write_config(pdir, cfg, resume, "remove it or use the same settings")
+    check_config(pdir, cfg, resume, "remove it or use the same settings")
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     for p in tokenizer.parameters():
         p.requires_grad_(False)
@@ -204,6 +209,7 @@ def train_prior(run_dir: str | os.PathLike, cfg: PriorConfig, resume: bool = Fal
                          devices=cfg.devices, precision=cfg.precision,
                          logger=CSVLogger(pdir, name="logs", version=_next_session(pdir)), callbacks=[ckpt],
                          enable_progress_bar=progress, enable_model_summary=False, log_every_n_steps=1)
+    write_config(pdir, cfg, resume, "remove it or use the same settings")  # after everything a bad setting fails
     t0 = time.perf_counter()
     trainer.fit(lit, loader, ckpt_path=str(last) if resume and last.exists() else None)
     m = trainer.callback_metrics

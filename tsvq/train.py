@@ -28,6 +28,7 @@ import torch
 import yaml
 
 from . import eval as tsvq_eval
+from .config import apply_sets, check_optimisation
 from .data import GlobalScaler, load_ucr
 from .models import MODELS, TOKENIZERS, TRAINABLE, create_model
 
@@ -72,6 +73,15 @@ class RunConfig:
     holdout: float = 0.0
     model_config: dict = field(default_factory=dict)
 
+    def __post_init__(self):
+        check_optimisation(self)
+        if self.scaling not in ("global", "znorm"):
+            raise ValueError(f"scaling must be 'global' or 'znorm', got {self.scaling!r}")
+        if self.probe_every < 0:
+            raise ValueError(f"probe_every must be >= 0 (0: no probes during training), got {self.probe_every}")
+        if not 0.0 <= self.holdout < 1.0:
+            raise ValueError(f"holdout must be in [0, 1) (0: the official TEST split), got {self.holdout}")
+
 
 def _atomic_write(path: Path, data: str | bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -80,10 +90,6 @@ def _atomic_write(path: Path, data: str | bytes) -> None:
     with os.fdopen(fd, mode) as f:
         f.write(data)
     os.replace(tmp, path)
-
-
-def _parse_value(text: str):
-    return yaml.safe_load(text)
 
 
 def resolve_config(model: str, dataset: str, preset: str = "quick", sets: list[str] | None = None,
@@ -102,9 +108,7 @@ def resolve_config(model: str, dataset: str, preset: str = "quick", sets: list[s
     run = {k: v for k, v in p.items() if k != "model"}
     model_fields = {f.name for f in dataclasses.fields(MODELS[model][1])}
     model_cfg = {k: v for k, v in p["model"].items() if k in model_fields}
-    apply_sets(sets, run, TRAIN_FIELDS, model_cfg, model_fields, model)
-    if run.get("scaling", "global") not in ("global", "znorm"):
-        raise ValueError(f"scaling must be 'global' or 'znorm', got {run['scaling']!r}")
+    apply_sets(sets, run, RunConfig, TRAIN_FIELDS, model_cfg, MODELS[model][1], model)
     return RunConfig(model=model, dataset=dataset, data_dir=data_dir, preset=preset, seed=seed, model_config=model_cfg,
                      **run)
 
@@ -229,23 +233,6 @@ def adamw_cosine(model, cfg, steps_per_epoch: int) -> dict:
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps(cfg, steps_per_epoch))
     return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-
-
-def apply_sets(sets: list[str] | None, run: dict, run_fields: tuple[str, ...], model_cfg: dict,
-               model_fields: set[str], model_label: str) -> None:
-    """Apply ``key=value`` overrides (values parsed as YAML) to the run dict or the model-config
-    dict, in place. Raises ValueError for a malformed item or an unknown key (listing the valid ones)."""
-    for item in sets or []:
-        if "=" not in item:
-            raise ValueError(f"--set expects key=value, got {item!r}")
-        key, value = item.split("=", 1)
-        if key in run_fields:
-            run[key] = _parse_value(value)
-        elif key in model_fields:
-            model_cfg[key] = _parse_value(value)
-        else:
-            raise ValueError(f"unknown --set key {key!r}; run keys: {list(run_fields)}, "
-                             f"{model_label} keys: {sorted(model_fields)}")
 
 
 @torch.no_grad()
@@ -431,10 +418,10 @@ def finish_run(run_dir: Path, cfg: RunConfig, model, ds, x_train, x_test, extra:
     return metrics
 
 
-def write_config(run_dir: Path, cfg, resume: bool, hint: str) -> None:
-    """Write ``cfg`` (a config dataclass) to ``run_dir/config.yaml`` after checking it against the
-    config already there, if any. The stored config is read back through the dataclass, so a run
-    written before a field existed compares equal when the field has its default.
+def check_config(run_dir: Path, cfg, resume: bool, hint: str) -> str:
+    """Check ``cfg`` (a config dataclass) against ``run_dir/config.yaml``, if there is one, and
+    return its YAML text; writes nothing. The stored config is read back through the dataclass, so
+    a run written before a field existed compares equal when the field has its default.
 
     Raises:
         FileExistsError: the stored config differs (the message ends with ``hint``), or the run has
@@ -452,7 +439,12 @@ def write_config(run_dir: Path, cfg, resume: bool, hint: str) -> None:
             raise FileExistsError(f"{run_dir} holds a run with another config.yaml; {hint}")
         if (run_dir / "checkpoints" / "last.ckpt").exists() and not resume:
             raise FileExistsError(f"{run_dir} already has checkpoints; pass --resume to continue it")
-    _atomic_write(path, cfg_text)
+    return cfg_text
+
+
+def write_config(run_dir: Path, cfg, resume: bool, hint: str) -> None:
+    """:func:`check_config`, then write ``run_dir/config.yaml`` (atomically). Raises as check_config."""
+    _atomic_write(run_dir / "config.yaml", check_config(run_dir, cfg, resume, hint))
 
 
 def train(cfg: RunConfig, out_dir: str | os.PathLike, resume: bool = False, progress: bool = True) -> dict:
@@ -465,13 +457,14 @@ def train(cfg: RunConfig, out_dir: str | os.PathLike, resume: bool = False, prog
     from lightning.pytorch.loggers import CSVLogger
 
     run_dir = Path(out_dir)
-    write_config(run_dir, cfg, resume, "use a new --out directory")
+    check_config(run_dir, cfg, resume, "use a new --out directory")
     last = run_dir / "checkpoints" / "last.ckpt"
 
+    # Everything a bad setting can fail (data, model, Lightning's own checks) comes before the
+    # first file is written, so a corrected command can reuse the directory.
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     ds, x_train, x_test, scaler_state = load_data(cfg)
     model = build_model(cfg, x_train.shape[1], x_train.shape[2], float(x_train.max() - x_train.min()))
-    _atomic_write(run_dir / "scaler.json", json.dumps(scaler_state))
     g = torch.Generator().manual_seed(cfg.seed)
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x_train), batch_size=cfg.batch_size,
                                          shuffle=True, drop_last=len(x_train) > cfg.batch_size, generator=g)
@@ -481,6 +474,8 @@ def train(cfg: RunConfig, out_dir: str | os.PathLike, resume: bool = False, prog
                          precision=cfg.precision, logger=CSVLogger(run_dir, name="logs", version=_next_session(run_dir)),
                          callbacks=[ckpt], enable_progress_bar=progress, enable_model_summary=False,
                          log_every_n_steps=1, deterministic=False)
+    write_config(run_dir, cfg, resume, "use a new --out directory")
+    _atomic_write(run_dir / "scaler.json", json.dumps(scaler_state))
     t0 = time.perf_counter()
     trainer.fit(lit, loader, ckpt_path=str(last) if resume and last.exists() else None)
     wall = time.perf_counter() - t0
