@@ -94,3 +94,19 @@ def test_a_bad_setting_writes_nothing_and_the_corrected_run_reuses_the_directory
     assert not out.exists() or not any(out.iterdir())
     metrics = train(resolve_config("vqvae", "GunPoint", "quick", base, data_dir=str(UCR_DIR)), out, progress=False)
     assert metrics["steps"] == 1 and (out / "config.yaml").exists()
+
+
+@requires_ucr("GunPoint")
+def test_cli_reports_bad_settings_without_a_traceback(tmp_path, capsys):
+    import torch
+
+    from tsvq.cli.main import main
+
+    out = tmp_path / "run"
+    common = ["train", "vqvae", "--dataset", "GunPoint", "--data-dir", str(UCR_DIR), "--out", str(out)]
+    assert main([*common, "--set", "lr=abc"]) == 2
+    assert "tsvq train: error: --set lr: expected a number, got 'abc'" in capsys.readouterr().err
+    if not torch.cuda.is_available():  # Lightning's own check (MisconfigurationException)
+        assert main([*common, "--set", "accelerator=gpu", "--set", "max_steps=1"]) == 2
+        assert "tsvq train: error: " in capsys.readouterr().err
+    assert not out.exists()

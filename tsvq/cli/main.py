@@ -205,7 +205,10 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except USER_ERRORS as e:
+    except Exception as e:
+        lightning = sys.modules.get("lightning.fabric.utilities.exceptions")  # its settings checks
+        if not isinstance(e, USER_ERRORS + ((lightning.MisconfigurationException,) if lightning else ())):
+            raise
         print(f"tsvq {args.command}: error: {e}", file=sys.stderr)
         return 2
 
