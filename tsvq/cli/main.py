@@ -194,9 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# What bad input raises in tsvq (each message names the argument and what was expected): the
-# command prints the message, like argparse's own usage errors, instead of a traceback.
-USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError)
+# What bad command-line input raises in tsvq (each message names the argument and what was
+# expected): the command prints the message, like argparse's own usage errors, instead of a
+# traceback. Anything else (a TypeError, a RuntimeError) is a bug and keeps its traceback.
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError)
 
 
 def main(argv=None) -> int:
