@@ -110,3 +110,18 @@ def test_cli_reports_bad_settings_without_a_traceback(tmp_path, capsys):
         assert main([*common, "--set", "accelerator=gpu", "--set", "max_steps=1"]) == 2
         assert "tsvq train: error: " in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_presets_are_the_cli_choices_and_timevqvae_is_the_two_branch_tokenizer():
+    from tsvq.cli.main import PRESET_NAMES
+    from tsvq.generate import PRIOR_PRESETS
+    from tsvq.train import PRESETS
+
+    assert PRESET_NAMES == list(PRESETS) == list(PRIOR_PRESETS)
+    for model in ("vqvae", "ncvqvae"):
+        cfg = resolve_config(model, "GunPoint", "timevqvae")
+        assert (cfg.epochs, cfg.max_steps, cfg.model_config) == (2000, -1, {"two_branch": True, "decay": 0.8})
+    assert resolve_prior_config("timevqvae") == resolve_prior_config("paper").__class__(
+        **{**resolve_prior_config("paper").__dict__, "preset": "timevqvae"})
+    with pytest.raises(ValueError, match="preset 'timevqvae'.*not 'vae'"):
+        resolve_config("vae", "GunPoint", "timevqvae")

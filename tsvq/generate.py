@@ -45,6 +45,7 @@ PRIOR_PRESETS: dict[str, dict] = {
     "paper": {"epochs": 10000, "max_steps": -1, "batch_size": 256, "fcn_epochs": 1000, "cas_epochs": 1000,
               "model": {}},
 }
+PRIOR_PRESETS["timevqvae"] = PRIOR_PRESETS["paper"]  # the TimeVQVAE prior is the SPEC one
 PRIOR_FIELDS = ("epochs", "max_steps", "batch_size", "lr", "weight_decay", "fcn_epochs", "cas_epochs", "checkpoint", "accelerator",
                 "devices", "precision")
 
@@ -54,7 +55,7 @@ class PriorConfig:
     """A prior run on top of a stage-1 run; dumped to ``prior/config.yaml``.
 
     Attributes:
-        preset: "quick" | "paper". seed: global seed. epochs, max_steps (-1 = no cap),
+        preset: "quick" | "paper" | "timevqvae" (= paper). seed: global seed. epochs, max_steps (-1 = no cap),
         batch_size (256), lr (AdamW, 1e-3), weight_decay (1e-2): optimisation with a cosine
         schedule. fcn_epochs: epochs of tsvq's own FCN evaluator (trained on the train split when
         no published weights are given); cas_epochs: epochs of the CAS classifier trained on the

@@ -33,10 +33,13 @@ from .data import GlobalScaler, load_ucr
 from .models import MODELS, TOKENIZERS, TRAINABLE, create_model
 
 # Training presets: "quick" finishes GunPoint in minutes on a 2-core CPU (500 epochs, at most 500
-# optimiser steps, so larger datasets stop earlier); "paper" is SPEC section 4.
+# optimiser steps, so larger datasets stop earlier); "paper" is SPEC section 4 (the NC-VQVAE
+# tokenizer); "timevqvae" is the tokenizer behind the TimeVQVAE paper's FID / IS / CAS table
+# (SPEC sections 4 and 5: LF/HF two-branch split, EMA decay 0.8, 2000 epochs), tokenizers only.
 PRESETS: dict[str, dict] = {
     "quick": {"epochs": 500, "max_steps": 500, "batch_size": 128, "model": {"projector_widths": [1024, 1024, 1024]}},
     "paper": {"epochs": 1000, "batch_size": 128, "model": {}},
+    "timevqvae": {"epochs": 2000, "batch_size": 128, "model": {"two_branch": True, "decay": 0.8}},
 }
 TRAIN_FIELDS = ("epochs", "max_steps", "batch_size", "lr", "weight_decay", "scaling", "accelerator", "devices", "precision",
                 "probe_every", "holdout")
@@ -48,7 +51,7 @@ class RunConfig:
 
     Attributes:
         model: registry name ("vqvae", "ncvqvae"). dataset: UCR name. data_dir: archive root
-        (None: $TSVQ_DATA_DIR, then aeon). preset: "quick" | "paper". seed: global seed.
+        (None: $TSVQ_DATA_DIR, then aeon). preset: "quick" | "paper" | "timevqvae". seed: global seed.
         epochs, max_steps (-1: no cap; training stops at whichever limit comes first), batch_size,
         lr (AdamW, default 1e-3), weight_decay (1e-3): optimisation, cosine schedule over all steps. scaling: "global" (TimeVQVAE: one mean/std over the train
         matrix) or "znorm" (per series). accelerator/devices/precision: passed to Lightning.
@@ -104,6 +107,9 @@ def resolve_config(model: str, dataset: str, preset: str = "quick", sets: list[s
         raise ValueError(f"unknown model {model!r} for tsvq train; available: {list(TRAINABLE)}")
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; available: {sorted(PRESETS)}")
+    if preset == "timevqvae" and model not in TOKENIZERS:
+        raise ValueError(f"preset 'timevqvae' (the TimeVQVAE two-branch tokenizer) is for {list(TOKENIZERS)}, "
+                         f"not {model!r}; use quick or paper")
     p = PRESETS[preset]
     run = {k: v for k, v in p.items() if k != "model"}
     model_fields = {f.name for f in dataclasses.fields(MODELS[model][1])}

@@ -7,6 +7,8 @@ import sys
 
 from ..models import TRAINABLE
 
+PRESET_NAMES = ["quick", "paper", "timevqvae"]  # tsvq.train.PRESETS / tsvq.generate.PRIOR_PRESETS (tested equal)
+
 
 def _info(args) -> int:
     import tsvq
@@ -124,9 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True, help="UCR dataset name, e.g. GunPoint")
     p.add_argument("--data-dir", default=None,
                    help="UCR archive root (<Name>/<Name>_TRAIN.tsv); default $TSVQ_DATA_DIR, then aeon")
-    p.add_argument("--preset", default="quick", choices=["quick", "paper"],
+    p.add_argument("--preset", default="quick", choices=PRESET_NAMES,
                    help="quick: minutes on a CPU (500 epochs but at most 500 steps, projector 1024); paper: SPEC "
-                        "settings (1000 epochs)")
+                        "settings (1000 epochs); timevqvae (tokenizers): the TimeVQVAE paper's two-branch LF/HF "
+                        "tokenizer, EMA decay 0.8, 2000 epochs")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a run field (epochs, max_steps, batch_size, lr, weight_decay, scaling, accelerator, devices, "
                         "precision, probe_every, holdout) or a model config field (e.g. ssl_loss=vibcreg, augmentation=gauss); repeatable")
@@ -156,9 +159,10 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train the MaskGIT prior (class-conditional, classifier-free guidance) on the "
                                    "tokens of the frozen tokenizer in RUN_DIR; writes RUN_DIR/prior.")
     p.add_argument("run_dir", help="directory written by tsvq train")
-    p.add_argument("--preset", default="quick", choices=["quick", "paper"],
+    p.add_argument("--preset", default="quick", choices=PRESET_NAMES,
                    help="quick: hidden 128, 2 layers, 500 steps (minutes on a CPU), own FCN 200 epochs, CAS "
-                        "classifier 30; paper: SPEC prior (256, 4 layers, 2 heads), 10000 epochs, FCNs 1000")
+                        "classifier 30; paper (and timevqvae): SPEC prior (256, 4 layers, 2 heads), 10000 epochs, "
+                        "FCNs 1000")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=prior_sets)
     p.add_argument("--seed", type=int, default=0, help="global seed (default 0)")
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/prior/checkpoints/last.ckpt")
@@ -183,7 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", choices=["vqvae", "ncvqvae"], help="stage-1 model")
     p.add_argument("--dataset", required=True, help="UCR dataset name, e.g. GunPoint")
     p.add_argument("--data-dir", default=None, help="UCR archive root; default $TSVQ_DATA_DIR, then aeon")
-    p.add_argument("--preset", default="quick", choices=["quick", "paper"], help="preset of both stages")
+    p.add_argument("--preset", default="quick", choices=PRESET_NAMES,
+                   help="preset of both stages (timevqvae: the TimeVQVAE paper's two-branch tokenizer, 2000 epochs, "
+                        "and the SPEC prior: the setting of its FID / IS / CAS table)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="stage-1 override (as tsvq train)")
     p.add_argument("--prior-set", action="append", default=[], metavar="KEY=VALUE", help=prior_sets)
     p.add_argument("--fcn-weights", default=None, metavar="DIR", help="published FCN weights (as tsvq evaluate)")
