@@ -48,7 +48,7 @@ def main(argv=None) -> int:
     ap.add_argument("--datasets", nargs="+", required=True)
     ap.add_argument("--models", nargs="+", default=["vqvae"], choices=["vqvae", "ncvqvae"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0])
-    ap.add_argument("--preset", default="quick", choices=["quick", "paper"])
+    ap.add_argument("--preset", default="quick", choices=["quick", "paper", "timevqvae"])
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--fcn-weights", default=None, help="published FCN weights folder (default: tsvq's own FCN)")
     ap.add_argument("--runs", default="runs/stage1")
