@@ -105,6 +105,12 @@ def test_evaluate_without_prior_needs_no_fcn(tmp_path, capsys):
     assert main(["sample", str(out), "--out", str(tmp_path / "x.npz")]) == 2
     assert "tsvq sample: error: " in (err := capsys.readouterr().err) and f"train a prior first (tsvq prior {out})" in err
 
+    # a prior setting the model rejects leaves no prior/ behind, and the corrected call trains
+    with pytest.raises(ValueError, match="divisible"):
+        train_prior(out, resolve_prior_config("quick", PRIOR + ["n_heads=3"]), progress=False)
+    assert not (out / "prior" / "config.yaml").exists()
+    assert train_prior(out, resolve_prior_config("quick", PRIOR), progress=False)["prior_steps"] == 3
+
 
 def test_two_branch_tokenizer_prior_samples_lf_then_hf(tmp_path):
     from tsvq.generate import generate, load_prior
