@@ -66,3 +66,15 @@ def test_bad_input():
         E.reconstruction_mse(np.zeros((0, 3)), np.zeros((0, 3)))
     with pytest.raises(TypeError, match="integer codes"):
         E.codebook_stats(np.array([0.5, 1.7]), 4)
+
+
+def test_evaluators_load_on_first_use():
+    import subprocess
+    import sys
+
+    code = ("import sys, tsvq.cli.main, tsvq.models; assert 'sklearn' not in sys.modules and 'scipy' not in sys.modules;"
+            "import tsvq.eval as E; assert callable(E.linear_probe) and 'sklearn' in sys.modules; "
+            "assert set(E.__all__) <= set(dir(E))")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        E.nope

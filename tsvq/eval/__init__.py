@@ -1,11 +1,30 @@
 """Evaluators the field reports: pure functions on arrays/tensors.
 
 Stage 1 (:mod:`tsvq.eval.stage1`): linear probe, KNN, silhouette, PCA dimension, reconstruction
-MSE, codebook statistics. Generation (:mod:`tsvq.eval.generation`): FID, IS, CAS.
-"""
-from .generation import cas, fid, inception_score
-from .stage1 import (codebook_stats, intrinsic_dimension, knn_probe, linear_probe, reconstruction_mse,
-                     silhouette)
+MSE, codebook statistics. Generation (:mod:`tsvq.eval.generation`): FID, IS, CAS. 1-D SSIM /
+MS-SSIM (:mod:`tsvq.eval.ssim`).
 
-__all__ = ["linear_probe", "knn_probe", "silhouette", "intrinsic_dimension", "reconstruction_mse",
-           "codebook_stats", "fid", "inception_score", "cas"]
+The submodules load on first use (PEP 562), so importing the models, which need only the MS-SSIM
+loss, does not import scikit-learn and SciPy (about a second of every ``tsvq`` command).
+"""
+from __future__ import annotations
+
+import importlib
+
+_SOURCES = {"linear_probe": "stage1", "knn_probe": "stage1", "silhouette": "stage1", "intrinsic_dimension": "stage1",
+            "reconstruction_mse": "stage1", "codebook_stats": "stage1", "fid": "generation",
+            "inception_score": "generation", "cas": "generation", "ssim_1d": "ssim", "ms_ssim_1d": "ssim"}
+
+__all__ = list(_SOURCES)
+
+
+def __getattr__(name: str):
+    if name in _SOURCES:
+        value = getattr(importlib.import_module(f".{_SOURCES[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_SOURCES))
