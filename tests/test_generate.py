@@ -140,3 +140,18 @@ def test_sample_plot_has_one_row_per_kind_of_sample(tmp_path, conditional_classe
     _sample_plot(tmp_path, fake_uncond, ds, torch.randn(len(y), 1, 20), y, path=tmp_path / "s.png")
     height = matplotlib.image.imread(tmp_path / "s.png").shape[0]
     assert height == round(100 * 1.9 * max(rows, 1.5))
+
+
+def test_prior_resumes_from_a_checkpoint_saved_before_the_end(tmp_path):
+    import shutil
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    train(resolve_config("vqvae", "GunPoint", "quick", STAGE1, data_dir=str(UCR_DIR)), a, progress=False)
+    shutil.copytree(a, b, ignore=shutil.ignore_patterns("prior"))
+    short = [s for s in PRIOR if not s.startswith("epochs=")]
+    train_prior(a, resolve_prior_config("quick", short + ["epochs=2"]), progress=False)
+    (b / "prior" / "checkpoints").mkdir(parents=True)
+    shutil.copy(a / "prior" / "checkpoints" / "last.ckpt", b / "prior" / "checkpoints" / "last.ckpt")
+    summary = train_prior(b, resolve_prior_config("quick", short + ["epochs=4"]), resume=True, progress=False)
+    assert summary["prior_epochs"] == 4 and summary["prior_steps"] == 4  # an interrupted 4-epoch prior
+    assert (b / "prior" / "logs" / "session1" / "metrics.csv").read_text().count("\n") == 3  # epochs 3 and 4 only
