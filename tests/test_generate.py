@@ -44,8 +44,9 @@ def test_prior_sample_and_evaluate_with_published_fcn(run_dir, tmp_path, capsys)
     capsys.readouterr()
     for bad, message in ((["--class", "7"], "--class must be in [0, 1] for GunPoint"),
                          (["--n", "0"], "n (number of samples) must be an int >= 1"),
-                         (["--class", "1", "--guidance", "nan"], "guidance_scale must be a finite float")):
-        assert main(["sample", str(run_dir), *bad, "--out", str(tmp_path / "u.npz")]) == 2
+                         (["--class", "1", "--guidance", "nan"], "guidance_scale must be a finite float"),
+                         (["--out", str(tmp_path)], "--out must be a file name")):
+        assert main(["sample", str(run_dir), "--out", str(tmp_path / "u.npz"), *bad]) == 2
         assert f"tsvq sample: error: {message}" in capsys.readouterr().err
     assert not (tmp_path / "u.npz").exists()
 

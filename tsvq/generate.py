@@ -368,8 +368,11 @@ def sample_to_file(run_dir: str | os.PathLike, out: str | os.PathLike, n: int = 
     ``y`` the requested class index or -1) plus a plot ``<out>.png`` of samples next to real test series.
 
     Raises:
-        ValueError: class index out of range, n < 1.
+        ValueError: class index out of range, n < 1, ``out`` an existing directory.
+        FileNotFoundError: no prior in ``run_dir``.
     """
+    if Path(out).is_dir():
+        raise ValueError(f"--out must be a file name (e.g. samples.npz), got the directory {out}")
     _, tokenizer, prior, cfg, ds, _, _ = load_prior(run_dir)
     if class_index is not None and not 0 <= class_index < ds.n_classes:
         raise ValueError(f"--class must be in [0, {ds.n_classes - 1}] for {ds.name}, got {class_index}")
