@@ -81,6 +81,8 @@ def test_run_targets_measures_and_reports(capsys, tmp_path):
     printed = capsys.readouterr().out
     assert "| istft BC=1024 L=1024 n_fft=8 | torch |" in printed and "never slower on a CPU" in printed
     assert [r["name"] for r in json.loads(out.read_text())] == ["istft BC=1024 L=1024 n_fft=8"]
+    assert main(["bench", "-k", "istft BC=1024 L=1024 n_fft=8", "--json", str(tmp_path)]) == 2  # before timing
+    assert "tsvq bench: error: --json must be a file name" in capsys.readouterr().err
 
 
 def test_targets_cover_the_spec():

@@ -29,6 +29,8 @@ def _bench(args) -> int:
     from ..bench import format_targets, run_targets
     from ..train import _atomic_write
 
+    if args.json and Path(args.json).is_dir():  # checked before the timing, not after
+        raise ValueError(f"--json must be a file name, got the directory {args.json}")
     rows = run_targets(args.device, args.rounds, args.k,
                        progress=lambda name: print(f"timing {name} ...", file=sys.stderr, flush=True))
     print(format_targets(rows))
