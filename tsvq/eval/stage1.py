@@ -33,13 +33,9 @@ def _matrix(a, name: str) -> np.ndarray:
 
 
 def _features(train, test):
-    train, test = _np(train).astype(np.float64), _np(test).astype(np.float64)
-    if train.ndim != 2 or test.ndim != 2 or train.shape[1] != test.shape[1]:
+    train, test = _matrix(train, "train_features"), _matrix(test, "test_features")
+    if train.shape[1] != test.shape[1]:
         raise ValueError(f"features must be [N, D] arrays with the same D, got {train.shape} and {test.shape}")
-    if len(train) == 0 or len(test) == 0:
-        raise ValueError("features: empty train or test split")
-    if not (np.isfinite(train).all() and np.isfinite(test).all()):
-        raise ValueError("features contain NaN or inf")
     scaler = MinMaxScaler(feature_range=(-1, 1)).fit(train)
     return scaler.transform(train), scaler.transform(test)
 
