@@ -1,5 +1,8 @@
+import gc
+import importlib
 import itertools
 
+import numpy as np
 import pytest
 import torch
 
@@ -228,6 +231,31 @@ def test_istft_does_not_read_the_envelope_back_on_cuda_after_first_call():
         from_time_frequency(to_time_frequency(torch.randn(4, 1, 64, device="cuda"), 8, 2, window=w), 8, 2, window=w)
     finally:
         torch.cuda.set_sync_debug_mode(0)
+
+
+def test_window_host_cache_hits_updates_and_forgets():
+    # The cache behind the CUDA NOLA check (one device-to-host copy per window), exercised on CPU
+    # tensors so that CI covers it: a hit on the second lookup (a tensor-keyed dict compared
+    # windows elementwise there and raised), a new copy after an in-place change, no entry left
+    # once the window is freed, and no caching of inference tensors.
+    stft_module = importlib.import_module("tsvq.ops.stft")  # the module (tsvq.ops.stft is the function)
+
+    w = torch.hann_window(8, dtype=torch.float64)
+    first = stft_module._cached_host_copy(w)
+    assert stft_module._cached_host_copy(w) is first
+    np.testing.assert_array_equal(first, w.numpy())
+    w.mul_(2.0)
+    second = stft_module._cached_host_copy(w)
+    assert second is not first
+    np.testing.assert_array_equal(second, w.numpy())
+    key = id(w)
+    del w
+    gc.collect()
+    assert key not in stft_module._HOST_WINDOWS
+    with torch.inference_mode():
+        v = torch.hann_window(8)
+    np.testing.assert_array_equal(stft_module._cached_host_copy(v), v.double().numpy())
+    assert id(v) not in stft_module._HOST_WINDOWS
 
 
 @pytest.mark.parametrize("call,match", [

@@ -112,18 +112,37 @@ def _check_series(x: torch.Tensor, n_fft: int, center: bool, pad_mode: str) -> N
                          f"< n_fft = {n_fft}")
 
 
-_HOST_WINDOWS: "weakref.WeakKeyDictionary[torch.Tensor, tuple[int, np.ndarray]]" = weakref.WeakKeyDictionary()
+# id(window) -> (weak reference, version counter, float64 host copy). Keyed by id, not by the
+# tensor: a tensor key would be compared with ``==`` on a hash hit, which is elementwise.
+_HOST_WINDOWS: dict[int, tuple[weakref.ref, int, np.ndarray]] = {}
+
+
+def _cached_host_copy(window: torch.Tensor) -> np.ndarray:
+    """A float64 host copy of ``window``, made once per tensor and again after an in-place change
+    (its version counter moved); the entry goes when the tensor is freed. Inference tensors have
+    no version counter and are copied on every call."""
+    if window.is_inference():
+        return window.detach().double().cpu().numpy().copy()
+    key = id(window)
+    entry = _HOST_WINDOWS.get(key)
+    if entry is not None and entry[0]() is window and entry[1] == window._version:
+        return entry[2]
+
+    def forget(ref: weakref.ref, key: int = key) -> None:
+        if _HOST_WINDOWS.get(key, (None,))[0] is ref:
+            del _HOST_WINDOWS[key]
+
+    entry = (weakref.ref(window, forget), window._version, window.detach().double().cpu().numpy().copy())
+    _HOST_WINDOWS[key] = entry
+    return entry[2]
 
 
 def _host_window(window: torch.Tensor) -> np.ndarray:
-    """The window's values on the host: one device-to-host copy per window (and in-place change)."""
+    """The window's values on the host: free on the CPU, one device-to-host copy per window (and
+    per in-place change) elsewhere."""
     if window.device.type == "cpu":
         return window.detach().double().numpy()
-    entry = _HOST_WINDOWS.get(window)
-    if entry is None or entry[0] != window._version:
-        entry = (window._version, window.detach().double().cpu().numpy())
-        _HOST_WINDOWS[window] = entry
-    return entry[1]
+    return _cached_host_copy(window)
 
 
 @functools.lru_cache(maxsize=256)
