@@ -1,7 +1,7 @@
 """Batched, seeded time-series augmentations for the SSL views (NC-VQVAE, BT-VQVAE).
 
-Every function takes ``x: Tensor[B, C, L]`` (float, any device) and a ``torch.Generator`` on
-x's device (or None for the global one), draws one set of random parameters per series, and
+Every function takes ``x: Tensor[B, C, L]`` (float, any device) and a ``torch.Generator`` on any
+device (or None for the global one; see :mod:`tsvq._random`), draws one set of random parameters per series, and
 returns a new tensor; nothing loops over the batch in Python. Sources: Wen et al. 2020
 ("Time series data augmentation for deep learning: a survey") for jitter, amplitude resize,
 flip, slope, window warp and slice-and-shuffle; Lee & Aune 2021 (VIbCReg) for the STFT phase
@@ -15,6 +15,7 @@ from typing import Callable
 
 import torch
 
+from .. import _random
 from ..ops import from_time_frequency, to_time_frequency
 
 
@@ -26,11 +27,11 @@ def _check(x: torch.Tensor) -> None:
 
 
 def _rand(shape, x, g):
-    return torch.rand(shape, generator=g, device=x.device, dtype=x.dtype)
+    return _random.rand(*shape, generator=g, device=x.device, dtype=x.dtype)
 
 
 def _randn(shape, x, g):
-    return torch.randn(shape, generator=g, device=x.device, dtype=x.dtype)
+    return _random.randn(*shape, generator=g, device=x.device, dtype=x.dtype)
 
 
 def jitter(x: torch.Tensor, sigma: float = 0.1, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import _random
+
 
 @dataclass
 class MaskGITConfig:
@@ -183,13 +185,13 @@ class MaskGIT(nn.Module):
             classes = torch.full((B,), self.n_classes, dtype=torch.long, device=device)
         else:
             classes = classes.to(device).long()
-            drop = torch.rand(B, generator=generator, device=device) < self.cfg.class_dropout
+            drop = _random.rand(B, generator=generator, device=device) < self.cfg.class_dropout
             classes = torch.where(drop, torch.full_like(classes, self.n_classes), classes)
         out, total = {}, 0.0
         for i, (stage, t) in enumerate(zip(self.stages, flat)):
             N = t.shape[1]
-            n_mask = n_masked_for_training(torch.rand(B, generator=generator, device=device), N)
-            rank = torch.rand(B, N, generator=generator, device=device).argsort(1).argsort(1)
+            n_mask = n_masked_for_training(_random.rand(B, generator=generator, device=device), N)
+            rank = _random.rand(B, N, generator=generator, device=device).argsort(1).argsort(1)
             masked = rank < n_mask[:, None]
             inp = torch.where(masked, torch.full_like(t, stage.mask_id), t)
             logits = stage(inp, classes, flat[i - 1] if i else None)
@@ -217,7 +219,7 @@ class MaskGIT(nn.Module):
         for t in range(T):
             logits = self._logits(stage, tokens, classes, context, guidance_scale).float()
             probs = torch.softmax(logits / max(temperature, 1e-6), -1)
-            sampled = torch.multinomial(probs.reshape(-1, stage.K), 1, generator=generator).view(n, N)
+            sampled = _random.multinomial(probs.reshape(-1, stage.K), 1, generator=generator).view(n, N)
             unknown = tokens == stage.mask_id
             sampled = torch.where(unknown, sampled, tokens)
             if t == T - 1:
@@ -226,7 +228,7 @@ class MaskGIT(nn.Module):
             n_mask = torch.full((n,), math.floor(gamma(ratio) * N), dtype=torch.long, device=device)
             n_mask = torch.minimum(n_mask.clamp(min=1), unknown.sum(1) - 1).clamp(min=0)
             logp = torch.log(torch.gather(probs, -1, sampled[..., None]).squeeze(-1).clamp_min(1e-30))
-            u = torch.rand(n, N, generator=generator, device=device).clamp(1e-20, 1 - 1e-7)
+            u = _random.rand(n, N, generator=generator, device=device).clamp(1e-20, 1 - 1e-7)
             confidence = logp + self.cfg.choice_temperature * (1.0 - ratio) * -torch.log(-torch.log(u))
             confidence = torch.where(unknown, confidence, torch.full_like(confidence, math.inf))
             rank = confidence.argsort(1).argsort(1)
@@ -242,7 +244,7 @@ class MaskGIT(nn.Module):
             n: number of samples (>= 1).
             classes: None (unconditional), one class index for all, or ``int64[n]``.
             guidance_scale / temperature: default from the config.
-            generator: makes sampling reproducible (on the model's device).
+            generator: makes sampling reproducible; any device (drawn there, see :mod:`tsvq._random`).
 
         Returns:
             one ``int64[n, F', T']`` grid per branch (feed to the tokenizer's ``decode_indices``).

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import _random
 from ..eval.ssim import ms_ssim_1d
 
 
@@ -111,7 +112,7 @@ class VAE(nn.Module):
     @staticmethod
     def reparameterize(mu, logvar, generator: torch.Generator | None = None) -> torch.Tensor:
         """``z = mu + exp(logvar / 2) * eps`` with ``eps ~ N(0, I)`` (gradients flow to mu and logvar)."""
-        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        eps = _random.randn(*mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
         return mu + torch.exp(0.5 * logvar) * eps
 
     @staticmethod
@@ -133,7 +134,7 @@ class VAE(nn.Module):
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
         device = self.to_stats.weight.device
-        return self.decode(torch.randn(n, self.cfg.latent_dim, generator=generator, device=device))
+        return self.decode(_random.randn(n, self.cfg.latent_dim, generator=generator, device=device))
 
     def training_progress(self, step: int, total_steps: int) -> None:
         """Linear KL annealing: ``beta_t = beta * min(1, step / kl_anneal_steps)``."""

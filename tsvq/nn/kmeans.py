@@ -49,10 +49,11 @@ def kmeans(
     if use_cosine_sim:
         x = F.normalize(x, dim=-1)
     n = x.shape[0]
+    home = "cpu" if generator is None else generator.device  # the picks are drawn where the generator is
     if n >= num_clusters:
-        pick = torch.randperm(n, generator=generator, device="cpu")[:num_clusters].to(x.device)
+        pick = torch.randperm(n, generator=generator, device=home)[:num_clusters].to(x.device)
     else:
-        pick = torch.randint(0, n, (num_clusters,), generator=generator, device="cpu").to(x.device)
+        pick = torch.randint(0, n, (num_clusters,), generator=generator, device=home).to(x.device)
     means = x[pick].clone()
     if sync:
         dist.broadcast(means, src=0)
