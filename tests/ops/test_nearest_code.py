@@ -142,6 +142,28 @@ def test_bad_input(x, cb, exc, match):
             torch.ops.tsvq.nearest_code(x, cb)
 
 
+@pytest.mark.parametrize("where", ["x", "codebook"])
+def test_cpu_nonfinite_input_is_refused_before_the_kernel(where):
+    # On the first GPU machine an error raised inside a tsvq C++ kernel crashed the process
+    # (benchmarks/check_cpp_errors.py), so the public API must not rely on the kernel's check.
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Record(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.ops = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops.append(func.namespace)
+            return func(*args, **(kwargs or {}))
+
+    x, cb = torch.randn(6, 3), torch.randn(4, 3)
+    (x if where == "x" else cb)[2, 1] = float("nan")
+    with Record() as rec, pytest.raises(ValueError, match=f"{where} contains NaN or inf \\(first at (row|code) 2\\)"):
+        nearest_code(x, cb)
+    assert "tsvq" not in rec.ops
+
+
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_mixed_devices_and_cuda_nonfinite():

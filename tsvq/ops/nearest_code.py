@@ -38,9 +38,26 @@ def nearest_code(x: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.Tensor,
     """
     _checks.check_nearest_code(x, codebook)
     if _extension.has_ops():
+        if x.device.type == "cpu" and not torch.compiler.is_compiling():
+            _check_finite_on_cpu(x, codebook)
         return torch.ops.tsvq.nearest_code(x, codebook)
     _extension.warn_if_missing()
     return reference.nearest_code(x, codebook)
+
+
+def _check_finite_on_cpu(x: torch.Tensor, codebook: torch.Tensor) -> None:
+    """The CPU kernel's NaN/inf errors, raised here first (same words). On the GPU machine of the
+    first GPU session (torch 2.11, extension built with that image's GCC) an error raised inside a
+    tsvq C++ kernel ended the process with a segmentation fault instead of reaching Python
+    (benchmarks/check_cpp_errors.py); a diverging model's NaN is the one such error the public API
+    can reach, so it is caught before the kernel. One pass over x: ~1/K of the search."""
+    bad = ~torch.isfinite(codebook).all(1)
+    if bool(bad.any()):
+        raise ValueError(f"codebook contains NaN or inf (first at code {int(bad.nonzero()[0, 0])})")
+    bad = ~torch.isfinite(x).all(1)
+    if bool(bad.any()):
+        raise ValueError(f"x contains NaN or inf (first at row {int(bad.nonzero()[0, 0])}): "
+                         "the nearest codeword of a non-finite vector is undefined")
 
 
 if _extension.built():
