@@ -35,14 +35,14 @@ def summarize(path: str) -> str:
         for r in sorted(rows, key=lambda r: r["stats"]["median"]):
             info, median = r["extra_info"], r["stats"]["median"]
             thr = next((_rate(v, k[: -len("_per_s")]) for k, v in info.items() if k.endswith("_per_s")), "")
-            peak = info.get("peak_bytes", -1)
+            peak = info.get("peak_bytes")
+            peak = "" if peak is None or peak < 0 else f"{peak / 2**20:.1f}"
             ratio = ""
             if "paired_speedup" in info:
                 ratio = f"{info['paired_speedup']:.2f}x (paired)"
             elif tsvq_median and info.get("impl") != "tsvq":
                 ratio = f"{median / tsvq_median:.2f}x"
-            lines.append(f"| {group} | {info.get('impl')} | {median * 1e3:.3f} | {thr} | "
-                         f"{peak / 2**20:.1f} | {ratio} |")
+            lines.append(f"| {group} | {info.get('impl')} | {median * 1e3:.3f} | {thr} | {peak} | {ratio} |")
     machine = data.get("machine_info", {})
     lines.append("")
     lines.append(f"machine: {machine.get('cpu', {}).get('brand_raw', machine.get('processor', '?'))}, "
