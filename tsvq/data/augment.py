@@ -1,8 +1,8 @@
 """Batched, seeded time-series augmentations for the SSL views (NC-VQVAE, BT-VQVAE).
 
 Every function takes ``x: Tensor[B, C, L]`` (float, any device) and a ``torch.Generator`` on any
-device (or None for the global one; see :mod:`tsvq._random`), draws one set of random parameters per series, and
-returns a new tensor; nothing loops over the batch in Python. Sources: Wen et al. 2020
+device (or None for the global one; see :mod:`tsvq._random`), draws one set of random parameters
+per series, and returns a new tensor; nothing loops over the batch in Python. Sources: Wen et al. 2020
 ("Time series data augmentation for deep learning: a survey") for jitter, amplitude resize,
 flip, slope, window warp and slice-and-shuffle; Lee & Aune 2021 (VIbCReg) for the STFT phase
 shift; the parameters of the presets are those of SPEC section 4 (Mathisen & Lokna 2024,
