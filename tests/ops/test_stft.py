@@ -35,7 +35,8 @@ def _rel_close(a, b, dtype):
     assert ((a - b).abs().max() / scale).item() <= RTOL[dtype], ((a - b).abs().max() / scale).item()
 
 
-# n_fft: 1..64 direct DFT, 65 / 128 the FFT path; odd and even sizes, hops 1..16; every pad mode.
+# n_fft: 1..16 direct DFT on CPUs, the FFT path above (and on GPUs); 64 / 65 / 128 on either side of the
+# former GPU threshold; odd and even sizes, hops 1..16; every pad mode.
 GRID = list(itertools.product([1, 5, 8, 13, 64, 65, 128], [1, 2, 3, 16], [None, "short"], [True, False],
                               ["reflect", "constant", "replicate", "circular"], [False, True], [True, False]))
 
@@ -291,7 +292,8 @@ def test_bad_dtype_raises_type_error():
 @pytest.mark.parametrize("n_fft,hop", [(32, 8), (64, 16), (64, 1), (17, 20)])
 @pytest.mark.parametrize("interleaved", [False, True])
 def test_private_framing_kernels_match_the_dft(device, n_fft, hop, interleaved):
-    """The direct kernels at every size the GPU path uses (CPU dispatch picks FFTs above 16)."""
+    """The direct kernels through the private ops, at the sizes they were built for (up to 64; dispatch
+    takes them only on CPUs up to n_fft 16), on every device: they stay correct while not dispatched on GPUs."""
     R, L = 5, 150
     x = torch.randn(R, L, dtype=torch.float64, device=device)
     w = torch.hann_window(n_fft, dtype=torch.float64, device=device) + 0.1

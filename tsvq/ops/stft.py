@@ -12,10 +12,11 @@ channel of a batch ``Tensor[B, C, L]``. Differences, all deliberate:
   DFT *without* envelope normalisation, not an ISTFT); the window receives no gradient;
 * float16/bfloat16 inputs are computed in float32 and returned as float32 (complex64).
 
-For ``n_fft <= 64`` on GPUs (``<= 16`` on CPUs, where pocketfft wins above) the kernels
-evaluate the DFT directly, fused with the centre padding (by index arithmetic), windowing,
-normalisation and, in the inverse, the overlap-add and envelope division; above that the op
-uses ``torch.fft`` internally.
+For ``n_fft <= 16`` on CPUs (pocketfft wins above) the kernels evaluate the DFT directly, fused
+with the centre padding (by index arithmetic), windowing, normalisation and, in the inverse, the
+overlap-add and envelope division; above that, and on GPUs at every n_fft, the op uses
+``torch.fft`` internally (on an H200 the CUDA direct-DFT kernels measured 0.12x-0.72x of torch's
+cuFFT path, the FFT path 0.81x-0.90x: benchmarks/RESULTS.md, 2026-11-30).
 """
 from __future__ import annotations
 
@@ -186,8 +187,9 @@ def check_nola(window: torch.Tensor | None, n_fft: int, hop_length: int, win_len
 
 def _uses_direct_dft(n_fft: int, device: torch.device) -> bool:
     """Whether the C++ op takes the direct-DFT kernels (mirror of ``use_direct`` in csrc/ops/stft/stft.cpp:
-    n_fft <= 16 on CPU, <= 64 on GPUs); otherwise it runs torch.fft inside the op."""
-    return n_fft <= (16 if device.type == "cpu" else 64)
+    n_fft <= 16 on CPU, never on GPUs, where they measured slower than cuFFT); otherwise it runs
+    torch.fft inside the op."""
+    return n_fft <= (16 if device.type == "cpu" else 0)
 
 
 def _use_ops() -> bool:
@@ -267,7 +269,7 @@ def stft(x: torch.Tensor, n_fft: int, hop_length: int | None = None, win_length:
 
     Args:
         x: Tensor[B, C, L], float32/float64 (float16/bfloat16 are computed in float32).
-        n_fft: DFT size (>= 1). ``n_fft <= 64`` (16 on CPUs) uses the direct-DFT kernels.
+        n_fft: DFT size (>= 1). ``n_fft <= 16`` on CPUs uses the direct-DFT kernels.
         hop_length: samples between frames, default ``n_fft // 4``.
         win_length: window length (<= n_fft), default ``n_fft``; the window is zero-padded to
             ``n_fft``, centred.

@@ -8,7 +8,7 @@
 //        -> [B, C, L]; spec in either layout; length < 0 means "natural length".
 //   _stft_backward / _istft_backward: the adjoints (used by autograd; linear, so their own
 //        backward is the forward op).
-// Direct path (n_fft <= 64 on GPUs, <= 16 on CPUs): the DFT is a real GEMM against a basis matrix whose columns are
+// Direct path (n_fft <= 16 on CPUs; not taken on GPUs, see use_direct): the DFT is a real GEMM against a basis matrix whose columns are
 // w[n] cos(2 pi f n / N) and -w[n] sin(2 pi f n / N) (window and normalisation folded in),
 // evaluated by the private framing kernels _stft_analysis / _stft_synthesis (CPU + CUDA), which
 // read the centre padding by index arithmetic and overlap-add in the same pass. Above that the op
@@ -33,10 +33,17 @@
 namespace tsvq {
 namespace {
 
-// Largest n_fft evaluated by the direct-DFT kernels. On CPUs the O(n_fft^2) direct DFT only beats
-// pocketfft/MKL for small transforms (benchmarks/bench_stft.py); GPUs take it up to 64.
+// Largest n_fft evaluated by the direct-DFT kernels (mirrored by _uses_direct_dft in
+// tsvq/ops/stft.py). CPUs: the O(n_fft^2) direct DFT only beats pocketfft/MKL for small transforms
+// (benchmarks/RESULTS.md, 2026-11-21). GPUs: none for now. On an H200 (2026-11-30) the CUDA direct
+// kernels ran at 0.12x-0.72x of torch's cuFFT path for n_fft 8..64, while this op's FFT path (the
+// same ATen calls as torch) ran at 0.81x-0.90x; so GPUs take the FFT path until the kernels beat
+// it. The kernels stay built and tested through the private ops _stft_analysis / _stft_synthesis.
+constexpr int64_t kDirectMaxNfftCpu = 16;
+constexpr int64_t kDirectMaxNfftGpu = 0;
+
 bool use_direct(int64_t n_fft, const at::Device& device) {
-  return n_fft <= (device.is_cpu() ? 16 : 64);
+  return n_fft <= (device.is_cpu() ? kDirectMaxNfftCpu : kDirectMaxNfftGpu);
 }
 
 int64_t pad_mode_code(c10::string_view mode) {

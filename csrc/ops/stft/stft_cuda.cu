@@ -1,5 +1,6 @@
-// CUDA framing kernels behind tsvq::stft / tsvq::istft (direct DFT path, n_fft <= 64); the
-// math is that of stft_cpu.cpp.
+// CUDA framing kernels of the direct-DFT path (the private ops _stft_analysis / _stft_synthesis);
+// the math is that of stft_cpu.cpp. Not dispatched by tsvq::stft / tsvq::istft on GPUs for now:
+// slower than cuFFT on an H200 (use_direct in stft.cpp, benchmarks/RESULTS.md).
 //
 // _stft_analysis: one block per (row, tile of kTT frames). The block reads the samples its
 //   frames cover once, resolving the centre padding by index arithmetic, and stores them in
