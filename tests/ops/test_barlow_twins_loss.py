@@ -1,3 +1,5 @@
+from collections import Counter
+
 import pytest
 import torch
 
@@ -83,6 +85,35 @@ def test_opcheck(device):
     z2 = torch.randn(8, 12, device=device, requires_grad=True)
     torch.library.opcheck(torch.ops.tsvq.barlow_twins_loss.default, (z1, z2, 0.005, 1e-5, False, True))
     torch.library.opcheck(torch.ops.tsvq.barlow_twins_loss.default, (z1.detach()[:, :4], z2.detach()[:, :4]))
+
+
+def test_opcheck_private_ops(device):
+    z1 = torch.randn(8, 12, device=device, dtype=torch.float64, requires_grad=True)
+    z2 = torch.randn(8, 12, device=device, dtype=torch.float64, requires_grad=True)
+    for a, b in ((z1, z2), (z1[:, :4], z2[:, :4])):  # Gram path (N < D), blocked path
+        args = (a, b, 0.05, 1e-5, True, True)
+        torch.library.opcheck(torch.ops.tsvq._barlow_twins_loss_forward.default, args)
+        loss, *saved = torch.ops.tsvq._barlow_twins_loss_forward(*args)
+        assert loss.requires_grad and not any(t.requires_grad for t in saved)  # intermediates: no gradient
+        grad = torch.ones((), device=device, dtype=torch.float64)
+        torch.library.opcheck(torch.ops.tsvq._barlow_twins_loss_backward.default,
+                              (grad, *saved, 0.05, True, True, torch.float64))
+
+
+@pytest.mark.parametrize("N,D", [(16, 64), (64, 16)])
+def test_backward_recomputes_nothing_of_the_forward(N, D):
+    # The forward's standardised views and Gram matrices are saved: the backward runs no batch-norm
+    # forward and, on the Gram path, no GEMM but the two that propagate through G.
+    z1 = torch.randn(N, D, requires_grad=True)
+    z2 = torch.randn(N, D, requires_grad=True)
+    loss = barlow_twins_loss(z1, z2, 0.005)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        loss.backward()
+    calls = Counter(e.name for e in prof.events() if e.name.startswith("aten::"))
+    assert calls["aten::native_batch_norm_backward"] == 1, calls
+    assert not calls["aten::native_batch_norm"] and not calls["aten::bmm"], calls
+    if N < D:
+        assert not calls["aten::mm"] and calls["aten::addmm_"] == 2, calls
 
 
 def test_compiles_without_graph_break():

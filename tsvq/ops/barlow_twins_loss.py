@@ -23,9 +23,12 @@ def barlow_twins_loss(
     and ``L = sum_i (1 - C_ii)^2 + lambd * sum_{i != j} C_ij^2``, divided by D when
     ``scale_by_dim`` (the NC-VQVAE setting: lambd 0.005, loss / 4096).
 
-    Forward and backward are fused; when N < D the exact Gram formulation
-    ``sum_ij C_ij^2 = <Z1 Z1^T, Z2 Z2^T> / N^2`` is used, so cost is O(N^2 D) and memory
-    O(N^2 + N D), never D x D. Otherwise C is formed one block of rows at a time.
+    Forward and backward are fused into a few large ATen calls: both views are standardised by
+    one batch-norm call on ``[z1 | z2]``, and when N < D the exact Gram formulation
+    ``sum_ij C_ij^2 = <Z1 Z1^T, Z2 Z2^T> / N^2`` (one batched GEMM) is used, so cost is
+    O(N^2 D) and memory O(N^2 + N D), never D x D. Otherwise C is formed one block of rows at a
+    time. The backward reuses the forward's standardised views and Gram matrices
+    (``csrc/ops/barlow_twins_loss/barlow_twins_loss.cpp`` gives the algebra).
 
     Args:
         z1, z2: Tensor[N, D], same dtype (float32/float64/float16/bfloat16) and device; N >= 2.
@@ -51,22 +54,31 @@ def barlow_twins_loss(
 
 if _extension.built():
 
-    @torch.library.register_fake("tsvq::barlow_twins_loss")
-    def _(z1, z2, lambd=0.005, eps=1e-5, unbiased=False, scale_by_dim=False):
-        return z1.new_empty(())
+    @torch.library.register_fake("tsvq::_barlow_twins_loss_forward")
+    def _(z1, z2, lambd, eps, unbiased, scale_by_dim):
+        n, d = z1.shape
+        acc = torch.float64 if z1.dtype == torch.float64 else torch.float32
+        gram = z1.new_empty((2, n, n) if n < d else (0,), dtype=acc)
+        return (z1.new_empty(()), z1.new_empty((n, 2 * d), dtype=acc), z1.new_empty((2 * d,), dtype=acc), gram,
+                z1.new_empty((d,), dtype=acc))
 
     @torch.library.register_fake("tsvq::_barlow_twins_loss_backward")
-    def _(grad, z1, z2, lambd, eps, unbiased, scale_by_dim):
-        return torch.empty_like(z1), torch.empty_like(z2)
+    def _(grad, a, invstd, gram, r, lambd, unbiased, scale_by_dim, dtype):
+        return torch.empty_like(a, dtype=dtype)
 
     def _setup_context(ctx, inputs, output):
-        z1, z2, *rest = inputs
-        ctx.save_for_backward(z1, z2)
-        ctx.args = tuple(rest)
+        _, a, invstd, gram, r = output
+        ctx.mark_non_differentiable(a, invstd, gram, r)
+        ctx.set_materialize_grads(False)  # no zero gradients for the four intermediates
+        ctx.save_for_backward(a, invstd, gram, r)
+        ctx.args = (inputs[2], inputs[4], inputs[5], inputs[0].dtype)  # lambd, unbiased, scale_by_dim, dtype
 
-    def _backward(ctx, grad):
-        z1, z2 = ctx.saved_tensors
-        dz1, dz2 = torch.ops.tsvq._barlow_twins_loss_backward(grad, z1, z2, *ctx.args)
-        return dz1, dz2, None, None, None, None
+    def _backward(ctx, grad, *_):
+        if grad is None:
+            return None, None, None, None, None, None
+        lambd, unbiased, scale_by_dim, dtype = ctx.args
+        dz = torch.ops.tsvq._barlow_twins_loss_backward(grad, *ctx.saved_tensors, lambd, unbiased, scale_by_dim, dtype)
+        d = dz.shape[1] // 2
+        return dz[:, :d], dz[:, d:], None, None, None, None
 
-    torch.library.register_autograd("tsvq::barlow_twins_loss", _backward, setup_context=_setup_context)
+    torch.library.register_autograd("tsvq::_barlow_twins_loss_forward", _backward, setup_context=_setup_context)

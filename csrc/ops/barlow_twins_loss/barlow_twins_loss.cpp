@@ -1,19 +1,26 @@
 // Barlow Twins loss (Zbontar et al. 2021, eq. 1), forward and backward without a D x D matrix
-// when N < D.
+// when N < D, in a few large ATen calls.
 //
-// A = columns of z standardised over the batch, s = sqrt(var + eps) (biased var by default, as
-// facebookresearch/barlowtwins' BatchNorm1d(affine=False)); C = A1^T A2 / N;
-// L = sum_i (1 - C_ii)^2 + lambd sum_{i != j} C_ij^2  (divided by D with scale_by_dim).
-// With c_i = C_ii (an O(N D) column dot product) and ||C||_F^2 = <G1, G2> / N^2, G = A A^T:
-//   L = sum_i (1 - c_i)^2 - lambd sum_i c_i^2 + lambd ||C||_F^2.
-// dL/dA1 = (2 lambd / N^2) G2 A1 + A2 diag(w) / N with w_i = -2 (1 - c_i) - 2 lambd c_i, and
-// symmetrically for A2; then the batch-standardisation backward
-//   dz = (dA - mean(dA) - A mean(dA * A) * N / (N - unbiased)) / s.
-// Cost O(N^2 D) and memory O(N^2 + N D) on the Gram path (N < D); otherwise column blocks of C
-// (Cb = A1[:, blk]^T A2 / N) are formed one at a time: O(N D^2) time, O(block D) memory.
-// The GEMMs are ATen's (MKL/cuBLAS) on whatever device the inputs live on; statistics are
-// accumulated in float32 (float64 for float64 inputs).
+// Both views are standardised in one call: X = [z1 | z2] is Tensor[N, 2D] and ATen's training
+// batch norm (no affine, no running statistics: one fused column-statistics kernel on CPU and
+// CUDA) gives A = (X - mean) * invstd with invstd = 1 / sqrt(var + eps), the biased variance of
+// facebookresearch/barlowtwins' BatchNorm1d(affine=False). The unbiased variance is the same call
+// with eps' = eps (N - 1) / N and a scalar factor folded into the divisor m below:
+//   A_unbiased = sqrt((N - 1) / N) A(eps'),  so  C = A1^T A2 / m,  m = N (biased), N^2 / (N - 1).
+// L = sum_i (1 - C_ii)^2 + lambd sum_{i != j} C_ij^2 (times s = 1 / D with scale_by_dim).
+// With r_i = (A1^T A2)_ii (an O(N D) column dot product) and ||A1^T A2||_F^2 = <G1, G2>,
+// G = A A^T (one batched GEMM over the two views):
+//   L = s sum_i [1 - 2 r_i / m + (1 - lambd) r_i^2 / m^2] + s lambd <G1, G2> / m^2.
+// The forward returns A, invstd, G and r with the loss, so the backward recomputes nothing:
+//   dL/dA1 = k G2 A1 + A2 diag(w),  dL/dA2 = k G1 A2 + A1 diag(w),
+//   k = 2 s lambd / m^2,  w_i = s (2 (1 - lambd) r_i / m^2 - 2 / m),
+// then the batch-standardisation backward dX = (dA - mean(dA) - A mean(dA * A)) * invstd, which
+// is ATen's batch-norm backward run on A itself (mean 0, invstd 1) with invstd as its weight.
+// Cost O(N^2 D), memory O(N^2 + N D) on the Gram path (N < D). Otherwise column blocks of
+// A1^T A2 are formed one at a time: O(N D^2) time, O(block D) memory, in forward and backward.
+// Statistics and products are in float32 (float64 for float64 inputs); GEMMs are MKL / cuBLAS.
 #include <ATen/ATen.h>
+#include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
 
 #include "../../common/checks.h"
@@ -21,7 +28,7 @@
 namespace tsvq {
 namespace {
 
-constexpr int64_t kBlockElems = int64_t(1) << 22;  // elements of one C column block
+constexpr int64_t kBlockElems = int64_t(1) << 22;  // elements of one block of A1^T A2
 
 void check_inputs(const at::Tensor& z1, const at::Tensor& z2, double lambd, double eps) {
   check_rank(z1, 2, "z1", "Tensor[N, D]");
@@ -40,109 +47,128 @@ void check_inputs(const at::Tensor& z1, const at::Tensor& z2, double lambd, doub
   TORCH_CHECK_VALUE(eps >= 0, "eps must be >= 0, got ", eps);
 }
 
-struct Standardised {
-  at::Tensor a;        // [N, D], acc dtype
-  at::Tensor inv_std;  // [D]
-};
-
-Standardised standardise(const at::Tensor& z, double eps, bool unbiased) {
-  auto x = z.to(acc_dtype(z.scalar_type()));
-  auto mean = x.mean(0, /*keepdim=*/true);
-  auto centred = x - mean;
-  auto var = centred.pow(2).sum(0) / static_cast<double>(x.size(0) - (unbiased ? 1 : 0));
-  auto inv_std = (var + eps).rsqrt();
-  return {centred * inv_std, inv_std};
-}
-
 bool gram_path(int64_t N, int64_t D) { return N < D; }
 
 int64_t block_cols(int64_t D) { return std::max<int64_t>(1, std::min<int64_t>(D, kBlockElems / D)); }
 
-at::Tensor barlow_twins_loss(const at::Tensor& z1, const at::Tensor& z2, double lambd, double eps,
-                             bool unbiased, bool scale_by_dim) {
+// The divisor m of C = A1^T A2 / m (see the header).
+double divisor(int64_t N, bool unbiased) {
+  const double n = static_cast<double>(N);
+  return unbiased ? n * n / (n - 1.0) : n;
+}
+
+// -> (loss, A [N, 2D], invstd [2D], G [2, N, N] or [0], r [D]); A, invstd, G, r in the
+// accumulation dtype, the loss in the dtype of z1.
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> barlow_twins_loss_forward(
+    const at::Tensor& z1, const at::Tensor& z2, double lambd, double eps, bool unbiased,
+    bool scale_by_dim) {
   check_inputs(z1, z2, lambd, eps);
   const int64_t N = z1.size(0), D = z1.size(1);
-  auto s1 = standardise(z1, eps, unbiased);
-  auto s2 = standardise(z2, eps, unbiased);
-  const double n = static_cast<double>(N);
-  auto c = (s1.a * s2.a).sum(0) / n;  // diagonal of C, [D]
-  at::Tensor frob;                    // ||C||_F^2
+  const double n = static_cast<double>(N), m = divisor(N, unbiased);
+  const double s = scale_by_dim ? 1.0 / static_cast<double>(D) : 1.0;
+  auto x = at::empty({N, 2 * D}, z1.options().dtype(acc_dtype(z1.scalar_type())));
+  at::cat_out(x, {z1, z2}, 1);  // converts float16 / bfloat16 on the way
+  auto bn = at::native_batch_norm(x, {}, {}, {}, {}, /*training=*/true, 0.0,
+                                  unbiased ? eps * (n - 1.0) / n : eps);
+  auto a = std::get<0>(bn), invstd = std::get<2>(bn);
+  x.reset();
+  auto a1 = a.narrow(1, 0, D), a2 = a.narrow(1, D, D);
+  auto r = at::mul(a1, a2).sum(0);
+  at::Tensor gram, frob;  // frob = ||A1^T A2||_F^2
   if (gram_path(N, D)) {
-    auto g1 = at::mm(s1.a, s1.a.t());
-    auto g2 = at::mm(s2.a, s2.a.t());
-    frob = (g1 * g2).sum() / (n * n);
+    auto av = a.view({N, 2, D}).transpose(0, 1);  // [2, N, D], no copy
+    gram = at::bmm(av, av.transpose(1, 2));
+    frob = at::dot(gram[0].view(-1), gram[1].view(-1));
   } else {
-    frob = at::zeros({}, c.options());
+    gram = at::empty({0}, a.options());
+    frob = at::zeros({}, a.options());
     const int64_t b = block_cols(D);
     for (int64_t j = 0; j < D; j += b) {
-      auto cb = at::mm(s1.a.narrow(1, j, std::min(b, D - j)).t(), s2.a) / n;
-      frob = frob + cb.pow(2).sum();
+      auto cb = at::mm(a1.narrow(1, j, std::min(b, D - j)).t(), a2).view(-1);
+      frob.add_(at::dot(cb, cb));
     }
   }
-  auto loss = (1.0 - c).pow(2).sum() - lambd * c.pow(2).sum() + lambd * frob;
-  if (scale_by_dim) loss = loss / static_cast<double>(D);
-  return loss.to(z1.scalar_type());
+  // s sum_i [1 - 2 r_i / m + (1 - lambd) r_i^2 / m^2]  +  s lambd frob / m^2
+  auto per_dim = at::addcmul(at::mul(r, -2.0 * s / m).add_(s), r, r, (1.0 - lambd) * s / (m * m));
+  auto loss = at::add(per_dim.sum(), frob, s * lambd / (m * m));
+  return {loss.to(z1.scalar_type()), a, invstd, gram, r};
 }
 
-at::Tensor standardise_backward(const at::Tensor& da, const Standardised& s, bool unbiased) {
-  const double n = static_cast<double>(da.size(0));
-  const double k = n / (n - (unbiased ? 1.0 : 0.0));
-  auto proj = (da * s.a).mean(0, true) * k;
-  return (da - da.mean(0, true) - s.a * proj) * s.inv_std;
-}
-
-std::tuple<at::Tensor, at::Tensor> barlow_twins_loss_backward(const at::Tensor& grad,
-                                                              const at::Tensor& z1,
-                                                              const at::Tensor& z2, double lambd,
-                                                              double eps, bool unbiased,
-                                                              bool scale_by_dim) {
-  check_inputs(z1, z2, lambd, eps);
-  const int64_t N = z1.size(0), D = z1.size(1);
-  auto s1 = standardise(z1, eps, unbiased);
-  auto s2 = standardise(z2, eps, unbiased);
-  const double n = static_cast<double>(N);
-  auto g = grad.to(s1.a.scalar_type());
-  if (scale_by_dim) g = g / static_cast<double>(D);
-  auto c = (s1.a * s2.a).sum(0) / n;
-  auto w = (-2.0 * (1.0 - c) - 2.0 * lambd * c) / n;  // [D]
-  at::Tensor da1, da2;
+// dL/d[z1 | z2] as Tensor[N, 2D] in `dtype`, from the forward's saved A, invstd, G and r.
+at::Tensor barlow_twins_loss_backward(const at::Tensor& grad, const at::Tensor& a,
+                                      const at::Tensor& invstd, const at::Tensor& gram,
+                                      const at::Tensor& r, double lambd, bool unbiased,
+                                      bool scale_by_dim, at::ScalarType dtype) {
+  check_rank(a, 2, "a", "Tensor[N, 2D]");
+  const int64_t N = a.size(0), D = a.size(1) / 2;
+  TORCH_CHECK_VALUE(a.size(1) == 2 * D && r.dim() == 1 && r.size(0) == D && invstd.dim() == 1 &&
+                        invstd.size(0) == 2 * D,
+                    "a, invstd and r must be Tensor[N, 2D], [2D] and [D], got ", a.sizes(), ", ",
+                    invstd.sizes(), " and ", r.sizes());
+  const double m = divisor(N, unbiased);
+  const double s = scale_by_dim ? 1.0 / static_cast<double>(D) : 1.0;
+  const double k = 2.0 * s * lambd / (m * m);
+  auto a1 = a.narrow(1, 0, D), a2 = a.narrow(1, D, D);
+  auto w = at::mul(r, 2.0 * s * (1.0 - lambd) / (m * m)).add_(-2.0 * s / m);  // [D]
+  auto da = at::empty_like(a);
+  auto da1 = da.narrow(1, 0, D), da2 = da.narrow(1, D, D);
+  at::mul_out(da1, a2, w);
+  at::mul_out(da2, a1, w);
   if (gram_path(N, D)) {
-    auto g1 = at::mm(s1.a, s1.a.t());
-    auto g2 = at::mm(s2.a, s2.a.t());
-    const double k = 2.0 * lambd / (n * n);
-    da1 = at::mm(g2, s1.a) * k + s2.a * w;
-    da2 = at::mm(g1, s2.a) * k + s1.a * w;
+    TORCH_CHECK_VALUE(gram.dim() == 3 && gram.size(0) == 2 && gram.size(1) == N && gram.size(2) == N,
+                      "gram must be Tensor[2, N, N] when N < D, got ", gram.sizes());
+    da1.addmm_(gram[1], a1, 1.0, k);
+    da2.addmm_(gram[0], a2, 1.0, k);
   } else {
-    da1 = at::empty_like(s1.a);
-    da2 = s1.a * w;
     const int64_t b = block_cols(D);
     for (int64_t j = 0; j < D; j += b) {
       const int64_t len = std::min(b, D - j);
-      auto a1b = s1.a.narrow(1, j, len);
-      auto dcb = at::mm(a1b.t(), s2.a) * (2.0 * lambd / n);  // dL/dC for these rows of C, [len, D]
-      // dA1[:, blk] = A2 dCb^T / N ; dA2 += A1[:, blk] dCb / N
-      da1.narrow(1, j, len).copy_(at::mm(s2.a, dcb.t()) / n + s2.a.narrow(1, j, len) * w.narrow(0, j, len));
-      da2.add_(at::mm(a1b, dcb) / n);
+      auto a1b = a1.narrow(1, j, len);
+      auto cb = at::mm(a1b.t(), a2);  // rows j..j+len of A1^T A2, [len, D]
+      da1.narrow(1, j, len).addmm_(a2, cb.t(), 1.0, k);
+      da2.addmm_(a1b, cb, 1.0, k);
     }
   }
-  auto dz1 = standardise_backward(da1 * g, s1, unbiased).to(z1.scalar_type());
-  auto dz2 = standardise_backward(da2 * g, s2, unbiased).to(z2.scalar_type());
-  return {dz1, dz2};
+  // Batch-norm backward on A with mean 0 and invstd 1 is (dA - mean(dA) - A mean(dA * A)); its
+  // weight multiplies by the real invstd and the incoming gradient.
+  auto weight = at::mul(invstd, grad.to(a.scalar_type()));
+  auto dx = std::get<0>(at::native_batch_norm_backward(
+      da, a, weight, {}, {}, at::zeros({2 * D}, a.options()), at::ones({2 * D}, a.options()),
+      /*train=*/true, 0.0, {true, false, false}));
+  return dx.to(dtype);
+}
+
+at::Tensor barlow_twins_loss(const at::Tensor& z1, const at::Tensor& z2, double lambd, double eps,
+                             bool unbiased, bool scale_by_dim) {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("tsvq::_barlow_twins_loss_forward", "")
+                       .typed<decltype(barlow_twins_loss_forward)>();
+  return std::get<0>(op.call(z1, z2, lambd, eps, unbiased, scale_by_dim));
 }
 
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(tsvq, m) {
-  // z1, z2: Tensor[N, D] -> scalar loss (dtype of z1).
+  // z1, z2: Tensor[N, D] -> scalar loss (dtype of z1). Differentiable through the private
+  // forward, whose autograd (tsvq/ops/barlow_twins_loss.py) keeps its intermediates.
   m.def("barlow_twins_loss(Tensor z1, Tensor z2, float lambd=0.005, float eps=1e-5, "
         "bool unbiased=False, bool scale_by_dim=False) -> Tensor");
-  m.def("_barlow_twins_loss_backward(Tensor grad, Tensor z1, Tensor z2, float lambd, float eps, "
-        "bool unbiased, bool scale_by_dim) -> (Tensor, Tensor)");
+  // -> (loss, A [N, 2D], invstd [2D], gram [2, N, N] or [0], r [D]).
+  m.def("_barlow_twins_loss_forward(Tensor z1, Tensor z2, float lambd, float eps, bool unbiased, "
+        "bool scale_by_dim) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+  // -> dL/d[z1 | z2], Tensor[N, 2D] in dtype.
+  m.def("_barlow_twins_loss_backward(Tensor grad, Tensor a, Tensor invstd, Tensor gram, Tensor r, "
+        "float lambd, bool unbiased, bool scale_by_dim, ScalarType dtype) -> Tensor");
 }
 
-// GEMM-bound composites: one implementation serves CPU and CUDA through ATen's GEMMs.
-TORCH_LIBRARY_IMPL(tsvq, CompositeExplicitAutograd, m) {
+// The loss decomposes into the private forward, which carries the autograd formula.
+TORCH_LIBRARY_IMPL(tsvq, CompositeImplicitAutograd, m) {
   m.impl("barlow_twins_loss", &barlow_twins_loss);
+}
+
+// GEMM-bound composites: one implementation serves CPU and CUDA through ATen's kernels.
+TORCH_LIBRARY_IMPL(tsvq, CompositeExplicitAutograd, m) {
+  m.impl("_barlow_twins_loss_forward", &barlow_twins_loss_forward);
   m.impl("_barlow_twins_loss_backward", &barlow_twins_loss_backward);
 }
 
