@@ -11,8 +11,8 @@ pytestmark = pytest.mark.skipif(not tsvq.has_ops(), reason="tsvq._C not built")
 TOL = {torch.float32: 1e-4, torch.float64: 1e-10, torch.float16: 2e-2, torch.bfloat16: 1e-1}
 
 
-def _check_against_reference(x, cb):
-    idx, dist = nearest_code(x, cb)
+def _check_against_reference(x, cb, fn=nearest_code):
+    idx, dist = fn(x, cb)
     ridx, rdist = reference.nearest_code(x, cb)
     assert idx.dtype == torch.int64 and idx.shape == (x.shape[0],)
     assert dist.dtype == x.dtype and dist.shape == (x.shape[0],)
@@ -172,3 +172,46 @@ def test_mixed_devices_and_cuda_nonfinite():
     x = torch.tensor([[0.0, float("nan")], [1.0, 1.0]], device="cuda")
     idx, dist = nearest_code(x, torch.randn(3, 2, device="cuda"))
     assert idx[0].item() == -1 and torch.isnan(dist[0]) and idx[1].item() >= 0
+
+
+# The register-tiled CUDA candidate (csrc/ops/nearest_code/nearest_code_tiled.cuh), reached only
+# through the private op until a GPU run has timed it against the current kernel. Its index
+# arithmetic is also checked on the CPU by tests/ops/test_cuda_emulated.py.
+def _tiled(x, cb):
+    return torch.ops.tsvq._nearest_code_tiled(x, cb)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("shape", [(1, 1, 1), (5, 3, 1), (9, 7, 3), (130, 129, 9), (300, 1025, 8), (4097, 33, 17),
+                                   (777, 37, 40), (2000, 1024, 64), (513, 300, 256)])
+def test_tiled_candidate_matches_reference(shape):
+    n, k, d = shape
+    g = torch.Generator().manual_seed(n + k + d)
+    x = torch.randn(n, d, generator=g).cuda()
+    cb = torch.randn(k, d, generator=g).cuda()
+    _check_against_reference(x, cb, _tiled)
+    _check_against_reference(noncontiguous(x), noncontiguous(cb), _tiled)
+    idx, dist = _tiled(x, cb)
+    cur_idx, cur_dist = nearest_code(x, cb)  # the current kernel: same arithmetic, so the same codes
+    assert (idx != cur_idx).float().mean() < 0.001
+    torch.testing.assert_close(dist, cur_dist, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_tiled_candidate_ties_nonfinite_empty_and_checks():
+    cb = torch.randn(200, 16, device="cuda")
+    cb[130:] = cb[:70]  # duplicates across code tiles: the lower index must win
+    x = cb[torch.arange(0, 70, device="cuda").repeat(5)].clone()
+    x[3, 0] = float("nan")
+    idx, dist = _tiled(x, cb)
+    expect = torch.arange(70, device="cuda").repeat(5)
+    assert idx[3].item() == -1 and torch.isnan(dist[3])
+    keep = torch.arange(350, device="cuda") != 3
+    assert torch.equal(idx[keep], expect[keep])
+    idx, dist = _tiled(torch.empty(0, 16, device="cuda"), cb)
+    assert idx.shape == (0,) and dist.shape == (0,)
+    with pytest.raises(TypeError, match="float32"):
+        _tiled(x.double(), cb.double())
+    torch.library.opcheck(torch.ops.tsvq._nearest_code_tiled.default, (x[4:], cb))

@@ -63,6 +63,7 @@ def _check_finite_on_cpu(x: torch.Tensor, codebook: torch.Tensor) -> None:
 if _extension.built():
 
     @torch.library.register_fake("tsvq::nearest_code")
+    @torch.library.register_fake("tsvq::_nearest_code_tiled")
     def _(x, codebook):
         n = x.shape[0]
         return x.new_empty(n, dtype=torch.long), x.new_empty(n)

@@ -17,6 +17,7 @@
 
 #include "../../common/cuda_utils.cuh"
 #include "nearest_code.h"
+#include "nearest_code_tiled.cuh"
 
 namespace tsvq {
 namespace {
@@ -132,33 +133,67 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-std::tuple<at::Tensor, at::Tensor> nearest_code_cuda(const at::Tensor& x_in,
-                                                      const at::Tensor& codebook_in) {
+// What both kernels' launchers share: checks, outputs, contiguous operands, ||c||^2.
+struct Launch {
+  at::Tensor x, cb, cnorm, indices, dist;
+  int64_t N, K, D;
+  unsigned blocks;
+};
+
+Launch prepare(const at::Tensor& x_in, const at::Tensor& codebook_in, int64_t rows_per_block) {
   check_nearest_code_inputs(x_in, codebook_in);
   TORCH_CHECK_VALUE(x_in.is_cuda(), "x must be a CUDA tensor here, got ", x_in.device());
+  Launch l;
+  l.N = x_in.size(0), l.K = codebook_in.size(0), l.D = x_in.size(1);
+  l.indices = at::empty({l.N}, x_in.options().dtype(at::kLong));
+  l.dist = at::empty({l.N}, x_in.options());
+  const int64_t blocks = ceil_div(l.N, rows_per_block);
+  TORCH_CHECK_VALUE(blocks <= std::numeric_limits<int32_t>::max(), "x has too many rows: ", l.N);
+  l.blocks = static_cast<unsigned>(blocks);
+  if (l.N == 0) return l;
+  l.x = x_in.contiguous();
+  l.cb = codebook_in.contiguous();
+  l.cnorm = l.cb.to(acc_dtype(l.cb.scalar_type())).pow(2).sum(1);
+  return l;
+}
+
+std::tuple<at::Tensor, at::Tensor> nearest_code_cuda(const at::Tensor& x_in,
+                                                      const at::Tensor& codebook_in) {
+  auto l = prepare(x_in, codebook_in, kBM);
   const c10::cuda::CUDAGuard guard(x_in.device());
-  const int64_t N = x_in.size(0), K = codebook_in.size(0), D = x_in.size(1);
-  auto indices = at::empty({N}, x_in.options().dtype(at::kLong));
-  auto dist = at::empty({N}, x_in.options());
-  if (N == 0) return {indices, dist};
-  auto x = x_in.contiguous();
-  auto cb = codebook_in.contiguous();
-  auto cnorm = cb.to(acc_dtype(cb.scalar_type())).pow(2).sum(1);
+  if (l.N == 0) return {l.indices, l.dist};
   auto stream = c10::cuda::getCurrentCUDAStream();
-  const int64_t blocks = ceil_div(N, kBM);
-  TORCH_CHECK_VALUE(blocks <= std::numeric_limits<int32_t>::max(), "x has too many rows: ", N);
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "nearest_code_cuda", [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, l.x.scalar_type(), "nearest_code_cuda", [&] {
     using acc_t = typename acc<scalar_t>::type;
-    nearest_code_kernel<scalar_t, acc_t><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(
-        x.data_ptr<scalar_t>(), cb.data_ptr<scalar_t>(), cnorm.data_ptr<acc_t>(), N, K, D,
-        indices.data_ptr<int64_t>(), dist.data_ptr<scalar_t>());
+    nearest_code_kernel<scalar_t, acc_t><<<l.blocks, kThreads, 0, stream>>>(
+        l.x.data_ptr<scalar_t>(), l.cb.data_ptr<scalar_t>(), l.cnorm.data_ptr<acc_t>(), l.N, l.K, l.D,
+        l.indices.data_ptr<int64_t>(), l.dist.data_ptr<scalar_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
-  return {indices, dist};
+  return {l.indices, l.dist};
+}
+
+// The register-tiled candidate (nearest_code_tiled.cuh), float32 only.
+std::tuple<at::Tensor, at::Tensor> nearest_code_tiled_cuda(const at::Tensor& x_in,
+                                                            const at::Tensor& codebook_in) {
+  TORCH_CHECK_TYPE(x_in.scalar_type() == at::kFloat, "_nearest_code_tiled takes float32, got ", x_in.scalar_type());
+  TORCH_CHECK_VALUE(codebook_in.dim() < 1 || codebook_in.size(0) <= std::numeric_limits<int32_t>::max(),
+                    "codebook has too many codes: ", codebook_in.size(0));
+  auto l = prepare(x_in, codebook_in, tiled::kBM);
+  const c10::cuda::CUDAGuard guard(x_in.device());
+  if (l.N == 0) return {l.indices, l.dist};
+  tiled::nearest_code_tiled_kernel<<<l.blocks, tiled::kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
+      l.x.data_ptr<float>(), l.cb.data_ptr<float>(), l.cnorm.data_ptr<float>(), l.N, static_cast<int>(l.K), l.D,
+      l.indices.data_ptr<int64_t>(), l.dist.data_ptr<float>());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return {l.indices, l.dist};
 }
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(tsvq, CUDA, m) { m.impl("nearest_code", &nearest_code_cuda); }
+TORCH_LIBRARY_IMPL(tsvq, CUDA, m) {
+  m.impl("nearest_code", &nearest_code_cuda);
+  m.impl("_nearest_code_tiled", &nearest_code_tiled_cuda);
+}
 
 }  // namespace tsvq

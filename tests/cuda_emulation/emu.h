@@ -1,0 +1,68 @@
+// A CPU stand-in for the few CUDA constructs a tsvq kernel header uses, so that CI (no GPU)
+// runs the kernel's index arithmetic, boundary handling and reductions for real:
+// tests/ops/test_cuda_emulated.py compiles a driver including the kernel header with the host
+// C++ compiler. One block at a time, one std::thread per CUDA thread; __syncthreads is a
+// barrier of the block, __shared__ a function-local static (shared by the block's threads),
+// __shfl_xor_sync an exchange through a block-wide buffer between two barriers (correct when
+// every thread of the block calls it in the same order, as warp-synchronous code does).
+// Not emulated: memory-model subtleties, warp divergence, performance. Needs C++20 (<barrier>).
+#pragma once
+#include <barrier>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+struct dim3 {
+  unsigned x = 1, y = 1, z = 1;
+};
+inline thread_local dim3 threadIdx, blockIdx;
+inline dim3 blockDim, gridDim;
+inline std::barrier<>* g_block_barrier = nullptr;
+inline uint64_t g_shuffle_slots[1024];
+
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __launch_bounds__(...)
+#define __shared__ static
+using std::isfinite;
+inline float fmaf(float a, float b, float c) { return std::fma(a, b, c); }
+inline void __syncthreads() { g_block_barrier->arrive_and_wait(); }
+
+template <class T>
+T __shfl_xor_sync(unsigned /*mask*/, T v, int lane_mask, int width = 32) {
+  static_assert(sizeof(T) <= sizeof(uint64_t));
+  uint64_t bits = 0;
+  std::memcpy(&bits, &v, sizeof(T));
+  const unsigned t = threadIdx.x, lane = t % 32, warp0 = t - lane;
+  g_shuffle_slots[t] = bits;
+  g_block_barrier->arrive_and_wait();
+  const unsigned src = warp0 + (lane / width) * width + ((lane % width) ^ lane_mask);
+  bits = g_shuffle_slots[src];
+  g_block_barrier->arrive_and_wait();
+  T out;
+  std::memcpy(&out, &bits, sizeof(T));
+  return out;
+}
+
+// kernel<<<grid, block>>>(...) as launch(grid, block, [&] { kernel(...); }).
+template <class F>
+void launch(unsigned grid, unsigned block, F kernel) {
+  gridDim.x = grid;
+  blockDim.x = block;
+  for (unsigned b = 0; b < grid; ++b) {
+    std::barrier<> barrier(block);
+    g_block_barrier = &barrier;
+    std::vector<std::thread> threads;
+    for (unsigned t = 0; t < block; ++t)
+      threads.emplace_back([=] {
+        blockIdx.x = b;
+        threadIdx.x = t;
+        kernel();
+      });
+    for (auto& th : threads) th.join();
+  }
+}
