@@ -38,3 +38,38 @@ def test_istft_forward(benchmark, impl, device, shape):
 @pytest.mark.parametrize("device, shape", list(cases(SHAPES, cpu_max_rows=1024)))
 def test_round_trip_forward_backward(benchmark, impl, device, shape):
     run_case(benchmark, stft_round_trip_case(*shape, device), impl, device, 20)
+
+
+@pytest.mark.parametrize("impl", ["tsvq", "torch", "tsvq_op"])
+@pytest.mark.parametrize("shape", [(1024, 1024, 8), (4096, 1024, 8), (4096, 1024, 16)], ids=lambda s: "-".join(map(str, s)))
+def test_stft_analysis_small_candidate_cuda(benchmark, impl, shape):
+    """The n_fft <= 16 analysis kernel (csrc/ops/stft/stft_analysis_small.cuh) through the private op
+    tsvq::_stft_analysis with its basis built once, as "tsvq", against torch.stft and tsvq's public stft
+    (the FFT path on GPUs): whether the public op should dispatch to it on GPUs (it would then also
+    need its basis cached on the device instead of rebuilt per call)."""
+    import torch
+
+    from tsvq.bench import Case
+    from tsvq.ops import reference, stft
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    BC, L, n_fft = shape
+    hop = n_fft // 4
+    x = torch.randn(BC, L, device="cuda")
+    w = torch.hann_window(n_fft, device="cuda")
+    F = n_fft // 2 + 1
+    ang = 2 * torch.pi * torch.outer(torch.arange(n_fft), torch.arange(F)).double() / n_fft
+    basis = (torch.cat([torch.cos(ang), -torch.sin(ang)], 1).cuda() * w.double()[:, None]).float().contiguous()
+    T = 1 + (L + 2 * (n_fft // 2) - n_fft) // hop
+
+    def kernel():
+        return torch.ops.tsvq._stft_analysis(x, basis, None, hop, T, n_fft // 2, 1, True)
+
+    ref = torch.view_as_real(reference.stft(x[:, None], n_fft, hop, w))[:, 0]  # [BC, F, T, 2]
+    torch.testing.assert_close(kernel(), ref, rtol=1e-4, atol=1e-4)
+    case = Case(f"stft analysis kernel cuda BC={BC} L={L} n_fft={n_fft} (small-n_fft candidate)", kernel,
+                {"torch": lambda: reference.stft(x[:, None], n_fft, hop, w),
+                 "tsvq_op": lambda: stft(x[:, None], n_fft, hop, window=w)},
+                x.numel(), "samples", dict(op="stft", BC=BC, L=L, n_fft=n_fft, kernel="small-n_fft candidate"))
+    run_case(benchmark, case, impl, "cuda", 20)

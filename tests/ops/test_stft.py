@@ -289,11 +289,12 @@ def test_bad_dtype_raises_type_error():
         istft(torch.randn(2, 3, 5, 9), 8, 2)
 
 
-@pytest.mark.parametrize("n_fft,hop", [(32, 8), (64, 16), (64, 1), (17, 20)])
+@pytest.mark.parametrize("n_fft,hop", [(5, 3), (8, 2), (16, 4), (32, 8), (64, 16), (64, 1), (17, 20)])
 @pytest.mark.parametrize("interleaved", [False, True])
 def test_private_framing_kernels_match_the_dft(device, n_fft, hop, interleaved):
     """The direct kernels through the private ops, at the sizes they were built for (up to 64; dispatch
-    takes them only on CPUs up to n_fft 16), on every device: they stay correct while not dispatched on GPUs."""
+    takes them only on CPUs up to n_fft 16), on every device: they stay correct while not dispatched on GPUs.
+    On CUDA n_fft <= 16 runs csrc/ops/stft/stft_analysis_small.cuh, larger ones the tiled kernel."""
     R, L = 5, 150
     x = torch.randn(R, L, dtype=torch.float64, device=device)
     w = torch.hann_window(n_fft, dtype=torch.float64, device=device) + 0.1

@@ -2,7 +2,8 @@
 // the math is that of stft_cpu.cpp. Not dispatched by tsvq::stft / tsvq::istft on GPUs for now:
 // slower than cuFFT on an H200 (use_direct in stft.cpp, benchmarks/RESULTS.md).
 //
-// _stft_analysis: one block per (row, tile of kTT frames). The block reads the samples its
+// _stft_analysis: n_fft <= 16 runs stft_analysis_small.cuh (one thread per frame over a flat
+//   grid). Above that, one block per (row, tile of kTT frames). The block reads the samples its
 //   frames cover once, resolving the centre padding by index arithmetic, and stores them in
 //   shared memory split into hop phases (ph[n % hop][t + n / hop]) so that threads of a warp,
 //   which handle consecutive frames of one basis column, read consecutive words (no bank
@@ -19,6 +20,7 @@
 
 #include "../../common/cuda_utils.cuh"
 #include "stft.h"
+#include "stft_analysis_small.cuh"
 
 namespace tsvq {
 namespace {
@@ -142,6 +144,20 @@ at::Tensor stft_analysis_cuda(const at::Tensor& x_in, const at::Tensor& basis_in
   const int64_t n_tiles = ceil_div(n_frames, kTT);
   TORCH_CHECK(R * n_tiles < (int64_t(1) << 31), "_stft_analysis: too many rows x frame tiles for one launch");
   auto stream = c10::cuda::getCurrentCUDAStream();
+  if (N <= small_analysis::kMaxN && J <= small_analysis::kMaxJ) {  // stft_analysis_small.cuh
+    const int64_t blocks = ceil_div(R * n_frames, small_analysis::kThreads);
+    TORCH_CHECK(blocks < (int64_t(1) << 31), "_stft_analysis: too many frames for one launch");
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "stft_analysis_small_cuda", [&] {
+      auto kernel = N <= 8 ? small_analysis::stft_analysis_small_kernel<scalar_t, 8>
+                           : small_analysis::stft_analysis_small_kernel<scalar_t, small_analysis::kMaxN>;
+      kernel<<<static_cast<unsigned>(blocks), small_analysis::kThreads, 0, stream>>>(
+          x.data_ptr<scalar_t>(), R, L, basis.data_ptr<scalar_t>(), static_cast<int>(N), static_cast<int>(J),
+          scale.defined() ? scale.data_ptr<scalar_t>() : nullptr, hop, n_frames, pad_left, mode, interleaved,
+          out.data_ptr<scalar_t>());
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
+    return out;
+  }
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "stft_analysis_cuda", [&] {
     const size_t smem = static_cast<size_t>(H * M) * sizeof(scalar_t);
     TORCH_CHECK(smem <= static_cast<size_t>(kSmemBytes), "_stft_analysis: n_fft too large for the direct path");
