@@ -58,6 +58,49 @@ def test_stft_analysis_small_candidate_cuda(benchmark, impl, shape):
     run_case(benchmark, case, impl, "cuda", 20)
 
 
+@pytest.mark.parametrize("impl", ["tsvq", "torch", "tsvq_op"])
+@pytest.mark.parametrize("shape", [(1024, 1024, 8), (4096, 1024, 8), (4096, 1024, 16)], ids=lambda s: "-".join(map(str, s)))
+def test_istft_synthesis_small_candidate_cuda(benchmark, impl, shape):
+    """The n_fft <= 16 synthesis kernel (csrc/ops/stft/stft_synthesis_small.cuh) through the private op
+    tsvq::_stft_synthesis with its basis and inverse window envelope built once, as "tsvq", against
+    torch.istft and tsvq's public istft (the FFT path on GPUs)."""
+    import torch
+
+    from tsvq.bench import Case
+    from tsvq.ops import istft, reference
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    BC, L, n_fft = shape
+    hop = n_fft // 4
+    x = torch.randn(BC, 1, L, device="cuda")
+    w = torch.hann_window(n_fft, device="cuda")
+    spec = reference.stft(x, n_fft, hop, w)  # complex [BC, 1, F, T]
+    F, T = spec.shape[-2:]
+    spec_ri = torch.view_as_real(spec)[:, 0].contiguous()  # [BC, F, T, 2]
+    ang = 2 * torch.pi * torch.outer(torch.arange(F), torch.arange(n_fft)).double() / n_fft
+    c = torch.full((F, 1), 2.0, dtype=torch.float64)
+    c[0] = 1.0
+    if n_fft % 2 == 0:
+        c[-1] = 1.0
+    basis = (torch.cat([torch.cos(ang) * c, -torch.sin(ang) * c], 0).cuda() * w.double() / n_fft).float().contiguous()
+    Q = (T - 1) * hop + n_fft
+    env = torch.zeros(Q, dtype=torch.float64, device="cuda")
+    for t in range(T):
+        env[t * hop:t * hop + n_fft] += w.double() ** 2
+    inv_env = torch.where(env > 1e-11, 1 / env, torch.zeros_like(env)).float()
+
+    def kernel():
+        return torch.ops.tsvq._stft_synthesis(spec_ri, basis, inv_env, hop, n_fft // 2, L, True)
+
+    torch.testing.assert_close(kernel(), x[:, 0], rtol=1e-4, atol=1e-4)
+    case = Case(f"istft synthesis kernel cuda BC={BC} L={L} n_fft={n_fft} (small-n_fft candidate)", kernel,
+                {"torch": lambda: reference.istft(spec, n_fft, hop, w, length=L),
+                 "tsvq_op": lambda: istft(spec, n_fft, hop, window=w, length=L)},
+                x.numel(), "samples", dict(op="istft", BC=BC, L=L, n_fft=n_fft, kernel="small-n_fft candidate"))
+    run_case(benchmark, case, impl, "cuda", 20)
+
+
 @pytest.mark.parametrize("impl", ["tsvq", "torch"])
 @pytest.mark.parametrize("device, shape", list(cases(SHAPES, cpu_max_rows=1024)))
 def test_stft_forward(benchmark, impl, device, shape):

@@ -8,7 +8,8 @@
 //   shared memory split into hop phases (ph[n % hop][t + n / hop]) so that threads of a warp,
 //   which handle consecutive frames of one basis column, read consecutive words (no bank
 //   conflicts). Output writes are coalesced along frames.
-// _stft_synthesis: one block per (row, tile of P output samples). The frames that overlap the
+// _stft_synthesis: n_fft <= 16 runs stft_synthesis_small.cuh (one thread per output sample over a
+//   flat grid). Above that, one block per (row, tile of P output samples). The frames that overlap the
 //   tile are formed in shared memory (sum_j spec[j, t] basis[j, n]) and overlap-added and
 //   scaled (window envelope) by the thread that owns each output sample: no atomics, no second
 //   pass, no host synchronisation.
@@ -21,6 +22,7 @@
 #include "../../common/cuda_utils.cuh"
 #include "stft.h"
 #include "stft_analysis_small.cuh"
+#include "stft_synthesis_small.cuh"
 
 namespace tsvq {
 namespace {
@@ -184,6 +186,19 @@ at::Tensor stft_synthesis_cuda(const at::Tensor& spec_in, const at::Tensor& basi
   auto basis = basis_in.contiguous();
   auto scale = contiguous_scale(scale_in);
   auto stream = c10::cuda::getCurrentCUDAStream();
+  if (N <= small_synthesis::kMaxN && J <= small_synthesis::kMaxJ) {  // stft_synthesis_small.cuh
+    const int64_t blocks = ceil_div(R * length, small_synthesis::kThreads);
+    TORCH_CHECK(blocks < (int64_t(1) << 31), "_stft_synthesis: too many samples for one launch");
+    AT_DISPATCH_FLOATING_TYPES(spec.scalar_type(), "stft_synthesis_small_cuda", [&] {
+      small_synthesis::stft_synthesis_small_kernel<scalar_t>
+          <<<static_cast<unsigned>(blocks), small_synthesis::kThreads, 0, stream>>>(
+              spec.data_ptr<scalar_t>(), R, static_cast<int>(J), n_frames, interleaved,
+              basis.data_ptr<scalar_t>(), static_cast<int>(N), scale.defined() ? scale.data_ptr<scalar_t>() : nullptr,
+              hop, start, length, y.data_ptr<scalar_t>());
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
+    return y;
+  }
   AT_DISPATCH_FLOATING_TYPES(spec.scalar_type(), "stft_synthesis_cuda", [&] {
     // Frames overlapping P outputs: at most (P + N - 2) / hop + 2; keep them within kSmemBytes.
     const int64_t max_frames = kSmemBytes / (N * static_cast<int64_t>(sizeof(scalar_t)));
