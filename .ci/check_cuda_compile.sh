@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Compiles every csrc/**/*.cu with `nvcc -c` for sm_80 and sm_90 against the installed torch's
-# headers, so CUDA code is checked on machines without a GPU. The CPU torch wheel lacks
+# headers, and checks the CUDA-build branches of the .cpp files (TSVQ_WITH_CUDA=1) with the host
+# compiler, so CUDA code is checked on machines without a GPU. The CPU torch wheel lacks
 # c10/cuda/impl/cuda_cmake_macros.h; an empty stand-in goes in a temporary include directory.
 # Usage: .ci/check_cuda_compile.sh [python]   (exit 0 with a note when nvcc is absent)
 set -euo pipefail
@@ -34,3 +35,14 @@ while IFS= read -r f; do
   n=$((n + 1))
 done < <(find csrc -name '*.cu' | sort)
 echo "check_cuda_compile: $n .cu files compiled"
+# The .cpp files with branches for builds with CUDA kernels (#if TSVQ_WITH_CUDA): CI's own build
+# compiles them with TSVQ_WITH_CUDA=0, so check the other side with the host compiler here.
+CXX=${CXX:-$(command -v c++ || command -v g++)}
+m=0
+while IFS= read -r f; do
+  echo "$CXX -fsyntax-only -DTSVQ_WITH_CUDA=1 $f"
+  "$CXX" -fsyntax-only -std=c++17 -DTSVQ_WITH_CUDA=1 -DTORCH_EXTENSION_NAME=_C -D_GLIBCXX_USE_CXX11_ABI=1 \
+    "${INC[@]}" -w "$f"
+  m=$((m + 1))
+done < <(grep -rl --include='*.cpp' 'TSVQ_WITH_CUDA' csrc | sort)
+echo "check_cuda_compile: $m .cpp files checked with TSVQ_WITH_CUDA=1"

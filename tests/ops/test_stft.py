@@ -320,25 +320,39 @@ def test_private_framing_kernels_match_the_dft(device, n_fft, hop, interleaved):
     torch.testing.assert_close(y, expected, rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("n_fft", [8, 32])  # direct DFT and FFT path
-def test_window_tables_follow_the_window_values(n_fft):
-    """The CPU caches the bases and the inverse envelope by the window's values: a window changed
-    in place, or tables first built under inference mode, must not give stale or unusable results."""
-    x = torch.randn(3, 2, 50, dtype=torch.float64)
-    w = torch.hann_window(n_fft, dtype=torch.float64)
+@pytest.mark.parametrize("normalized", [False, True])
+@pytest.mark.parametrize("n_fft", [8, 32])  # direct DFT (CPU) and FFT path
+def test_window_tables_follow_the_window_values(device, n_fft, normalized):
+    """The window tables (bases, inverse envelope, scaled window) are cached, on the CPU by the
+    window's values and on CUDA by the window tensor and its version counter: a window changed in
+    place (directly or through a view), or tables first built under inference mode, must not give
+    stale or unusable results, forward or backward."""
+    x = torch.randn(3, 2, 50, dtype=torch.float64, device=device)
+    w = torch.hann_window(n_fft, dtype=torch.float64, device=device)
+    hop = n_fft // 4
     with torch.inference_mode():
-        stft(x, n_fft, n_fft // 4, window=w)
-        istft(stft(x, n_fft, n_fft // 4, window=w), n_fft, n_fft // 4, window=w, length=50)
-    for _ in range(2):
-        spec = stft(x, n_fft, n_fft // 4, window=w)
-        ref = reference.stft(x, n_fft, n_fft // 4, w)
+        stft(x, n_fft, hop, window=w, normalized=normalized)
+        istft(stft(x, n_fft, hop, window=w), n_fft, hop, window=w, normalized=normalized, length=50)
+    for step in range(3):
+        xg = x.clone().requires_grad_()
+        spec = stft(xg, n_fft, hop, window=w, normalized=normalized)
+        ref = reference.stft(x, n_fft, hop, w, normalized=normalized)
         torch.testing.assert_close(spec, ref, rtol=1e-10, atol=1e-10)
+        g = torch.randn_like(ref)
+        (spec * g.conj()).real.sum().backward()
+        xr = x.clone().requires_grad_()
+        (reference.stft(xr, n_fft, hop, w, normalized=normalized) * g.conj()).real.sum().backward()
+        torch.testing.assert_close(xg.grad, xr.grad, rtol=1e-9, atol=1e-9)
         s = ref.clone().requires_grad_()
-        y = istft(s, n_fft, n_fft // 4, window=w, length=50)
-        torch.testing.assert_close(y, reference.istft(ref, n_fft, n_fft // 4, w, length=50), rtol=1e-10, atol=1e-10)
+        y = istft(s, n_fft, hop, window=w, normalized=normalized, length=50)
+        torch.testing.assert_close(y, reference.istft(ref, n_fft, hop, w, normalized=normalized, length=50),
+                                   rtol=1e-10, atol=1e-10)
         y.sum().backward()
         assert torch.isfinite(s.grad).all()
-        w.mul_(0.5).add_(0.4)  # same tensor, new values
+        if step == 0:
+            w.mul_(0.5).add_(0.4)  # same tensor, new values
+        else:
+            w[1:].mul_(0.9)  # through a view
 
 
 @pytest.mark.parametrize("n_fft", [11, 37])  # direct DFT and FFT path; lengths no other test uses
@@ -353,3 +367,74 @@ def test_default_window_first_built_under_inference_mode(n_fft):
     torch.testing.assert_close(y, x, rtol=1e-10, atol=1e-10)
     y.square().sum().backward()
     torch.testing.assert_close(xg.grad, 2 * x, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.cuda
+@CUDA
+def test_cuda_fft_path_runs_the_framing_kernels_and_reuses_its_tables():
+    """On CUDA the FFT path frames and overlap-adds with one kernel each (stft_framing.cuh), and a
+    second call with the same window builds no table (no envelope kernels, no bin weights)."""
+    x = torch.randn(4, 3, 200, device="cuda")
+    w = torch.hann_window(32, device="cuda")
+    g = torch.randn(4, 3, 200, device="cuda")
+
+    def step():
+        xg = x.clone().requires_grad_()
+        y = istft(stft(xg, 32, 8, window=w), 32, 8, window=w, length=200)
+        (y * g).sum().backward()
+        return y, xg.grad
+
+    step()  # builds and caches the tables, copies the window to the host once (NOLA)
+    torch.cuda.synchronize()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        y, grad = step()
+        torch.cuda.synchronize()
+    kernels = [e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    assert any("frame_kernel" in k for k in kernels) and any("overlap_add_kernel" in k for k in kernels), kernels
+    assert not any("unfold_backward" in k or "reflection_pad" in k for k in kernels), kernels
+    torch.testing.assert_close(y, x, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(grad, g, rtol=1e-4, atol=1e-5)  # the round trip is the identity
+
+
+@pytest.mark.cuda
+@CUDA
+def test_cuda_tables_built_on_one_stream_are_safe_on_another():
+    x = torch.randn(8, 2, 300, device="cuda", dtype=torch.float64)
+    w = torch.hann_window(64, device="cuda", dtype=torch.float64)
+    spec = stft(x, 64, 16, window=w)
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        first = istft(spec, 64, 16, window=w, length=300)  # tables built and cached on `side`
+    second = istft(spec, 64, 16, window=w, length=300)  # cache hit on the default stream
+    torch.cuda.current_stream().wait_stream(side)
+    expected = torch.istft(spec.reshape(16, 33, -1), 64, 16, window=w, length=300).reshape(8, 2, 300)
+    torch.testing.assert_close(first, expected, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(second, expected, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.cuda
+@CUDA
+def test_cuda_tables_are_not_cached_while_capturing_a_graph():
+    """A table built during CUDA graph capture only exists once the graph replays, so it must not
+    be cached: an eager call after the capture, with the same window, must build its own."""
+    n_fft, hop, L = 48, 12, 240
+    T = 1 + L // hop
+    grad = torch.randn(2, 3, n_fft // 2 + 1, T, 2, device="cuda")
+    args = (L, n_fft, hop)
+    flags = (True, "reflect", True, True, False)  # center, pad_mode, normalized (a scaled-window table), onesided, stacked
+    warm = torch.hann_window(n_fft, device="cuda")
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # cuFFT plans and the bin weights, outside the capture
+        torch.ops.tsvq._stft_backward(grad, *args, warm, *flags)
+    torch.cuda.current_stream().wait_stream(side)
+    w = torch.hann_window(n_fft, device="cuda") * 0.7 + 0.2  # a window no call has seen
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        captured = torch.ops.tsvq._stft_backward(grad, *args, w, *flags)
+    graph.replay()
+    eager = torch.ops.tsvq._stft_backward(grad, *args, w, *flags)
+    expected = torch.ops.tsvq._stft_backward(grad.cpu(), *args, w.cpu(), *flags)
+    torch.testing.assert_close(captured.cpu(), expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(eager.cpu(), expected, rtol=1e-5, atol=1e-5)

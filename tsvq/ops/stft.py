@@ -16,7 +16,11 @@ For ``n_fft <= 16`` on CPUs (pocketfft wins above) the kernels evaluate the DFT 
 with the centre padding (by index arithmetic), windowing, normalisation and, in the inverse, the
 overlap-add and envelope division; above that, and on GPUs at every n_fft, the op uses
 ``torch.fft`` internally (on an H200 the CUDA direct-DFT kernels measured 0.12x-0.72x of torch's
-cuFFT path, the FFT path 0.81x-0.90x: benchmarks/RESULTS.md, 2026-11-30).
+cuFFT path: benchmarks/RESULTS.md, 2026-11-30), around one-pass framing (centre padding by index
+arithmetic, window) and overlap-add (window, envelope division, trimming) kernels. The window
+tables (DFT bases, inverse envelope) are cached per window: by value on CPUs, on GPUs by tensor
+and version counter (an in-place change rebuilds them; a write through ``.data`` is not seen, as
+for autograd's saved tensors).
 """
 from __future__ import annotations
 

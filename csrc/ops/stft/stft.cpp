@@ -12,17 +12,22 @@
 // w[n] cos(2 pi f n / N) and -w[n] sin(2 pi f n / N) (window and normalisation folded in),
 // evaluated by the private framing kernels _stft_analysis / _stft_synthesis (CPU + CUDA), which
 // read the centre padding by index arithmetic and overlap-add in the same pass. Above that the op
-// uses ATen's FFTs (rfft / irfft) with the same padding, windowing and overlap-add (on CPUs the
-// framing and the overlap-add are one-pass loops, frame_cpu / overlap_add_cpu in stft_cpu.cpp).
+// uses ATen's FFTs (rfft / irfft) with the same padding, windowing and overlap-add, each a single
+// pass: frame / overlap_add below (one-pass loops on CPUs, stft_cpu.cpp; one kernel each on CUDA,
+// stft_framing.cuh). The window tables (bases, envelope) are cached per window: cached_table.
 // The ISTFT divides by the window envelope sum_t w^2[q - t hop] without any host
 // synchronisation (torch.istft's NOLA check reads the envelope back: pytorch issue 94718);
 // positions where the envelope vanishes are set to 0, and the Python wrapper checks NOLA on the
 // host from the window alone.
 #include <ATen/ATen.h>
+#include <c10/core/Event.h>
+#include <c10/core/impl/VirtualGuardImpl.h>
+#include <c10/util/intrusive_ptr.h>
 #include <torch/library.h>
 
 #include <cmath>
 #include <map>
+#include <memory>
 #include <string>
 #include <unordered_map>
 #include <mutex>
@@ -121,34 +126,163 @@ at::Tensor inverse_envelope(const at::Tensor& window, int64_t hop, int64_t n_fra
   return at::where(env > 1e-11, env.reciprocal(), at::zeros_like(env));
 }
 
-// The per-window tables (DFT bases, inverse envelope) depend only on the window values and a few
-// integers. On CPUs they are cached by those values (reading a CPU window is free, so a hit can
-// never be stale: the key holds the window's bytes); building them costs about ten small ops,
-// which dominates a small STFT. On GPUs reading the window back would synchronise, so the tables
-// are rebuilt on the device per call (tiny kernels, asynchronous). The cache is bounded.
-enum TableKind : int64_t { kAnalysisNJ = 0, kAnalysisJN = 1, kSynthesisJN = 2, kSynthesisNJ = 3, kInvEnvelope = 4 };
+// Tables derived from the window (DFT bases, inverse envelope, scaled window) or from a few
+// integers only (one-sided bin weights), cached so that a repeated call builds none of them (about
+// ten small ops, which dominate a small STFT; on GPUs as many kernel launches).
+//  * CPU: keyed by the window's values (reading a CPU window is free, so a hit can never be stale).
+//  * CUDA: reading the window back would synchronise, so the key is the window tensor itself (held
+//    by a weak reference: the entry never keeps it alive, and its address cannot be reused while
+//    the entry exists) with its version counter, which every in-place change bumps, views
+//    included. That is the guarantee autograd gives its saved tensors, with the same exception
+//    (writes through `.data` are not seen). Inference tensors (no version counter) and tensor
+//    subclasses are never cached, nor is anything while the stream captures a CUDA graph (the
+//    graph replays its own build). A table is built on the current stream; an event recorded after
+//    the build makes another stream wait for it on the device (no host synchronisation), and
+//    record_stream keeps its memory from reuse under that stream's work if the entry is evicted.
+//  * Elsewhere (other devices, CUDA tensors in a build without CUDA kernels): rebuilt per call.
+// Each cache is bounded: cleared at 512 entries (on CUDA after dropping those of freed windows).
+enum TableKind : char {
+  kAnalysisNJ = 0, kAnalysisJN = 1, kSynthesisJN = 2, kSynthesisNJ = 3, kInvEnvelope = 4, kScaledWindow = 5,
+  kAdjointBinWeights = 6, kInverseBinWeights = 7
+};
+constexpr size_t kMaxTables = 512;
 
-template <typename Build>
-at::Tensor window_table(TableKind kind, const at::Tensor& window, std::initializer_list<int64_t> params,
-                        Build build) {
-  if (!window.device().is_cpu()) return build();
-  auto w = window.contiguous();
-  std::string key(reinterpret_cast<const char*>(w.data_ptr()), w.numel() * w.element_size());
-  key.push_back(static_cast<char>(w.scalar_type()));
-  key.push_back(static_cast<char>(kind));
+std::string table_key(TableKind kind, const at::TensorOptions& opts, std::initializer_list<int64_t> params) {
+  std::string key(1, static_cast<char>(kind));
+  key.push_back(static_cast<char>(opts.device().type()));
+  key.push_back(static_cast<char>(opts.device().index()));
+  key.push_back(static_cast<char>(opts.dtype().toScalarType()));
   for (int64_t p : params) key.append(reinterpret_cast<const char*>(&p), sizeof(p));
-  static auto* cache = new std::unordered_map<std::string, at::Tensor>();
+  return key;
+}
+
+bool device_tables_cacheable(const at::Device& device) {
+#if TSVQ_WITH_CUDA
+  return device.is_cuda() && !cuda_stream_capturing(device);
+#else
+  (void)device;
+  return false;
+#endif
+}
+
+struct DeviceTable {
+  bool has_window;
+  c10::weak_intrusive_ptr<c10::TensorImpl, c10::UndefinedTensorImpl> window;
+  uint32_t version;
+  at::Tensor table;
+  std::shared_ptr<c10::Event> ready;  // recorded on `stream` after the build
+  c10::Stream stream;
+};
+
+// The table `build()` makes for (kind, window, params) in `opts`; window undefined for tables of
+// the parameters alone.
+template <typename Build>
+at::Tensor cached_table(TableKind kind, const at::Tensor& window, const at::TensorOptions& opts,
+                        std::initializer_list<int64_t> params, Build build) {
+  const at::Device device = opts.device();
+  std::string key = table_key(kind, opts, params);
+  if (device.is_cpu()) {
+    if (window.defined()) {
+      auto w = window.contiguous();
+      key.push_back(static_cast<char>(w.scalar_type()));
+      key.append(reinterpret_cast<const char*>(w.data_ptr()), w.numel() * w.element_size());
+    }
+    static auto* cache = new std::unordered_map<std::string, at::Tensor>();
+    static std::mutex mutex;
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      auto it = cache->find(key);
+      if (it != cache->end()) return it->second;
+    }
+    at::Tensor table = build();
+    std::lock_guard<std::mutex> lock(mutex);
+    if (cache->size() >= kMaxTables) cache->clear();
+    cache->emplace(std::move(key), table);
+    return table;
+  }
+  if (!device_tables_cacheable(device)) return build();
+  uint32_t version = 0;
+  if (window.defined()) {
+    if (window.is_inference() || window.key_set().has(c10::DispatchKey::Python)) return build();
+    version = window.unsafeGetTensorImpl()->version_counter().current_version();
+    const auto address = reinterpret_cast<uintptr_t>(window.unsafeGetTensorImpl());
+    key.append(reinterpret_cast<const char*>(&address), sizeof(address));
+  }
+  const c10::impl::VirtualGuardImpl guard_impl(device.type());
+  const c10::Stream current = guard_impl.getStream(device);
+  static auto* cache = new std::unordered_map<std::string, DeviceTable>();
   static std::mutex mutex;
   {
     std::lock_guard<std::mutex> lock(mutex);
     auto it = cache->find(key);
-    if (it != cache->end()) return it->second;
+    if (it != cache->end() && it->second.version == version &&
+        (!it->second.has_window || !it->second.window.expired())) {
+      DeviceTable& e = it->second;
+      if (e.stream != current) {
+        e.ready->block(current);
+        e.table.record_stream(current);
+      }
+      return e.table;
+    }
   }
   at::Tensor table = build();
+  auto ready = std::make_shared<c10::Event>(device.type());
+  ready->record(current);
+  c10::weak_intrusive_ptr<c10::TensorImpl, c10::UndefinedTensorImpl> weak(
+      window.defined() ? window.getIntrusivePtr()
+                       : c10::intrusive_ptr<c10::TensorImpl, c10::UndefinedTensorImpl>());
   std::lock_guard<std::mutex> lock(mutex);
-  if (cache->size() >= 512) cache->clear();
-  cache->emplace(std::move(key), table);
+  if (cache->size() >= kMaxTables) {
+    for (auto it = cache->begin(); it != cache->end();)
+      it = it->second.has_window && it->second.window.expired() ? cache->erase(it) : std::next(it);
+    if (cache->size() >= kMaxTables) cache->clear();
+  }
+  cache->insert_or_assign(std::move(key), DeviceTable{window.defined(), std::move(weak), version, table, std::move(ready), current});
   return table;
+}
+
+template <typename Build>
+at::Tensor window_table(TableKind kind, const at::Tensor& window, std::initializer_list<int64_t> params,
+                        Build build) {
+  return cached_table(kind, window, window.options(), params, build);
+}
+
+// The FFT path's framing and overlap-add (semantics in stft.h): one-pass loops on CPUs, one kernel
+// each on CUDA (stft_framing.cuh), and ATen's pad + unfold + multiply / multiply + unfold_backward
+// + narrow elsewhere (other devices, CUDA tensors in a build without CUDA kernels).
+at::Tensor frame(const at::Tensor& x, const at::Tensor& window, const at::Tensor& scale, int64_t hop,
+                 int64_t n_frames, int64_t pad_left, int64_t mode) {
+  if (x.device().is_cpu()) return frame_cpu(x, window, scale, hop, n_frames, pad_left, mode);
+#if TSVQ_WITH_CUDA
+  if (x.device().is_cuda()) return frame_cuda(x, window, scale, hop, n_frames, pad_left, mode);
+#endif
+  const int64_t L = x.size(1), N = window.size(0), Qv = (n_frames - 1) * hop + N;
+  const int64_t right = std::max<int64_t>(0, Qv - pad_left - L);  // <= pad_left unless mode is constant
+  auto xp = pad_left > 0 || right > 0
+                ? at::pad(x, {pad_left, right}, pad_mode_name(mode),
+                          mode == kPadConstant ? c10::optional<double>(0.0) : c10::nullopt)
+                : x;
+  xp = xp.narrow(1, 0, Qv);
+  if (scale.defined()) xp = xp * scale.narrow(0, 0, Qv);
+  return xp.unfold(1, N, hop) * window;
+}
+
+at::Tensor overlap_add(const at::Tensor& frames, const at::Tensor& window, const at::Tensor& scale, int64_t hop,
+                       int64_t start, int64_t length) {
+  if (frames.device().is_cpu()) return overlap_add_cpu(frames, window, scale, hop, start, length);
+#if TSVQ_WITH_CUDA
+  if (frames.device().is_cuda()) return overlap_add_cuda(frames, window, scale, hop, start, length);
+#endif
+  const int64_t R = frames.size(0), T = frames.size(1), N = frames.size(2), Q = (T - 1) * hop + N;
+  const int64_t avail = std::max<int64_t>(0, std::min(length, Q - start));  // samples the frames cover
+  if (avail == 0) return at::zeros({R, length}, frames.options());
+  auto full = at::unfold_backward(frames * window, {R, Q}, 1, N, hop);  // [R, Q]
+  auto kept = full.narrow(1, start, avail);
+  if (scale.defined()) kept = kept * scale.narrow(0, start, avail);
+  if (avail == length) return kept.contiguous();
+  auto y = at::zeros({R, length}, frames.options());
+  y.narrow(1, 0, avail).copy_(kept);
+  return y;
 }
 
 // Adjoint of the centre padding: gradient of the padded series [R, L + 2 pad] -> [R, L].
@@ -279,14 +413,7 @@ at::Tensor stft(const at::Tensor& x, int64_t n_fft, int64_t hop, const at::Tenso
     });
     out = analysis_op().call(x2, basis, c10::nullopt, hop, g.T, g.pad, g.mode, !stacked);
   } else {
-    at::Tensor frames;  // [R, T, N]
-    if (x.device().is_cpu()) {
-      frames = frame_cpu(x2, window, at::Tensor(), hop, g.T, g.pad, g.mode);
-    } else {
-      auto xp = g.pad > 0 ? at::pad(x2, {g.pad, g.pad}, pad_mode_name(g.mode),
-                                    g.mode == kPadConstant ? c10::optional<double>(0.0) : c10::nullopt) : x2;
-      frames = xp.unfold(1, n_fft, hop) * window;
-    }
+    auto frames = frame(x2, window, at::Tensor(), hop, g.T, g.pad, g.mode);  // [R, T, N]
     auto norm = normalized ? "ortho" : "backward";
     auto z = onesided ? at::fft_rfft(frames, n_fft, -1, norm) : at::fft_fft(frames, n_fft, -1, norm);
     out = from_complex_frames(z, !stacked);
@@ -338,7 +465,6 @@ at::Tensor istft(const at::Tensor& spec_in, int64_t n_fft, int64_t hop, const at
                  bool normalized, bool onesided, int64_t length, bool stacked) {
   auto [spec, B, C, F, T] = flatten_spec(spec_in, stacked, "spec");
   const auto g = istft_geometry(spec_in, B, C, F, T, n_fft, hop, window, center, onesided, length);
-  const int64_t R = B * C;
   auto inv_env = window_table(kInvEnvelope, window, {hop, T}, [&] { return inverse_envelope(window, hop, T); });
   at::Tensor y;
   if (use_direct(n_fft, spec.device())) {
@@ -350,19 +476,7 @@ at::Tensor istft(const at::Tensor& spec_in, int64_t n_fft, int64_t hop, const at
     auto z = to_complex_frames(spec, F, !stacked);  // [R, T, F]
     if (!onesided) z = z.narrow(2, 0, n_fft / 2 + 1);
     auto frames = at::fft_irfft(z, n_fft, -1, normalized ? "ortho" : "backward");  // [R, T, N]
-    if (frames.device().is_cpu()) return overlap_add_cpu(frames, window, inv_env, hop, g.start, g.length)
-                                             .view({B, C, g.length});
-    frames = frames * window;
-    auto full = at::unfold_backward(frames, {R, g.Q}, 1, n_fft, hop);  // [R, Q]
-    // Envelope division on the kept samples only; zero-pad only when length runs past the frames.
-    const int64_t avail = std::max<int64_t>(0, std::min(g.length, g.Q - g.start));
-    auto kept = full.narrow(1, g.start, avail) * inv_env.narrow(0, g.start, avail);
-    if (avail == g.length) {
-      y = kept;
-    } else {
-      y = at::zeros({R, g.length}, full.options());
-      y.narrow(1, 0, avail).copy_(kept);
-    }
+    y = overlap_add(frames, window, inv_env, hop, g.start, g.length);
   }
   return y.view({B, C, g.length});
 }
@@ -374,7 +488,7 @@ at::Tensor stft_backward(const at::Tensor& grad_in, int64_t L, int64_t n_fft, in
   TORCH_CHECK_VALUE(n_fft >= 1 && hop >= 1, "n_fft and hop_length must be >= 1");
   check_window(window, grad_in, "grad", n_fft);
   const int64_t pad = center ? n_fft / 2 : 0, mode = pad_mode_code(pad_mode);
-  const int64_t R = B * C, Lp = L + 2 * pad, Q = (T - 1) * hop + n_fft;
+  const int64_t Lp = L + 2 * pad, Q = (T - 1) * hop + n_fft;
   TORCH_CHECK_VALUE(Q <= Lp && F == (onesided ? n_fft / 2 + 1 : n_fft), "grad does not match an STFT of length ", L);
   at::Tensor gp;  // [R, Lp]
   if (use_direct(n_fft, grad.device())) {
@@ -386,19 +500,17 @@ at::Tensor stft_backward(const at::Tensor& grad_in, int64_t L, int64_t n_fft, in
     auto z = to_complex_frames(grad, F, !stacked);  // [R, T, F]
     at::Tensor frames;
     if (onesided) {
-      auto w = onesided_bin_weights(n_fft, F, 0.5, z.options().dtype(grad.scalar_type()));
+      const auto opts = z.options().dtype(grad.scalar_type());
+      auto w = cached_table(kAdjointBinWeights, at::Tensor(), opts, {n_fft, F},
+                            [&] { return onesided_bin_weights(n_fft, F, 0.5, opts); });
       frames = at::fft_irfft(z * w, n_fft, -1, "forward");  // = n_fft * irfft(...)
     } else {
       frames = at::real(at::fft_ifft(z, n_fft, -1, "forward"));
     }
-    const double s = normalized ? 1.0 / std::sqrt(static_cast<double>(n_fft)) : 1.0;
-    if (frames.device().is_cpu()) {
-      gp = overlap_add_cpu(frames, window * s, at::Tensor(), hop, 0, Lp);
-    } else {
-      frames = frames * (window * s);
-      gp = at::zeros({R, Lp}, grad.options());
-      gp.narrow(1, 0, Q).copy_(at::unfold_backward(frames, {R, Q}, 1, n_fft, hop));
-    }
+    const auto w = !normalized ? window : window_table(kScaledWindow, window, {n_fft}, [&] {
+      return window * (1.0 / std::sqrt(static_cast<double>(n_fft)));
+    });
+    gp = overlap_add(frames, w, at::Tensor(), hop, 0, Lp);
   }
   return pad_adjoint(gp, L, pad, mode).view({B, C, L});
 }
@@ -418,20 +530,14 @@ at::Tensor istft_backward(const at::Tensor& grad_y, int64_t F, int64_t T, int64_
     });
     out = analysis_op().call(gy, basis, inv_env, hop, T, g.start, kPadConstant, !stacked);
   } else {
-    at::Tensor frames;  // [R, T, N]
-    if (gy.device().is_cpu()) {
-      frames = frame_cpu(gy, window, inv_env, hop, T, g.start, kPadConstant);
-    } else {
-      auto full = at::zeros({R, g.Q}, gy.options());
-      const int64_t avail = std::max<int64_t>(0, std::min(length, g.Q - g.start));
-      if (avail > 0) full.narrow(1, g.start, avail).copy_(gy.narrow(1, 0, avail));
-      frames = (full * inv_env).unfold(1, n_fft, hop) * window;
-    }
+    auto frames = frame(gy, window, inv_env, hop, T, g.start, kPadConstant);  // [R, T, N]
     const int64_t used = n_fft / 2 + 1;
     auto z = at::fft_rfft(frames, n_fft, -1, "backward");  // [R, T, used]
-    auto c = onesided_bin_weights(n_fft, used, 2.0, frames.options());
-    const double s = normalized ? 1.0 / std::sqrt(static_cast<double>(n_fft)) : 1.0 / static_cast<double>(n_fft);
-    z = z * (c * s);
+    auto cs = cached_table(kInverseBinWeights, at::Tensor(), frames.options(), {n_fft, normalized}, [&] {
+      const double s = normalized ? 1.0 / std::sqrt(static_cast<double>(n_fft)) : 1.0 / static_cast<double>(n_fft);
+      return onesided_bin_weights(n_fft, used, 2.0, frames.options()) * s;
+    });
+    z = z * cs;
     if (F > used) z = at::cat({z, at::zeros({R, T, F - used}, z.options())}, 2);
     out = from_complex_frames(z, !stacked);
   }

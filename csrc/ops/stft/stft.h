@@ -71,8 +71,9 @@ inline void check_synthesis_inputs(const at::Tensor& spec, const at::Tensor& bas
   }
 }
 
-// FFT-path helpers on CPUs (stft_cpu.cpp), used by the ops in stft.cpp in place of ATen's
-// pad + unfold + multiply and unfold_backward + multiply + narrow (one pass each, no padded copy).
+// FFT-path helpers on CPUs (stft_cpu.cpp) and GPUs (stft_cuda.cu), used by the ops in stft.cpp in
+// place of ATen's pad + unfold + multiply and unfold_backward + multiply + narrow (one pass each,
+// no padded copy).
 // frame_cpu: x [R, L] -> frames [R, n_frames, N], frames[r, t, n] = window[n] * scale[q] * xpad[r, q],
 //   q = t * hop + n, xpad the series padded by pad_left with `mode` (scale undefined: 1).
 // overlap_add_cpu: frames [R, T, N] -> y [R, length], y[r, p] = scale[p + start] *
@@ -81,5 +82,13 @@ at::Tensor frame_cpu(const at::Tensor& x, const at::Tensor& window, const at::Te
                      int64_t n_frames, int64_t pad_left, int64_t mode);
 at::Tensor overlap_add_cpu(const at::Tensor& frames, const at::Tensor& window, const at::Tensor& scale,
                            int64_t hop, int64_t start, int64_t length);
+
+// The same on CUDA tensors (stft_framing.cuh, one kernel each), defined in builds with CUDA kernels.
+at::Tensor frame_cuda(const at::Tensor& x, const at::Tensor& window, const at::Tensor& scale, int64_t hop,
+                      int64_t n_frames, int64_t pad_left, int64_t mode);
+at::Tensor overlap_add_cuda(const at::Tensor& frames, const at::Tensor& window, const at::Tensor& scale,
+                            int64_t hop, int64_t start, int64_t length);
+// Whether the current CUDA stream of `device` is capturing a graph (stft_cuda.cu).
+bool cuda_stream_capturing(const at::Device& device);
 
 }  // namespace tsvq

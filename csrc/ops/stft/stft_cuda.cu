@@ -14,14 +14,20 @@
 //   scaled (window envelope) by the thread that owns each output sample: no atomics, no second
 //   pass, no host synchronisation.
 // Grids are flattened into x (rows x tiles), so the number of rows is not limited to 65535.
+// frame_cuda / overlap_add_cuda: the framing and overlap-add of the FFT path (tsvq::stft / istft
+// and their backward on GPUs at every n_fft), one kernel each (stft_framing.cuh).
 #include <ATen/ATen.h>
+#include <c10/cuda/CUDAGraphsC10Utils.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include <limits>
+
 #include "../../common/cuda_utils.cuh"
 #include "stft.h"
 #include "stft_analysis_small.cuh"
+#include "stft_framing.cuh"
 #include "stft_synthesis_small.cuh"
 
 namespace tsvq {
@@ -218,7 +224,81 @@ at::Tensor stft_synthesis_cuda(const at::Tensor& spec_in, const at::Tensor& basi
   return y;
 }
 
+// Blocks of a grid-stride launch over `total` outputs: enough to fill the GPU, capped so that the
+// stride (blocks x threads) keeps 32-bit index arithmetic from overflowing.
+unsigned framing_blocks(int64_t total) {
+  return static_cast<unsigned>(std::min<int64_t>(ceil_div(total, framing::kThreads), int64_t(1) << 20));
+}
+
+bool fits_32bit(std::initializer_list<int64_t> extents) {
+  for (int64_t e : extents)
+    if (e > std::numeric_limits<int32_t>::max()) return false;
+  return true;
+}
+
 }  // namespace
+
+at::Tensor frame_cuda(const at::Tensor& x_in, const at::Tensor& window_in, const at::Tensor& scale_in, int64_t hop,
+                      int64_t n_frames, int64_t pad_left, int64_t mode) {
+  TORCH_CHECK(x_in.is_cuda() && x_in.dim() == 2, "frame_cuda: x must be a CUDA Tensor[R, L]");
+  const c10::cuda::CUDAGuard guard(x_in.device());
+  auto x = x_in.contiguous();
+  auto w = window_in.contiguous();  // the callers pass window and scale in x's dtype (check_window)
+  auto scale = scale_in.defined() ? scale_in.contiguous() : at::Tensor();
+  const int64_t R = x.size(0), L = x.size(1), N = w.size(0);
+  auto out = at::empty({R, n_frames, N}, x.options());
+  if (out.numel() == 0) return out;
+  const int64_t Qv = (n_frames - 1) * hop + N;
+  const bool small = fits_32bit({out.numel(), R * L, Qv + hop, pad_left + L});
+  auto stream = c10::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "frame_cuda", [&] {
+    const scalar_t* sp = scale.defined() ? scale.data_ptr<scalar_t>() : nullptr;
+    if (small) {
+      framing::frame_kernel<scalar_t, uint32_t><<<framing_blocks(out.numel()), framing::kThreads, 0, stream>>>(
+          x.data_ptr<scalar_t>(), R, L, w.data_ptr<scalar_t>(), N, sp, hop, n_frames, pad_left,
+          static_cast<int>(mode), out.data_ptr<scalar_t>());
+    } else {
+      framing::frame_kernel<scalar_t, int64_t><<<framing_blocks(out.numel()), framing::kThreads, 0, stream>>>(
+          x.data_ptr<scalar_t>(), R, L, w.data_ptr<scalar_t>(), N, sp, hop, n_frames, pad_left,
+          static_cast<int>(mode), out.data_ptr<scalar_t>());
+    }
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+  return out;
+}
+
+at::Tensor overlap_add_cuda(const at::Tensor& frames_in, const at::Tensor& window_in, const at::Tensor& scale_in,
+                            int64_t hop, int64_t start, int64_t length) {
+  TORCH_CHECK(frames_in.is_cuda() && frames_in.dim() == 3, "overlap_add_cuda: frames must be a CUDA Tensor[R, T, N]");
+  const c10::cuda::CUDAGuard guard(frames_in.device());
+  auto frames = frames_in.contiguous();
+  auto w = window_in.contiguous();
+  auto scale = scale_in.defined() ? scale_in.contiguous() : at::Tensor();
+  const int64_t R = frames.size(0), T = frames.size(1), N = frames.size(2);
+  auto y = at::empty({R, length}, frames.options());
+  if (y.numel() == 0) return y;
+  if (T == 0 || N == 0) return y.zero_();
+  const int64_t Q = (T - 1) * hop + N;
+  const bool small = fits_32bit({frames.numel(), y.numel(), Q + hop, start + length});
+  auto stream = c10::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES(frames.scalar_type(), "overlap_add_cuda", [&] {
+    const scalar_t* sp = scale.defined() ? scale.data_ptr<scalar_t>() : nullptr;
+    if (small) {
+      framing::overlap_add_kernel<scalar_t, uint32_t><<<framing_blocks(y.numel()), framing::kThreads, 0, stream>>>(
+          frames.data_ptr<scalar_t>(), R, T, N, w.data_ptr<scalar_t>(), sp, hop, start, length, y.data_ptr<scalar_t>());
+    } else {
+      framing::overlap_add_kernel<scalar_t, int64_t><<<framing_blocks(y.numel()), framing::kThreads, 0, stream>>>(
+          frames.data_ptr<scalar_t>(), R, T, N, w.data_ptr<scalar_t>(), sp, hop, start, length, y.data_ptr<scalar_t>());
+    }
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+  return y;
+}
+
+bool cuda_stream_capturing(const at::Device& device) {
+  const c10::cuda::CUDAGuard guard(device);
+  return c10::cuda::currentStreamCaptureStatusMayInitCtx() != c10::cuda::CaptureStatus::None;
+}
 
 TORCH_LIBRARY_IMPL(tsvq, CUDA, m) {
   m.impl("_stft_analysis", &stft_analysis_cuda);
