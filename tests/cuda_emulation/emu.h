@@ -3,10 +3,12 @@
 // tests/ops/test_cuda_emulated.py compiles a driver including the kernel header with the host
 // C++ compiler. One block at a time, one std::thread per CUDA thread; __syncthreads is a
 // barrier of the block, __shared__ a function-local static (shared by the block's threads),
-// __shfl_xor_sync an exchange through a block-wide buffer between two barriers (correct when
-// every thread of the block calls it in the same order, as warp-synchronous code does).
+// atomicAdd an atomic_ref fetch_add, __shfl_xor_sync an exchange through a block-wide buffer
+// between two barriers (correct when every thread of the block calls it in the same order, as
+// warp-synchronous code does).
 // Not emulated: memory-model subtleties, warp divergence, performance. Needs C++20 (<barrier>).
 #pragma once
+#include <atomic>
 #include <barrier>
 #include <cmath>
 #include <cstdint>
@@ -28,9 +30,14 @@ inline uint64_t g_shuffle_slots[1024];
 #define __forceinline__ inline
 #define __launch_bounds__(...)
 #define __shared__ static
+using std::fma;
 using std::isfinite;
 inline float fmaf(float a, float b, float c) { return std::fma(a, b, c); }
 inline void __syncthreads() { g_block_barrier->arrive_and_wait(); }
+template <class T>
+T atomicAdd(T* address, T v) {  // float / double: C++20 atomic_ref
+  return std::atomic_ref<T>(*address).fetch_add(v);
+}
 
 template <class T>
 T __shfl_xor_sync(unsigned /*mask*/, T v, int lane_mask, int width = 32) {

@@ -1,4 +1,5 @@
-// CUDA per-code counts and sums, one pass over x, no one-hot matrix.
+// CUDA per-code counts and sums, one pass over x, no one-hot matrix (kernels in
+// code_stats_kernels.cuh).
 //
 // Default: one thread per element of x, atomicAdd into counts/sums. Float atomics make the
 // summation order (and so the last bits) vary between runs. Under
@@ -13,43 +14,9 @@
 
 #include "../../common/cuda_utils.cuh"
 #include "code_stats.h"
+#include "code_stats_kernels.cuh"
 
 namespace tsvq {
-namespace {
-
-template <typename scalar_t, typename acc_t>
-__global__ void code_stats_atomic_kernel(const scalar_t* __restrict__ x,
-                                         const int64_t* __restrict__ idx, int64_t N, int64_t D,
-                                         int64_t K, acc_t* __restrict__ counts,
-                                         acc_t* __restrict__ sums) {
-  const int64_t total = N * D;
-  for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < total;
-       e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t n = e / D, d = e % D;
-    const int64_t k = idx[n];
-    if (k < 0 || k >= K) continue;
-    atomicAdd(sums + k * D + d, static_cast<acc_t>(x[e]));
-    if (d == 0) atomicAdd(counts + k, acc_t(1));
-  }
-}
-
-// One block per code; threads over D; rows of the code's segment visited in sorted order.
-template <typename scalar_t, typename acc_t>
-__global__ void code_stats_segment_kernel(const scalar_t* __restrict__ x,
-                                          const int64_t* __restrict__ order,
-                                          const int64_t* __restrict__ offsets, int64_t D,
-                                          acc_t* __restrict__ counts, acc_t* __restrict__ sums) {
-  const int64_t k = blockIdx.x;
-  const int64_t begin = offsets[k], end = offsets[k + 1];
-  for (int64_t d = threadIdx.x; d < D; d += blockDim.x) {
-    acc_t s = 0;
-    for (int64_t j = begin; j < end; ++j) s += static_cast<acc_t>(x[order[j] * D + d]);
-    sums[k * D + d] = s;
-  }
-  if (threadIdx.x == 0) counts[k] = static_cast<acc_t>(end - begin);
-}
-
-}  // namespace
 
 std::tuple<at::Tensor, at::Tensor> code_stats_cuda(const at::Tensor& x_in,
                                                    const at::Tensor& indices_in, int64_t K) {
@@ -69,7 +36,7 @@ std::tuple<at::Tensor, at::Tensor> code_stats_cuda(const at::Tensor& x_in,
     if (!deterministic) {
       const int threads = 256;
       const int64_t blocks = std::min<int64_t>(ceil_div(N * D, threads), 65535 * 8);
-      code_stats_atomic_kernel<scalar_t, acc_t><<<static_cast<unsigned>(blocks), threads, 0, stream>>>(
+      stats::code_stats_atomic_kernel<scalar_t, acc_t><<<static_cast<unsigned>(blocks), threads, 0, stream>>>(
           x.data_ptr<scalar_t>(), indices.data_ptr<int64_t>(), N, D, K, counts.data_ptr<acc_t>(),
           sums.data_ptr<acc_t>());
       C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -81,7 +48,7 @@ std::tuple<at::Tensor, at::Tensor> code_stats_cuda(const at::Tensor& x_in,
       auto bounds = at::arange(K + 1, indices.options());
       auto offsets = at::searchsorted(keys, bounds).contiguous();
       TORCH_CHECK(K <= std::numeric_limits<int32_t>::max(), "K too large: ", K);
-      code_stats_segment_kernel<scalar_t, acc_t><<<static_cast<unsigned>(K), 128, 0, stream>>>(
+      stats::code_stats_segment_kernel<scalar_t, acc_t><<<static_cast<unsigned>(K), 128, 0, stream>>>(
           x.data_ptr<scalar_t>(), order.data_ptr<int64_t>(), offsets.data_ptr<int64_t>(), D,
           counts.data_ptr<acc_t>(), sums.data_ptr<acc_t>());
       C10_CUDA_KERNEL_LAUNCH_CHECK();

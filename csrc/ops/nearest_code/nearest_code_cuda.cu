@@ -1,13 +1,7 @@
-// CUDA nearest-codeword search: squared-L2 argmin without an N x K buffer.
-//
-// A block of 256 threads owns kBM = 64 rows of x. It sweeps the codebook in tiles of kBN = 64
-// codes; each tile's dot products are a small tiled GEMM (kBD-wide slices of x and of the
-// codebook staged in shared memory, a 4 x 4 register micro-tile per thread, float32 FMAs;
-// double in float64). Each thread keeps a running (min, argmin) of ||c||^2 - 2 x.c for its 4
-// rows; the 16 threads that share rows reduce with warp shuffles at the end (ties to the lower
-// index). dist = max(||x||^2 + min, 0). Rows whose ||x||^2 is not finite get index -1 and dist
-// NaN: the kernel cannot raise without a host synchronisation (see tsvq.ops.nearest_code).
-// Exact float32 arithmetic; a tensor-core (TF32/bf16) variant is future work.
+// CUDA nearest-codeword search: squared-L2 argmin without an N x K buffer. The launchers of the
+// dispatched kernel (nearest_code_4x4.cuh: 64 rows a block, a 4 x 4 register tile a thread, every
+// dtype) and of the float32 register-tiled candidate behind the private op _nearest_code_tiled
+// (nearest_code_tiled.cuh: 128 rows, 8 x 8 a thread).
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -17,121 +11,11 @@
 
 #include "../../common/cuda_utils.cuh"
 #include "nearest_code.h"
+#include "nearest_code_4x4.cuh"
 #include "nearest_code_tiled.cuh"
 
 namespace tsvq {
 namespace {
-
-constexpr int kBM = 64;   // rows per block
-constexpr int kBN = 64;   // codes per tile
-constexpr int kBD = 16;   // slice of D staged per step
-constexpr int kThreads = 256;
-
-template <typename T>
-__device__ inline T pos_inf() {
-  return std::numeric_limits<T>::infinity();
-}
-
-template <typename scalar_t, typename acc_t>
-__global__ void __launch_bounds__(kThreads)
-    nearest_code_kernel(const scalar_t* __restrict__ x, const scalar_t* __restrict__ cb,
-                        const acc_t* __restrict__ cnorm, int64_t N, int64_t K, int64_t D,
-                        int64_t* __restrict__ indices, scalar_t* __restrict__ dist) {
-  __shared__ acc_t xs[kBD][kBM + 1];
-  __shared__ acc_t cs[kBD][kBN + 1];
-  const int tid = threadIdx.x;
-  const int ty = tid / 16;  // row group: rows ty*4 .. ty*4+3
-  const int tx = tid % 16;  // code group: codes tx*4 .. tx*4+3 of each tile
-  const int64_t row0 = static_cast<int64_t>(blockIdx.x) * kBM;
-
-  acc_t best[4];
-  int64_t arg[4];
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    best[i] = pos_inf<acc_t>();
-    arg[i] = 0;
-  }
-
-  for (int64_t k0 = 0; k0 < K; k0 += kBN) {
-    acc_t acc[4][4];
-#pragma unroll
-    for (int i = 0; i < 4; ++i)
-#pragma unroll
-      for (int j = 0; j < 4; ++j) acc[i][j] = 0;
-
-    for (int64_t d0 = 0; d0 < D; d0 += kBD) {
-      // Stage x[row0 : row0+kBM, d0 : d0+kBD] and cb[k0 : k0+kBN, d0 : d0+kBD], transposed.
-      for (int e = tid; e < kBM * kBD; e += kThreads) {
-        const int r = e / kBD, dd = e % kBD;
-        const int64_t gr = row0 + r, gd = d0 + dd;
-        xs[dd][r] = (gr < N && gd < D) ? static_cast<acc_t>(x[gr * D + gd]) : acc_t(0);
-      }
-      for (int e = tid; e < kBN * kBD; e += kThreads) {
-        const int c = e / kBD, dd = e % kBD;
-        const int64_t gc = k0 + c, gd = d0 + dd;
-        cs[dd][c] = (gc < K && gd < D) ? static_cast<acc_t>(cb[gc * D + gd]) : acc_t(0);
-      }
-      __syncthreads();
-#pragma unroll
-      for (int dd = 0; dd < kBD; ++dd) {
-        acc_t a[4], b[4];
-#pragma unroll
-        for (int i = 0; i < 4; ++i) a[i] = xs[dd][ty * 4 + i];
-#pragma unroll
-        for (int j = 0; j < 4; ++j) b[j] = cs[dd][tx * 4 + j];
-#pragma unroll
-        for (int i = 0; i < 4; ++i)
-#pragma unroll
-          for (int j = 0; j < 4; ++j) acc[i][j] = fma(a[i], b[j], acc[i][j]);
-      }
-      __syncthreads();
-    }
-    // Codes are visited in increasing order by each thread, so strict < keeps the lowest index.
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      const int64_t k = k0 + tx * 4 + j;
-      if (k < K) {
-        const acc_t cn = cnorm[k];
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          const acc_t v = cn - acc_t(2) * acc[i][j];
-          if (v < best[i]) {
-            best[i] = v;
-            arg[i] = k;
-          }
-        }
-      }
-    }
-  }
-  // Reduce over the 16 threads (one half-warp) that share these rows.
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-#pragma unroll
-    for (int off = 8; off > 0; off >>= 1) {
-      const acc_t ov = __shfl_xor_sync(0xffffffffu, best[i], off, 16);
-      const int64_t oi = __shfl_xor_sync(0xffffffffu, arg[i], off, 16);
-      argmin_combine(best[i], arg[i], ov, oi);
-    }
-  }
-  if (tx == 0) {
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const int64_t r = row0 + ty * 4 + i;
-      if (r < N) {
-        acc_t s = 0;
-        for (int64_t d = 0; d < D; ++d) {
-          const acc_t v = static_cast<acc_t>(x[r * D + d]);
-          s = fma(v, v, s);
-        }
-        const bool ok = isfinite(s) && isfinite(best[i]);
-        indices[r] = ok ? arg[i] : int64_t(-1);
-        const acc_t dv = s + best[i];
-        dist[r] = static_cast<scalar_t>(ok ? (dv > acc_t(0) ? dv : acc_t(0))
-                                           : std::numeric_limits<acc_t>::quiet_NaN());
-      }
-    }
-  }
-}
 
 // What both kernels' launchers share: checks, outputs, contiguous operands, ||c||^2.
 struct Launch {
@@ -159,13 +43,13 @@ Launch prepare(const at::Tensor& x_in, const at::Tensor& codebook_in, int64_t ro
 
 std::tuple<at::Tensor, at::Tensor> nearest_code_cuda(const at::Tensor& x_in,
                                                       const at::Tensor& codebook_in) {
-  auto l = prepare(x_in, codebook_in, kBM);
+  auto l = prepare(x_in, codebook_in, tile4::kBM);
   const c10::cuda::CUDAGuard guard(x_in.device());
   if (l.N == 0) return {l.indices, l.dist};
   auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, l.x.scalar_type(), "nearest_code_cuda", [&] {
     using acc_t = typename acc<scalar_t>::type;
-    nearest_code_kernel<scalar_t, acc_t><<<l.blocks, kThreads, 0, stream>>>(
+    tile4::nearest_code_kernel<scalar_t, acc_t><<<l.blocks, tile4::kThreads, 0, stream>>>(
         l.x.data_ptr<scalar_t>(), l.cb.data_ptr<scalar_t>(), l.cnorm.data_ptr<acc_t>(), l.N, l.K, l.D,
         l.indices.data_ptr<int64_t>(), l.dist.data_ptr<scalar_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
