@@ -1,26 +1,13 @@
 // Driver: csrc/ops/stft/stft_analysis_small.cuh run through emu.h against a direct evaluation in
 // double with its own padding (not pad_source). Exit status 1 on any wrong output.
 #include "emu.h"
+#include "padding.h"
 #include "../../csrc/ops/stft/stft_analysis_small.cuh"
 
 #include <cstdio>
 #include <random>
 
 using tsvq::small_analysis::kThreads;
-
-// Padded sample q of row xr (length L), mode 0 constant, 1 reflect, 2 replicate, 3 circular.
-double padded(const std::vector<double>& xr, int64_t q, int64_t pad, int mode) {
-  const int64_t L = xr.size();
-  int64_t s = q - pad;
-  if (s >= 0 && s < L) return xr[s];
-  if (mode == 0) return 0.0;
-  if (mode == 1) {
-    while (s < 0 || s >= L) s = s < 0 ? -s : 2 * (L - 1) - s;
-    return xr[s];
-  }
-  if (mode == 2) return xr[s < 0 ? 0 : L - 1];
-  return xr[((s % L) + L) % L];
-}
 
 template <typename T>
 int check(int64_t R, int64_t L, int N, int J, int64_t hop, bool center, int mode, bool interleaved, bool scaled,

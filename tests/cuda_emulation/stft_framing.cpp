@@ -3,26 +3,13 @@
 // both index types, with grids smaller than the output so that the grid-stride loops run.
 // Exit status 1 on any wrong output.
 #include "emu.h"
+#include "padding.h"
 #include "../../csrc/ops/stft/stft_framing.cuh"
 
 #include <cstdio>
 #include <random>
 
 using tsvq::framing::kThreads;
-
-// Padded sample q of row xr (length L), mode 0 constant, 1 reflect, 2 replicate, 3 circular.
-double padded(const std::vector<double>& xr, int64_t q, int64_t pad, int mode) {
-  const int64_t L = xr.size();
-  int64_t s = q - pad;
-  if (s >= 0 && s < L) return xr[s];
-  if (mode == 0) return 0.0;
-  if (mode == 1) {
-    while (s < 0 || s >= L) s = s < 0 ? -s : 2 * (L - 1) - s;
-    return xr[s];
-  }
-  if (mode == 2) return xr[s < 0 ? 0 : L - 1];
-  return xr[((s % L) + L) % L];
-}
 
 unsigned blocks_for(int64_t total, unsigned cap) {
   const int64_t need = (total + kThreads - 1) / kThreads;

@@ -71,6 +71,15 @@ inline void check_synthesis_inputs(const at::Tensor& spec, const at::Tensor& bas
   }
 }
 
+// The operands of frame_* / overlap_add_* below as their kernels read them: contiguous input,
+// window and scale (undefined when absent; the callers pass window and scale in the input's dtype).
+struct FramingOperands {
+  at::Tensor input, window, scale;
+};
+inline FramingOperands framing_operands(const at::Tensor& input, const at::Tensor& window, const at::Tensor& scale) {
+  return {input.contiguous(), window.contiguous(), scale.defined() ? scale.contiguous() : at::Tensor()};
+}
+
 // FFT-path helpers on CPUs (stft_cpu.cpp) and GPUs (stft_cuda.cu), used by the ops in stft.cpp in
 // place of ATen's pad + unfold + multiply and unfold_backward + multiply + narrow (one pass each,
 // no padded copy).

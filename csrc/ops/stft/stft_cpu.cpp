@@ -329,9 +329,8 @@ at::Tensor stft_synthesis_cpu(const at::Tensor& spec_in, const at::Tensor& basis
 at::Tensor frame_cpu(const at::Tensor& x_in, const at::Tensor& window_in, const at::Tensor& scale_in, int64_t hop,
                      int64_t n_frames, int64_t pad_left, int64_t mode) {
   TORCH_CHECK(x_in.device().is_cpu() && x_in.dim() == 2, "frame_cpu: x must be a CPU Tensor[R, L]");
-  auto x = x_in.contiguous();
-  auto w = window_in.contiguous();  // the callers pass window and scale in x's dtype (check_window)
-  auto scale = scale_in.defined() ? scale_in.contiguous() : at::Tensor();
+  const auto ops = framing_operands(x_in, window_in, scale_in);
+  const auto &x = ops.input, &w = ops.window, &scale = ops.scale;
   const int64_t R = x.size(0), L = x.size(1), N = w.size(0);
   auto out = at::empty({R, n_frames, N}, x.options());
   if (out.numel() == 0) return out;
@@ -347,9 +346,8 @@ at::Tensor overlap_add_cpu(const at::Tensor& frames_in, const at::Tensor& window
                            int64_t hop, int64_t start, int64_t length) {
   TORCH_CHECK(frames_in.device().is_cpu() && frames_in.dim() == 3, "overlap_add_cpu: frames must be a CPU "
               "Tensor[R, T, N]");
-  auto frames = frames_in.contiguous();
-  auto w = window_in.contiguous();  // in the frames' dtype, as in frame_cpu
-  auto scale = scale_in.defined() ? scale_in.contiguous() : at::Tensor();
+  const auto ops = framing_operands(frames_in, window_in, scale_in);
+  const auto &frames = ops.input, &w = ops.window, &scale = ops.scale;
   const int64_t R = frames.size(0), T = frames.size(1), N = frames.size(2);
   auto y = at::empty({R, length}, frames.options());
   if (y.numel() == 0) return y;

@@ -242,9 +242,8 @@ at::Tensor frame_cuda(const at::Tensor& x_in, const at::Tensor& window_in, const
                       int64_t n_frames, int64_t pad_left, int64_t mode) {
   TORCH_CHECK(x_in.is_cuda() && x_in.dim() == 2, "frame_cuda: x must be a CUDA Tensor[R, L]");
   const c10::cuda::CUDAGuard guard(x_in.device());
-  auto x = x_in.contiguous();
-  auto w = window_in.contiguous();  // the callers pass window and scale in x's dtype (check_window)
-  auto scale = scale_in.defined() ? scale_in.contiguous() : at::Tensor();
+  const auto ops = framing_operands(x_in, window_in, scale_in);
+  const auto &x = ops.input, &w = ops.window, &scale = ops.scale;
   const int64_t R = x.size(0), L = x.size(1), N = w.size(0);
   auto out = at::empty({R, n_frames, N}, x.options());
   if (out.numel() == 0) return out;
@@ -271,9 +270,8 @@ at::Tensor overlap_add_cuda(const at::Tensor& frames_in, const at::Tensor& windo
                             int64_t hop, int64_t start, int64_t length) {
   TORCH_CHECK(frames_in.is_cuda() && frames_in.dim() == 3, "overlap_add_cuda: frames must be a CUDA Tensor[R, T, N]");
   const c10::cuda::CUDAGuard guard(frames_in.device());
-  auto frames = frames_in.contiguous();
-  auto w = window_in.contiguous();
-  auto scale = scale_in.defined() ? scale_in.contiguous() : at::Tensor();
+  const auto ops = framing_operands(frames_in, window_in, scale_in);
+  const auto &frames = ops.input, &w = ops.window, &scale = ops.scale;
   const int64_t R = frames.size(0), T = frames.size(1), N = frames.size(2);
   auto y = at::empty({R, length}, frames.options());
   if (y.numel() == 0) return y;
