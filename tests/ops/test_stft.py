@@ -438,3 +438,25 @@ def test_cuda_tables_are_not_cached_while_capturing_a_graph():
     expected = torch.ops.tsvq._stft_backward(grad.cpu(), *args, w.cpu(), *flags)
     torch.testing.assert_close(captured.cpu(), expected, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(eager.cpu(), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.cuda
+@CUDA
+def test_cuda_default_window_first_needed_under_graph_capture():
+    """The rectangular window is cached, but not when first built inside a CUDA graph capture (the
+    fill only runs at replay): an eager call afterwards must see ones."""
+    n_fft, hop = 40, 10  # a window length no other test builds
+    x = torch.randn(2, 3, 200, device="cuda")
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # cuFFT plans, outside the capture, with an explicit window
+        stft(x, n_fft, hop, window=torch.ones(n_fft, device="cuda"))
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        captured = stft(x, n_fft, hop)
+    graph.replay()
+    eager = stft(x, n_fft, hop)
+    expected = torch.stft(x.reshape(6, 200), n_fft, hop, return_complex=True).reshape(2, 3, n_fft // 2 + 1, -1)
+    torch.testing.assert_close(captured, expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(eager, expected, rtol=1e-5, atol=1e-5)

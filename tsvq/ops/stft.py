@@ -51,7 +51,10 @@ def _ones(n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """The default rectangular window, built once per (length, dtype, device) and never written to.
 
     Built outside inference mode (so autograd may save it later); not cached while tracing or
-    under a tensor subclass mode (a fake or functional tensor must not outlive its trace).
+    under a tensor subclass mode (a fake or functional tensor must not outlive its trace), nor
+    while a CUDA graph is being captured (its fill would only run when the graph replays). On CUDA
+    the stream that built it is synchronised once before it is cached, so that any stream may
+    read it afterwards.
     """
     if torch.compiler.is_compiling():
         return torch.ones(n, dtype=dtype, device=device)
@@ -60,8 +63,13 @@ def _ones(n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     if window is None:
         with torch.inference_mode(False):
             window = torch.ones(n, dtype=dtype, device=device)
-        if type(window) is torch.Tensor and len(_ONES) < 64:
-            _ONES[key] = window
+        if type(window) is not torch.Tensor or len(_ONES) >= 64:
+            return window
+        if window.device.type == "cuda":
+            if torch.cuda.is_current_stream_capturing():
+                return window
+            torch.cuda.current_stream(window.device).synchronize()
+        _ONES[key] = window
     return window
 
 
