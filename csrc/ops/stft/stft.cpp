@@ -237,7 +237,8 @@ at::Tensor cached_table(TableKind kind, const at::Tensor& window, const at::Tens
       it = it->second.has_window && it->second.window.expired() ? cache->erase(it) : std::next(it);
     if (cache->size() >= kMaxTables) cache->clear();
   }
-  cache->insert_or_assign(std::move(key), DeviceTable{window.defined(), std::move(weak), version, table, std::move(ready), current});
+  cache->insert_or_assign(std::move(key),
+                          DeviceTable{window.defined(), std::move(weak), version, table, std::move(ready), current});
   return table;
 }
 
