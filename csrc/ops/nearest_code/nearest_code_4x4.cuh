@@ -16,7 +16,7 @@
 #include <cstdint>
 #include <limits>
 
-#include "../../common/cuda_utils.cuh"
+#include "nearest_code_common.cuh"
 
 namespace tsvq {
 namespace tile4 {
@@ -102,32 +102,14 @@ __global__ void __launch_bounds__(kThreads)
       }
     }
   }
-  // Reduce over the 16 threads (one half-warp) that share these rows.
+  // Reduce over the 16 threads (one half-warp) that share these rows; lane 0 writes them.
 #pragma unroll
-  for (int i = 0; i < 4; ++i) {
-#pragma unroll
-    for (int off = 8; off > 0; off >>= 1) {
-      const acc_t ov = __shfl_xor_sync(0xffffffffu, best[i], off, 16);
-      const int64_t oi = __shfl_xor_sync(0xffffffffu, arg[i], off, 16);
-      argmin_combine(best[i], arg[i], ov, oi);
-    }
-  }
+  for (int i = 0; i < 4; ++i) half_warp_argmin(best[i], arg[i]);
   if (tx == 0) {
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
       const int64_t r = row0 + ty * 4 + i;
-      if (r < N) {
-        acc_t s = 0;
-        for (int64_t d = 0; d < D; ++d) {
-          const acc_t v = static_cast<acc_t>(x[r * D + d]);
-          s = fma(v, v, s);
-        }
-        const bool ok = isfinite(s) && isfinite(best[i]);
-        indices[r] = ok ? arg[i] : int64_t(-1);
-        const acc_t dv = s + best[i];
-        dist[r] = static_cast<scalar_t>(ok ? (dv > acc_t(0) ? dv : acc_t(0))
-                                           : std::numeric_limits<acc_t>::quiet_NaN());
-      }
+      if (r < N) write_nearest(x, r, D, best[i], arg[i], indices, dist);
     }
   }
 }

@@ -19,7 +19,7 @@
 #include <cstdint>
 #include <limits>
 
-#include "../../common/cuda_utils.cuh"
+#include "nearest_code_common.cuh"
 
 namespace tsvq {
 namespace tiled {
@@ -120,33 +120,17 @@ __global__ void __launch_bounds__(kThreads, 2)  // <= 128 registers: two blocks 
       }
     }
   }
-  // Reduce over the 16 threads (one half-warp) that share these rows.
+  // Reduce over the 16 threads (one half-warp) that share these rows; lane tx < 8 writes row slot tx.
 #pragma unroll
   for (int i = 0; i < 8; ++i) {
     int64_t ai = arg[i];
-#pragma unroll
-    for (int off = 8; off > 0; off >>= 1) {
-      const float ov = __shfl_xor_sync(0xffffffffu, best[i], off, 16);
-      const int64_t oi = __shfl_xor_sync(0xffffffffu, ai, off, 16);
-      argmin_combine(best[i], ai, ov, oi);
-    }
+    half_warp_argmin(best[i], ai);
     arg[i] = static_cast<int>(ai);
   }
-  // Lane tx < 8 of the half-warp finishes row slot tx: ||x||^2 as nearest_code_kernel sums it.
 #pragma unroll
   for (int i = 0; i < 8; ++i) {
-    if (tx != i) continue;
     const int64_t r = row0 + slot(ty, i);
-    if (r >= N) continue;
-    float s = 0.f;
-    for (int64_t d = 0; d < D; ++d) {
-      const float v = x[r * D + d];
-      s = fmaf(v, v, s);
-    }
-    const bool ok = isfinite(s) && isfinite(best[i]);
-    indices[r] = ok ? static_cast<int64_t>(arg[i]) : int64_t(-1);
-    const float dv = s + best[i];
-    dist[r] = ok ? (dv > 0.f ? dv : 0.f) : std::numeric_limits<float>::quiet_NaN();
+    if (tx == i && r < N) write_nearest(x, r, D, best[i], static_cast<int64_t>(arg[i]), indices, dist);
   }
 }
 

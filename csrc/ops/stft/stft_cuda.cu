@@ -230,10 +230,12 @@ unsigned framing_blocks(int64_t total) {
   return static_cast<unsigned>(std::min<int64_t>(ceil_div(total, framing::kThreads), int64_t(1) << 20));
 }
 
-bool fits_32bit(std::initializer_list<int64_t> extents) {
+// Calls f(uint32_t{}) when every extent fits 32-bit index math, f(int64_t{}) otherwise.
+template <typename F>
+void with_index_type(std::initializer_list<int64_t> extents, F f) {
   for (int64_t e : extents)
-    if (e > std::numeric_limits<int32_t>::max()) return false;
-  return true;
+    if (e > std::numeric_limits<int32_t>::max()) return f(int64_t{});
+  f(uint32_t{});
 }
 
 }  // namespace
@@ -248,19 +250,15 @@ at::Tensor frame_cuda(const at::Tensor& x_in, const at::Tensor& window_in, const
   auto out = at::empty({R, n_frames, N}, x.options());
   if (out.numel() == 0) return out;
   const int64_t Qv = (n_frames - 1) * hop + N;
-  const bool small = fits_32bit({out.numel(), R * L, Qv + hop, pad_left + L});
   auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "frame_cuda", [&] {
-    const scalar_t* sp = scale.defined() ? scale.data_ptr<scalar_t>() : nullptr;
-    if (small) {
-      framing::frame_kernel<scalar_t, uint32_t><<<framing_blocks(out.numel()), framing::kThreads, 0, stream>>>(
-          x.data_ptr<scalar_t>(), R, L, w.data_ptr<scalar_t>(), N, sp, hop, n_frames, pad_left,
-          static_cast<int>(mode), out.data_ptr<scalar_t>());
-    } else {
-      framing::frame_kernel<scalar_t, int64_t><<<framing_blocks(out.numel()), framing::kThreads, 0, stream>>>(
-          x.data_ptr<scalar_t>(), R, L, w.data_ptr<scalar_t>(), N, sp, hop, n_frames, pad_left,
-          static_cast<int>(mode), out.data_ptr<scalar_t>());
-    }
+    with_index_type({out.numel(), R * L, Qv + hop, pad_left + L}, [&](auto index) {
+      using Index = decltype(index);
+      framing::frame_kernel<scalar_t, Index><<<framing_blocks(out.numel()), framing::kThreads, 0, stream>>>(
+          x.data_ptr<scalar_t>(), R, L, w.data_ptr<scalar_t>(), N,
+          scale.defined() ? scale.data_ptr<scalar_t>() : nullptr, hop, n_frames, pad_left, static_cast<int>(mode),
+          out.data_ptr<scalar_t>());
+    });
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return out;
@@ -277,17 +275,14 @@ at::Tensor overlap_add_cuda(const at::Tensor& frames_in, const at::Tensor& windo
   if (y.numel() == 0) return y;
   if (T == 0 || N == 0) return y.zero_();
   const int64_t Q = (T - 1) * hop + N;
-  const bool small = fits_32bit({frames.numel(), y.numel(), Q + hop, start + length});
   auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(frames.scalar_type(), "overlap_add_cuda", [&] {
-    const scalar_t* sp = scale.defined() ? scale.data_ptr<scalar_t>() : nullptr;
-    if (small) {
-      framing::overlap_add_kernel<scalar_t, uint32_t><<<framing_blocks(y.numel()), framing::kThreads, 0, stream>>>(
-          frames.data_ptr<scalar_t>(), R, T, N, w.data_ptr<scalar_t>(), sp, hop, start, length, y.data_ptr<scalar_t>());
-    } else {
-      framing::overlap_add_kernel<scalar_t, int64_t><<<framing_blocks(y.numel()), framing::kThreads, 0, stream>>>(
-          frames.data_ptr<scalar_t>(), R, T, N, w.data_ptr<scalar_t>(), sp, hop, start, length, y.data_ptr<scalar_t>());
-    }
+    with_index_type({frames.numel(), y.numel(), Q + hop, start + length}, [&](auto index) {
+      using Index = decltype(index);
+      framing::overlap_add_kernel<scalar_t, Index><<<framing_blocks(y.numel()), framing::kThreads, 0, stream>>>(
+          frames.data_ptr<scalar_t>(), R, T, N, w.data_ptr<scalar_t>(),
+          scale.defined() ? scale.data_ptr<scalar_t>() : nullptr, hop, start, length, y.data_ptr<scalar_t>());
+    });
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return y;
