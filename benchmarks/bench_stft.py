@@ -1,8 +1,10 @@
 """tsvq vs torch for the STFT / ISTFT: forward, inverse, and the training round trip
 (stft -> istft, forward + backward).
 
-Shapes: B*C = 128..4096 series of L = 128 or 1024 samples, n_fft in {8, 32, 64} (the direct-DFT
-kernels on CPUs for n_fft 8, the FFT path above 16 and on GPUs) and 256, hop_length = n_fft // 4, Hann window, center, reflect padding.
+Shapes: B*C = 128..4096 series of L = 128 or 1024 samples, n_fft in {8, 32, 64} and 256, hop_length =
+n_fft // 4, Hann window, center, reflect padding. Kernels: on CPUs the direct DFT for n_fft 8 and the
+FFT path (pocketfft) above 16; on GPUs the fused warp-FFT kernels (csrc/ops/stft/stft_fft_small.cuh)
+for n_fft 8, 32, 64 and the FFT path (cuFFT) for 256.
 Baseline: torch.stft / torch.istft (tsvq.ops.reference), which for the inverse also reads the
 window envelope back to the host (NOLA check); outputs (and for the round trip, gradients) are
 asserted equal before timing (tsvq.bench.stft_case / istft_case / stft_round_trip_case). The

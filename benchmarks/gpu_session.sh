@@ -115,13 +115,14 @@ else
 fi
 
 # 3b. Benchmarks: one pytest run per file (a file cut off by the budget loses only its own rows),
-# most important first; on a GPU only the CUDA cases (CPU numbers come from the CPU machines).
+# most important first (bench_stft: its fused CUDA kernels are dispatched unmeasured, 2026-12-01);
+# on a GPU only the CUDA cases (CPU numbers come from the CPU machines).
 GPU=$("$PY" -c "import torch; n = torch.cuda.get_device_name().split() if torch.cuda.is_available() else ['cpu']
 print(n[min(1, len(n) - 1)].lower())")  # 'NVIDIA H200' -> h200
 SELECT=(); [ "$GPU" != cpu ] && SELECT=(-k cuda)
 JSON="$OUT/$(date +%F)-$GPU.json"
 PARTS=$(mktemp -d)
-for f in bench_model_step bench_vq bench_barlow_twins bench_stft; do
+for f in bench_stft bench_model_step bench_barlow_twins bench_vq; do
   if (( $(left) < 90 )); then stage "$f" "not run" "out of budget"; rc=1; continue; fi
   echo "== $f ${SELECT[*]}"
   (cd benchmarks && capped $(( $(left) - 60 )) "$PY" -m pytest -q -p no:cacheprovider "$f.py" "${SELECT[@]}" \

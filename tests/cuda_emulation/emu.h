@@ -3,7 +3,7 @@
 // tests/ops/test_cuda_emulated.py compiles a driver including the kernel header with the host
 // C++ compiler. One block at a time, one std::thread per CUDA thread; __syncthreads is a
 // barrier of the block, __shared__ a function-local static (shared by the block's threads),
-// atomicAdd an atomic_ref fetch_add, __shfl_xor_sync an exchange through a block-wide buffer
+// atomicAdd an atomic_ref fetch_add, __shfl_xor_sync / __shfl_sync an exchange through a block-wide buffer
 // between two barriers (correct when every thread of the block calls it in the same order, as
 // warp-synchronous code does).
 // Not emulated: memory-model subtleties, warp divergence, performance. Needs C++20 (<barrier>).
@@ -53,6 +53,34 @@ T __shfl_xor_sync(unsigned /*mask*/, T v, int lane_mask, int width = 32) {
   T out;
   std::memcpy(&out, &bits, sizeof(T));
   return out;
+}
+
+template <class T>
+T __shfl_sync(unsigned /*mask*/, T v, int src_lane, int width = 32) {
+  static_assert(sizeof(T) <= sizeof(uint64_t));
+  uint64_t bits = 0;
+  std::memcpy(&bits, &v, sizeof(T));
+  const unsigned t = threadIdx.x, lane = t % 32, warp0 = t - lane;
+  g_shuffle_slots[t] = bits;
+  g_block_barrier->arrive_and_wait();
+  const unsigned src = warp0 + (lane / width) * width + (static_cast<unsigned>(src_lane) % width);
+  bits = g_shuffle_slots[src];
+  g_block_barrier->arrive_and_wait();
+  T out;
+  std::memcpy(&out, &bits, sizeof(T));
+  return out;
+}
+
+// sincospi(f): sin and cos of pi * a, evaluated in long double (the device versions are ~1 ulp).
+inline void sincospif(float a, float* s, float* c) {
+  const long double x = 3.141592653589793238462643383279502884L * a;
+  *s = static_cast<float>(std::sin(x));
+  *c = static_cast<float>(std::cos(x));
+}
+inline void sincospi(double a, double* s, double* c) {
+  const long double x = 3.141592653589793238462643383279502884L * a;
+  *s = static_cast<double>(std::sin(x));
+  *c = static_cast<double>(std::cos(x));
 }
 
 // kernel<<<grid, block>>>(...) as launch(grid, block, [&] { kernel(...); }).

@@ -133,6 +133,10 @@ def _grad_cases():
         # the CPU FFT path's framing / overlap-add loops for the other pad modes and without centring
         (40, 10, True, "replicate", False, True), (36, 9, True, "circular", True, True),
         (34, 8, False, "reflect", False, True),
+        # power-of-two n_fft: the fused CUDA kernels (stft_fft_small.cuh), two-sided and normalized
+        # included (the two-sided stft adjoint takes the FFT path there)
+        (16, 4, True, "reflect", True, False), (32, 8, True, "constant", False, True),
+        (4, 1, False, "reflect", True, True),
     ]:
         yield pytest.param(n_fft, hop, center, pad_mode, normalized, onesided,
                            id=f"n{n_fft}-h{hop}-{'c' if center else 'nc'}-{pad_mode}-{int(normalized)}{int(onesided)}")
@@ -371,16 +375,20 @@ def test_default_window_first_built_under_inference_mode(n_fft):
 
 @pytest.mark.cuda
 @CUDA
-def test_cuda_fft_path_runs_the_framing_kernels_and_reuses_its_tables():
-    """On CUDA the FFT path frames and overlap-adds with one kernel each (stft_framing.cuh), and a
-    second call with the same window builds no table (no envelope kernels, no bin weights)."""
+@pytest.mark.parametrize("n_fft", [32, 48])
+def test_cuda_paths_run_their_kernels_and_reuse_their_tables(n_fft):
+    """On CUDA a power-of-two n_fft <= 64 runs one fused kernel per op (stft_fft_small.cuh: no cuFFT,
+    no frames tensor); another n_fft takes the FFT path, which frames and overlap-adds with one kernel
+    each (stft_framing.cuh) around cuFFT. Either way a second call with the same window builds no
+    table (no envelope kernels, no bin weights)."""
+    hop = n_fft // 4
     x = torch.randn(4, 3, 200, device="cuda")
-    w = torch.hann_window(32, device="cuda")
+    w = torch.hann_window(n_fft, device="cuda")
     g = torch.randn(4, 3, 200, device="cuda")
 
     def step():
         xg = x.clone().requires_grad_()
-        y = istft(stft(xg, 32, 8, window=w), 32, 8, window=w, length=200)
+        y = istft(stft(xg, n_fft, hop, window=w), n_fft, hop, window=w, length=200)
         (y * g).sum().backward()
         return y, xg.grad
 
@@ -390,10 +398,43 @@ def test_cuda_fft_path_runs_the_framing_kernels_and_reuses_its_tables():
         y, grad = step()
         torch.cuda.synchronize()
     kernels = [e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
-    assert any("frame_kernel" in k for k in kernels) and any("overlap_add_kernel" in k for k in kernels), kernels
+    fused = [k for k in kernels if "warpfft" in k]
+    framing = [k for k in kernels if "frame_kernel" in k or "overlap_add_kernel" in k]
+    others_fft = [k for k in kernels if "fft" in k.lower() and "warpfft" not in k]
+    if n_fft == 32:  # stft, istft, and their two adjoints in the backward
+        assert len(fused) == 4 and not framing and not others_fft, kernels
+    else:
+        assert not fused and len(framing) == 4 and others_fft, kernels
     assert not any("unfold_backward" in k or "reflection_pad" in k for k in kernels), kernels
     torch.testing.assert_close(y, x, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(grad, g, rtol=1e-4, atol=1e-5)  # the round trip is the identity
+
+
+@pytest.mark.cuda
+@CUDA
+@pytest.mark.parametrize("n_fft,hop", [(2, 1), (8, 2), (16, 3), (64, 16), (64, 64)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cuda_fused_kernels_on_long_series_match_torch(n_fft, hop, dtype):
+    """The fused CUDA kernels where a row spans many synthesis tiles (L = 5000: up to 2501 frames a
+    row against tiles of <= 128) and the analysis grid strides over many passes, both layouts,
+    forward and backward, against torch.stft / torch.istft."""
+    B, C, L = 3, 2, 5000
+    x = torch.randn(B, C, L, device="cuda", dtype=dtype)
+    w = torch.hann_window(n_fft, device="cuda", dtype=dtype) + 0.1
+    ref = _torch_stft(x, n_fft, hop, None, w, True, "reflect", False, True)
+    _rel_close(stft(x, n_fft, hop, window=w), ref, dtype)
+    u = to_time_frequency(x, n_fft, hop, window=w)
+    _rel_close(u, torch.cat([ref.real, ref.imag], 2).reshape(B, 2 * C, *ref.shape[2:]), dtype)
+    y_ref = _torch_istft(ref, n_fft, hop, None, w, True, False, True, L)
+    _rel_close(istft(ref, n_fft, hop, window=w, length=L), y_ref, dtype)
+    _rel_close(from_time_frequency(u, n_fft, hop, window=w, length=L), y_ref, dtype)
+    xg = x.clone().requires_grad_()
+    g = torch.randn_like(x)
+    (istft(stft(xg, n_fft, hop, window=w), n_fft, hop, window=w, length=L) * g).sum().backward()
+    xr = x.clone().requires_grad_()
+    (_torch_istft(_torch_stft(xr, n_fft, hop, None, w, True, "reflect", False, True), n_fft, hop, None, w, True,
+                  False, True, L) * g).sum().backward()
+    _rel_close(xg.grad, xr.grad, dtype)
 
 
 @pytest.mark.cuda

@@ -14,10 +14,14 @@ channel of a batch ``Tensor[B, C, L]``. Differences, all deliberate:
 
 For ``n_fft <= 16`` on CPUs (pocketfft wins above) the kernels evaluate the DFT directly, fused
 with the centre padding (by index arithmetic), windowing, normalisation and, in the inverse, the
-overlap-add and envelope division; above that, and on GPUs at every n_fft, the op uses
-``torch.fft`` internally (on an H200 the CUDA direct-DFT kernels measured 0.12x-0.72x of torch's
-cuFFT path: benchmarks/RESULTS.md, 2026-11-30), around one-pass framing (centre padding by index
-arithmetic, window) and overlap-add (window, envelope division, trimming) kernels. The window
+overlap-add and envelope division; above that the op uses ``torch.fft`` internally, around
+one-pass framing (centre padding by index arithmetic, window) and overlap-add (window, envelope
+division, trimming) loops. On GPUs a power-of-two ``n_fft <= 64`` runs one fused kernel per op:
+framing, real FFT (in registers, across the lanes of a warp) and output layout; or inverse FFT,
+overlap-add and envelope division (csrc/ops/stft/stft_fft_small.cuh; not yet timed on a GPU:
+benchmarks/RESULTS.md, 2026-12-01); other n_fft take the ``torch.fft`` path with one framing and
+one overlap-add kernel (the CUDA direct-DFT kernels measured 0.12x-0.72x of torch's cuFFT path on
+an H200, 2026-11-30, and are not dispatched). The window
 tables (DFT bases, inverse envelope) are cached per window: by value on CPUs, on GPUs by tensor
 and version counter (an in-place change rebuilds them; a write through ``.data`` is not seen, as
 for autograd's saved tensors).
@@ -281,7 +285,8 @@ def stft(x: torch.Tensor, n_fft: int, hop_length: int | None = None, win_length:
 
     Args:
         x: Tensor[B, C, L], float32/float64 (float16/bfloat16 are computed in float32).
-        n_fft: DFT size (>= 1). ``n_fft <= 16`` on CPUs uses the direct-DFT kernels.
+        n_fft: DFT size (>= 1). ``n_fft <= 16`` on CPUs uses the direct-DFT kernels, a power of two
+            ``<= 64`` on GPUs the fused FFT kernels.
         hop_length: samples between frames, default ``n_fft // 4``.
         win_length: window length (<= n_fft), default ``n_fft``; the window is zero-padded to
             ``n_fft``, centred.
@@ -364,8 +369,9 @@ if _extension.built():
         return 1 + (L + 2 * pad - n_fft) // hop
 
     def _interleaved_out(like, B, C, Fq, T, n_fft):
-        # The FFT path returns [B, C, F, T, 2] as a transposed view of a frames-major [B, C, T, F, 2]
-        # buffer (like torch.stft); the direct-DFT kernels write [B, C, F, T, 2] contiguously.
+        # The FFT path and the fused CUDA kernels return [B, C, F, T, 2] as a transposed view of a
+        # frames-major [B, C, T, F, 2] buffer (like torch.stft); the direct-DFT kernels write
+        # [B, C, F, T, 2] contiguously.
         if _uses_direct_dft(n_fft, like.device):
             return like.new_empty((B, C, Fq, T, 2))
         return like.new_empty((B, C, T, Fq, 2)).transpose(2, 3)

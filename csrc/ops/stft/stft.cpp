@@ -14,7 +14,9 @@
 // read the centre padding by index arithmetic and overlap-add in the same pass. Above that the op
 // uses ATen's FFTs (rfft / irfft) with the same padding, windowing and overlap-add, each a single
 // pass: frame / overlap_add below (one-pass loops on CPUs, stft_cpu.cpp; one kernel each on CUDA,
-// stft_framing.cuh). The window tables (bases, envelope) are cached per window: cached_table.
+// stft_framing.cuh). On CUDA, power-of-two n_fft in [2, 64] instead take one fused kernel per op
+// (framing + real FFT in registers, or inverse FFT + overlap-add + envelope: stft_fft_small.cuh,
+// use_fused_fft; two-sided stft_backward excepted). The window tables (bases, envelope) are cached per window: cached_table.
 // The ISTFT divides by the window envelope sum_t w^2[q - t hop] without any host
 // synchronisation (torch.istft's NOLA check reads the envelope back: pytorch issue 94718);
 // positions where the envelope vanishes are set to 0, and the Python wrapper checks NOLA on the
@@ -50,6 +52,19 @@ constexpr int64_t kDirectMaxNfftGpu = 0;
 bool use_direct(int64_t n_fft, const at::Device& device) {
   return n_fft <= (device.is_cpu() ? kDirectMaxNfftCpu : kDirectMaxNfftGpu);
 }
+
+// CUDA, power-of-two n_fft in [2, kFusedFftMaxNfft]: the fused kernels of stft_fft_small.cuh (framing,
+// FFT in registers and output layout in one kernel; inverse FFT, overlap-add and envelope in one),
+// in place of frame / overlap_add around cuFFT. Dispatched before any GPU measurement of them
+// (benchmarks/RESULTS.md, 2026-12-01): each replaces three to five kernels and the frames tensor's
+// round trip through memory with one kernel; the next GPU run's bench_stft rows decide whether it stays.
+#if TSVQ_WITH_CUDA
+constexpr int64_t kFusedFftMaxNfft = 64;
+
+bool use_fused_fft(int64_t n_fft, const at::Device& device) {
+  return device.is_cuda() && n_fft >= 2 && n_fft <= kFusedFftMaxNfft && (n_fft & (n_fft - 1)) == 0;
+}
+#endif
 
 int64_t pad_mode_code(c10::string_view mode) {
   if (mode == "constant") return kPadConstant;
@@ -413,6 +428,11 @@ at::Tensor stft(const at::Tensor& x, int64_t n_fft, int64_t hop, const at::Tenso
       return analysis_rows(n_fft, g.F, window, normalized).t().contiguous();  // [N, 2F]
     });
     out = analysis_op().call(x2, basis, c10::nullopt, hop, g.T, g.pad, g.mode, !stacked);
+#if TSVQ_WITH_CUDA
+  } else if (use_fused_fft(n_fft, x.device())) {
+    const double s = normalized ? 1.0 / std::sqrt(static_cast<double>(n_fft)) : 1.0;
+    out = fft_analysis_cuda(x2, window, at::Tensor(), hop, g.T, g.pad, g.mode, s, s, g.F, false, stacked);
+#endif
   } else {
     auto frames = frame(x2, window, at::Tensor(), hop, g.T, g.pad, g.mode);  // [R, T, N]
     auto norm = normalized ? "ortho" : "backward";
@@ -473,6 +493,11 @@ at::Tensor istft(const at::Tensor& spec_in, int64_t n_fft, int64_t hop, const at
       return synthesis_rows(n_fft, F, window, normalized);  // [2F, N]
     });
     y = synthesis_op().call(spec, basis, inv_env, hop, g.start, g.length, !stacked);
+#if TSVQ_WITH_CUDA
+  } else if (use_fused_fft(n_fft, spec.device())) {
+    const double s = normalized ? 1.0 / std::sqrt(static_cast<double>(n_fft)) : 1.0 / static_cast<double>(n_fft);
+    y = fft_synthesis_cuda(spec, !stacked, n_fft, window, inv_env, hop, g.start, g.length, s, s);
+#endif
   } else {
     auto z = to_complex_frames(spec, F, !stacked);  // [R, T, F]
     if (!onesided) z = z.narrow(2, 0, n_fft / 2 + 1);
@@ -497,6 +522,12 @@ at::Tensor stft_backward(const at::Tensor& grad_in, int64_t L, int64_t n_fft, in
       return analysis_rows(n_fft, F, window, normalized);  // [2F, N]
     });
     gp = synthesis_op().call(grad, basis, c10::nullopt, hop, 0, Lp, !stacked);
+#if TSVQ_WITH_CUDA
+  } else if (onesided && use_fused_fft(n_fft, grad.device())) {
+    // frames = n_fft irfft(bins x (1, 1/2, ..., 1/2, 1)), times the (scaled) window
+    const double s = normalized ? 1.0 / std::sqrt(static_cast<double>(n_fft)) : 1.0;
+    gp = fft_synthesis_cuda(grad, !stacked, n_fft, window, at::Tensor(), hop, 0, Lp, s, 0.5 * s);
+#endif
   } else {
     auto z = to_complex_frames(grad, F, !stacked);  // [R, T, F]
     at::Tensor frames;
@@ -530,6 +561,12 @@ at::Tensor istft_backward(const at::Tensor& grad_y, int64_t F, int64_t T, int64_
       return synthesis_rows(n_fft, F, window, normalized).t().contiguous();  // [N, 2F]
     });
     out = analysis_op().call(gy, basis, inv_env, hop, T, g.start, kPadConstant, !stacked);
+#if TSVQ_WITH_CUDA
+  } else if (use_fused_fft(n_fft, grad_y.device())) {
+    // rfft of the framed (envelope-scaled, windowed) gradient times the one-sided inverse's weights
+    const double s = normalized ? 1.0 / std::sqrt(static_cast<double>(n_fft)) : 1.0 / static_cast<double>(n_fft);
+    out = fft_analysis_cuda(gy, window, inv_env, hop, T, g.start, kPadConstant, s, 2.0 * s, F, true, stacked);
+#endif
   } else {
     auto frames = frame(gy, window, inv_env, hop, T, g.start, kPadConstant);  // [R, T, N]
     const int64_t used = n_fft / 2 + 1;

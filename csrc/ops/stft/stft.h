@@ -97,6 +97,21 @@ at::Tensor frame_cuda(const at::Tensor& x, const at::Tensor& window, const at::T
                       int64_t n_frames, int64_t pad_left, int64_t mode);
 at::Tensor overlap_add_cuda(const at::Tensor& frames, const at::Tensor& window, const at::Tensor& scale,
                             int64_t hop, int64_t start, int64_t length);
+// Fused kernels for power-of-two n_fft = N in [2, 64] on CUDA (stft_fft_small.cuh), defined in
+// builds with CUDA kernels. Bin k of a frame is multiplied by `edge` (k = 0, N / 2) or `interior`.
+// fft_analysis_cuda: x [R, L] -> bins 0..n_bins-1 of rfft(frames) (frames as frame_cpu), as the
+//   [R, F, T, 2] transposed view of a frames-major buffer, or [R, 2F, T] when stacked. n_bins is
+//   N / 2 + 1, or N: the bins past N / 2 zero (zero_two_sided) or the conjugate mirror (then edge
+//   must equal interior).
+// fft_synthesis_cuda: spec [R, F, T, 2] (interleaved) or [R, 2F, T], read through its strides, F >=
+//   N / 2 + 1 (bins past N / 2 ignored) -> y [R, length], y[r, p] = scale[q] * sum_t window[n] *
+//   (N irfft(weighted bins of frame t))[n], q = p + start = t * hop + n (scale undefined: 1).
+at::Tensor fft_analysis_cuda(const at::Tensor& x, const at::Tensor& window, const at::Tensor& scale, int64_t hop,
+                             int64_t n_frames, int64_t pad_left, int64_t mode, double edge, double interior,
+                             int64_t n_bins, bool zero_two_sided, bool stacked);
+at::Tensor fft_synthesis_cuda(const at::Tensor& spec, bool interleaved, int64_t n_fft, const at::Tensor& window,
+                              const at::Tensor& scale, int64_t hop, int64_t start, int64_t length, double edge,
+                              double interior);
 // Whether the current CUDA stream of `device` is capturing a graph (stft_cuda.cu).
 bool cuda_stream_capturing(const at::Device& device);
 
