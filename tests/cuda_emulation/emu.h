@@ -39,16 +39,16 @@ T atomicAdd(T* address, T v) {  // float / double: C++20 atomic_ref
   return std::atomic_ref<T>(*address).fetch_add(v);
 }
 
-template <class T>
-T __shfl_xor_sync(unsigned /*mask*/, T v, int lane_mask, int width = 32) {
+// v of the thread at lane src_of(lane within its width-sized segment) of the caller's warp segment.
+template <class T, class SrcLane>
+T shuffle_from(T v, int width, SrcLane src_of) {
   static_assert(sizeof(T) <= sizeof(uint64_t));
   uint64_t bits = 0;
   std::memcpy(&bits, &v, sizeof(T));
   const unsigned t = threadIdx.x, lane = t % 32, warp0 = t - lane;
   g_shuffle_slots[t] = bits;
   g_block_barrier->arrive_and_wait();
-  const unsigned src = warp0 + (lane / width) * width + ((lane % width) ^ lane_mask);
-  bits = g_shuffle_slots[src];
+  bits = g_shuffle_slots[warp0 + (lane / width) * width + src_of(lane % width) % width];
   g_block_barrier->arrive_and_wait();
   T out;
   std::memcpy(&out, &bits, sizeof(T));
@@ -56,19 +56,13 @@ T __shfl_xor_sync(unsigned /*mask*/, T v, int lane_mask, int width = 32) {
 }
 
 template <class T>
+T __shfl_xor_sync(unsigned /*mask*/, T v, int lane_mask, int width = 32) {
+  return shuffle_from(v, width, [&](unsigned l) { return l ^ static_cast<unsigned>(lane_mask); });
+}
+
+template <class T>
 T __shfl_sync(unsigned /*mask*/, T v, int src_lane, int width = 32) {
-  static_assert(sizeof(T) <= sizeof(uint64_t));
-  uint64_t bits = 0;
-  std::memcpy(&bits, &v, sizeof(T));
-  const unsigned t = threadIdx.x, lane = t % 32, warp0 = t - lane;
-  g_shuffle_slots[t] = bits;
-  g_block_barrier->arrive_and_wait();
-  const unsigned src = warp0 + (lane / width) * width + (static_cast<unsigned>(src_lane) % width);
-  bits = g_shuffle_slots[src];
-  g_block_barrier->arrive_and_wait();
-  T out;
-  std::memcpy(&out, &bits, sizeof(T));
-  return out;
+  return shuffle_from(v, width, [&](unsigned) { return static_cast<unsigned>(src_lane); });
 }
 
 // sincospi(f): sin and cos of pi * a, evaluated in long double (the device versions are ~1 ulp).
