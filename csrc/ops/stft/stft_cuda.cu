@@ -25,6 +25,7 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include <atomic>
 #include <limits>
 #include <type_traits>
 
@@ -309,6 +310,18 @@ void with_half_size(int64_t n_fft, F f) {
   }
 }
 
+// Streaming multiprocessors of a device, read once per device.
+int multiprocessors(int device) {
+  static std::atomic<int> counts[64];
+  TORCH_CHECK(device >= 0 && device < 64, "fft kernels: device index ", device, " out of range");
+  int n = counts[device].load(std::memory_order_relaxed);
+  if (n == 0) {
+    C10_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device));
+    counts[device].store(n, std::memory_order_relaxed);
+  }
+  return n;
+}
+
 // One past the largest element offset of t (its strides are non-negative).
 int64_t offset_extent(const at::Tensor& t) {
   int64_t e = 1;
@@ -339,8 +352,11 @@ at::Tensor fft_analysis_cuda(const at::Tensor& x_in, const at::Tensor& window_in
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fft_analysis_cuda", [&] {
     with_half_size(N, [&](auto half) {
       constexpr int P = decltype(half)::value;
+      // At most the blocks the GPU holds at once (8 of 256 threads an SM): each thread then loops
+      // over several groups of frames, which spreads its twiddles (one sincospi per stage) thin.
+      const int64_t resident = int64_t(8) * multiprocessors(x.get_device());
       const int64_t groups = ceil_div(R * n_frames, warpfft::kWarps * (32 / P));
-      const auto blocks = static_cast<unsigned>(std::min<int64_t>(groups, int64_t(1) << 20));
+      const auto blocks = static_cast<unsigned>(std::max<int64_t>(1, std::min(groups, resident)));
       with_index_type({out.numel(), R * L, Qv + hop, pad_left + L, R * n_frames}, [&](auto index) {
         using Index = decltype(index);
         warpfft::analysis_kernel<scalar_t, P, Index><<<blocks, warpfft::kThreads, 0, stream>>>(
