@@ -35,9 +35,9 @@ def _rel_close(a, b, dtype):
     assert ((a - b).abs().max() / scale).item() <= RTOL[dtype], ((a - b).abs().max() / scale).item()
 
 
-# n_fft: 1..16 direct DFT on CPUs, the FFT path above (and on GPUs); 64 / 65 / 128 on either side of the
-# former GPU threshold; odd and even sizes, hops 1..16; every pad mode.
-GRID = list(itertools.product([1, 5, 8, 13, 64, 65, 128], [1, 2, 3, 16], [None, "short"], [True, False],
+# n_fft: 1..16 direct DFT on CPUs, 32 the fused CPU path, the FFT path above; on GPUs 8 / 32 / 64 the
+# fused kernels, 64 / 65 / 128 on either side of their range; odd and even sizes, hops 1..16; every pad mode.
+GRID = list(itertools.product([1, 5, 8, 13, 32, 64, 65, 128], [1, 2, 3, 16], [None, "short"], [True, False],
                               ["reflect", "constant", "replicate", "circular"], [False, True], [True, False]))
 
 

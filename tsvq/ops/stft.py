@@ -14,9 +14,10 @@ channel of a batch ``Tensor[B, C, L]``. Differences, all deliberate:
 
 For ``n_fft <= 16`` on CPUs (pocketfft wins above) the kernels evaluate the DFT directly, fused
 with the centre padding (by index arithmetic), windowing, normalisation and, in the inverse, the
-overlap-add and envelope division; above that the op uses ``torch.fft`` internally, around
-one-pass framing (centre padding by index arithmetic, window) and overlap-add (window, envelope
-division, trimming) loops. On GPUs a power-of-two ``n_fft <= 64`` runs one fused kernel per op:
+overlap-add and envelope division; at ``n_fft = 32`` it runs the fused FFT path below on blocks
+of 8 frames (framing, real FFT and output layout in one pass, or inverse FFT and overlap-add);
+above that the op uses ``torch.fft`` internally, around one-pass framing (centre padding by index
+arithmetic, window) and overlap-add (window, envelope division, trimming) loops. On GPUs a power-of-two ``n_fft <= 64`` runs one fused kernel per op:
 framing, real FFT (in registers, across the lanes of a warp) and output layout; or inverse FFT,
 overlap-add and envelope division (csrc/ops/stft/stft_fft_small.cuh; not yet timed on a GPU:
 benchmarks/RESULTS.md, 2026-12-01); other n_fft take the ``torch.fft`` path with one framing and
@@ -285,8 +286,8 @@ def stft(x: torch.Tensor, n_fft: int, hop_length: int | None = None, win_length:
 
     Args:
         x: Tensor[B, C, L], float32/float64 (float16/bfloat16 are computed in float32).
-        n_fft: DFT size (>= 1). ``n_fft <= 16`` on CPUs uses the direct-DFT kernels, a power of two
-            ``<= 64`` on GPUs the fused FFT kernels.
+        n_fft: DFT size (>= 1). ``n_fft <= 16`` on CPUs uses the direct-DFT kernels, 32 the fused
+            FFT kernels, as does a power of two ``<= 64`` on GPUs.
         hop_length: samples between frames, default ``n_fft // 4``.
         win_length: window length (<= n_fft), default ``n_fft``; the window is zero-padded to
             ``n_fft``, centred.

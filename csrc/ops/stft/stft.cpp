@@ -15,8 +15,9 @@
 // uses ATen's FFTs (rfft / irfft) with the same padding, windowing and overlap-add, each a single
 // pass: frame / overlap_add below (one-pass loops on CPUs, stft_cpu.cpp; one kernel each on CUDA,
 // stft_framing.cuh). On CUDA, power-of-two n_fft in [2, 64] instead take one fused kernel per op
-// (framing + real FFT in registers, or inverse FFT + overlap-add + envelope: stft_fft_small.cuh,
-// use_fused_fft; two-sided stft_backward excepted). The window tables (bases, envelope) are cached per window: cached_table.
+// (framing + real FFT in registers, or inverse FFT + overlap-add + envelope: stft_fft_small.cuh),
+// and on CPUs n_fft = 32 the same algorithm on blocks of frames (stft_cpu.cpp); see use_fused_fft
+// (the two-sided stft_backward excepted). The window tables (bases, envelope) are cached per window: cached_table.
 // The ISTFT divides by the window envelope sum_t w^2[q - t hop] without any host
 // synchronisation (torch.istft's NOLA check reads the envelope back: pytorch issue 94718);
 // positions where the envelope vanishes are set to 0, and the Python wrapper checks NOLA on the
@@ -53,18 +54,48 @@ bool use_direct(int64_t n_fft, const at::Device& device) {
   return n_fft <= (device.is_cpu() ? kDirectMaxNfftCpu : kDirectMaxNfftGpu);
 }
 
-// CUDA, power-of-two n_fft in [2, kFusedFftMaxNfft]: the fused kernels of stft_fft_small.cuh (framing,
-// FFT in registers and output layout in one kernel; inverse FFT, overlap-add and envelope in one),
-// in place of frame / overlap_add around cuFFT. Dispatched before any GPU measurement of them
+// Power-of-two n_fft in the ranges below: the fused kernels (framing, FFT and output layout in one
+// pass; inverse FFT, overlap-add and envelope in one), in place of frame / overlap_add around ATen's
+// FFT. CUDA (stft_fft_small.cuh): [2, 64], dispatched before any GPU measurement of them
 // (benchmarks/RESULTS.md, 2026-12-01): each replaces three to five kernels and the frames tensor's
-// round trip through memory with one kernel; the next GPU run's bench_stft rows decide whether it stays.
-#if TSVQ_WITH_CUDA
-constexpr int64_t kFusedFftMaxNfft = 64;
+// round trip through memory with one kernel; the next GPU run's bench_stft rows decide whether it
+// stays. CPU (stft_cpu.cpp, blocks of 8 frames structure-of-arrays): n_fft = 32 only; measured against
+// the pocketfft path in the same process (benchmarks/RESULTS.md, 2026-12-01) it won or tied at every
+// benchmark shape at 32, and lost at 64 except on the largest batch (and at 128 / 256 everywhere).
+constexpr int64_t kFusedNfftCpu = 32;
+constexpr int64_t kFusedMaxNfftGpu = 64;
 
 bool use_fused_fft(int64_t n_fft, const at::Device& device) {
-  return device.is_cuda() && n_fft >= 2 && n_fft <= kFusedFftMaxNfft && (n_fft & (n_fft - 1)) == 0;
-}
+  if (n_fft < 2 || (n_fft & (n_fft - 1)) != 0) return false;
+  if (device.is_cpu()) return n_fft == kFusedNfftCpu;
+#if TSVQ_WITH_CUDA
+  if (device.is_cuda()) return n_fft <= kFusedMaxNfftGpu;
 #endif
+  return false;
+}
+
+// The fused kernels of the device (use_fused_fft said yes); semantics in stft.h.
+at::Tensor fused_analysis(const at::Tensor& x, const at::Tensor& window, const at::Tensor& scale, int64_t hop,
+                          int64_t n_frames, int64_t pad_left, int64_t mode, double edge, double interior,
+                          int64_t n_bins, bool zero_two_sided, bool stacked) {
+#if TSVQ_WITH_CUDA
+  if (x.device().is_cuda())
+    return fft_analysis_cuda(x, window, scale, hop, n_frames, pad_left, mode, edge, interior, n_bins, zero_two_sided,
+                             stacked);
+#endif
+  return fft_analysis_cpu(x, window, scale, hop, n_frames, pad_left, mode, edge, interior, n_bins, zero_two_sided,
+                          stacked);
+}
+
+at::Tensor fused_synthesis(const at::Tensor& spec, bool interleaved, int64_t n_fft, const at::Tensor& window,
+                           const at::Tensor& scale, int64_t hop, int64_t start, int64_t length, double edge,
+                           double interior) {
+#if TSVQ_WITH_CUDA
+  if (spec.device().is_cuda())
+    return fft_synthesis_cuda(spec, interleaved, n_fft, window, scale, hop, start, length, edge, interior);
+#endif
+  return fft_synthesis_cpu(spec, interleaved, n_fft, window, scale, hop, start, length, edge, interior);
+}
 
 int64_t pad_mode_code(c10::string_view mode) {
   if (mode == "constant") return kPadConstant;
@@ -428,11 +459,9 @@ at::Tensor stft(const at::Tensor& x, int64_t n_fft, int64_t hop, const at::Tenso
       return analysis_rows(n_fft, g.F, window, normalized).t().contiguous();  // [N, 2F]
     });
     out = analysis_op().call(x2, basis, c10::nullopt, hop, g.T, g.pad, g.mode, !stacked);
-#if TSVQ_WITH_CUDA
   } else if (use_fused_fft(n_fft, x.device())) {
     const double s = normalized ? 1.0 / std::sqrt(static_cast<double>(n_fft)) : 1.0;
-    out = fft_analysis_cuda(x2, window, at::Tensor(), hop, g.T, g.pad, g.mode, s, s, g.F, false, stacked);
-#endif
+    out = fused_analysis(x2, window, at::Tensor(), hop, g.T, g.pad, g.mode, s, s, g.F, false, stacked);
   } else {
     auto frames = frame(x2, window, at::Tensor(), hop, g.T, g.pad, g.mode);  // [R, T, N]
     auto norm = normalized ? "ortho" : "backward";
@@ -493,11 +522,9 @@ at::Tensor istft(const at::Tensor& spec_in, int64_t n_fft, int64_t hop, const at
       return synthesis_rows(n_fft, F, window, normalized);  // [2F, N]
     });
     y = synthesis_op().call(spec, basis, inv_env, hop, g.start, g.length, !stacked);
-#if TSVQ_WITH_CUDA
   } else if (use_fused_fft(n_fft, spec.device())) {
     const double s = normalized ? 1.0 / std::sqrt(static_cast<double>(n_fft)) : 1.0 / static_cast<double>(n_fft);
-    y = fft_synthesis_cuda(spec, !stacked, n_fft, window, inv_env, hop, g.start, g.length, s, s);
-#endif
+    y = fused_synthesis(spec, !stacked, n_fft, window, inv_env, hop, g.start, g.length, s, s);
   } else {
     auto z = to_complex_frames(spec, F, !stacked);  // [R, T, F]
     if (!onesided) z = z.narrow(2, 0, n_fft / 2 + 1);
@@ -522,12 +549,10 @@ at::Tensor stft_backward(const at::Tensor& grad_in, int64_t L, int64_t n_fft, in
       return analysis_rows(n_fft, F, window, normalized);  // [2F, N]
     });
     gp = synthesis_op().call(grad, basis, c10::nullopt, hop, 0, Lp, !stacked);
-#if TSVQ_WITH_CUDA
   } else if (onesided && use_fused_fft(n_fft, grad.device())) {
     // frames = n_fft irfft(bins x (1, 1/2, ..., 1/2, 1)), times the (scaled) window
     const double s = normalized ? 1.0 / std::sqrt(static_cast<double>(n_fft)) : 1.0;
-    gp = fft_synthesis_cuda(grad, !stacked, n_fft, window, at::Tensor(), hop, 0, Lp, s, 0.5 * s);
-#endif
+    gp = fused_synthesis(grad, !stacked, n_fft, window, at::Tensor(), hop, 0, Lp, s, 0.5 * s);
   } else {
     auto z = to_complex_frames(grad, F, !stacked);  // [R, T, F]
     at::Tensor frames;
@@ -561,12 +586,10 @@ at::Tensor istft_backward(const at::Tensor& grad_y, int64_t F, int64_t T, int64_
       return synthesis_rows(n_fft, F, window, normalized).t().contiguous();  // [N, 2F]
     });
     out = analysis_op().call(gy, basis, inv_env, hop, T, g.start, kPadConstant, !stacked);
-#if TSVQ_WITH_CUDA
   } else if (use_fused_fft(n_fft, grad_y.device())) {
     // rfft of the framed (envelope-scaled, windowed) gradient times the one-sided inverse's weights
     const double s = normalized ? 1.0 / std::sqrt(static_cast<double>(n_fft)) : 1.0 / static_cast<double>(n_fft);
-    out = fft_analysis_cuda(gy, window, inv_env, hop, T, g.start, kPadConstant, s, 2.0 * s, F, true, stacked);
-#endif
+    out = fused_analysis(gy, window, inv_env, hop, T, g.start, kPadConstant, s, 2.0 * s, F, true, stacked);
   } else {
     auto frames = frame(gy, window, inv_env, hop, T, g.start, kPadConstant);  // [R, T, N]
     const int64_t used = n_fft / 2 + 1;

@@ -106,6 +106,13 @@ at::Tensor overlap_add_cuda(const at::Tensor& frames, const at::Tensor& window, 
 // fft_synthesis_cuda: spec [R, F, T, 2] (interleaved) or [R, 2F, T], read through its strides, F >=
 //   N / 2 + 1 (bins past N / 2 ignored) -> y [R, length], y[r, p] = scale[q] * sum_t window[n] *
 //   (N irfft(weighted bins of frame t))[n], q = p + start = t * hop + n (scale undefined: 1).
+// fft_analysis_cpu / fft_synthesis_cpu: the same on CPU tensors (stft_cpu.cpp), n_fft = 32.
+at::Tensor fft_analysis_cpu(const at::Tensor& x, const at::Tensor& window, const at::Tensor& scale, int64_t hop,
+                            int64_t n_frames, int64_t pad_left, int64_t mode, double edge, double interior,
+                            int64_t n_bins, bool zero_two_sided, bool stacked);
+at::Tensor fft_synthesis_cpu(const at::Tensor& spec, bool interleaved, int64_t n_fft, const at::Tensor& window,
+                             const at::Tensor& scale, int64_t hop, int64_t start, int64_t length, double edge,
+                             double interior);
 at::Tensor fft_analysis_cuda(const at::Tensor& x, const at::Tensor& window, const at::Tensor& scale, int64_t hop,
                              int64_t n_frames, int64_t pad_left, int64_t mode, double edge, double interior,
                              int64_t n_bins, bool zero_two_sided, bool stacked);

@@ -1,5 +1,6 @@
-// CPU framing kernels behind tsvq::stft / tsvq::istft: the direct-DFT path (used for n_fft <= 16
-// on CPUs, see use_direct in stft.cpp; the kernels themselves accept any n_fft).
+// CPU kernels behind tsvq::stft / tsvq::istft: the direct-DFT path (used for n_fft <= 16 on CPUs,
+// see use_direct in stft.cpp; the kernels themselves accept any n_fft), the FFT path's framing /
+// overlap-add loops, and the fused FFT path (n_fft = 32, further down).
 //
 // _stft_analysis: out[r, j, t] = sum_n basis[n, j] * scale[q] * xpad[r, q], q = t * hop + n.
 //   Each row's centre padding is resolved by index arithmetic while the row is split into
@@ -20,6 +21,8 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cmath>
+#include <type_traits>
 #include <vector>
 
 #include "stft.h"
@@ -29,8 +32,12 @@ namespace {
 
 #if defined(__GNUC__) && !defined(__clang__) && (defined(__x86_64__) || defined(_M_X64))
 #define TSVQ_MULTIVERSION __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+// The fused FFT path's kV = 8-frame loops: no AVX-512 clone (GCC's x86-64-v4 code for them ran 3-4x
+// slower than the AVX2 one on the EPYC CI machine).
+#define TSVQ_MULTIVERSION_AVX2 __attribute__((target_clones("arch=x86-64-v3", "default")))
 #else
 #define TSVQ_MULTIVERSION
+#define TSVQ_MULTIVERSION_AVX2
 #endif
 
 constexpr int64_t kTB = 32;  // frames per analysis tile
@@ -324,6 +331,269 @@ at::Tensor stft_synthesis_cpu(const at::Tensor& spec_in, const at::Tensor& basis
   return y;
 }
 
+// ---- Fused FFT path on CPUs (power-of-two n_fft, use_fused_fft in stft.cpp) ----------------------
+// The algorithm of the CUDA kernels (stft_fft_small.cuh): the real FFT of a frame as the P = N / 2
+// point complex FFT of z[j] = x[2j] + i x[2j+1] plus the real-input post-processing, here on
+// blocks of kV frames held structure-of-arrays (re[j][v], frame v of the block), so that every
+// butterfly is a unit-stride loop over the kV frames (vectorised; AVX-512 / AVX2 clones). The
+// framing (centre padding by index arithmetic, window, scale) is done while filling a block and
+// the output is written in its final layout from it; the inverse fills a block from the spectrum
+// (read through its strides), transforms it back and overlap-adds it into the row. No frames
+// tensor, no separate FFT call: one pass over the input and one over the output.
+constexpr int kV = 8;  // frames per block
+
+// Twiddles of the radix-2 decimation-in-frequency stages (half-size h at offset h - 1, entries
+// exp(-i pi m / h), m < h) and of the real-input step (exp(-2 pi i k / N), k <= P), and the bit
+// reversal of log2 P bits; built once per (T, P) in double.
+template <typename T, int P>
+struct FftTables {
+  T stage_re[P], stage_im[P], stage_im_conj[P], rot_re[P + 1], rot_im[P + 1];
+  int rev[P];
+  FftTables() {
+    const double pi = 3.14159265358979323846;
+    for (int h = 1; h < P; h *= 2)
+      for (int m = 0; m < h; ++m) {
+        stage_re[h - 1 + m] = static_cast<T>(std::cos(pi * m / h));
+        stage_im[h - 1 + m] = static_cast<T>(-std::sin(pi * m / h));
+        stage_im_conj[h - 1 + m] = -stage_im[h - 1 + m];
+      }
+    for (int k = 0; k <= P; ++k) {
+      rot_re[k] = static_cast<T>(std::cos(pi * k / P));
+      rot_im[k] = static_cast<T>(-std::sin(pi * k / P));
+    }
+    int bits = 0;
+    while ((1 << bits) < P) ++bits;
+    for (int j = 0; j < P; ++j) {
+      int r = 0;
+      for (int b = 0; b < bits; ++b) r |= ((j >> b) & 1) << (bits - 1 - b);
+      rev[j] = r;
+    }
+  }
+};
+
+template <typename T, int P>
+const FftTables<T, P>& fft_tables() {
+  static const FftTables<T, P> tables;
+  return tables;
+}
+
+// One radix-2 stage (half-size H) and the stages after it, unrolled at compile time so that each
+// butterfly is a straight run of kV-wide vector operations with its twiddle as a scalar.
+template <typename T, int P, int H>
+inline __attribute__((always_inline)) void soa_dif_stages(T (*__restrict re)[kV], T (*__restrict im)[kV],
+                                                          const T* __restrict tw_re, const T* __restrict tw_im) {
+  if constexpr (H >= 1) {
+#pragma GCC unroll 64
+    for (int b = 0; b < P; b += 2 * H)
+#pragma GCC unroll 64
+      for (int m = 0; m < H; ++m) {
+        const T wr = tw_re[H - 1 + m], wi = tw_im[H - 1 + m];
+        T* __restrict ar = re[b + m];
+        T* __restrict ai = im[b + m];
+        T* __restrict br = re[b + m + H];
+        T* __restrict bi = im[b + m + H];
+        for (int v = 0; v < kV; ++v) {
+          const T dr = ar[v] - br[v], di = ai[v] - bi[v];
+          ar[v] += br[v];
+          ai[v] += bi[v];
+          br[v] = dr * wr - di * wi;
+          bi[v] = dr * wi + di * wr;
+        }
+      }
+    soa_dif_stages<T, P, H / 2>(re, im, tw_re, tw_im);
+  }
+}
+
+// In-place P-point DFT of kV frames with the twiddles given (exp(-i pi m / h) forward, their
+// conjugates for the inverse): entry i holds A[rev(i)] afterwards.
+template <typename T, int P>
+TSVQ_MULTIVERSION_AVX2 void soa_dif_fft(T (*__restrict re)[kV], T (*__restrict im)[kV], const T* __restrict tw_re,
+                                        const T* __restrict tw_im) {
+  soa_dif_stages<T, P, P / 2>(re, im, tw_re, tw_im);
+}
+
+// Real-input step of the forward transform: bins X[0..P] (times edge / interior) of kV frames from
+// the P-point DFT Z of z[j] = x[2j] + i x[2j+1] (entry i holding Z[rev(i)]).
+template <typename T, int P>
+TSVQ_MULTIVERSION_AVX2 void fft_post(const T (*__restrict re)[kV], const T (*__restrict im)[kV], const FftTables<T, P>& tb,
+                                T edge, T interior, T (*__restrict Xr)[kV], T (*__restrict Xi)[kV]) {
+  for (int v = 0; v < kV; ++v) {  // k = 0: Z[0] with itself; also the Nyquist bin
+    const T zr = re[0][v], zi = im[0][v];
+    Xr[0][v] = edge * (zr + zi);
+    Xi[0][v] = T(0);
+    Xr[P][v] = edge * (zr - zi);
+    Xi[P][v] = T(0);
+  }
+#pragma GCC unroll 64
+  for (int k = 1; k < P; ++k) {
+    const T* __restrict zr = re[tb.rev[k]];
+    const T* __restrict zi = im[tb.rev[k]];
+    const T* __restrict mr = re[tb.rev[P - k]];
+    const T* __restrict mi = im[tb.rev[P - k]];
+    const T wr = tb.rot_re[k], wi = tb.rot_im[k];
+    for (int v = 0; v < kV; ++v) {
+      const T er = T(0.5) * (zr[v] + mr[v]), ei = T(0.5) * (zi[v] - mi[v]);
+      const T orr = T(0.5) * (zi[v] + mi[v]), oi = T(-0.5) * (zr[v] - mr[v]);
+      Xr[k][v] = interior * (er + (wr * orr - wi * oi));
+      Xi[k][v] = interior * (ei + (wr * oi + wi * orr));
+    }
+  }
+}
+
+// The frames of one row (padded, scaled samples xp) -> its output: out_r = out + r * T * F * 2
+// (interleaved) or out + r * 2F * T, block by block: load, FFT, real-input step, stores.
+template <typename T, int P>
+void fused_analysis_row(const T* __restrict xp, int64_t hop, int64_t n_frames, const T* __restrict w,
+                                         T edge, T interior, int64_t F, bool zero_two_sided, bool interleaved,
+                                         T* __restrict out_r) {
+  constexpr int N = 2 * P;
+  const auto& tb = fft_tables<T, P>();
+  alignas(64) T re[P][kV], im[P][kV], Xr[P + 1][kV], Xi[P + 1][kV];
+  for (int64_t t0 = 0; t0 < n_frames; t0 += kV) {
+    const int nv = static_cast<int>(std::min<int64_t>(kV, n_frames - t0));
+    for (int v = 0; v < kV; ++v) {
+      const T* f = xp + (t0 + std::min(v, nv - 1)) * hop;  // a partial block repeats its last frame
+      for (int j = 0; j < P; ++j) {
+        re[j][v] = w[2 * j] * f[2 * j];
+        im[j][v] = w[2 * j + 1] * f[2 * j + 1];
+      }
+    }
+    soa_dif_fft<T, P>(re, im, tb.stage_re, tb.stage_im);
+    fft_post<T, P>(re, im, tb, edge, interior, Xr, Xi);
+    if (interleaved) {
+      for (int v = 0; v < nv; ++v) {
+        T* o = out_r + (t0 + v) * F * 2;
+        for (int f = 0; f <= P; ++f) {
+          o[2 * f] = Xr[f][v];
+          o[2 * f + 1] = Xi[f][v];
+        }
+        for (int64_t f = P + 1; f < F; ++f) {  // two-sided: the conjugate mirror, or zeros
+          o[2 * f] = zero_two_sided ? T(0) : Xr[N - f][v];
+          o[2 * f + 1] = zero_two_sided ? T(0) : -Xi[N - f][v];
+        }
+      }
+    } else {
+      T* o = out_r + t0;
+      for (int f = 0; f <= P; ++f)
+        for (int v = 0; v < nv; ++v) {
+          o[f * n_frames + v] = Xr[f][v];
+          o[(F + f) * n_frames + v] = Xi[f][v];
+        }
+      for (int64_t f = P + 1; f < F; ++f)
+        for (int v = 0; v < nv; ++v) {
+          o[f * n_frames + v] = zero_two_sided ? T(0) : Xr[N - f][v];
+          o[(F + f) * n_frames + v] = zero_two_sided ? T(0) : -Xi[N - f][v];
+        }
+    }
+  }
+}
+
+// x [R, L] -> out [R, T, F, 2] (interleaved, frames-major) or [R, 2F, T]: the semantics of
+// fft_analysis_cuda (stft.h).
+template <typename T, int P>
+void fft_analysis_rows(const T* x, int64_t R, int64_t L, const T* w, const T* scale, int64_t hop, int64_t n_frames,
+                       int64_t pad_left, int64_t mode, T edge, T interior, int64_t n_bins, bool zero_two_sided,
+                       bool interleaved, T* out) {
+  constexpr int N = 2 * P;
+  const int64_t Qv = (n_frames - 1) * hop + N;
+  const int64_t lo = std::min(std::max<int64_t>(0, pad_left), Qv);
+  const int64_t hi = std::max(lo, std::min(Qv, pad_left + L));
+  const int64_t F = n_bins;
+  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, n_frames * N));
+  at::parallel_for(0, R, grain, [&](int64_t r0, int64_t r1) {
+    std::vector<T> xp(Qv);
+    for (int64_t r = r0; r < r1; ++r) {
+      const T* xr = x + r * L;
+      for (int64_t q = 0; q < lo; ++q) {
+        const int64_t src = pad_source(q, pad_left, L, mode);
+        xp[q] = src < 0 ? T(0) : xr[src];
+      }
+      if (hi > lo) std::copy(xr + (lo - pad_left), xr + (hi - pad_left), xp.data() + lo);
+      for (int64_t q = hi; q < Qv; ++q) {
+        const int64_t src = pad_source(q, pad_left, L, mode);
+        xp[q] = src < 0 ? T(0) : xr[src];
+      }
+      if (scale)
+        for (int64_t q = 0; q < Qv; ++q) xp[q] *= scale[q];
+      fused_analysis_row<T, P>(xp.data(), hop, n_frames, w, edge, interior, F, zero_two_sided, interleaved,
+                               interleaved ? out + r * n_frames * F * 2 : out + r * 2 * F * n_frames);
+    }
+  });
+}
+
+// One row's spectrum (sr, read through the element strides s_f, s_t, s_c) -> the overlap-add of
+// its windowed inverse frames into acc [(T - 1) hop + N], block by block.
+template <typename T, int P>
+void fused_synthesis_row(const T* __restrict sr, int64_t s_f, int64_t s_t, int64_t s_c,
+                                          int64_t n_frames, const T* __restrict w, int64_t hop, T edge, T interior,
+                                          T* __restrict acc) {
+  const auto& tb = fft_tables<T, P>();
+  alignas(64) T re[P][kV], im[P][kV], Xr[P + 1][kV], Xi[P + 1][kV];
+  for (int64_t t0 = 0; t0 < n_frames; t0 += kV) {
+    const int nv = static_cast<int>(std::min<int64_t>(kV, n_frames - t0));
+    for (int k = 0; k <= P; ++k) {
+      const T c = (k == 0 || k == P) ? edge : interior;
+      const bool real_only = k == 0 || k == P;  // irfft drops Im X[0], Im X[N / 2]
+      for (int v = 0; v < kV; ++v) {
+        const T* s = sr + k * s_f + (t0 + std::min(v, nv - 1)) * s_t;
+        Xr[k][v] = c * s[0];
+        Xi[k][v] = real_only ? T(0) : c * s[s_c];
+      }
+    }
+#pragma GCC unroll 64
+    for (int k = 0; k < P; ++k) {
+      const T wr = tb.rot_re[k], wi = -tb.rot_im[k];  // exp(+2 pi i k / N)
+      for (int v = 0; v < kV; ++v) {
+        const T mr = Xr[P - k][v], mi = Xi[P - k][v];
+        const T er = T(0.5) * (Xr[k][v] + mr), ei = T(0.5) * (Xi[k][v] - mi);
+        const T dr = T(0.5) * (Xr[k][v] - mr), di = T(0.5) * (Xi[k][v] + mi);
+        const T orr = dr * wr - di * wi, oi = dr * wi + di * wr;
+        re[k][v] = er - oi;  // Z = E + i O
+        im[k][v] = ei + orr;
+      }
+    }
+    soa_dif_fft<T, P>(re, im, tb.stage_re, tb.stage_im_conj);
+    for (int v = 0; v < nv; ++v) {
+      T* a = acc + (t0 + v) * hop;
+      for (int i = 0; i < P; ++i) {
+        const int n = 2 * tb.rev[i];
+        a[n] += w[n] * (T(2) * re[i][v]);
+        a[n + 1] += w[n + 1] * (T(2) * im[i][v]);
+      }
+    }
+  }
+}
+
+// spec (element strides sr, sf, st, sc) -> y [R, length]: the semantics of fft_synthesis_cuda.
+template <typename T, int P>
+void fft_synthesis_rows(const T* spec, int64_t R, const int64_t* strides, int64_t n_frames, const T* w,
+                        const T* scale, int64_t hop, int64_t start, int64_t length, T edge, T interior, T* y) {
+  constexpr int N = 2 * P;
+  const int64_t s_r = strides[0], s_f = strides[1], s_t = strides[2], s_c = strides[3];
+  const int64_t Q = (n_frames - 1) * hop + N;
+  const int64_t kept = std::max<int64_t>(0, std::min(length, Q - start));
+  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, n_frames * N));
+  at::parallel_for(0, R, grain, [&](int64_t r0, int64_t r1) {
+    std::vector<T> acc(Q);
+    for (int64_t r = r0; r < r1; ++r) {
+      std::fill(acc.begin(), acc.end(), T(0));
+      fused_synthesis_row<T, P>(spec + r * s_r, s_f, s_t, s_c, n_frames, w, hop, edge, interior, acc.data());
+      T* __restrict yr = y + r * length;
+      for (int64_t p = 0; p < kept; ++p) yr[p] = scale ? acc[p + start] * scale[p + start] : acc[p + start];
+      std::fill(yr + kept, yr + length, T(0));
+    }
+  });
+}
+
+// The fused CPU path's n_fft (use_fused_fft in stft.cpp): 32 only, P = 16 (at 64 it measured slower
+// than pocketfft on most benchmark shapes, benchmarks/RESULTS.md, 2026-12-01); the kernels are
+// written for any power-of-two P.
+template <typename F>
+void with_half_size_cpu(int64_t n_fft, F f) {
+  TORCH_CHECK(n_fft == 32, "fused FFT kernels on CPUs: n_fft must be 32, got ", n_fft);
+  f(std::integral_constant<int, 16>{});
+}
+
 }  // namespace
 
 at::Tensor frame_cpu(const at::Tensor& x_in, const at::Tensor& window_in, const at::Tensor& scale_in, int64_t hop,
@@ -355,6 +625,55 @@ at::Tensor overlap_add_cpu(const at::Tensor& frames_in, const at::Tensor& window
     overlap_add_rows<scalar_t>(frames.data_ptr<scalar_t>(), R, T, N, w.data_ptr<scalar_t>(),
                                scale.defined() ? scale.data_ptr<scalar_t>() : nullptr, hop, start, length,
                                y.data_ptr<scalar_t>());
+  });
+  return y;
+}
+
+at::Tensor fft_analysis_cpu(const at::Tensor& x_in, const at::Tensor& window_in, const at::Tensor& scale_in,
+                            int64_t hop, int64_t n_frames, int64_t pad_left, int64_t mode, double edge, double interior,
+                            int64_t n_bins, bool zero_two_sided, bool stacked) {
+  TORCH_CHECK(x_in.device().is_cpu() && x_in.dim() == 2, "fft_analysis_cpu: x must be a CPU Tensor[R, L]");
+  const auto ops = framing_operands(x_in, window_in, scale_in);
+  const auto &x = ops.input, &w = ops.window, &scale = ops.scale;
+  const int64_t R = x.size(0), L = x.size(1), N = w.size(0);
+  TORCH_CHECK(n_bins == N / 2 + 1 || n_bins == N, "fft_analysis_cpu: n_bins must be n_fft / 2 + 1 or n_fft");
+  auto out = stacked ? at::empty({R, 2 * n_bins, n_frames}, x.options())
+                     : at::empty({R, n_frames, n_bins, 2}, x.options());
+  if (out.numel() > 0) {
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fft_analysis_cpu", [&] {
+      with_half_size_cpu(N, [&](auto half) {
+        fft_analysis_rows<scalar_t, decltype(half)::value>(
+            x.data_ptr<scalar_t>(), R, L, w.data_ptr<scalar_t>(), scale.defined() ? scale.data_ptr<scalar_t>() : nullptr,
+            hop, n_frames, pad_left, mode, static_cast<scalar_t>(edge), static_cast<scalar_t>(interior), n_bins,
+            zero_two_sided, !stacked, out.data_ptr<scalar_t>());
+      });
+    });
+  }
+  return stacked ? out : out.transpose(1, 2);
+}
+
+at::Tensor fft_synthesis_cpu(const at::Tensor& spec, bool interleaved, int64_t n_fft, const at::Tensor& window_in,
+                             const at::Tensor& scale_in, int64_t hop, int64_t start, int64_t length, double edge,
+                             double interior) {
+  TORCH_CHECK(spec.device().is_cpu() && spec.dim() == (interleaved ? 4 : 3),
+              "fft_synthesis_cpu: spec must be a CPU Tensor[R, F, T, 2] or Tensor[R, 2F, T]");
+  const auto w = window_in.contiguous();
+  const auto scale = scale_in.defined() ? scale_in.contiguous() : at::Tensor();
+  const int64_t R = spec.size(0), n_frames = spec.size(2);
+  const int64_t F = interleaved ? spec.size(1) : spec.size(1) / 2;
+  TORCH_CHECK(w.size(0) == n_fft && F >= n_fft / 2 + 1, "fft_synthesis_cpu: spec needs n_fft / 2 + 1 bins");
+  auto y = at::empty({R, length}, spec.options());
+  if (y.numel() == 0) return y;
+  if (n_frames == 0) return y.zero_();
+  const int64_t strides[4] = {spec.stride(0), spec.stride(1), spec.stride(2),
+                              interleaved ? spec.stride(3) : F * spec.stride(1)};
+  AT_DISPATCH_FLOATING_TYPES(spec.scalar_type(), "fft_synthesis_cpu", [&] {
+    with_half_size_cpu(n_fft, [&](auto half) {
+      fft_synthesis_rows<scalar_t, decltype(half)::value>(
+          spec.data_ptr<scalar_t>(), R, strides, n_frames, w.data_ptr<scalar_t>(),
+          scale.defined() ? scale.data_ptr<scalar_t>() : nullptr, hop, start, length, static_cast<scalar_t>(edge),
+          static_cast<scalar_t>(interior), y.data_ptr<scalar_t>());
+    });
   });
   return y;
 }
