@@ -182,7 +182,7 @@ def test_gradients_match_torch(device):
     torch.testing.assert_close(*grads, rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("n_fft", [8, 100])
+@pytest.mark.parametrize("n_fft", [8, 32, 100])  # direct (CPU) or fused (GPU), fused, FFT path
 def test_opcheck(device, n_fft):
     hop = n_fft // 4
     w = torch.hann_window(n_fft, device=device)

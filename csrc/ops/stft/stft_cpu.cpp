@@ -227,6 +227,24 @@ void synthesis_cpu(const T* spec, const int64_t* st, int64_t R, int64_t J, int64
   });
 }
 
+// xp[q] = scale[q] * xpad[q] for q < Qv, xpad the row xr [L] padded by pad_left (mode): the centre
+// padding by index arithmetic outside [lo, hi), a plain copy inside (scale null: 1).
+template <typename T>
+void padded_row(const T* xr, int64_t L, int64_t pad_left, int64_t mode, const T* scale, int64_t lo, int64_t hi,
+                int64_t Qv, T* xp) {
+  for (int64_t q = 0; q < lo; ++q) {
+    const int64_t src = pad_source(q, pad_left, L, mode);
+    xp[q] = src < 0 ? T(0) : xr[src];
+  }
+  if (hi > lo) std::copy(xr + (lo - pad_left), xr + (hi - pad_left), xp + lo);
+  for (int64_t q = hi; q < Qv; ++q) {
+    const int64_t src = pad_source(q, pad_left, L, mode);
+    xp[q] = src < 0 ? T(0) : xr[src];
+  }
+  if (scale)
+    for (int64_t q = 0; q < Qv; ++q) xp[q] *= scale[q];
+}
+
 // FFT-path framing on CPUs (see stft.cpp): frames[r, t, n] = window[n] * scale[q] * xpad[r, q],
 // q = t * hop + n. Each row's padded (and scaled) samples are first gathered into a per-thread
 // scratch of the Qv samples the frames cover (the centre padding by index arithmetic, the
@@ -243,17 +261,7 @@ void frame_rows(const T* x, int64_t R, int64_t L, const T* w, int64_t N, const T
     std::vector<T> xp(Qv);
     for (int64_t r = r0; r < r1; ++r) {
       const T* xr = x + r * L;
-      for (int64_t q = 0; q < lo; ++q) {
-        const int64_t src = pad_source(q, pad_left, L, mode);
-        xp[q] = src < 0 ? T(0) : xr[src];
-      }
-      if (hi > lo) std::copy(xr + (lo - pad_left), xr + (hi - pad_left), xp.data() + lo);
-      for (int64_t q = hi; q < Qv; ++q) {
-        const int64_t src = pad_source(q, pad_left, L, mode);
-        xp[q] = src < 0 ? T(0) : xr[src];
-      }
-      if (scale)
-        for (int64_t q = 0; q < Qv; ++q) xp[q] *= scale[q];
+      padded_row(xr, L, pad_left, mode, scale, lo, hi, Qv, xp.data());
       for (int64_t t = 0; t < n_frames; ++t) {
         const T* __restrict src = xp.data() + t * hop;
         T* __restrict o = out + (r * n_frames + t) * N;
@@ -504,17 +512,7 @@ void fft_analysis_rows(const T* x, int64_t R, int64_t L, const T* w, const T* sc
     std::vector<T> xp(Qv);
     for (int64_t r = r0; r < r1; ++r) {
       const T* xr = x + r * L;
-      for (int64_t q = 0; q < lo; ++q) {
-        const int64_t src = pad_source(q, pad_left, L, mode);
-        xp[q] = src < 0 ? T(0) : xr[src];
-      }
-      if (hi > lo) std::copy(xr + (lo - pad_left), xr + (hi - pad_left), xp.data() + lo);
-      for (int64_t q = hi; q < Qv; ++q) {
-        const int64_t src = pad_source(q, pad_left, L, mode);
-        xp[q] = src < 0 ? T(0) : xr[src];
-      }
-      if (scale)
-        for (int64_t q = 0; q < Qv; ++q) xp[q] *= scale[q];
+      padded_row(xr, L, pad_left, mode, scale, lo, hi, Qv, xp.data());
       fused_analysis_row<T, P>(xp.data(), hop, n_frames, w, edge, interior, F, zero_two_sided, interleaved,
                                interleaved ? out + r * n_frames * F * 2 : out + r * 2 * F * n_frames);
     }
