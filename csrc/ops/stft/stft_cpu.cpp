@@ -227,22 +227,33 @@ void synthesis_cpu(const T* spec, const int64_t* st, int64_t R, int64_t J, int64
   });
 }
 
-// xp[q] = scale[q] * xpad[q] for q < Qv, xpad the row xr [L] padded by pad_left (mode): the centre
-// padding by index arithmetic outside [lo, hi), a plain copy inside (scale null: 1).
-template <typename T>
-void padded_row(const T* xr, int64_t L, int64_t pad_left, int64_t mode, const T* scale, int64_t lo, int64_t hi,
-                int64_t Qv, T* xp) {
-  for (int64_t q = 0; q < lo; ++q) {
-    const int64_t src = pad_source(q, pad_left, L, mode);
-    xp[q] = src < 0 ? T(0) : xr[src];
-  }
-  if (hi > lo) std::copy(xr + (lo - pad_left), xr + (hi - pad_left), xp + lo);
-  for (int64_t q = hi; q < Qv; ++q) {
-    const int64_t src = pad_source(q, pad_left, L, mode);
-    xp[q] = src < 0 ? T(0) : xr[src];
-  }
-  if (scale)
-    for (int64_t q = 0; q < Qv; ++q) xp[q] *= scale[q];
+// Rows of x [R, L] padded by pad_left (mode) and scaled, in parallel: f(r, xp) with xp[q] = scale[q] *
+// xpad[r, q] for q < Qv in a per-thread scratch (the centre padding by index arithmetic outside the
+// interior, a plain copy inside; scale null: 1). work = samples written per row (the grain).
+template <typename T, typename F>
+void for_each_padded_row(const T* x, int64_t R, int64_t L, int64_t pad_left, int64_t mode, const T* scale,
+                         int64_t Qv, int64_t work, F f) {
+  const int64_t lo = std::min(std::max<int64_t>(0, pad_left), Qv);  // [lo, hi): q - pad_left inside x
+  const int64_t hi = std::max(lo, std::min(Qv, pad_left + L));
+  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, work));
+  at::parallel_for(0, R, grain, [&](int64_t r0, int64_t r1) {
+    std::vector<T> xp(Qv);
+    for (int64_t r = r0; r < r1; ++r) {
+      const T* xr = x + r * L;
+      for (int64_t q = 0; q < lo; ++q) {
+        const int64_t src = pad_source(q, pad_left, L, mode);
+        xp[q] = src < 0 ? T(0) : xr[src];
+      }
+      if (hi > lo) std::copy(xr + (lo - pad_left), xr + (hi - pad_left), xp.data() + lo);
+      for (int64_t q = hi; q < Qv; ++q) {
+        const int64_t src = pad_source(q, pad_left, L, mode);
+        xp[q] = src < 0 ? T(0) : xr[src];
+      }
+      if (scale)
+        for (int64_t q = 0; q < Qv; ++q) xp[q] *= scale[q];
+      f(r, static_cast<const T*>(xp.data()));
+    }
+  });
 }
 
 // FFT-path framing on CPUs (see stft.cpp): frames[r, t, n] = window[n] * scale[q] * xpad[r, q],
@@ -254,19 +265,11 @@ template <typename T>
 void frame_rows(const T* x, int64_t R, int64_t L, const T* w, int64_t N, const T* scale, int64_t hop,
                 int64_t n_frames, int64_t pad_left, int64_t mode, T* out) {
   const int64_t Qv = (n_frames - 1) * hop + N;
-  const int64_t lo = std::min(std::max<int64_t>(0, pad_left), Qv);  // [lo, hi): q - pad_left inside x
-  const int64_t hi = std::max(lo, std::min(Qv, pad_left + L));
-  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, n_frames * N));
-  at::parallel_for(0, R, grain, [&](int64_t r0, int64_t r1) {
-    std::vector<T> xp(Qv);
-    for (int64_t r = r0; r < r1; ++r) {
-      const T* xr = x + r * L;
-      padded_row(xr, L, pad_left, mode, scale, lo, hi, Qv, xp.data());
-      for (int64_t t = 0; t < n_frames; ++t) {
-        const T* __restrict src = xp.data() + t * hop;
-        T* __restrict o = out + (r * n_frames + t) * N;
-        for (int64_t n = 0; n < N; ++n) o[n] = w[n] * src[n];
-      }
+  for_each_padded_row(x, R, L, pad_left, mode, scale, Qv, n_frames * N, [&](int64_t r, const T* xp) {
+    for (int64_t t = 0; t < n_frames; ++t) {
+      const T* __restrict src = xp + t * hop;
+      T* __restrict o = out + (r * n_frames + t) * N;
+      for (int64_t n = 0; n < N; ++n) o[n] = w[n] * src[n];
     }
   });
 }
@@ -503,19 +506,10 @@ void fft_analysis_rows(const T* x, int64_t R, int64_t L, const T* w, const T* sc
                        int64_t pad_left, int64_t mode, T edge, T interior, int64_t n_bins, bool zero_two_sided,
                        bool interleaved, T* out) {
   constexpr int N = 2 * P;
-  const int64_t Qv = (n_frames - 1) * hop + N;
-  const int64_t lo = std::min(std::max<int64_t>(0, pad_left), Qv);
-  const int64_t hi = std::max(lo, std::min(Qv, pad_left + L));
-  const int64_t F = n_bins;
-  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, n_frames * N));
-  at::parallel_for(0, R, grain, [&](int64_t r0, int64_t r1) {
-    std::vector<T> xp(Qv);
-    for (int64_t r = r0; r < r1; ++r) {
-      const T* xr = x + r * L;
-      padded_row(xr, L, pad_left, mode, scale, lo, hi, Qv, xp.data());
-      fused_analysis_row<T, P>(xp.data(), hop, n_frames, w, edge, interior, F, zero_two_sided, interleaved,
-                               interleaved ? out + r * n_frames * F * 2 : out + r * 2 * F * n_frames);
-    }
+  const int64_t Qv = (n_frames - 1) * hop + N, F = n_bins;
+  for_each_padded_row(x, R, L, pad_left, mode, scale, Qv, n_frames * N, [&](int64_t r, const T* xp) {
+    fused_analysis_row<T, P>(xp, hop, n_frames, w, edge, interior, F, zero_two_sided, interleaved,
+                             interleaved ? out + r * n_frames * F * 2 : out + r * 2 * F * n_frames);
   });
 }
 
