@@ -31,6 +31,7 @@ inline uint64_t g_shuffle_slots[1024];
 #define __launch_bounds__(...)
 #define __shared__ static
 using std::fma;
+using std::sqrt;
 using std::isfinite;
 inline float fmaf(float a, float b, float c) { return std::fma(a, b, c); }
 inline void __syncthreads() { g_block_barrier->arrive_and_wait(); }

@@ -23,12 +23,16 @@ def barlow_twins_loss(
     and ``L = sum_i (1 - C_ii)^2 + lambd * sum_{i != j} C_ij^2``, divided by D when
     ``scale_by_dim`` (the NC-VQVAE setting: lambd 0.005, loss / 4096).
 
-    Forward and backward are fused into a few large ATen calls: both views are standardised by
-    one batch-norm call on ``[z1 | z2]``, and when N < D the exact Gram formulation
-    ``sum_ij C_ij^2 = <Z1 Z1^T, Z2 Z2^T> / N^2`` (one batched GEMM) is used, so cost is
-    O(N^2 D) and memory O(N^2 + N D), never D x D. Otherwise C is formed one block of rows at a
-    time. The backward reuses the forward's standardised views and Gram matrices
-    (``csrc/ops/barlow_twins_loss/barlow_twins_loss.cpp`` gives the algebra).
+    Forward and backward are fused: the GEMMs are ATen's (MKL / cuBLAS) and every other pass is
+    one tsvq kernel (CPU and CUDA): the forward standardises both views in place (their dtype
+    and strides), with the diagonal of C and the per-dimension loss terms in the same pass, and
+    a second kernel adds the GEMM term and writes the loss; the backward's one kernel forms the
+    gradient of the standardised views and runs the standardisation backward. When N < D the
+    exact Gram formulation ``sum_ij C_ij^2 = <Z1 Z1^T, Z2 Z2^T> / N^2`` (one batched GEMM) is
+    used, so cost is O(N^2 D) and memory O(N^2 + N D), never D x D. Otherwise C is formed one
+    block of rows at a time. The backward reuses the forward's standardised views and Gram
+    matrices (``csrc/ops/barlow_twins_loss/barlow_twins_loss.cpp`` gives the algebra). CPU and
+    CUDA only.
 
     Args:
         z1, z2: Tensor[N, D], same dtype (float32/float64/float16/bfloat16) and device; N >= 2.
@@ -64,7 +68,8 @@ if _extension.built():
 
     @torch.library.register_fake("tsvq::_barlow_twins_loss_backward")
     def _(grad, a, invstd, gram, r, lambd, unbiased, scale_by_dim, dtype):
-        return torch.empty_like(a, dtype=dtype)
+        n, d2 = a.shape
+        return a.new_empty((2, n, d2 // 2), dtype=dtype)
 
     def _setup_context(ctx, inputs, output):
         _, a, invstd, gram, r = output
@@ -78,7 +83,6 @@ if _extension.built():
             return None, None, None, None, None, None
         lambd, unbiased, scale_by_dim, dtype = ctx.args
         dz = torch.ops.tsvq._barlow_twins_loss_backward(grad, *ctx.saved_tensors, lambd, unbiased, scale_by_dim, dtype)
-        d = dz.shape[1] // 2
-        return dz[:, :d], dz[:, d:], None, None, None, None
+        return dz[0], dz[1], None, None, None, None
 
     torch.library.register_autograd("tsvq::_barlow_twins_loss_forward", _backward, setup_context=_setup_context)

@@ -1,29 +1,34 @@
 // Barlow Twins loss (Zbontar et al. 2021, eq. 1), forward and backward without a D x D matrix
-// when N < D, in a few large ATen calls.
+// when N < D: the GEMMs are ATen's (MKL / cuBLAS), every other pass is one tsvq kernel
+// (barlow_twins_loss_cpu.cpp, barlow_twins_loss_cuda.cu; barlow_twins_kernels.cuh).
 //
-// Both views are standardised in one call: X = [z1 | z2] is Tensor[N, 2D] and ATen's training
-// batch norm (no affine, no running statistics: one fused column-statistics kernel on CPU and
-// CUDA) gives A = (X - mean) * invstd with invstd = 1 / sqrt(var + eps), the biased variance of
-// facebookresearch/barlowtwins' BatchNorm1d(affine=False). The unbiased variance is the same call
-// with eps' = eps (N - 1) / N and a scalar factor folded into the divisor m below:
+// Both views are standardised by one kernel reading z1 and z2 in place (their dtype and strides):
+// A = [A1 | A2] = (X - mean) * invstd, Tensor[N, 2D] in the accumulation dtype, invstd =
+// 1 / sqrt(var + eps) with the biased variance of facebookresearch/barlowtwins'
+// BatchNorm1d(affine=False). The unbiased variance is the same with eps' = eps (N - 1) / N and a
+// scalar factor folded into the divisor m below:
 //   A_unbiased = sqrt((N - 1) / N) A(eps'),  so  C = A1^T A2 / m,  m = N (biased), N^2 / (N - 1).
 // L = sum_i (1 - C_ii)^2 + lambd sum_{i != j} C_ij^2 (times s = 1 / D with scale_by_dim).
-// With r_i = (A1^T A2)_ii (an O(N D) column dot product) and ||A1^T A2||_F^2 = <G1, G2>,
-// G = A A^T (one batched GEMM over the two views):
-//   L = s sum_i [1 - 2 r_i / m + (1 - lambd) r_i^2 / m^2] + s lambd <G1, G2> / m^2.
-// The forward returns A, invstd, G and r with the loss, so the backward recomputes nothing:
+// With r_i = (A1^T A2)_ii (an O(N D) column dot product, in the same kernel) and
+// ||A1^T A2||_F^2 = <G1, G2>, G = A A^T (one batched GEMM over the two views):
+//   L = s sum_i [1 - 2 r_i / m + (1 - lambd) r_i^2 / m^2] + s lambd <G1, G2> / m^2,
+// the first sum from the standardisation kernel's partial sums, added to the second by a
+// finishing kernel that writes the loss in the dtype of z1. The forward returns A, invstd, G and r
+// with the loss, so the backward recomputes nothing:
 //   dL/dA1 = k G2 A1 + A2 diag(w),  dL/dA2 = k G1 A2 + A1 diag(w),
 //   k = 2 s lambd / m^2,  w_i = s (2 (1 - lambd) r_i / m^2 - 2 / m),
-// then the batch-standardisation backward dX = (dA - mean(dA) - A mean(dA * A)) * invstd, which
-// is ATen's batch-norm backward run on A itself (mean 0, invstd 1) with invstd as its weight.
+// P = [G2 A1, G1 A2] by two GEMMs, then one kernel forms g = grad (k P + A_other diag(w)) and the
+// batch-standardisation backward dX = (g - mean(g) - A mean(g * A)) * invstd in the input dtype,
+// written as Tensor[2, N, D] so that the gradients of z1 and z2 are contiguous.
+// Per forward + backward: 2 + 1 GEMM-like calls (bmm, dot) + 2 GEMMs and three tsvq kernels.
 // Cost O(N^2 D), memory O(N^2 + N D) on the Gram path (N < D). Otherwise column blocks of
 // A1^T A2 are formed one at a time: O(N D^2) time, O(block D) memory, in forward and backward.
-// Statistics and products are in float32 (float64 for float64 inputs); GEMMs are MKL / cuBLAS.
+// Statistics and products are in float32 (float64 for float64 inputs).
 #include <ATen/ATen.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
 
-#include "../../common/checks.h"
+#include "barlow_twins_loss.h"
 
 namespace tsvq {
 namespace {
@@ -57,6 +62,31 @@ double divisor(int64_t N, bool unbiased) {
   return unbiased ? n * n / (n - 1.0) : n;
 }
 
+// The device's passes (barlow_twins_loss.h); the ops are registered for CPU and CUDA only.
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> standardize(const at::Tensor& z1, const at::Tensor& z2,
+                                                                      double eps, double c0, double c1, double c2) {
+#if TSVQ_WITH_CUDA
+  if (z1.device().is_cuda()) return bt_standardize_cuda(z1, z2, eps, c0, c1, c2);
+#endif
+  return bt_standardize_cpu(z1, z2, eps, c0, c1, c2);
+}
+
+at::Tensor finish(const at::Tensor& partial, const at::Tensor& frob, double coef, at::ScalarType dtype) {
+#if TSVQ_WITH_CUDA
+  if (partial.device().is_cuda()) return bt_finish_cuda(partial, frob, coef, dtype);
+#endif
+  return bt_finish_cpu(partial, frob, coef, dtype);
+}
+
+at::Tensor standardize_backward(const at::Tensor& grad, const at::Tensor& a, const at::Tensor& invstd,
+                                const at::Tensor& r, const at::Tensor& p, double k, double w1, double w0,
+                                at::ScalarType dtype) {
+#if TSVQ_WITH_CUDA
+  if (a.device().is_cuda()) return bt_standardize_backward_cuda(grad, a, invstd, r, p, k, w1, w0, dtype);
+#endif
+  return bt_standardize_backward_cpu(grad, a, invstd, r, p, k, w1, w0, dtype);
+}
+
 // -> (loss, A [N, 2D], invstd [2D], G [2, N, N] or [0], r [D]); A, invstd, G, r in the
 // accumulation dtype, the loss in the dtype of z1.
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> barlow_twins_loss_forward(
@@ -66,14 +96,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> barlow_tw
   const int64_t N = z1.size(0), D = z1.size(1);
   const double n = static_cast<double>(N), m = divisor(N, unbiased);
   const double s = scale_by_dim ? 1.0 / static_cast<double>(D) : 1.0;
-  auto x = at::empty({N, 2 * D}, z1.options().dtype(acc_dtype(z1.scalar_type())));
-  at::cat_out(x, {z1, z2}, 1);  // converts float16 / bfloat16 on the way
-  auto bn = at::native_batch_norm(x, {}, {}, {}, {}, /*training=*/true, 0.0,
-                                  unbiased ? eps * (n - 1.0) / n : eps);
-  auto a = std::get<0>(bn), invstd = std::get<2>(bn);
-  x.reset();
+  const double eps_biased = unbiased ? eps * (n - 1.0) / n : eps;
+  // per dimension: s [1 - 2 r_i / m + (1 - lambd) r_i^2 / m^2]
+  const double c0 = s, c1 = -2.0 * s / m, c2 = (1.0 - lambd) * s / (m * m);
+  at::Tensor a, invstd, r, partial;
+  std::tie(a, invstd, r, partial) = standardize(z1, z2, eps_biased, c0, c1, c2);
   auto a1 = a.narrow(1, 0, D), a2 = a.narrow(1, D, D);
-  auto r = at::mul(a1, a2).sum(0);
   at::Tensor gram, frob;  // frob = ||A1^T A2||_F^2
   if (gram_path(N, D)) {
     auto av = a.view({N, 2, D}).transpose(0, 1);  // [2, N, D], no copy
@@ -88,13 +116,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> barlow_tw
       frob.add_(at::dot(cb, cb));
     }
   }
-  // s sum_i [1 - 2 r_i / m + (1 - lambd) r_i^2 / m^2]  +  s lambd frob / m^2
-  auto per_dim = at::addcmul(at::mul(r, -2.0 * s / m).add_(s), r, r, (1.0 - lambd) * s / (m * m));
-  auto loss = at::add(per_dim.sum(), frob, s * lambd / (m * m));
-  return {loss.to(z1.scalar_type()), a, invstd, gram, r};
+  const double coef = s * lambd / (m * m);
+  auto loss = finish(partial, frob, coef, z1.scalar_type());
+  return {loss, a, invstd, gram, r};
 }
 
-// dL/d[z1 | z2] as Tensor[N, 2D] in `dtype`, from the forward's saved A, invstd, G and r.
+// [dL/dz1, dL/dz2] as Tensor[2, N, D] in `dtype`, from the forward's saved A, invstd, G and r.
 at::Tensor barlow_twins_loss_backward(const at::Tensor& grad, const at::Tensor& a,
                                       const at::Tensor& invstd, const at::Tensor& gram,
                                       const at::Tensor& r, double lambd, bool unbiased,
@@ -105,37 +132,36 @@ at::Tensor barlow_twins_loss_backward(const at::Tensor& grad, const at::Tensor& 
                         invstd.size(0) == 2 * D,
                     "a, invstd and r must be Tensor[N, 2D], [2D] and [D], got ", a.sizes(), ", ",
                     invstd.sizes(), " and ", r.sizes());
+  TORCH_CHECK_VALUE(a.scalar_type() == acc_dtype(a.scalar_type()) && invstd.scalar_type() == a.scalar_type() &&
+                        r.scalar_type() == a.scalar_type() && is_float_dtype(dtype),
+                    "a, invstd and r must share one float32 / float64 dtype and dtype must be a float type");
   const double m = divisor(N, unbiased);
   const double s = scale_by_dim ? 1.0 / static_cast<double>(D) : 1.0;
   const double k = 2.0 * s * lambd / (m * m);
-  auto a1 = a.narrow(1, 0, D), a2 = a.narrow(1, D, D);
-  auto w = at::mul(r, 2.0 * s * (1.0 - lambd) / (m * m)).add_(-2.0 * s / m);  // [D]
-  auto da = at::empty_like(a);
-  auto da1 = da.narrow(1, 0, D), da2 = da.narrow(1, D, D);
-  at::mul_out(da1, a2, w);
-  at::mul_out(da2, a1, w);
+  const auto ac = a.contiguous();
+  auto a1 = ac.narrow(1, 0, D), a2 = ac.narrow(1, D, D);
+  // p[0] = G2 A1, p[1] = G1 A2 (the backward kernel scales them by k)
+  auto p = gram_path(N, D) ? at::empty({2, N, D}, a.options()) : at::zeros({2, N, D}, a.options());
   if (gram_path(N, D)) {
     TORCH_CHECK_VALUE(gram.dim() == 3 && gram.size(0) == 2 && gram.size(1) == N && gram.size(2) == N,
                       "gram must be Tensor[2, N, N] when N < D, got ", gram.sizes());
-    da1.addmm_(gram[1], a1, 1.0, k);
-    da2.addmm_(gram[0], a2, 1.0, k);
+    auto p1 = p[0], p2 = p[1];
+    at::mm_out(p1, gram[1], a1);
+    at::mm_out(p2, gram[0], a2);
   } else {
     const int64_t b = block_cols(D);
+    auto p1 = p[0], p2 = p[1];
     for (int64_t j = 0; j < D; j += b) {
       const int64_t len = std::min(b, D - j);
       auto a1b = a1.narrow(1, j, len);
       auto cb = at::mm(a1b.t(), a2);  // rows j..j+len of A1^T A2, [len, D]
-      da1.narrow(1, j, len).addmm_(a2, cb.t(), 1.0, k);
-      da2.addmm_(a1b, cb, 1.0, k);
+      p1.narrow(1, j, len).addmm_(a2, cb.t());
+      p2.addmm_(a1b, cb);
     }
   }
-  // Batch-norm backward on A with mean 0 and invstd 1 is (dA - mean(dA) - A mean(dA * A)); its
-  // weight multiplies by the real invstd and the incoming gradient.
-  auto weight = at::mul(invstd, grad.to(a.scalar_type()));
-  auto dx = std::get<0>(at::native_batch_norm_backward(
-      da, a, weight, {}, {}, at::zeros({2 * D}, a.options()), at::ones({2 * D}, a.options()),
-      /*train=*/true, 0.0, {true, false, false}));
-  return dx.to(dtype);
+  const double w1 = 2.0 * s * (1.0 - lambd) / (m * m), w0 = -2.0 * s / m;  // w_i = w1 r_i + w0
+  const auto g = grad.to(a.options()).contiguous();  // a 0-dim CPU grad moves to the device
+  return standardize_backward(g, ac, invstd.contiguous(), r.contiguous(), p, k, w1, w0, dtype);
 }
 
 at::Tensor barlow_twins_loss(const at::Tensor& z1, const at::Tensor& z2, double lambd, double eps,
@@ -156,7 +182,7 @@ TORCH_LIBRARY_FRAGMENT(tsvq, m) {
   // -> (loss, A [N, 2D], invstd [2D], gram [2, N, N] or [0], r [D]).
   m.def("_barlow_twins_loss_forward(Tensor z1, Tensor z2, float lambd, float eps, bool unbiased, "
         "bool scale_by_dim) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
-  // -> dL/d[z1 | z2], Tensor[N, 2D] in dtype.
+  // -> [dL/dz1, dL/dz2], Tensor[2, N, D] in dtype.
   m.def("_barlow_twins_loss_backward(Tensor grad, Tensor a, Tensor invstd, Tensor gram, Tensor r, "
         "float lambd, bool unbiased, bool scale_by_dim, ScalarType dtype) -> Tensor");
 }
@@ -166,10 +192,17 @@ TORCH_LIBRARY_IMPL(tsvq, CompositeImplicitAutograd, m) {
   m.impl("barlow_twins_loss", &barlow_twins_loss);
 }
 
-// GEMM-bound composites: one implementation serves CPU and CUDA through ATen's kernels.
-TORCH_LIBRARY_IMPL(tsvq, CompositeExplicitAutograd, m) {
+// One implementation for both devices: ATen's GEMMs around the device's kernels.
+TORCH_LIBRARY_IMPL(tsvq, CPU, m) {
   m.impl("_barlow_twins_loss_forward", &barlow_twins_loss_forward);
   m.impl("_barlow_twins_loss_backward", &barlow_twins_loss_backward);
 }
+
+#if TSVQ_WITH_CUDA
+TORCH_LIBRARY_IMPL(tsvq, CUDA, m) {
+  m.impl("_barlow_twins_loss_forward", &barlow_twins_loss_forward);
+  m.impl("_barlow_twins_loss_backward", &barlow_twins_loss_backward);
+}
+#endif
 
 }  // namespace tsvq
