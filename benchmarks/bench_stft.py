@@ -3,8 +3,9 @@
 
 Shapes: B*C = 128..4096 series of L = 128 or 1024 samples, n_fft in {8, 32, 64} and 256, hop_length =
 n_fft // 4, Hann window, center, reflect padding. Kernels: on CPUs the direct DFT for n_fft 8 and the
-FFT path (pocketfft) above 16; on GPUs the fused warp-FFT kernels (csrc/ops/stft/stft_fft_small.cuh)
-for n_fft 8, 32, 64 and the FFT path (cuFFT) for 256.
+fused FFT path at 32 (csrc/ops/stft/stft_cpu.cpp) and pocketfft at 64 / 256; on GPUs the fused warp-FFT kernels
+(csrc/ops/stft/stft_fft_small.cuh) for n_fft 8, 32, 64 and the FFT path (cuFFT) for 256.
+test_fused_kernels_vs_fft_path times the fused kernels against the FFT path in the same process.
 Baseline: torch.stft / torch.istft (tsvq.ops.reference), which for the inverse also reads the
 window envelope back to the host (NOLA check); outputs (and for the round trip, gradients) are
 asserted equal before timing (tsvq.bench.stft_case / istft_case / stft_round_trip_case). The
@@ -24,7 +25,43 @@ SHAPES = [(bc, L, n) for bc, L, n in itertools.product([128, 1024, 4096], [128, 
           if L > n // 2]  # reflect padding needs L > n_fft // 2
 
 
-# The candidate kernel first: on a GPU machine the session's time budget may cut the end of a file.
+FUSED_AB = ([pytest.param("cuda", (bc, 1024, n), id=f"cuda-{bc}-1024-{n}") for bc in (1024, 4096) for n in (8, 32, 64)]
+            + [pytest.param("cpu", (bc, L, 32), id=f"cpu-{bc}-{L}-32") for bc, L in ((128, 128), (1024, 1024))])
+
+
+def _fft_path(fn):
+    """fn with the fused kernels switched off (tsvq::_stft_set_fused): the FFT path of the same op."""
+    import torch
+
+    def call():
+        prev = torch.ops.tsvq._stft_set_fused(False)
+        try:
+            return fn()
+        finally:
+            torch.ops.tsvq._stft_set_fused(prev)
+    return call
+
+
+# First in the file (a GPU session's budget may cut its end): whether the fused kernels, dispatched on
+# GPUs for power-of-two n_fft <= 64 before any GPU measurement (and on CPUs at n_fft 32), beat the
+# FFT path they replaced, in the same process: "tsvq" = the public op (fused), "fft_path" = the same
+# op with the switch off (framing / overlap-add kernels around cuFFT or pocketfft), "torch".
+@pytest.mark.parametrize("impl", ["tsvq", "fft_path", "torch"])
+@pytest.mark.parametrize("op", ["stft", "istft", "round_trip"])
+@pytest.mark.parametrize("device, shape", FUSED_AB)
+def test_fused_kernels_vs_fft_path(benchmark, impl, op, device, shape):
+    import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    case = {"stft": stft_case, "istft": istft_case, "round_trip": stft_round_trip_case}[op](*shape, device)
+    case.group += " (fused vs FFT path)"
+    case.info["kernel"] = "fused vs FFT path"
+    case.baselines["fft_path"] = _fft_path(case.tsvq)
+    run_case(benchmark, case, impl, device, 20)
+
+
+# The small-n_fft candidate kernels next.
 @pytest.mark.parametrize("impl", ["tsvq", "torch", "tsvq_op"])
 @pytest.mark.parametrize("shape", [(1024, 1024, 8), (4096, 1024, 8), (4096, 1024, 16)], ids=lambda s: "-".join(map(str, s)))
 def test_stft_analysis_small_candidate_cuda(benchmark, impl, shape):

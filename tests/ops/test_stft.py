@@ -501,3 +501,38 @@ def test_cuda_default_window_first_needed_under_graph_capture():
     expected = torch.stft(x.reshape(6, 200), n_fft, hop, return_complex=True).reshape(2, 3, n_fft // 2 + 1, -1)
     torch.testing.assert_close(captured, expected, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(eager, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("device_", [pytest.param("cpu", id="cpu"),
+                                     pytest.param("cuda", id="cuda", marks=[CUDA, pytest.mark.cuda])])
+def test_fused_switch_sends_every_op_to_the_fft_path_and_back(device_):
+    """The benchmark switch tsvq::_stft_set_fused(False) makes stft / istft and both adjoints take the
+    FFT path (ATen's rfft / irfft) where the fused kernels run (CPUs: n_fft 32, GPUs: <= 64), with the
+    same results; it returns the previous setting and True restores the fused path."""
+    n_fft, hop, L = 32, 8, 300
+    x = torch.randn(3, 2, L, dtype=torch.float64, device=device_, requires_grad=True)
+    w = torch.hann_window(n_fft, dtype=torch.float64, device=device_)
+    g = torch.randn(3, 2, L, dtype=torch.float64, device=device_)
+
+    def run():
+        x.grad = None
+        spec = stft(x, n_fft, hop, window=w)
+        y = istft(spec * 0.5, n_fft, hop, window=w, length=L)
+        (y * g).sum().backward()
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            x.grad = None
+            (istft(stft(x, n_fft, hop, window=w) * 0.5, n_fft, hop, window=w, length=L) * g).sum().backward()
+        ffts = [e.name for e in prof.events() if e.name.startswith("aten::_fft")]
+        return y.detach(), x.grad.clone(), ffts
+
+    y_fused, g_fused, ffts_fused = run()
+    assert torch.ops.tsvq._stft_set_fused(False) is True
+    try:
+        y_path, g_path, ffts_path = run()
+    finally:
+        assert torch.ops.tsvq._stft_set_fused(True) is False
+    assert not ffts_fused and len(ffts_path) == 4, (ffts_fused, ffts_path)  # stft, istft, two adjoints
+    torch.testing.assert_close(y_fused, y_path, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(g_fused, g_path, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(y_path, 0.5 * x.detach(), rtol=1e-10, atol=1e-12)
+    assert run()[2] == []  # restored

@@ -28,6 +28,7 @@
 #include <c10/util/intrusive_ptr.h>
 #include <torch/library.h>
 
+#include <atomic>
 #include <cmath>
 #include <map>
 #include <memory>
@@ -65,7 +66,15 @@ bool use_direct(int64_t n_fft, const at::Device& device) {
 constexpr int64_t kFusedNfftCpu = 32;
 constexpr int64_t kFusedMaxNfftGpu = 64;
 
+// Benchmark switch (private op _stft_set_fused): false sends every n_fft to the FFT path, so that
+// the fused kernels can be timed against it in one process (benchmarks/bench_stft.py). Process-wide,
+// not per thread: the autograd engine runs CUDA backward passes on its own threads.
+std::atomic<bool> g_fused_enabled{true};
+
+bool set_fused(bool enabled) { return g_fused_enabled.exchange(enabled); }
+
 bool use_fused_fft(int64_t n_fft, const at::Device& device) {
+  if (!g_fused_enabled.load(std::memory_order_relaxed)) return false;
   if (n_fft < 2 || (n_fft & (n_fft - 1)) != 0) return false;
   if (device.is_cpu()) return n_fft == kFusedNfftCpu;
 #if TSVQ_WITH_CUDA
@@ -622,6 +631,9 @@ TORCH_LIBRARY_FRAGMENT(tsvq, m) {
         "int pad_mode, bool interleaved) -> Tensor");
   m.def("_stft_synthesis(Tensor spec, Tensor basis, Tensor? scale, int hop_length, int start, int length, "
         "bool interleaved) -> Tensor");
+  // Benchmark switch: enabled=False makes stft / istft and their adjoints take the FFT path at every
+  // n_fft (no fused kernels, see use_fused_fft); returns the previous setting. Process-wide.
+  m.def("_stft_set_fused(bool enabled) -> bool", &set_fused);
 }
 
 TORCH_LIBRARY_IMPL(tsvq, CompositeExplicitAutograd, m) {

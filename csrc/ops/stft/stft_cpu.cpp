@@ -22,6 +22,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <type_traits>
 #include <vector>
 
@@ -346,11 +347,15 @@ at::Tensor stft_synthesis_cpu(const at::Tensor& spec_in, const at::Tensor& basis
 // The algorithm of the CUDA kernels (stft_fft_small.cuh): the real FFT of a frame as the P = N / 2
 // point complex FFT of z[j] = x[2j] + i x[2j+1] plus the real-input post-processing, here on
 // blocks of kV frames held structure-of-arrays (re[j][v], frame v of the block), so that every
-// butterfly is a unit-stride loop over the kV frames (vectorised; AVX-512 / AVX2 clones). The
+// butterfly is a unit-stride loop over the kV frames (vectorised; AVX2 / default clones). The
 // framing (centre padding by index arithmetic, window, scale) is done while filling a block and
 // the output is written in its final layout from it; the inverse fills a block from the spectrum
 // (read through its strides), transforms it back and overlap-adds it into the row. No frames
-// tensor, no separate FFT call: one pass over the input and one over the output.
+// tensor, no separate FFT call: one pass over the input and one over the output. Between the
+// frame-major memory layouts (frames of the row, interleaved [T, F, 2] spectra, the overlap-add)
+// and the block's sample-major one, kV x kV transposes in registers (transpose_kv): without them
+// the block's scalar loads and stores cost more than its FFT and lost to MKL's FFT path on an
+// Intel Xeon (benchmarks/RESULTS.md, 2026-12-02).
 constexpr int kV = 8;  // frames per block
 
 // Twiddles of the radix-2 decimation-in-frequency stages (half-size h at offset h - 1, entries
@@ -451,6 +456,90 @@ TSVQ_MULTIVERSION_AVX2 void fft_post(const T (*__restrict re)[kV], const T (*__r
   }
 }
 
+// kV-wide vectors (GCC vector extensions; AVX2 registers in the x86-64-v3 clones).
+template <typename T>
+struct VecKV;
+template <>
+struct VecKV<float> {
+  typedef float type __attribute__((vector_size(kV * sizeof(float))));
+};
+template <>
+struct VecKV<double> {
+  typedef double type __attribute__((vector_size(kV * sizeof(double))));
+};
+
+template <typename V>
+inline __attribute__((always_inline)) V load_vec(const void* p) {
+  V v;
+  std::memcpy(&v, p, sizeof(V));
+  return v;
+}
+
+template <typename V>
+inline __attribute__((always_inline)) void store_vec(void* p, const V& v) {
+  std::memcpy(p, &v, sizeof(V));
+}
+
+// In-place transpose of the kV x kV matrix whose rows are r[0..kV): r[k] becomes column k
+// (unpack pairs, then pairs of pairs, then 128-bit halves: three rounds of shuffles).
+template <typename V>
+inline __attribute__((always_inline)) void transpose_kv(V* r) {
+  static_assert(kV == 8, "transpose_kv is written for 8 x 8");
+  V t[8], u[8];
+  for (int i = 0; i < 4; ++i) {
+    t[2 * i] = __builtin_shufflevector(r[2 * i], r[2 * i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+    t[2 * i + 1] = __builtin_shufflevector(r[2 * i], r[2 * i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
+  }
+  for (int i = 0; i < 2; ++i) {
+    u[4 * i] = __builtin_shufflevector(t[4 * i], t[4 * i + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+    u[4 * i + 1] = __builtin_shufflevector(t[4 * i], t[4 * i + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+    u[4 * i + 2] = __builtin_shufflevector(t[4 * i + 1], t[4 * i + 3], 0, 1, 8, 9, 4, 5, 12, 13);
+    u[4 * i + 3] = __builtin_shufflevector(t[4 * i + 1], t[4 * i + 3], 2, 3, 10, 11, 6, 7, 14, 15);
+  }
+  for (int c = 0; c < 4; ++c) {
+    r[c] = __builtin_shufflevector(u[c], u[4 + c], 0, 1, 2, 3, 8, 9, 10, 11);
+    r[c + 4] = __builtin_shufflevector(u[c], u[4 + c], 4, 5, 6, 7, 12, 13, 14, 15);
+  }
+}
+
+// re[j][v] = w[2j] f_v[2j], im[j][v] = w[2j+1] f_v[2j+1] for the kV frames f_v: kV samples of
+// each frame loaded as one vector, transposed in registers to one vector a sample.
+template <typename T, int P>
+TSVQ_MULTIVERSION_AVX2 void load_frames(const T* const* __restrict f, const T* __restrict w, T (*__restrict re)[kV],
+                                        T (*__restrict im)[kV]) {
+  using V = typename VecKV<T>::type;
+  static_assert((2 * P) % kV == 0, "n_fft must be a multiple of kV");
+#pragma GCC unroll 16
+  for (int s0 = 0; s0 < 2 * P; s0 += kV) {
+    V r[kV];
+    for (int v = 0; v < kV; ++v) r[v] = load_vec<V>(f[v] + s0);
+    transpose_kv(r);
+    for (int k = 0; k < kV; k += 2) {
+      store_vec(re[(s0 + k) / 2], r[k] * w[s0 + k]);
+      store_vec(im[(s0 + k) / 2], r[k + 1] * w[s0 + k + 1]);
+    }
+  }
+}
+
+// The interleaved output of the kV frames of a block, bins 0 .. P - 1: o_v[2f], o_v[2f + 1] =
+// Xr[f][v], Xi[f][v] for frames v < nv, four bins (kV values of a frame) per transpose.
+template <typename T, int P>
+TSVQ_MULTIVERSION_AVX2 void store_interleaved(const T (*__restrict Xr)[kV], const T (*__restrict Xi)[kV], int nv,
+                                              T* __restrict o, int64_t frame_stride) {
+  using V = typename VecKV<T>::type;
+  static_assert(P % (kV / 2) == 0, "P must be a multiple of kV / 2");
+#pragma GCC unroll 16
+  for (int f0 = 0; f0 < P; f0 += kV / 2) {
+    V m[kV];
+    for (int i = 0; i < kV / 2; ++i) {
+      m[2 * i] = load_vec<V>(Xr[f0 + i]);
+      m[2 * i + 1] = load_vec<V>(Xi[f0 + i]);
+    }
+    transpose_kv(m);
+    for (int v = 0; v < nv; ++v) store_vec(o + v * frame_stride + 2 * f0, m[v]);
+  }
+}
+
 // The frames of one row (padded, scaled samples xp) -> its output: out_r = out + r * T * F * 2
 // (interleaved) or out + r * 2F * T, block by block: load, FFT, real-input step, stores.
 template <typename T, int P>
@@ -462,22 +551,17 @@ void fused_analysis_row(const T* __restrict xp, int64_t hop, int64_t n_frames, c
   alignas(64) T re[P][kV], im[P][kV], Xr[P + 1][kV], Xi[P + 1][kV];
   for (int64_t t0 = 0; t0 < n_frames; t0 += kV) {
     const int nv = static_cast<int>(std::min<int64_t>(kV, n_frames - t0));
-    for (int v = 0; v < kV; ++v) {
-      const T* f = xp + (t0 + std::min(v, nv - 1)) * hop;  // a partial block repeats its last frame
-      for (int j = 0; j < P; ++j) {
-        re[j][v] = w[2 * j] * f[2 * j];
-        im[j][v] = w[2 * j + 1] * f[2 * j + 1];
-      }
-    }
+    const T* f[kV];
+    for (int v = 0; v < kV; ++v) f[v] = xp + (t0 + std::min(v, nv - 1)) * hop;  // a partial block repeats its last frame
+    load_frames<T, P>(f, w, re, im);
     soa_dif_fft<T, P>(re, im, tb.stage_re, tb.stage_im);
     fft_post<T, P>(re, im, tb, edge, interior, Xr, Xi);
     if (interleaved) {
+      store_interleaved<T, P>(Xr, Xi, nv, out_r + t0 * F * 2, F * 2);  // bins 0 .. P - 1
       for (int v = 0; v < nv; ++v) {
         T* o = out_r + (t0 + v) * F * 2;
-        for (int f = 0; f <= P; ++f) {
-          o[2 * f] = Xr[f][v];
-          o[2 * f + 1] = Xi[f][v];
-        }
+        o[2 * P] = Xr[P][v];
+        o[2 * P + 1] = Xi[P][v];
         for (int64_t f = P + 1; f < F; ++f) {  // two-sided: the conjugate mirror, or zeros
           o[2 * f] = zero_two_sided ? T(0) : Xr[N - f][v];
           o[2 * f + 1] = zero_two_sided ? T(0) : -Xi[N - f][v];
@@ -513,6 +597,79 @@ void fft_analysis_rows(const T* x, int64_t R, int64_t L, const T* w, const T* sc
   });
 }
 
+// Bins 0 .. P of the block of frames t0 .. t0 + nv of one row's spectrum (element strides s_f, s_t,
+// s_c), scaled (edge for bins 0 and P, whose imaginary parts irfft drops, interior otherwise),
+// into Xr / Xi [bin][frame]; a partial block repeats its last frame. Vector paths for the two
+// layouts the ops produce: frames contiguous (s_t = 1: the stacked layout), and bins interleaved
+// (s_c = 1, s_f = 2: torch's complex [F, T] of a [T, F, 2] buffer, transposed in registers).
+template <typename T, int P>
+TSVQ_MULTIVERSION_AVX2 void load_spectrum(const T* __restrict sr, int64_t s_f, int64_t s_t, int64_t s_c, int64_t t0,
+                                          int nv, T edge, T interior, T (*__restrict Xr)[kV],
+                                          T (*__restrict Xi)[kV]) {
+  using V = typename VecKV<T>::type;
+  if (s_t == 1 && nv == kV) {
+#pragma GCC unroll 64
+    for (int k = 0; k <= P; ++k) {
+      store_vec(Xr[k], load_vec<V>(sr + k * s_f + t0));
+      store_vec(Xi[k], load_vec<V>(sr + k * s_f + t0 + s_c));
+    }
+  } else if (s_c == 1 && s_f == 2) {
+#pragma GCC unroll 16
+    for (int f0 = 0; f0 < P; f0 += kV / 2) {
+      V m[kV];
+      for (int v = 0; v < kV; ++v) m[v] = load_vec<V>(sr + (t0 + std::min(v, nv - 1)) * s_t + 2 * f0);
+      transpose_kv(m);
+      for (int i = 0; i < kV / 2; ++i) {
+        store_vec(Xr[f0 + i], m[2 * i]);
+        store_vec(Xi[f0 + i], m[2 * i + 1]);
+      }
+    }
+    for (int v = 0; v < kV; ++v) Xr[P][v] = sr[P * s_f + (t0 + std::min(v, nv - 1)) * s_t];
+  } else {
+    for (int k = 0; k <= P; ++k)
+      for (int v = 0; v < kV; ++v) {
+        const T* s = sr + k * s_f + (t0 + std::min(v, nv - 1)) * s_t;
+        Xr[k][v] = s[0];
+        Xi[k][v] = s[s_c];
+      }
+  }
+  for (int v = 0; v < kV; ++v) {  // irfft drops Im X[0], Im X[N / 2]
+    Xr[0][v] *= edge;
+    Xr[P][v] *= edge;
+    Xi[0][v] = Xi[P][v] = T(0);
+  }
+#pragma GCC unroll 64
+  for (int k = 1; k < P; ++k)
+    for (int v = 0; v < kV; ++v) {
+      Xr[k][v] *= interior;
+      Xi[k][v] *= interior;
+    }
+}
+
+// Overlap-add of the inverse frames of a block (entry i of re / im holding samples 2 rev(i) and
+// 2 rev(i) + 1 of each frame) into acc (frame v at v * hop), times 2 w: eight samples of the kV
+// frames per transpose, added as one vector a frame, frames in order.
+template <typename T, int P>
+TSVQ_MULTIVERSION_AVX2 void overlap_add_frames(const T (*__restrict re)[kV], const T (*__restrict im)[kV],
+                                               const int* __restrict rev, const T* __restrict w, int nv, int64_t hop,
+                                               T* acc) {
+  using V = typename VecKV<T>::type;
+#pragma GCC unroll 16
+  for (int s0 = 0; s0 < 2 * P; s0 += kV) {
+    V m[kV];
+    for (int i = 0; i < kV / 2; ++i) {
+      m[2 * i] = load_vec<V>(re[rev[s0 / 2 + i]]);
+      m[2 * i + 1] = load_vec<V>(im[rev[s0 / 2 + i]]);
+    }
+    transpose_kv(m);  // m[v]: samples s0 .. s0 + kV of frame v
+    const V w2 = load_vec<V>(w + s0) * T(2);
+    for (int v = 0; v < nv; ++v) {
+      T* a = acc + v * hop + s0;
+      store_vec(a, load_vec<V>(a) + w2 * m[v]);
+    }
+  }
+}
+
 // One row's spectrum (sr, read through the element strides s_f, s_t, s_c) -> the overlap-add of
 // its windowed inverse frames into acc [(T - 1) hop + N], block by block.
 template <typename T, int P>
@@ -523,15 +680,7 @@ void fused_synthesis_row(const T* __restrict sr, int64_t s_f, int64_t s_t, int64
   alignas(64) T re[P][kV], im[P][kV], Xr[P + 1][kV], Xi[P + 1][kV];
   for (int64_t t0 = 0; t0 < n_frames; t0 += kV) {
     const int nv = static_cast<int>(std::min<int64_t>(kV, n_frames - t0));
-    for (int k = 0; k <= P; ++k) {
-      const T c = (k == 0 || k == P) ? edge : interior;
-      const bool real_only = k == 0 || k == P;  // irfft drops Im X[0], Im X[N / 2]
-      for (int v = 0; v < kV; ++v) {
-        const T* s = sr + k * s_f + (t0 + std::min(v, nv - 1)) * s_t;
-        Xr[k][v] = c * s[0];
-        Xi[k][v] = real_only ? T(0) : c * s[s_c];
-      }
-    }
+    load_spectrum<T, P>(sr, s_f, s_t, s_c, t0, nv, edge, interior, Xr, Xi);
 #pragma GCC unroll 64
     for (int k = 0; k < P; ++k) {
       const T wr = tb.rot_re[k], wi = -tb.rot_im[k];  // exp(+2 pi i k / N)
@@ -545,14 +694,7 @@ void fused_synthesis_row(const T* __restrict sr, int64_t s_f, int64_t s_t, int64
       }
     }
     soa_dif_fft<T, P>(re, im, tb.stage_re, tb.stage_im_conj);
-    for (int v = 0; v < nv; ++v) {
-      T* a = acc + (t0 + v) * hop;
-      for (int i = 0; i < P; ++i) {
-        const int n = 2 * tb.rev[i];
-        a[n] += w[n] * (T(2) * re[i][v]);
-        a[n + 1] += w[n + 1] * (T(2) * im[i][v]);
-      }
-    }
+    overlap_add_frames<T, P>(re, im, tb.rev, w, nv, hop, acc + t0 * hop);
   }
 }
 
