@@ -12,7 +12,7 @@
 #      CUDA kernels)                                                -> build.log, info.json
 #   2. the CUDA tests (pytest -m cuda: every device-grid case and GPU-only test)  -> tests-cuda.log
 #   3. `tsvq bench --device cuda` (the SPEC targets, one table)                  -> summary.md;
-#      every benchmark file on CUDA (-k cuda), one pytest run each, merged       -> <date>-<gpu>.json,
+#      the benchmark files on CUDA (-k cuda) in capped parts (PART_CAPS), merged -> <date>-<gpu>.json,
 #      bench.log, summary.md (benchmarks/summarize.py); the JSON is what to commit under benchmarks/results/
 #   4. whether errors raised in C++ kernels reach Python (benchmarks/check_cpp_errors.py) -> stages.txt
 #   5. the rest of the suite (CPU cases, against this machine's torch)           -> tests-rest.log
@@ -114,26 +114,38 @@ else
              *) stage "tsvq bench" failed "exit $r"; tail -5 "$OUT/bench.log"; rc=1 ;; esac
 fi
 
-# 3b. Benchmarks: one pytest run per file (a file cut off by the budget loses only its own rows),
-# most important first (bench_stft: its fused CUDA kernels are dispatched unmeasured, 2026-12-01);
-# on a GPU only the CUDA cases (CPU numbers come from the CPU machines).
+# 3b. Benchmarks: one pytest run per part, each capped (PART_CAPS, seconds, and the time left) so
+# that a slow part cannot take the time of those after it; pytest-benchmark writes its JSON only at
+# the end of a run, so a part cut off loses its own rows and no other. Most important first: the
+# fused STFT kernels against the FFT path they replaced (dispatched on GPUs unmeasured, 2026-12-01),
+# the Barlow Twins op (three kernels since 2026-12-02), the quantiser (the tiled candidate first),
+# the whole training step, then the rest of the STFT grid. On a GPU only the CUDA cases (CPU
+# numbers come from the CPU machines).
 GPU=$("$PY" -c "import torch; n = torch.cuda.get_device_name().split() if torch.cuda.is_available() else ['cpu']
 print(n[min(1, len(n) - 1)].lower())")  # 'NVIDIA H200' -> h200
-SELECT=(); [ "$GPU" != cpu ] && SELECT=(-k cuda)
 JSON="$OUT/$(date +%F)-$GPU.json"
 PARTS=$(mktemp -d)
-for f in bench_stft bench_model_step bench_barlow_twins bench_vq; do
-  if (( $(left) < 90 )); then stage "$f" "not run" "out of budget"; rc=1; continue; fi
-  echo "== $f ${SELECT[*]}"
-  (cd benchmarks && capped $(( $(left) - 60 )) "$PY" -m pytest -q -p no:cacheprovider "$f.py" "${SELECT[@]}" \
-    --benchmark-json="$PARTS/$f.json" > "$PARTS/$f.log" 2>&1)
+PART_CAPS=(  # name file cap_s -k expression ("" for the whole file)
+  "stft-fused-ab bench_stft 70 fused_kernels_vs_fft_path"
+  "barlow-twins bench_barlow_twins 50 "
+  "vq bench_vq 70 "
+  "model-step bench_model_step 60 "
+  "stft-rest bench_stft 150 not fused_kernels_vs_fft_path"
+)
+for part in "${PART_CAPS[@]}"; do
+  read -r name f cap expr <<< "$part"
+  [ "$GPU" != cpu ] && expr="cuda${expr:+ and ($expr)}"
+  if (( $(left) < 40 )); then stage "$name" "not run" "out of budget"; rc=1; continue; fi
+  echo "== $name: $f.py${expr:+ -k '$expr'}"
+  (cd benchmarks && capped "$cap" "$PY" -m pytest -q -p no:cacheprovider "$f.py" ${expr:+-k "$expr"} \
+    --benchmark-json="$PARTS/$name.json" > "$PARTS/$name.log" 2>&1)
   r=$?
-  tail -2 "$PARTS/$f.log"
-  cat "$PARTS/$f.log" >> "$OUT/bench.log"
+  tail -2 "$PARTS/$name.log"
+  cat "$PARTS/$name.log" >> "$OUT/bench.log"
   case $r in
-    0) stage "$f" ok ;;
-    124|137) stage "$f" "cut off" "budget"; rc=1 ;;
-    *) stage "$f" failed "pytest exit $r"; rc=1 ;;
+    0|5) stage "$name" ok ;;
+    124|137) stage "$name" "cut off" "cap ${cap}s or budget"; rc=1 ;;
+    *) stage "$name" failed "pytest exit $r"; rc=1 ;;
   esac
 done
 # Merge the per-file JSON (a file that cannot be read is named and skipped, never silently: the
@@ -157,7 +169,7 @@ else:
     json.dump(merged, open(out, "w"), indent=1)
     print(f"merge: {len(merged['benchmarks'])} benchmarks -> {out}")
 EOF
-[ -f "$JSON" ] && { echo; echo "## pytest benchmarks/ ${SELECT[*]}"; echo; "$PY" benchmarks/summarize.py "$JSON"; } \
+[ -f "$JSON" ] && { echo; echo "## pytest benchmarks/ (parts: PART_CAPS; -k cuda on a GPU)"; echo; "$PY" benchmarks/summarize.py "$JSON"; } \
   | tee -a "$OUT/summary.md"
 rm -rf "$PARTS"
 
