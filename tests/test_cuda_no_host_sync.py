@@ -93,21 +93,12 @@ def test_vector_quantizer_training_step_no_sync(kw):
 ], ids=["vqvae", "vqvae-two-branch", "ncvqvae-bt-slice", "ncvqvae-vicreg-warp", "ncvqvae-vibcreg-gauss"])
 def test_tokenizer_training_step_no_sync(name, kw):
     """A whole tokenizer step (views, STFT, encoder, quantiser with EMA update, decoder, ISTFT, SSL
-    loss, backward, AdamW) as the benchmarks time it (tsvq.bench.training_step_case): a host
+    loss, backward, AdamW) as the benchmarks time it (tsvq.bench.adamw_step): a host
     synchronisation here would bound the SPEC's NC-VQVAE step target on a GPU. The first step
     (k-means initialisation included) is the warm-up."""
+    from tsvq.bench import adamw_step
     from tsvq.models import create_model
 
     torch.manual_seed(0)
     model = create_model(name, length=150, **kw).cuda().train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    x = torch.randn(16, 1, 150, device="cuda")
-
-    def step():
-        opt.zero_grad(set_to_none=True)
-        loss = model(x)["loss"]
-        loss.backward()
-        opt.step()
-        return loss
-
-    _no_sync(step)
+    _no_sync(adamw_step(model, torch.randn(16, 1, 150, device="cuda")))

@@ -267,6 +267,20 @@ TRAINING_STEP_MODELS = {  # name -> (registry name, overrides)
 }
 
 
+def adamw_step(model: torch.nn.Module, x: torch.Tensor) -> Callable[[], torch.Tensor]:
+    """A training step of ``model`` on ``x`` with its own AdamW (lr 1e-3, weight decay 1e-3): zero
+    the gradients, ``model(x)["loss"]``, backward, optimiser step; returns the loss."""
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-3)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        out = model(x)["loss"]
+        out.backward()
+        opt.step()
+        return out
+    return step
+
+
 def training_step_case(model: str, device, B: int = 128, L: int = 150) -> Case:
     """One AdamW training step (forward with every view, backward, optimiser) of a tokenizer from
     :data:`TRAINING_STEP_MODELS` on ``B`` series of ``L`` samples, against the same weights run inside
@@ -290,15 +304,7 @@ def training_step_case(model: str, device, B: int = 128, L: int = 150) -> Case:
     torch.testing.assert_close(loss, ref_loss, rtol=1e-3, atol=1e-4, msg="training step loss")
 
     def make_step(m, reference: bool):
-        opt = torch.optim.AdamW(m.parameters(), lr=1e-3, weight_decay=1e-3)
-
-        def step():
-            opt.zero_grad(set_to_none=True)
-            out = m(x)["loss"]
-            out.backward()
-            opt.step()
-            return out
-
+        step = adamw_step(m, x)
         if not reference:
             return step
 
