@@ -1,6 +1,8 @@
 // Barlow Twins loss (Zbontar et al. 2021, eq. 1), forward and backward without a D x D matrix
-// when N < D: the GEMMs are ATen's (MKL / cuBLAS), every other pass is one tsvq kernel
-// (barlow_twins_loss_cpu.cpp, barlow_twins_loss_cuda.cu; barlow_twins_kernels.cuh).
+// when N < D: the GEMMs are ATen's (MKL / cuBLAS), every other pass is one tsvq kernel of the
+// device (BarlowTwinsPasses: barlow_twins_loss_cpu.cpp, barlow_twins_loss_cuda.cu, which register
+// the private ops for CPU and CUDA; barlow_twins_kernels.cuh). This file: the schemas and the
+// device-independent part.
 //
 // Both views are standardised by one kernel reading z1 and z2 in place (their dtype and strides):
 // A = [A1 | A2] = (X - mean) * invstd, Tensor[N, 2D] in the accumulation dtype, invstd =
@@ -62,36 +64,13 @@ double divisor(int64_t N, bool unbiased) {
   return unbiased ? n * n / (n - 1.0) : n;
 }
 
-// The device's passes (barlow_twins_loss.h); the ops are registered for CPU and CUDA only.
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> standardize(const at::Tensor& z1, const at::Tensor& z2,
-                                                                      double eps, double c0, double c1, double c2) {
-#if TSVQ_WITH_CUDA
-  if (z1.device().is_cuda()) return bt_standardize_cuda(z1, z2, eps, c0, c1, c2);
-#endif
-  return bt_standardize_cpu(z1, z2, eps, c0, c1, c2);
-}
-
-at::Tensor finish(const at::Tensor& partial, const at::Tensor& frob, double coef, at::ScalarType dtype) {
-#if TSVQ_WITH_CUDA
-  if (partial.device().is_cuda()) return bt_finish_cuda(partial, frob, coef, dtype);
-#endif
-  return bt_finish_cpu(partial, frob, coef, dtype);
-}
-
-at::Tensor standardize_backward(const at::Tensor& grad, const at::Tensor& a, const at::Tensor& invstd,
-                                const at::Tensor& r, const at::Tensor& p, double k, double w1, double w0,
-                                at::ScalarType dtype) {
-#if TSVQ_WITH_CUDA
-  if (a.device().is_cuda()) return bt_standardize_backward_cuda(grad, a, invstd, r, p, k, w1, w0, dtype);
-#endif
-  return bt_standardize_backward_cpu(grad, a, invstd, r, p, k, w1, w0, dtype);
-}
-
 // -> (loss, A [N, 2D], invstd [2D], G [2, N, N] or [0], r [D]); A, invstd, G, r in the
 // accumulation dtype, the loss in the dtype of z1.
+}  // namespace
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> barlow_twins_loss_forward(
-    const at::Tensor& z1, const at::Tensor& z2, double lambd, double eps, bool unbiased,
-    bool scale_by_dim) {
+    const at::Tensor& z1, const at::Tensor& z2, double lambd, double eps, bool unbiased, bool scale_by_dim,
+    const BarlowTwinsPasses& passes) {
   check_inputs(z1, z2, lambd, eps);
   const int64_t N = z1.size(0), D = z1.size(1);
   const double n = static_cast<double>(N), m = divisor(N, unbiased);
@@ -100,7 +79,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> barlow_tw
   // per dimension: s [1 - 2 r_i / m + (1 - lambd) r_i^2 / m^2]
   const double c0 = s, c1 = -2.0 * s / m, c2 = (1.0 - lambd) * s / (m * m);
   at::Tensor a, invstd, r, partial;
-  std::tie(a, invstd, r, partial) = standardize(z1, z2, eps_biased, c0, c1, c2);
+  std::tie(a, invstd, r, partial) = passes.standardize(z1, z2, eps_biased, c0, c1, c2);
   auto a1 = a.narrow(1, 0, D), a2 = a.narrow(1, D, D);
   at::Tensor gram, frob;  // frob = ||A1^T A2||_F^2
   if (gram_path(N, D)) {
@@ -117,15 +96,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> barlow_tw
     }
   }
   const double coef = s * lambd / (m * m);
-  auto loss = finish(partial, frob, coef, z1.scalar_type());
+  auto loss = passes.finish(partial, frob, coef, z1.scalar_type());
   return {loss, a, invstd, gram, r};
 }
 
 // [dL/dz1, dL/dz2] as Tensor[2, N, D] in `dtype`, from the forward's saved A, invstd, G and r.
-at::Tensor barlow_twins_loss_backward(const at::Tensor& grad, const at::Tensor& a,
-                                      const at::Tensor& invstd, const at::Tensor& gram,
-                                      const at::Tensor& r, double lambd, bool unbiased,
-                                      bool scale_by_dim, at::ScalarType dtype) {
+at::Tensor barlow_twins_loss_backward(const at::Tensor& grad, const at::Tensor& a, const at::Tensor& invstd,
+                                      const at::Tensor& gram, const at::Tensor& r, double lambd, bool unbiased,
+                                      bool scale_by_dim, at::ScalarType dtype, const BarlowTwinsPasses& passes) {
   check_rank(a, 2, "a", "Tensor[N, 2D]");
   const int64_t N = a.size(0), D = a.size(1) / 2;
   TORCH_CHECK_VALUE(a.size(1) == 2 * D && r.dim() == 1 && r.size(0) == D && invstd.dim() == 1 &&
@@ -161,14 +139,17 @@ at::Tensor barlow_twins_loss_backward(const at::Tensor& grad, const at::Tensor& 
   }
   const double w1 = 2.0 * s * (1.0 - lambd) / (m * m), w0 = -2.0 * s / m;  // w_i = w1 r_i + w0
   const auto g = grad.to(a.options()).contiguous();  // a 0-dim CPU grad moves to the device
-  return standardize_backward(g, ac, invstd.contiguous(), r.contiguous(), p, k, w1, w0, dtype);
+  return passes.standardize_backward(g, ac, invstd.contiguous(), r.contiguous(), p, k, w1, w0, dtype);
 }
+
+namespace {
 
 at::Tensor barlow_twins_loss(const at::Tensor& z1, const at::Tensor& z2, double lambd, double eps,
                              bool unbiased, bool scale_by_dim) {
   static auto op = c10::Dispatcher::singleton()
                        .findSchemaOrThrow("tsvq::_barlow_twins_loss_forward", "")
-                       .typed<decltype(barlow_twins_loss_forward)>();
+                       .typed<std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>(
+                           const at::Tensor&, const at::Tensor&, double, double, bool, bool)>();
   return std::get<0>(op.call(z1, z2, lambd, eps, unbiased, scale_by_dim));
 }
 
@@ -192,17 +173,7 @@ TORCH_LIBRARY_IMPL(tsvq, CompositeImplicitAutograd, m) {
   m.impl("barlow_twins_loss", &barlow_twins_loss);
 }
 
-// One implementation for both devices: ATen's GEMMs around the device's kernels.
-TORCH_LIBRARY_IMPL(tsvq, CPU, m) {
-  m.impl("_barlow_twins_loss_forward", &barlow_twins_loss_forward);
-  m.impl("_barlow_twins_loss_backward", &barlow_twins_loss_backward);
-}
-
-#if TSVQ_WITH_CUDA
-TORCH_LIBRARY_IMPL(tsvq, CUDA, m) {
-  m.impl("_barlow_twins_loss_forward", &barlow_twins_loss_forward);
-  m.impl("_barlow_twins_loss_backward", &barlow_twins_loss_backward);
-}
-#endif
+// The private ops are registered per dispatch key by the device files (barlow_twins_loss_cpu.cpp,
+// barlow_twins_loss_cuda.cu), each binding barlow_twins_loss_forward / _backward to its passes.
 
 }  // namespace tsvq

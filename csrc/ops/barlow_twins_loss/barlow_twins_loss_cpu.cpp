@@ -1,11 +1,13 @@
-// CPU passes of the Barlow Twins loss around its GEMMs (declared in barlow_twins_loss.h): the
-// algorithm of the CUDA kernels (barlow_twins_kernels.cuh) on strips of up to kMaxStrip columns,
-// strips spread over threads by at::parallel_for; inside a strip the rows are walked in order and
-// each row's run of columns is a unit-stride (vectorised) loop when the inputs are contiguous. Sums over rows
-// are in row order and the per-dimension loss terms are added in column order after the parallel
-// part, so results do not depend on the thread count.
+// CPU passes of the Barlow Twins loss around its GEMMs (BarlowTwinsPasses in barlow_twins_loss.h)
+// and the private ops' CPU registration. The algorithm of the CUDA kernels (barlow_twins_kernels.cuh)
+// on strips of up to kMaxStrip columns, strips spread over threads by at::parallel_for; inside a
+// strip the rows are walked in order and each row's run of columns is a unit-stride (vectorised)
+// loop when the inputs are contiguous. Sums over rows are in row order and the per-dimension loss
+// terms are added in column order after the parallel part, so results do not depend on the thread
+// count.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <torch/library.h>
 
 #include <algorithm>
 #include <cmath>
@@ -123,9 +125,7 @@ void standardize_backward_rows(acc_t g0, const acc_t* a, const acc_t* invstd, co
   });
 }
 
-}  // namespace
-
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> bt_standardize_cpu(const at::Tensor& z1,
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> standardize_cpu(const at::Tensor& z1,
                                                                               const at::Tensor& z2, double eps,
                                                                               double c0, double c1, double c2) {
   const int64_t N = z1.size(0), D = z1.size(1);
@@ -152,7 +152,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> bt_standardize_cpu(co
   return {a, invstd, r, partial};
 }
 
-at::Tensor bt_finish_cpu(const at::Tensor& partial, const at::Tensor& frob, double coef, at::ScalarType dtype) {
+at::Tensor finish_cpu(const at::Tensor& partial, const at::Tensor& frob, double coef, at::ScalarType dtype) {
   auto loss = at::empty({}, partial.options().dtype(dtype));
   AT_DISPATCH_FLOATING_TYPES(partial.scalar_type(), "bt_finish_cpu", [&] {
     const scalar_t* p = partial.data_ptr<scalar_t>();
@@ -164,7 +164,7 @@ at::Tensor bt_finish_cpu(const at::Tensor& partial, const at::Tensor& frob, doub
   return loss;
 }
 
-at::Tensor bt_standardize_backward_cpu(const at::Tensor& grad, const at::Tensor& a, const at::Tensor& invstd,
+at::Tensor standardize_backward_cpu(const at::Tensor& grad, const at::Tensor& a, const at::Tensor& invstd,
                                        const at::Tensor& r, const at::Tensor& p, double k, double w1, double w0,
                                        at::ScalarType dtype) {
   const int64_t N = a.size(0), D = a.size(1) / 2;
@@ -180,6 +180,15 @@ at::Tensor bt_standardize_backward_cpu(const at::Tensor& grad, const at::Tensor&
     });
   });
   return dz;
+}
+
+const BarlowTwinsPasses kCpuPasses{&standardize_cpu, &finish_cpu, &standardize_backward_cpu};
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(tsvq, CPU, m) {
+  m.impl("_barlow_twins_loss_forward", &barlow_twins_loss_forward_on<kCpuPasses>);
+  m.impl("_barlow_twins_loss_backward", &barlow_twins_loss_backward_on<kCpuPasses>);
 }
 
 }  // namespace tsvq

@@ -1,11 +1,12 @@
-// CUDA passes of the Barlow Twins loss around its cuBLAS GEMMs (declared in barlow_twins_loss.h;
-// kernels in barlow_twins_kernels.cuh): per step one standardisation kernel, one finishing kernel
+// CUDA passes of the Barlow Twins loss around its cuBLAS GEMMs (BarlowTwinsPasses in
+// barlow_twins_loss.h; kernels in barlow_twins_kernels.cuh), and the private ops' CUDA registration: per step one standardisation kernel, one finishing kernel
 // and, in the backward, one kernel for the gradient and the standardisation backward, where the
 // ATen composite ran a concatenation, batch norm (2-3 kernels), about six elementwise and reduction
 // kernels and batch-norm backward. No host synchronisation: the incoming gradient is read on the device.
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
+#include <torch/library.h>
 
 #include <limits>
 
@@ -14,8 +15,9 @@
 #include "barlow_twins_loss.h"
 
 namespace tsvq {
+namespace {
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> bt_standardize_cuda(const at::Tensor& z1,
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> standardize_cuda(const at::Tensor& z1,
                                                                                const at::Tensor& z2, double eps,
                                                                                double c0, double c1, double c2) {
   const c10::cuda::CUDAGuard guard(z1.device());
@@ -37,7 +39,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> bt_standardize_cuda(c
   return {a, invstd, r, partial};
 }
 
-at::Tensor bt_finish_cuda(const at::Tensor& partial, const at::Tensor& frob, double coef, at::ScalarType dtype) {
+at::Tensor finish_cuda(const at::Tensor& partial, const at::Tensor& frob, double coef, at::ScalarType dtype) {
   const c10::cuda::CUDAGuard guard(partial.device());
   auto loss = at::empty({}, partial.options().dtype(dtype));
   auto stream = c10::cuda::getCurrentCUDAStream();
@@ -53,7 +55,7 @@ at::Tensor bt_finish_cuda(const at::Tensor& partial, const at::Tensor& frob, dou
   return loss;
 }
 
-at::Tensor bt_standardize_backward_cuda(const at::Tensor& grad, const at::Tensor& a, const at::Tensor& invstd,
+at::Tensor standardize_backward_cuda(const at::Tensor& grad, const at::Tensor& a, const at::Tensor& invstd,
                                         const at::Tensor& r, const at::Tensor& p, double k, double w1, double w0,
                                         at::ScalarType dtype) {
   const c10::cuda::CUDAGuard guard(a.device());
@@ -72,6 +74,15 @@ at::Tensor bt_standardize_backward_cuda(const at::Tensor& grad, const at::Tensor
     });
   });
   return dz;
+}
+
+const BarlowTwinsPasses kCudaPasses{&standardize_cuda, &finish_cuda, &standardize_backward_cuda};
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(tsvq, CUDA, m) {
+  m.impl("_barlow_twins_loss_forward", &barlow_twins_loss_forward_on<kCudaPasses>);
+  m.impl("_barlow_twins_loss_backward", &barlow_twins_loss_backward_on<kCudaPasses>);
 }
 
 }  // namespace tsvq
