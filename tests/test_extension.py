@@ -3,6 +3,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 
 import tsvq
@@ -47,3 +48,28 @@ def test_fallback_without_extension_warns_once_and_works():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "disabled" in out.stdout
+
+
+def test_cuda_tensors_take_the_reference_in_a_build_without_cuda_kernels(monkeypatch):
+    # A CUDA torch with no nvcc at install time builds the CPU kernels only: the op wrappers then
+    # send CUDA tensors to the reference (one warning naming the fix) instead of failing in the
+    # dispatcher with "could not run tsvq::... with arguments from the CUDA backend".
+    from tsvq import _extension
+
+    class FakeC:
+        cuda = False
+
+        def has_cuda(self):
+            return self.cuda
+
+    fake = FakeC()
+    monkeypatch.setattr(_extension, "_C", fake)
+    monkeypatch.setattr(_extension, "_WARNED_CUDA", False)
+    assert _extension.has_ops() and _extension.has_ops("cpu") and _extension.has_ops(torch.device("meta"))
+    assert not _extension.has_ops("cuda") and not _extension.has_ops(torch.device("cuda", 1))
+    with pytest.warns(RuntimeWarning, match="without CUDA kernels"):
+        _extension.warn_if_missing(torch.device("cuda"))
+    fake.cuda = True
+    assert _extension.has_ops("cuda")
+    with _extension.reference_ops():
+        assert not _extension.has_ops("cpu")

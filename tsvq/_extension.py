@@ -25,6 +25,7 @@ else:
         _LOAD_ERROR = f"{type(err).__name__}: {err}"
 
 _WARNED = False
+_WARNED_CUDA = False
 _REFERENCE = threading.local()  # .depth > 0 inside reference_ops() on this thread
 
 
@@ -34,10 +35,14 @@ def built() -> bool:
     return _C is not None
 
 
-def has_ops() -> bool:
+def has_ops(device: torch.device | str | None = None) -> bool:
     """Whether the compiled ``torch.ops.tsvq`` kernels are available (and not switched off on
-    this thread by :func:`reference_ops`)."""
-    return _C is not None and getattr(_REFERENCE, "depth", 0) == 0
+    this thread by :func:`reference_ops`); with ``device``, also for tensors on that device: a
+    build without CUDA kernels (no nvcc at install time) has none for CUDA tensors, which then
+    take the pure-PyTorch reference (:func:`warn_if_missing` says so once)."""
+    if _C is None or getattr(_REFERENCE, "depth", 0) != 0:
+        return False
+    return device is None or torch.device(device).type != "cuda" or bool(_C.has_cuda())
 
 
 @contextlib.contextmanager
@@ -53,9 +58,21 @@ def reference_ops():
         _REFERENCE.depth -= 1
 
 
-def warn_if_missing() -> None:
-    """Warn once that the pure-PyTorch fallback is in use."""
-    global _WARNED
+def warn_if_missing(device: torch.device | str | None = None) -> None:
+    """Warn once that the pure-PyTorch fallback is in use: the extension is missing, or (with a
+    CUDA ``device``) it was built without CUDA kernels."""
+    global _WARNED, _WARNED_CUDA
+    if (_C is not None and device is not None and torch.device(device).type == "cuda" and not _C.has_cuda()
+            and not _WARNED_CUDA):
+        _WARNED_CUDA = True
+        warnings.warn(
+            "tsvq._C was built without CUDA kernels (torch had no CUDA, or nvcc was not found at install "
+            "time: see `tsvq info`); CUDA tensors use the pure-PyTorch reference ops, which are slower. "
+            "Fix: reinstall with nvcc on PATH (or CUDA_HOME set), `TSVQ_FORCE_CUDA=1 pip install "
+            "--no-build-isolation .`.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
     if _C is None and not _WARNED:
         _WARNED = True
         warnings.warn(

@@ -50,9 +50,9 @@ def barlow_twins_loss(
         TypeError: non-float or mismatched dtypes.
     """
     _checks.check_barlow_twins(z1, z2, lambd, eps)
-    if _extension.has_ops():
+    if _extension.has_ops(z1.device):
         return torch.ops.tsvq.barlow_twins_loss(z1, z2, float(lambd), float(eps), bool(unbiased), bool(scale_by_dim))
-    _extension.warn_if_missing()
+    _extension.warn_if_missing(z1.device)
     return reference.barlow_twins_loss(z1, z2, lambd, eps, unbiased, scale_by_dim)
 
 

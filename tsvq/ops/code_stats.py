@@ -34,9 +34,9 @@ def code_stats(x: torch.Tensor, indices: torch.Tensor, K: int) -> tuple[torch.Te
         always deterministic.
     """
     _checks.check_code_stats(x, indices, K)
-    if _extension.has_ops():
+    if _extension.has_ops(x.device):
         return torch.ops.tsvq.code_stats(x, indices, K)
-    _extension.warn_if_missing()
+    _extension.warn_if_missing(x.device)
     return reference.code_stats(x, indices, K)
 
 

@@ -42,10 +42,10 @@ def ema_codebook_update_(
         ``decay`` outside [0, 1] and ``eps`` < 0.
     """
     _checks.check_ema_state(cluster_size, embed_sum, codebook, x, indices, decay, eps)
-    if _extension.has_ops():
+    if _extension.has_ops(codebook.device):
         return torch.ops.tsvq.ema_codebook_update_(cluster_size, embed_sum, codebook, x, indices,
                                                    float(decay), float(eps))
-    _extension.warn_if_missing()
+    _extension.warn_if_missing(codebook.device)
     return reference.ema_codebook_update_(cluster_size, embed_sum, codebook, x, indices, decay, eps)
 
 

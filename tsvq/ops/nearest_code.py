@@ -37,11 +37,11 @@ def nearest_code(x: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.Tensor,
         get index -1 and dist NaN (a VectorQuantizer's loss then becomes NaN, visibly).
     """
     _checks.check_nearest_code(x, codebook)
-    if _extension.has_ops():
+    if _extension.has_ops(x.device):
         if x.device.type == "cpu" and not torch.compiler.is_compiling():
             _check_finite_on_cpu(x, codebook)
         return torch.ops.tsvq.nearest_code(x, codebook)
-    _extension.warn_if_missing()
+    _extension.warn_if_missing(x.device)
     return reference.nearest_code(x, codebook)
 
 
