@@ -14,7 +14,8 @@
 // read the centre padding by index arithmetic and overlap-add in the same pass. Above that the op
 // uses ATen's FFTs (rfft / irfft) with the same padding, windowing and overlap-add, each a single
 // pass: frame / overlap_add below (one-pass loops on CPUs, stft_cpu.cpp; one kernel each on CUDA,
-// stft_framing.cuh). On CUDA, power-of-two n_fft in [2, 64] instead take one fused kernel per op
+// stft_framing.cuh; each device file registers its kernels as a StftDeviceKernels table, stft.h).
+// On CUDA, power-of-two n_fft in [2, 64] instead take one fused kernel per op
 // (framing + real FFT in registers, or inverse FFT + overlap-add + envelope: stft_fft_small.cuh),
 // and on CPUs n_fft = 32 the same algorithm on blocks of frames (stft_cpu.cpp); see use_fused_fft
 // (the two-sided stft_backward excepted). The window tables (bases, envelope) are cached per window: cached_table.
@@ -55,17 +56,6 @@ bool use_direct(int64_t n_fft, const at::Device& device) {
   return n_fft <= (device.is_cpu() ? kDirectMaxNfftCpu : kDirectMaxNfftGpu);
 }
 
-// Power-of-two n_fft in the ranges below: the fused kernels (framing, FFT and output layout in one
-// pass; inverse FFT, overlap-add and envelope in one), in place of frame / overlap_add around ATen's
-// FFT. CUDA (stft_fft_small.cuh): [2, 64], dispatched before any GPU measurement of them
-// (benchmarks/RESULTS.md, 2026-12-01): each replaces three to five kernels and the frames tensor's
-// round trip through memory with one kernel; the next GPU run's bench_stft rows decide whether it
-// stays. CPU (stft_cpu.cpp, blocks of 8 frames structure-of-arrays): n_fft = 32 only; measured against
-// the pocketfft path in the same process (benchmarks/RESULTS.md, 2026-12-01) it won or tied at every
-// benchmark shape at 32, and lost at 64 except on the largest batch (and at 128 / 256 everywhere).
-constexpr int64_t kFusedNfftCpu = 32;
-constexpr int64_t kFusedMaxNfftGpu = 64;
-
 // Benchmark switch (private op _stft_set_fused): false sends every n_fft to the FFT path, so that
 // the fused kernels can be timed against it in one process (benchmarks/bench_stft.py). Process-wide,
 // not per thread: the autograd engine runs CUDA backward passes on its own threads.
@@ -73,37 +63,38 @@ std::atomic<bool> g_fused_enabled{true};
 
 bool set_fused(bool enabled) { return g_fused_enabled.exchange(enabled); }
 
+constexpr size_t kDeviceTypes = static_cast<size_t>(c10::DeviceType::COMPILE_TIME_MAX_DEVICE_TYPES);
+
+std::atomic<const StftDeviceKernels*>* kernel_registry() {
+  static std::atomic<const StftDeviceKernels*> tables[kDeviceTypes] = {};
+  return tables;
+}
+
+// The fused kernels (framing, FFT and output layout in one pass; inverse FFT, overlap-add and
+// envelope in one) take the power-of-two n_fft in the range the device registered, in place of
+// frame / overlap_add around ATen's FFT. The ranges and their measurements are in the device files:
+// kFusedNfftCpu (stft_cpu.cpp), kFusedMaxNfftCuda (stft_cuda.cu).
 bool use_fused_fft(int64_t n_fft, const at::Device& device) {
   if (!g_fused_enabled.load(std::memory_order_relaxed)) return false;
   if (n_fft < 2 || (n_fft & (n_fft - 1)) != 0) return false;
-  if (device.is_cpu()) return n_fft == kFusedNfftCpu;
-#if TSVQ_WITH_CUDA
-  if (device.is_cuda()) return n_fft <= kFusedMaxNfftGpu;
-#endif
-  return false;
+  const StftDeviceKernels* k = stft_device_kernels(device.type());
+  return k != nullptr && n_fft >= k->fused_min_nfft && n_fft <= k->fused_max_nfft;
 }
 
 // The fused kernels of the device (use_fused_fft said yes); semantics in stft.h.
 at::Tensor fused_analysis(const at::Tensor& x, const at::Tensor& window, const at::Tensor& scale, int64_t hop,
                           int64_t n_frames, int64_t pad_left, int64_t mode, double edge, double interior,
                           int64_t n_bins, bool zero_two_sided, bool stacked) {
-#if TSVQ_WITH_CUDA
-  if (x.device().is_cuda())
-    return fft_analysis_cuda(x, window, scale, hop, n_frames, pad_left, mode, edge, interior, n_bins, zero_two_sided,
-                             stacked);
-#endif
-  return fft_analysis_cpu(x, window, scale, hop, n_frames, pad_left, mode, edge, interior, n_bins, zero_two_sided,
-                          stacked);
+  return stft_device_kernels(x.device().type())
+      ->fused_analysis(x, window, scale, hop, n_frames, pad_left, mode, edge, interior, n_bins, zero_two_sided,
+                       stacked);
 }
 
 at::Tensor fused_synthesis(const at::Tensor& spec, bool interleaved, int64_t n_fft, const at::Tensor& window,
                            const at::Tensor& scale, int64_t hop, int64_t start, int64_t length, double edge,
                            double interior) {
-#if TSVQ_WITH_CUDA
-  if (spec.device().is_cuda())
-    return fft_synthesis_cuda(spec, interleaved, n_fft, window, scale, hop, start, length, edge, interior);
-#endif
-  return fft_synthesis_cpu(spec, interleaved, n_fft, window, scale, hop, start, length, edge, interior);
+  return stft_device_kernels(spec.device().type())
+      ->fused_synthesis(spec, interleaved, n_fft, window, scale, hop, start, length, edge, interior);
 }
 
 int64_t pad_mode_code(c10::string_view mode) {
@@ -212,12 +203,8 @@ std::string table_key(TableKind kind, const at::TensorOptions& opts, std::initia
 }
 
 bool device_tables_cacheable(const at::Device& device) {
-#if TSVQ_WITH_CUDA
-  return device.is_cuda() && !cuda_stream_capturing(device);
-#else
-  (void)device;
-  return false;
-#endif
+  const StftDeviceKernels* k = stft_device_kernels(device.type());
+  return k != nullptr && k->tables_cacheable != nullptr && k->tables_cacheable(device);
 }
 
 struct DeviceTable {
@@ -303,15 +290,14 @@ at::Tensor window_table(TableKind kind, const at::Tensor& window, std::initializ
   return cached_table(kind, window, window.options(), params, build);
 }
 
-// The FFT path's framing and overlap-add (semantics in stft.h): one-pass loops on CPUs, one kernel
-// each on CUDA (stft_framing.cuh), and ATen's pad + unfold + multiply / multiply + unfold_backward
-// + narrow elsewhere (other devices, CUDA tensors in a build without CUDA kernels).
+// The FFT path's framing and overlap-add (semantics in stft.h): the device's registered kernels
+// (one-pass loops on CPUs, one kernel each on CUDA: stft_framing.cuh), and ATen's pad + unfold +
+// multiply / multiply + unfold_backward + narrow elsewhere (other devices, CUDA tensors in a build
+// without CUDA kernels).
 at::Tensor frame(const at::Tensor& x, const at::Tensor& window, const at::Tensor& scale, int64_t hop,
                  int64_t n_frames, int64_t pad_left, int64_t mode) {
-  if (x.device().is_cpu()) return frame_cpu(x, window, scale, hop, n_frames, pad_left, mode);
-#if TSVQ_WITH_CUDA
-  if (x.device().is_cuda()) return frame_cuda(x, window, scale, hop, n_frames, pad_left, mode);
-#endif
+  if (const StftDeviceKernels* k = stft_device_kernels(x.device().type()))
+    return k->frame(x, window, scale, hop, n_frames, pad_left, mode);
   const int64_t L = x.size(1), N = window.size(0), Qv = (n_frames - 1) * hop + N;
   const int64_t right = std::max<int64_t>(0, Qv - pad_left - L);  // <= pad_left unless mode is constant
   auto xp = pad_left > 0 || right > 0
@@ -325,10 +311,8 @@ at::Tensor frame(const at::Tensor& x, const at::Tensor& window, const at::Tensor
 
 at::Tensor overlap_add(const at::Tensor& frames, const at::Tensor& window, const at::Tensor& scale, int64_t hop,
                        int64_t start, int64_t length) {
-  if (frames.device().is_cpu()) return overlap_add_cpu(frames, window, scale, hop, start, length);
-#if TSVQ_WITH_CUDA
-  if (frames.device().is_cuda()) return overlap_add_cuda(frames, window, scale, hop, start, length);
-#endif
+  if (const StftDeviceKernels* k = stft_device_kernels(frames.device().type()))
+    return k->overlap_add(frames, window, scale, hop, start, length);
   const int64_t R = frames.size(0), T = frames.size(1), N = frames.size(2), Q = (T - 1) * hop + N;
   const int64_t avail = std::max<int64_t>(0, std::min(length, Q - start));  // samples the frames cover
   if (avail == 0) return at::zeros({R, length}, frames.options());
@@ -616,6 +600,18 @@ at::Tensor istft_backward(const at::Tensor& grad_y, int64_t F, int64_t T, int64_
 }
 
 }  // namespace
+
+const StftDeviceKernels* stft_device_kernels(c10::DeviceType type) {
+  const auto i = static_cast<size_t>(type);
+  return i < kDeviceTypes ? kernel_registry()[i].load(std::memory_order_acquire) : nullptr;
+}
+
+StftKernelsRegistration::StftKernelsRegistration(c10::DeviceType type, const StftDeviceKernels* kernels) {
+  const auto i = static_cast<size_t>(type);
+  TORCH_CHECK(i < kDeviceTypes && kernels != nullptr, "StftKernelsRegistration: bad device type or table");
+  const StftDeviceKernels* previous = kernel_registry()[i].exchange(kernels, std::memory_order_acq_rel);
+  TORCH_CHECK(previous == nullptr, "STFT kernels registered twice for device type ", type);
+}
 
 TORCH_LIBRARY_FRAGMENT(tsvq, m) {
   m.def("stft(Tensor x, int n_fft, int hop_length, Tensor window, bool center, str pad_mode, "

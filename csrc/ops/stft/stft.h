@@ -80,46 +80,50 @@ inline FramingOperands framing_operands(const at::Tensor& input, const at::Tenso
   return {input.contiguous(), window.contiguous(), scale.defined() ? scale.contiguous() : at::Tensor()};
 }
 
-// FFT-path helpers on CPUs (stft_cpu.cpp) and GPUs (stft_cuda.cu), used by the ops in stft.cpp in
-// place of ATen's pad + unfold + multiply and unfold_backward + multiply + narrow (one pass each,
-// no padded copy).
-// frame_cpu: x [R, L] -> frames [R, n_frames, N], frames[r, t, n] = window[n] * scale[q] * xpad[r, q],
+// The FFT path's kernels of one device type, semantics below. stft_cpu.cpp registers the CPU table
+// and stft_cuda.cu (compiled only in builds with CUDA kernels) the CUDA one, each through a static
+// StftKernelsRegistration at load time (ATen's DispatchStub pattern: one implementation per device,
+// no device branches in the op code). The ops in stft.cpp look the table up by the tensor's device
+// type and use ATen's pad + unfold + multiply / unfold_backward + narrow where none is registered
+// (other devices, CUDA tensors in a build without CUDA kernels), and never the fused kernels there.
+//
+// frame: x [R, L] -> frames [R, n_frames, N], frames[r, t, n] = window[n] * scale[q] * xpad[r, q],
 //   q = t * hop + n, xpad the series padded by pad_left with `mode` (scale undefined: 1).
-// overlap_add_cpu: frames [R, T, N] -> y [R, length], y[r, p] = scale[p + start] *
+// overlap_add: frames [R, T, N] -> y [R, length], y[r, p] = scale[p + start] *
 //   sum_{t, n: t * hop + n = p + start} window[n] * frames[r, t, n] (scale undefined: 1).
-at::Tensor frame_cpu(const at::Tensor& x, const at::Tensor& window, const at::Tensor& scale, int64_t hop,
-                     int64_t n_frames, int64_t pad_left, int64_t mode);
-at::Tensor overlap_add_cpu(const at::Tensor& frames, const at::Tensor& window, const at::Tensor& scale,
-                           int64_t hop, int64_t start, int64_t length);
-
-// The same on CUDA tensors (stft_framing.cuh, one kernel each), defined in builds with CUDA kernels.
-at::Tensor frame_cuda(const at::Tensor& x, const at::Tensor& window, const at::Tensor& scale, int64_t hop,
-                      int64_t n_frames, int64_t pad_left, int64_t mode);
-at::Tensor overlap_add_cuda(const at::Tensor& frames, const at::Tensor& window, const at::Tensor& scale,
-                            int64_t hop, int64_t start, int64_t length);
-// Fused kernels for power-of-two n_fft = N in [2, 64] on CUDA (stft_fft_small.cuh), defined in
-// builds with CUDA kernels. Bin k of a frame is multiplied by `edge` (k = 0, N / 2) or `interior`.
-// fft_analysis_cuda: x [R, L] -> bins 0..n_bins-1 of rfft(frames) (frames as frame_cpu), as the
+// fused_analysis / fused_synthesis: the fused kernels for power-of-two n_fft = N in
+//   [fused_min_nfft, fused_max_nfft] (framing + real FFT in one pass; inverse FFT + overlap-add +
+//   envelope in one). Bin k of a frame is multiplied by `edge` (k = 0, N / 2) or `interior`.
+//   fused_analysis: x [R, L] -> bins 0..n_bins-1 of rfft(frames) (frames as `frame`), as the
 //   [R, F, T, 2] transposed view of a frames-major buffer, or [R, 2F, T] when stacked. n_bins is
 //   N / 2 + 1, or N: the bins past N / 2 zero (zero_two_sided) or the conjugate mirror (then edge
 //   must equal interior).
-// fft_synthesis_cuda: spec [R, F, T, 2] (interleaved) or [R, 2F, T], read through its strides, F >=
+//   fused_synthesis: spec [R, F, T, 2] (interleaved) or [R, 2F, T], read through its strides, F >=
 //   N / 2 + 1 (bins past N / 2 ignored) -> y [R, length], y[r, p] = scale[q] * sum_t window[n] *
 //   (N irfft(weighted bins of frame t))[n], q = p + start = t * hop + n (scale undefined: 1).
-// fft_analysis_cpu / fft_synthesis_cpu: the same on CPU tensors (stft_cpu.cpp), n_fft = 32.
-at::Tensor fft_analysis_cpu(const at::Tensor& x, const at::Tensor& window, const at::Tensor& scale, int64_t hop,
-                            int64_t n_frames, int64_t pad_left, int64_t mode, double edge, double interior,
-                            int64_t n_bins, bool zero_two_sided, bool stacked);
-at::Tensor fft_synthesis_cpu(const at::Tensor& spec, bool interleaved, int64_t n_fft, const at::Tensor& window,
-                             const at::Tensor& scale, int64_t hop, int64_t start, int64_t length, double edge,
-                             double interior);
-at::Tensor fft_analysis_cuda(const at::Tensor& x, const at::Tensor& window, const at::Tensor& scale, int64_t hop,
-                             int64_t n_frames, int64_t pad_left, int64_t mode, double edge, double interior,
-                             int64_t n_bins, bool zero_two_sided, bool stacked);
-at::Tensor fft_synthesis_cuda(const at::Tensor& spec, bool interleaved, int64_t n_fft, const at::Tensor& window,
-                              const at::Tensor& scale, int64_t hop, int64_t start, int64_t length, double edge,
-                              double interior);
-// Whether the current CUDA stream of `device` is capturing a graph (stft_cuda.cu).
-bool cuda_stream_capturing(const at::Device& device);
+// tables_cacheable: whether window tables on `device` may be cached now (CUDA: not while the current
+//   stream captures a graph); nullptr: built per call.
+struct StftDeviceKernels {
+  at::Tensor (*frame)(const at::Tensor& x, const at::Tensor& window, const at::Tensor& scale, int64_t hop,
+                      int64_t n_frames, int64_t pad_left, int64_t mode);
+  at::Tensor (*overlap_add)(const at::Tensor& frames, const at::Tensor& window, const at::Tensor& scale,
+                            int64_t hop, int64_t start, int64_t length);
+  int64_t fused_min_nfft, fused_max_nfft;
+  at::Tensor (*fused_analysis)(const at::Tensor& x, const at::Tensor& window, const at::Tensor& scale, int64_t hop,
+                               int64_t n_frames, int64_t pad_left, int64_t mode, double edge, double interior,
+                               int64_t n_bins, bool zero_two_sided, bool stacked);
+  at::Tensor (*fused_synthesis)(const at::Tensor& spec, bool interleaved, int64_t n_fft, const at::Tensor& window,
+                                const at::Tensor& scale, int64_t hop, int64_t start, int64_t length, double edge,
+                                double interior);
+  bool (*tables_cacheable)(const at::Device& device);
+};
+
+// The kernels registered for `type`, or nullptr (stft.cpp).
+const StftDeviceKernels* stft_device_kernels(c10::DeviceType type);
+
+// Registers `kernels` (static storage) for `type`; a second registration for a type is an error.
+struct StftKernelsRegistration {
+  StftKernelsRegistration(c10::DeviceType type, const StftDeviceKernels* kernels);
+};
 
 }  // namespace tsvq

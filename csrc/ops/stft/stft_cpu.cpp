@@ -719,9 +719,8 @@ void fft_synthesis_rows(const T* spec, int64_t R, const int64_t* strides, int64_
   });
 }
 
-// The fused CPU path's n_fft (use_fused_fft in stft.cpp): 32 only, P = 16 (at 64 it measured slower
-// than pocketfft on most benchmark shapes, benchmarks/RESULTS.md, 2026-12-01); the kernels are
-// written for any power-of-two P.
+// The fused CPU path's n_fft (kFusedNfftCpu below): 32 only, P = 16; the kernels are written for
+// any power-of-two P.
 template <typename F>
 void with_half_size_cpu(int64_t n_fft, F f) {
   TORCH_CHECK(n_fft == 32, "fused FFT kernels on CPUs: n_fft must be 32, got ", n_fft);
@@ -811,6 +810,22 @@ at::Tensor fft_synthesis_cpu(const at::Tensor& spec, bool interleaved, int64_t n
   });
   return y;
 }
+
+namespace {
+
+// The fused path takes n_fft = 32 only on CPUs: measured against the pocketfft path in the same
+// process (benchmarks/RESULTS.md, 2026-12-01) it won or tied at every benchmark shape at 32, and lost
+// at 64 except on the largest batch (and at 128 / 256 everywhere); on an Intel Xeon with MKL
+// (2026-12-02), 1.15-1.73x (STFT) and 1.36-3.0x (ISTFT) of the FFT path at 32 after the register
+// transposes. CPU window tables are cached by value in cached_table (stft.cpp), so no
+// tables_cacheable.
+constexpr int64_t kFusedNfftCpu = 32;
+
+const StftDeviceKernels kCpuKernels{&frame_cpu,        &overlap_add_cpu,   kFusedNfftCpu, kFusedNfftCpu,
+                                    &fft_analysis_cpu, &fft_synthesis_cpu, nullptr};
+const StftKernelsRegistration kCpuRegistration(c10::DeviceType::CPU, &kCpuKernels);
+
+}  // namespace
 
 TORCH_LIBRARY_IMPL(tsvq, CPU, m) {
   m.impl("_stft_analysis", &stft_analysis_cpu);

@@ -413,10 +413,26 @@ at::Tensor fft_synthesis_cuda(const at::Tensor& spec, bool interleaved, int64_t 
   return y;
 }
 
-bool cuda_stream_capturing(const at::Device& device) {
+namespace {
+
+// Window tables are cached on the device except while the current stream captures a graph (a
+// cached table built during capture would be freed with the graph's private pool).
+bool cuda_tables_cacheable(const at::Device& device) {
   const c10::cuda::CUDAGuard guard(device);
-  return c10::cuda::currentStreamCaptureStatusMayInitCtx() != c10::cuda::CaptureStatus::None;
+  return c10::cuda::currentStreamCaptureStatusMayInitCtx() == c10::cuda::CaptureStatus::None;
 }
+
+// The fused kernels take every power-of-two n_fft in [2, 64], dispatched before any GPU measurement
+// of them (benchmarks/RESULTS.md, 2026-12-01): each replaces three to five kernels and the frames
+// tensor's round trip through memory with one kernel. The next GPU run's bench_stft rows
+// (test_fused_kernels_vs_fft_path) decide whether the range stays.
+constexpr int64_t kFusedMaxNfftCuda = 64;
+
+const StftDeviceKernels kCudaKernels{&frame_cuda,        &overlap_add_cuda,   2, kFusedMaxNfftCuda,
+                                     &fft_analysis_cuda, &fft_synthesis_cuda, &cuda_tables_cacheable};
+const StftKernelsRegistration kCudaRegistration(c10::DeviceType::CUDA, &kCudaKernels);
+
+}  // namespace
 
 TORCH_LIBRARY_IMPL(tsvq, CUDA, m) {
   m.impl("_stft_analysis", &stft_analysis_cuda);
