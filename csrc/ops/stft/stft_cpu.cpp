@@ -584,7 +584,7 @@ void fused_analysis_row(const T* __restrict xp, int64_t hop, int64_t n_frames, c
 }
 
 // x [R, L] -> out [R, T, F, 2] (interleaved, frames-major) or [R, 2F, T]: the semantics of
-// fft_analysis_cuda (stft.h).
+// StftDeviceKernels::fused_analysis (stft.h).
 template <typename T, int P>
 void fft_analysis_rows(const T* x, int64_t R, int64_t L, const T* w, const T* scale, int64_t hop, int64_t n_frames,
                        int64_t pad_left, int64_t mode, T edge, T interior, int64_t n_bins, bool zero_two_sided,
@@ -698,7 +698,8 @@ void fused_synthesis_row(const T* __restrict sr, int64_t s_f, int64_t s_t, int64
   }
 }
 
-// spec (element strides sr, sf, st, sc) -> y [R, length]: the semantics of fft_synthesis_cuda.
+// spec (element strides sr, sf, st, sc) -> y [R, length]: the semantics of
+// StftDeviceKernels::fused_synthesis (stft.h).
 template <typename T, int P>
 void fft_synthesis_rows(const T* spec, int64_t R, const int64_t* strides, int64_t n_frames, const T* w,
                         const T* scale, int64_t hop, int64_t start, int64_t length, T edge, T interior, T* y) {

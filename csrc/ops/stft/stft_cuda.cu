@@ -19,6 +19,7 @@
 // layout; inverse real FFT + overlap-add + envelope): stft_fft_small.cuh.
 // frame_cuda / overlap_add_cuda: the framing and overlap-add of the FFT path (the other n_fft on
 // GPUs, around cuFFT), one kernel each (stft_framing.cuh).
+// All four are this file's StftDeviceKernels table (stft.h), registered for CUDA at load time.
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAGraphsC10Utils.h>
 #include <c10/cuda/CUDAGuard.h>
