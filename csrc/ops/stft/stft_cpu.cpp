@@ -536,7 +536,12 @@ TSVQ_MULTIVERSION_AVX2 void store_interleaved(const T (*__restrict Xr)[kV], cons
       m[2 * i + 1] = load_vec<V>(Xi[f0 + i]);
     }
     transpose_kv(m);
-    for (int v = 0; v < nv; ++v) store_vec(o + v * frame_stride + 2 * f0, m[v]);
+    if (nv == kV) {  // a constant trip count keeps m in registers (a variable one spills it to the stack)
+#pragma GCC unroll 8
+      for (int v = 0; v < kV; ++v) store_vec(o + v * frame_stride + 2 * f0, m[v]);
+    } else {
+      for (int v = 0; v < nv; ++v) store_vec(o + v * frame_stride + 2 * f0, m[v]);
+    }
   }
 }
 
@@ -549,6 +554,7 @@ void fused_analysis_row(const T* __restrict xp, int64_t hop, int64_t n_frames, c
   constexpr int N = 2 * P;
   const auto& tb = fft_tables<T, P>();
   alignas(64) T re[P][kV], im[P][kV], Xr[P + 1][kV], Xi[P + 1][kV];
+  alignas(64) T obuf[kV * 2 * N];  // F <= N bins
   for (int64_t t0 = 0; t0 < n_frames; t0 += kV) {
     const int nv = static_cast<int>(std::min<int64_t>(kV, n_frames - t0));
     const T* f[kV];
@@ -557,9 +563,11 @@ void fused_analysis_row(const T* __restrict xp, int64_t hop, int64_t n_frames, c
     soa_dif_fft<T, P>(re, im, tb.stage_re, tb.stage_im);
     fft_post<T, P>(re, im, tb, edge, interior, Xr, Xi);
     if (interleaved) {
-      store_interleaved<T, P>(Xr, Xi, nv, out_r + t0 * F * 2, F * 2);  // bins 0 .. P - 1
+      // The block's output is one contiguous run of nv * F * 2 values: assembled in obuf (L1), then
+      // copied in order, so that the row is written front to back in whole cache lines.
+      store_interleaved<T, P>(Xr, Xi, kV, obuf, F * 2);  // bins 0 .. P - 1
       for (int v = 0; v < nv; ++v) {
-        T* o = out_r + (t0 + v) * F * 2;
+        T* o = obuf + v * F * 2;
         o[2 * P] = Xr[P][v];
         o[2 * P + 1] = Xi[P][v];
         for (int64_t f = P + 1; f < F; ++f) {  // two-sided: the conjugate mirror, or zeros
@@ -567,6 +575,7 @@ void fused_analysis_row(const T* __restrict xp, int64_t hop, int64_t n_frames, c
           o[2 * f + 1] = zero_two_sided ? T(0) : -Xi[N - f][v];
         }
       }
+      std::memcpy(out_r + t0 * F * 2, obuf, sizeof(T) * nv * F * 2);
     } else {
       T* o = out_r + t0;
       for (int f = 0; f <= P; ++f)
@@ -663,9 +672,17 @@ TSVQ_MULTIVERSION_AVX2 void overlap_add_frames(const T (*__restrict re)[kV], con
     }
     transpose_kv(m);  // m[v]: samples s0 .. s0 + kV of frame v
     const V w2 = load_vec<V>(w + s0) * T(2);
-    for (int v = 0; v < nv; ++v) {
-      T* a = acc + v * hop + s0;
-      store_vec(a, load_vec<V>(a) + w2 * m[v]);
+    if (nv == kV) {  // constant trip count: m stays in registers (see store_interleaved)
+#pragma GCC unroll 8
+      for (int v = 0; v < kV; ++v) {
+        T* a = acc + v * hop + s0;
+        store_vec(a, load_vec<V>(a) + w2 * m[v]);
+      }
+    } else {
+      for (int v = 0; v < nv; ++v) {
+        T* a = acc + v * hop + s0;
+        store_vec(a, load_vec<V>(a) + w2 * m[v]);
+      }
     }
   }
 }
