@@ -503,6 +503,45 @@ def test_cuda_default_window_first_needed_under_graph_capture():
     torch.testing.assert_close(eager, expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("L, hop", [(40, 16), (129, 8), (300, 16)])
+@pytest.mark.parametrize("stacked", [False, True])
+@pytest.mark.parametrize("onesided", [True, False])
+def test_fused_path_blocks_frames_across_rows(L, hop, stacked, onesided):
+    """The CPU fused kernels take frames kV at a time across the rows of a group (csrc/ops/stft/
+    stft_cpu.cpp, rows_per_group), so blocks straddle rows, groups, and the end of each thread's
+    chunk. 74 series of 4 to 38 frames: stft, istft and both adjoints equal the FFT path (the same op
+    with tsvq::_stft_set_fused(False)); the inverse of a contiguous and a non-contiguous spectrum."""
+    n_fft = 32
+    x = torch.randn(2, 37, L, dtype=torch.float64, requires_grad=True)
+    w = torch.hann_window(n_fft, dtype=torch.float64) + 0.1
+    g = torch.randn(2, 37, L, dtype=torch.float64)
+
+    def run():
+        x.grad = None
+        if stacked:
+            spec = to_time_frequency(x, n_fft, hop, window=w, onesided=onesided)
+            gs = torch.randn_like(spec, generator=torch.Generator().manual_seed(1))
+            y = sum(from_time_frequency(s, n_fft, hop, window=w, onesided=onesided, length=L)
+                    for s in (spec * 0.25, noncontiguous(spec * 0.25)))
+        else:
+            spec = stft(x, n_fft, hop, window=w, onesided=onesided)
+            gs = torch.randn(spec.shape, dtype=spec.dtype, generator=torch.Generator().manual_seed(1))
+            y = sum(istft(s, n_fft, hop, window=w, onesided=onesided, length=L)
+                    for s in (spec * 0.25, noncontiguous(spec * 0.25)))
+        torch.autograd.backward([spec, y], [gs, g])
+        return spec.detach(), y.detach(), x.grad.clone()
+
+    fused = run()
+    torch.ops.tsvq._stft_set_fused(False)
+    try:
+        path = run()
+    finally:
+        torch.ops.tsvq._stft_set_fused(True)
+    for a, b in zip(fused, path):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(fused[1], 0.5 * x.detach(), rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.parametrize("device_", [pytest.param("cpu", id="cpu"),
                                      pytest.param("cuda", id="cuda", marks=[CUDA, pytest.mark.cuda])])
 def test_fused_switch_sends_every_op_to_the_fft_path_and_back(device_):

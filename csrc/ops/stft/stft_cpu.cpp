@@ -228,31 +228,36 @@ void synthesis_cpu(const T* spec, const int64_t* st, int64_t R, int64_t J, int64
   });
 }
 
-// Rows of x [R, L] padded by pad_left (mode) and scaled, in parallel: f(r, xp) with xp[q] = scale[q] *
-// xpad[r, q] for q < Qv in a per-thread scratch (the centre padding by index arithmetic outside the
-// interior, a plain copy inside; scale null: 1). work = samples written per row (the grain).
+// Rows of x [R, L] padded by pad_left (mode) and scaled, in parallel, `group` rows at a time:
+// f(r, n, xp) with xp[i * Qv + q] = scale[q] * xpad[r + i, q] for i < n <= group, q < Qv, in a
+// per-thread scratch (the centre padding by index arithmetic outside the interior, a plain copy
+// inside; scale null: 1). work = samples written per row (the grain).
 template <typename T, typename F>
 void for_each_padded_row(const T* x, int64_t R, int64_t L, int64_t pad_left, int64_t mode, const T* scale,
-                         int64_t Qv, int64_t work, F f) {
+                         int64_t Qv, int64_t work, int64_t group, F f) {
   const int64_t lo = std::min(std::max<int64_t>(0, pad_left), Qv);  // [lo, hi): q - pad_left inside x
   const int64_t hi = std::max(lo, std::min(Qv, pad_left + L));
-  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, work));
+  const int64_t grain = std::max<int64_t>(group, 16384 / std::max<int64_t>(1, work));
   at::parallel_for(0, R, grain, [&](int64_t r0, int64_t r1) {
-    std::vector<T> xp(Qv);
-    for (int64_t r = r0; r < r1; ++r) {
-      const T* xr = x + r * L;
-      for (int64_t q = 0; q < lo; ++q) {
-        const int64_t src = pad_source(q, pad_left, L, mode);
-        xp[q] = src < 0 ? T(0) : xr[src];
+    std::vector<T> scratch(group * Qv);
+    for (int64_t rg = r0; rg < r1; rg += group) {
+      const int64_t n = std::min(group, r1 - rg);
+      for (int64_t i = 0; i < n; ++i) {
+        const T* xr = x + (rg + i) * L;
+        T* xp = scratch.data() + i * Qv;
+        for (int64_t q = 0; q < lo; ++q) {
+          const int64_t src = pad_source(q, pad_left, L, mode);
+          xp[q] = src < 0 ? T(0) : xr[src];
+        }
+        if (hi > lo) std::copy(xr + (lo - pad_left), xr + (hi - pad_left), xp + lo);
+        for (int64_t q = hi; q < Qv; ++q) {
+          const int64_t src = pad_source(q, pad_left, L, mode);
+          xp[q] = src < 0 ? T(0) : xr[src];
+        }
+        if (scale)
+          for (int64_t q = 0; q < Qv; ++q) xp[q] *= scale[q];
       }
-      if (hi > lo) std::copy(xr + (lo - pad_left), xr + (hi - pad_left), xp.data() + lo);
-      for (int64_t q = hi; q < Qv; ++q) {
-        const int64_t src = pad_source(q, pad_left, L, mode);
-        xp[q] = src < 0 ? T(0) : xr[src];
-      }
-      if (scale)
-        for (int64_t q = 0; q < Qv; ++q) xp[q] *= scale[q];
-      f(r, static_cast<const T*>(xp.data()));
+      f(rg, n, static_cast<const T*>(scratch.data()));
     }
   });
 }
@@ -266,7 +271,7 @@ template <typename T>
 void frame_rows(const T* x, int64_t R, int64_t L, const T* w, int64_t N, const T* scale, int64_t hop,
                 int64_t n_frames, int64_t pad_left, int64_t mode, T* out) {
   const int64_t Qv = (n_frames - 1) * hop + N;
-  for_each_padded_row(x, R, L, pad_left, mode, scale, Qv, n_frames * N, [&](int64_t r, const T* xp) {
+  for_each_padded_row(x, R, L, pad_left, mode, scale, Qv, n_frames * N, 1, [&](int64_t r, int64_t, const T* xp) {
     for (int64_t t = 0; t < n_frames; ++t) {
       const T* __restrict src = xp + t * hop;
       T* __restrict o = out + (r * n_frames + t) * N;
@@ -545,48 +550,65 @@ TSVQ_MULTIVERSION_AVX2 void store_interleaved(const T (*__restrict Xr)[kV], cons
   }
 }
 
-// The frames of one row (padded, scaled samples xp) -> its output: out_r = out + r * T * F * 2
-// (interleaved) or out + r * 2F * T, block by block: load, FFT, real-input step, stores.
+// Rows per block group: frames are taken kV at a time across the rows of a group, so that short
+// series (few frames a row) do not leave most of a row's last block empty (at n_fft 32 and L = 128,
+// 17 frames a row filled 3 blocks of 8 when blocked per row: 30 % of the work wasted).
+inline int64_t rows_per_group(int64_t n_frames) {
+  constexpr int64_t kFramesPerGroup = 8 * kV;  // a partial block wastes < 1 / 8 of a group
+  return n_frames >= kFramesPerGroup ? 1 : (kFramesPerGroup + n_frames - 1) / n_frames;
+}
+
+// The frames of `rows` consecutive rows (padded, scaled samples xp, row i at xp + i * Qv) -> their
+// output, out = the first row's (interleaved [T, F, 2] or stacked [2F, T] per row), block by block
+// over the rows' frames in order (g = i * n_frames + t): load, FFT, real-input step, stores.
 template <typename T, int P>
-void fused_analysis_row(const T* __restrict xp, int64_t hop, int64_t n_frames, const T* __restrict w,
-                                         T edge, T interior, int64_t F, bool zero_two_sided, bool interleaved,
-                                         T* __restrict out_r) {
+void fused_analysis_rows(const T* __restrict xp, int64_t Qv, int64_t rows, int64_t hop, int64_t n_frames,
+                         const T* __restrict w, T edge, T interior, int64_t F, bool zero_two_sided, bool interleaved,
+                         T* __restrict out) {
   constexpr int N = 2 * P;
   const auto& tb = fft_tables<T, P>();
   alignas(64) T re[P][kV], im[P][kV], Xr[P + 1][kV], Xi[P + 1][kV];
   alignas(64) T obuf[kV * 2 * N];  // F <= N bins
-  for (int64_t t0 = 0; t0 < n_frames; t0 += kV) {
-    const int nv = static_cast<int>(std::min<int64_t>(kV, n_frames - t0));
+  const int64_t G = rows * n_frames;
+  for (int64_t g0 = 0; g0 < G; g0 += kV) {
+    const int nv = static_cast<int>(std::min<int64_t>(kV, G - g0));
     const T* f[kV];
-    for (int v = 0; v < kV; ++v) f[v] = xp + (t0 + std::min(v, nv - 1)) * hop;  // a partial block repeats its last frame
+    int64_t row[kV], t[kV];
+    for (int v = 0; v < kV; ++v) {  // a partial block repeats its last frame
+      const int64_t g = g0 + std::min(v, nv - 1);
+      row[v] = g / n_frames;
+      t[v] = g - row[v] * n_frames;
+      f[v] = xp + row[v] * Qv + t[v] * hop;
+    }
     load_frames<T, P>(f, w, re, im);
     soa_dif_fft<T, P>(re, im, tb.stage_re, tb.stage_im);
     fft_post<T, P>(re, im, tb, edge, interior, Xr, Xi);
     if (interleaved) {
-      // The block's output is one contiguous run of nv * F * 2 values: assembled in obuf (L1), then
-      // copied in order, so that the row is written front to back in whole cache lines.
+      // Frames g0 .. g0 + nv are one contiguous run of nv * F * 2 values (rows are [T, F, 2]):
+      // assembled in obuf (L1), then copied in order, front to back in whole cache lines.
       store_interleaved<T, P>(Xr, Xi, kV, obuf, F * 2);  // bins 0 .. P - 1
       for (int v = 0; v < nv; ++v) {
         T* o = obuf + v * F * 2;
         o[2 * P] = Xr[P][v];
         o[2 * P + 1] = Xi[P][v];
-        for (int64_t f = P + 1; f < F; ++f) {  // two-sided: the conjugate mirror, or zeros
-          o[2 * f] = zero_two_sided ? T(0) : Xr[N - f][v];
-          o[2 * f + 1] = zero_two_sided ? T(0) : -Xi[N - f][v];
+        for (int64_t k = P + 1; k < F; ++k) {  // two-sided: the conjugate mirror, or zeros
+          o[2 * k] = zero_two_sided ? T(0) : Xr[N - k][v];
+          o[2 * k + 1] = zero_two_sided ? T(0) : -Xi[N - k][v];
         }
       }
-      std::memcpy(out_r + t0 * F * 2, obuf, sizeof(T) * nv * F * 2);
+      std::memcpy(out + g0 * F * 2, obuf, sizeof(T) * nv * F * 2);
     } else {
-      T* o = out_r + t0;
-      for (int f = 0; f <= P; ++f)
+      T* o[kV];
+      for (int v = 0; v < nv; ++v) o[v] = out + row[v] * 2 * F * n_frames + t[v];
+      for (int k = 0; k <= P; ++k)
         for (int v = 0; v < nv; ++v) {
-          o[f * n_frames + v] = Xr[f][v];
-          o[(F + f) * n_frames + v] = Xi[f][v];
+          o[v][k * n_frames] = Xr[k][v];
+          o[v][(F + k) * n_frames] = Xi[k][v];
         }
-      for (int64_t f = P + 1; f < F; ++f)
+      for (int64_t k = P + 1; k < F; ++k)
         for (int v = 0; v < nv; ++v) {
-          o[f * n_frames + v] = zero_two_sided ? T(0) : Xr[N - f][v];
-          o[(F + f) * n_frames + v] = zero_two_sided ? T(0) : -Xi[N - f][v];
+          o[v][k * n_frames] = zero_two_sided ? T(0) : Xr[N - k][v];
+          o[v][(F + k) * n_frames] = zero_two_sided ? T(0) : -Xi[N - k][v];
         }
     }
   }
@@ -600,46 +622,47 @@ void fft_analysis_rows(const T* x, int64_t R, int64_t L, const T* w, const T* sc
                        bool interleaved, T* out) {
   constexpr int N = 2 * P;
   const int64_t Qv = (n_frames - 1) * hop + N, F = n_bins;
-  for_each_padded_row(x, R, L, pad_left, mode, scale, Qv, n_frames * N, [&](int64_t r, const T* xp) {
-    fused_analysis_row<T, P>(xp, hop, n_frames, w, edge, interior, F, zero_two_sided, interleaved,
-                             interleaved ? out + r * n_frames * F * 2 : out + r * 2 * F * n_frames);
-  });
+  for_each_padded_row(x, R, L, pad_left, mode, scale, Qv, n_frames * N, rows_per_group(n_frames),
+                      [&](int64_t r, int64_t rows, const T* xp) {
+                        fused_analysis_rows<T, P>(xp, Qv, rows, hop, n_frames, w, edge, interior, F, zero_two_sided,
+                                                  interleaved, out + r * n_frames * F * 2);
+                      });
 }
 
-// Bins 0 .. P of the block of frames t0 .. t0 + nv of one row's spectrum (element strides s_f, s_t,
-// s_c), scaled (edge for bins 0 and P, whose imaginary parts irfft drops, interior otherwise),
-// into Xr / Xi [bin][frame]; a partial block repeats its last frame. Vector paths for the two
-// layouts the ops produce: frames contiguous (s_t = 1: the stacked layout), and bins interleaved
-// (s_c = 1, s_f = 2: torch's complex [F, T] of a [T, F, 2] buffer, transposed in registers).
+// Bins 0 .. P of the kV frames of a block (fr[v]: frame v's bin 0 in its row's spectrum, read
+// through the element strides s_f, s_c), scaled (edge for bins 0 and P, whose imaginary parts irfft
+// drops, interior otherwise), into Xr / Xi [bin][frame]; a partial block repeats its last frame.
+// Vector paths for the two layouts the ops produce: kV consecutive frames of one row with s_t = 1
+// (`consecutive`: the stacked layout), and bins interleaved (s_c = 1, s_f = 2: torch's complex
+// [F, T] of a [T, F, 2] buffer, transposed in registers).
 template <typename T, int P>
-TSVQ_MULTIVERSION_AVX2 void load_spectrum(const T* __restrict sr, int64_t s_f, int64_t s_t, int64_t s_c, int64_t t0,
-                                          int nv, T edge, T interior, T (*__restrict Xr)[kV],
-                                          T (*__restrict Xi)[kV]) {
+TSVQ_MULTIVERSION_AVX2 void load_spectrum(const T* const* __restrict fr, bool consecutive, int64_t s_f, int64_t s_c,
+                                          T edge, T interior, T (*__restrict Xr)[kV], T (*__restrict Xi)[kV]) {
   using V = typename VecKV<T>::type;
-  if (s_t == 1 && nv == kV) {
+  if (consecutive) {
+    const T* sr = fr[0];
 #pragma GCC unroll 64
     for (int k = 0; k <= P; ++k) {
-      store_vec(Xr[k], load_vec<V>(sr + k * s_f + t0));
-      store_vec(Xi[k], load_vec<V>(sr + k * s_f + t0 + s_c));
+      store_vec(Xr[k], load_vec<V>(sr + k * s_f));
+      store_vec(Xi[k], load_vec<V>(sr + k * s_f + s_c));
     }
   } else if (s_c == 1 && s_f == 2) {
 #pragma GCC unroll 16
     for (int f0 = 0; f0 < P; f0 += kV / 2) {
       V m[kV];
-      for (int v = 0; v < kV; ++v) m[v] = load_vec<V>(sr + (t0 + std::min(v, nv - 1)) * s_t + 2 * f0);
+      for (int v = 0; v < kV; ++v) m[v] = load_vec<V>(fr[v] + 2 * f0);
       transpose_kv(m);
       for (int i = 0; i < kV / 2; ++i) {
         store_vec(Xr[f0 + i], m[2 * i]);
         store_vec(Xi[f0 + i], m[2 * i + 1]);
       }
     }
-    for (int v = 0; v < kV; ++v) Xr[P][v] = sr[P * s_f + (t0 + std::min(v, nv - 1)) * s_t];
+    for (int v = 0; v < kV; ++v) Xr[P][v] = fr[v][P * s_f];
   } else {
     for (int k = 0; k <= P; ++k)
       for (int v = 0; v < kV; ++v) {
-        const T* s = sr + k * s_f + (t0 + std::min(v, nv - 1)) * s_t;
-        Xr[k][v] = s[0];
-        Xi[k][v] = s[s_c];
+        Xr[k][v] = fr[v][k * s_f];
+        Xi[k][v] = fr[v][k * s_f + s_c];
       }
   }
   for (int v = 0; v < kV; ++v) {  // irfft drops Im X[0], Im X[N / 2]
@@ -656,12 +679,12 @@ TSVQ_MULTIVERSION_AVX2 void load_spectrum(const T* __restrict sr, int64_t s_f, i
 }
 
 // Overlap-add of the inverse frames of a block (entry i of re / im holding samples 2 rev(i) and
-// 2 rev(i) + 1 of each frame) into acc (frame v at v * hop), times 2 w: eight samples of the kV
-// frames per transpose, added as one vector a frame, frames in order.
+// 2 rev(i) + 1 of each frame) into acc[v] (where frame v's sample 0 goes), times 2 w: eight samples
+// of the kV frames per transpose, added as one vector a frame, frames in order.
 template <typename T, int P>
 TSVQ_MULTIVERSION_AVX2 void overlap_add_frames(const T (*__restrict re)[kV], const T (*__restrict im)[kV],
-                                               const int* __restrict rev, const T* __restrict w, int nv, int64_t hop,
-                                               T* acc) {
+                                               const int* __restrict rev, const T* __restrict w, int nv,
+                                               T* const* acc) {
   using V = typename VecKV<T>::type;
 #pragma GCC unroll 16
   for (int s0 = 0; s0 < 2 * P; s0 += kV) {
@@ -675,29 +698,39 @@ TSVQ_MULTIVERSION_AVX2 void overlap_add_frames(const T (*__restrict re)[kV], con
     if (nv == kV) {  // constant trip count: m stays in registers (see store_interleaved)
 #pragma GCC unroll 8
       for (int v = 0; v < kV; ++v) {
-        T* a = acc + v * hop + s0;
+        T* a = acc[v] + s0;
         store_vec(a, load_vec<V>(a) + w2 * m[v]);
       }
     } else {
       for (int v = 0; v < nv; ++v) {
-        T* a = acc + v * hop + s0;
+        T* a = acc[v] + s0;
         store_vec(a, load_vec<V>(a) + w2 * m[v]);
       }
     }
   }
 }
 
-// One row's spectrum (sr, read through the element strides s_f, s_t, s_c) -> the overlap-add of
-// its windowed inverse frames into acc [(T - 1) hop + N], block by block.
+// The spectra of `rows` consecutive rows (sr: the first row's, element strides s_r, s_f, s_t, s_c)
+// -> the overlap-add of their windowed inverse frames into acc (row i at acc + i * Q,
+// Q = (T - 1) hop + N), block by block over the rows' frames in order (g = i * n_frames + t).
 template <typename T, int P>
-void fused_synthesis_row(const T* __restrict sr, int64_t s_f, int64_t s_t, int64_t s_c,
-                                          int64_t n_frames, const T* __restrict w, int64_t hop, T edge, T interior,
-                                          T* __restrict acc) {
+void fused_synthesis_rows(const T* __restrict sr, int64_t s_r, int64_t s_f, int64_t s_t, int64_t s_c,
+                          int64_t rows, int64_t n_frames, const T* __restrict w, int64_t hop, T edge, T interior,
+                          int64_t Q, T* __restrict acc) {
   const auto& tb = fft_tables<T, P>();
   alignas(64) T re[P][kV], im[P][kV], Xr[P + 1][kV], Xi[P + 1][kV];
-  for (int64_t t0 = 0; t0 < n_frames; t0 += kV) {
-    const int nv = static_cast<int>(std::min<int64_t>(kV, n_frames - t0));
-    load_spectrum<T, P>(sr, s_f, s_t, s_c, t0, nv, edge, interior, Xr, Xi);
+  const int64_t G = rows * n_frames;
+  for (int64_t g0 = 0; g0 < G; g0 += kV) {
+    const int nv = static_cast<int>(std::min<int64_t>(kV, G - g0));
+    const T* fr[kV];
+    T* a[kV];
+    for (int v = 0; v < kV; ++v) {  // a partial block repeats its last frame
+      const int64_t g = g0 + std::min(v, nv - 1), row = g / n_frames, t = g - row * n_frames;
+      fr[v] = sr + row * s_r + t * s_t;
+      a[v] = acc + row * Q + t * hop;
+    }
+    const bool consecutive = s_t == 1 && nv == kV && (g0 / n_frames) == (g0 + kV - 1) / n_frames;
+    load_spectrum<T, P>(fr, consecutive, s_f, s_c, edge, interior, Xr, Xi);
 #pragma GCC unroll 64
     for (int k = 0; k < P; ++k) {
       const T wr = tb.rot_re[k], wi = -tb.rot_im[k];  // exp(+2 pi i k / N)
@@ -711,7 +744,7 @@ void fused_synthesis_row(const T* __restrict sr, int64_t s_f, int64_t s_t, int64
       }
     }
     soa_dif_fft<T, P>(re, im, tb.stage_re, tb.stage_im_conj);
-    overlap_add_frames<T, P>(re, im, tb.rev, w, nv, hop, acc + t0 * hop);
+    overlap_add_frames<T, P>(re, im, tb.rev, w, nv, a);
   }
 }
 
@@ -724,15 +757,21 @@ void fft_synthesis_rows(const T* spec, int64_t R, const int64_t* strides, int64_
   const int64_t s_r = strides[0], s_f = strides[1], s_t = strides[2], s_c = strides[3];
   const int64_t Q = (n_frames - 1) * hop + N;
   const int64_t kept = std::max<int64_t>(0, std::min(length, Q - start));
-  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, n_frames * N));
+  const int64_t group = rows_per_group(n_frames);
+  const int64_t grain = std::max<int64_t>(group, 16384 / std::max<int64_t>(1, n_frames * N));
   at::parallel_for(0, R, grain, [&](int64_t r0, int64_t r1) {
-    std::vector<T> acc(Q);
-    for (int64_t r = r0; r < r1; ++r) {
-      std::fill(acc.begin(), acc.end(), T(0));
-      fused_synthesis_row<T, P>(spec + r * s_r, s_f, s_t, s_c, n_frames, w, hop, edge, interior, acc.data());
-      T* __restrict yr = y + r * length;
-      for (int64_t p = 0; p < kept; ++p) yr[p] = scale ? acc[p + start] * scale[p + start] : acc[p + start];
-      std::fill(yr + kept, yr + length, T(0));
+    std::vector<T> acc(group * Q);
+    for (int64_t rg = r0; rg < r1; rg += group) {
+      const int64_t rows = std::min(group, r1 - rg);
+      std::fill(acc.begin(), acc.begin() + rows * Q, T(0));
+      fused_synthesis_rows<T, P>(spec + rg * s_r, s_r, s_f, s_t, s_c, rows, n_frames, w, hop, edge, interior, Q,
+                                 acc.data());
+      for (int64_t i = 0; i < rows; ++i) {
+        const T* __restrict ar = acc.data() + i * Q;
+        T* __restrict yr = y + (rg + i) * length;
+        for (int64_t p = 0; p < kept; ++p) yr[p] = scale ? ar[p + start] * scale[p + start] : ar[p + start];
+        std::fill(yr + kept, yr + length, T(0));
+      }
     }
   });
 }
