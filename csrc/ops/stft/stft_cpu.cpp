@@ -23,6 +23,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <numeric>
 #include <type_traits>
 #include <vector>
 
@@ -237,9 +238,9 @@ void for_each_padded_row(const T* x, int64_t R, int64_t L, int64_t pad_left, int
                          int64_t Qv, int64_t work, int64_t group, F f) {
   const int64_t lo = std::min(std::max<int64_t>(0, pad_left), Qv);  // [lo, hi): q - pad_left inside x
   const int64_t hi = std::max(lo, std::min(Qv, pad_left + L));
-  const int64_t grain = std::max<int64_t>(group, 16384 / std::max<int64_t>(1, work));
+  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, work));
   at::parallel_for(0, R, grain, [&](int64_t r0, int64_t r1) {
-    std::vector<T> scratch(group * Qv);
+    std::vector<T> scratch(std::min(group, r1 - r0) * Qv);
     for (int64_t rg = r0; rg < r1; rg += group) {
       const int64_t n = std::min(group, r1 - rg);
       for (int64_t i = 0; i < n; ++i) {
@@ -550,12 +551,14 @@ TSVQ_MULTIVERSION_AVX2 void store_interleaved(const T (*__restrict Xr)[kV], cons
   }
 }
 
-// Rows per block group: frames are taken kV at a time across the rows of a group, so that short
-// series (few frames a row) do not leave most of a row's last block empty (at n_fft 32 and L = 128,
-// 17 frames a row filled 3 blocks of 8 when blocked per row: 30 % of the work wasted).
+// Rows per block group: frames are taken kV at a time across the rows of a group, so that a row's
+// last block is not left partly empty (at n_fft 32 and L = 128, 17 frames a row filled 3 blocks of 8
+// when blocked per row: 30 % of the work wasted). A group holds a multiple of kV frames (only the
+// last group of a thread's rows can end in a partial block) and at least 8 blocks.
 inline int64_t rows_per_group(int64_t n_frames) {
-  constexpr int64_t kFramesPerGroup = 8 * kV;  // a partial block wastes < 1 / 8 of a group
-  return n_frames >= kFramesPerGroup ? 1 : (kFramesPerGroup + n_frames - 1) / n_frames;
+  const int64_t step = kV / std::gcd<int64_t>(n_frames, kV);  // rows for a multiple of kV frames
+  const int64_t least = (8 * kV + n_frames - 1) / n_frames;
+  return (least + step - 1) / step * step;
 }
 
 // The frames of `rows` consecutive rows (padded, scaled samples xp, row i at xp + i * Qv) -> their
@@ -758,9 +761,9 @@ void fft_synthesis_rows(const T* spec, int64_t R, const int64_t* strides, int64_
   const int64_t Q = (n_frames - 1) * hop + N;
   const int64_t kept = std::max<int64_t>(0, std::min(length, Q - start));
   const int64_t group = rows_per_group(n_frames);
-  const int64_t grain = std::max<int64_t>(group, 16384 / std::max<int64_t>(1, n_frames * N));
+  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, n_frames * N));
   at::parallel_for(0, R, grain, [&](int64_t r0, int64_t r1) {
-    std::vector<T> acc(group * Q);
+    std::vector<T> acc(std::min(group, r1 - r0) * Q);
     for (int64_t rg = r0; rg < r1; rg += group) {
       const int64_t rows = std::min(group, r1 - rg);
       std::fill(acc.begin(), acc.begin() + rows * Q, T(0));
