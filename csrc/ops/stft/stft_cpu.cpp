@@ -877,7 +877,9 @@ namespace {
 // process (benchmarks/RESULTS.md, 2026-12-01) it won or tied at every benchmark shape at 32, and lost
 // at 64 except on the largest batch (and at 128 / 256 everywhere); on an Intel Xeon with MKL
 // (2026-12-02), 1.15-1.73x (STFT) and 1.36-3.0x (ISTFT) of the FFT path at 32 after the register
-// transposes. CPU window tables are cached by value in cached_table (stft.cpp), so no
+// transposes. Rechecked at 64 after blocking frames across rows (2026-12-02, same Xeon): 0.8-1.4x
+// of the FFT path at batches of 128-1024 series (1.6-2.3x at 4096 x 1024), not a clear win, so 32
+// stays the only size. CPU window tables are cached by value in cached_table (stft.cpp), so no
 // tables_cacheable.
 constexpr int64_t kFusedNfftCpu = 32;
 
