@@ -352,11 +352,12 @@ at::Tensor stft_synthesis_cpu(const at::Tensor& spec_in, const at::Tensor& basis
 // ---- Fused FFT path on CPUs (power-of-two n_fft, use_fused_fft in stft.cpp) ----------------------
 // The algorithm of the CUDA kernels (stft_fft_small.cuh): the real FFT of a frame as the P = N / 2
 // point complex FFT of z[j] = x[2j] + i x[2j+1] plus the real-input post-processing, here on
-// blocks of kV frames held structure-of-arrays (re[j][v], frame v of the block), so that every
-// butterfly is a unit-stride loop over the kV frames (vectorised; AVX2 / default clones). The
+// blocks of kV frames (consecutive frames of a group of rows, rows_per_group) held
+// structure-of-arrays (re[j][v], frame v of the block), so that every butterfly is a unit-stride
+// loop over the kV frames (vectorised; AVX2 / default clones). The
 // framing (centre padding by index arithmetic, window, scale) is done while filling a block and
 // the output is written in its final layout from it; the inverse fills a block from the spectrum
-// (read through its strides), transforms it back and overlap-adds it into the row. No frames
+// (read through its strides), transforms it back and overlap-adds it into the frames' rows. No frames
 // tensor, no separate FFT call: one pass over the input and one over the output. Between the
 // frame-major memory layouts (frames of the row, interleaved [T, F, 2] spectra, the overlap-add)
 // and the block's sample-major one, kV x kV transposes in registers (transpose_kv): without them
