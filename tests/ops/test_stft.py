@@ -503,14 +503,15 @@ def test_cuda_default_window_first_needed_under_graph_capture():
     torch.testing.assert_close(eager, expected, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("L, hop", [(40, 16), (129, 8), (300, 16)])
+@pytest.mark.parametrize("L, hop", [(40, 16), (129, 8), (300, 16), (4100, 8)])
 @pytest.mark.parametrize("stacked", [False, True])
 @pytest.mark.parametrize("onesided", [True, False])
 def test_fused_path_blocks_frames_across_rows(L, hop, stacked, onesided):
     """The CPU fused kernels take frames kV at a time across the rows of a group (csrc/ops/stft/
-    stft_cpu.cpp, rows_per_group), so blocks straddle rows, groups, and the end of each thread's
-    chunk. 74 series of 4 to 38 frames: stft, istft and both adjoints equal the FFT path (the same op
-    with tsvq::_stft_set_fused(False)); the inverse of a contiguous and a non-contiguous spectrum."""
+    stft_cpu.cpp, rows_per_group), so blocks straddle rows, groups and the end of each thread's
+    chunk; rows of 513 frames go alone. 74 series of 4 to 513 frames: stft, istft and both adjoints
+    equal the FFT path (the same op with tsvq::_stft_set_fused(False)); the inverse of a contiguous
+    and a non-contiguous spectrum."""
     n_fft = 32
     x = torch.randn(2, 37, L, dtype=torch.float64, requires_grad=True)
     w = torch.hann_window(n_fft, dtype=torch.float64) + 0.1
