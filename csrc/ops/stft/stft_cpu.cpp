@@ -529,9 +529,11 @@ TSVQ_MULTIVERSION_AVX2 void load_frames(const T* const* __restrict f, const T* _
 }
 
 // The interleaved output of the kV frames of a block, bins 0 .. P - 1: o_v[2f], o_v[2f + 1] =
-// Xr[f][v], Xi[f][v] for frames v < nv, four bins (kV values of a frame) per transpose.
+// Xr[f][v], Xi[f][v] for every frame v (the caller's buffer holds a whole block), four bins (kV
+// values of a frame) per transpose. The constant trip count keeps the transposed block in registers
+// (a variable one, for partial blocks, spilled it to the stack).
 template <typename T, int P>
-TSVQ_MULTIVERSION_AVX2 void store_interleaved(const T (*__restrict Xr)[kV], const T (*__restrict Xi)[kV], int nv,
+TSVQ_MULTIVERSION_AVX2 void store_interleaved(const T (*__restrict Xr)[kV], const T (*__restrict Xi)[kV],
                                               T* __restrict o, int64_t frame_stride) {
   using V = typename VecKV<T>::type;
   static_assert(P % (kV / 2) == 0, "P must be a multiple of kV / 2");
@@ -543,12 +545,8 @@ TSVQ_MULTIVERSION_AVX2 void store_interleaved(const T (*__restrict Xr)[kV], cons
       m[2 * i + 1] = load_vec<V>(Xi[f0 + i]);
     }
     transpose_kv(m);
-    if (nv == kV) {  // a constant trip count keeps m in registers (a variable one spills it to the stack)
 #pragma GCC unroll 8
-      for (int v = 0; v < kV; ++v) store_vec(o + v * frame_stride + 2 * f0, m[v]);
-    } else {
-      for (int v = 0; v < nv; ++v) store_vec(o + v * frame_stride + 2 * f0, m[v]);
-    }
+    for (int v = 0; v < kV; ++v) store_vec(o + v * frame_stride + 2 * f0, m[v]);
   }
 }
 
@@ -565,6 +563,26 @@ inline int64_t rows_per_group(int64_t n_frames) {
   return (least + step - 1) / step * step;
 }
 
+// Where the frames of a block lie when blocks run over the frames of a group of rows in order: the
+// (row, frame) of the block's first frame, advanced a block at a time (no division per frame).
+struct BlockCursor {
+  int64_t row = 0, t = 0;
+  // (row[v], t[v]) of the block's frames v < kV; a partial block (nv < kV) repeats its last frame.
+  void frames(int nv, int64_t n_frames, int64_t* row_v, int64_t* t_v) const {
+    int64_t r = row, f = t;
+    for (int v = 0; v < kV; ++v) {
+      row_v[v] = r;
+      t_v[v] = f;
+      if (v + 1 < nv && ++f == n_frames) f = 0, ++r;
+    }
+  }
+  // Whether the block's kV frames are consecutive frames of one row.
+  bool in_one_row(int nv, int64_t n_frames) const { return nv == kV && t + kV <= n_frames; }
+  void next(int64_t n_frames) {
+    for (t += kV; t >= n_frames; t -= n_frames) ++row;
+  }
+};
+
 // The frames of `rows` consecutive rows (padded, scaled samples xp, row i at xp + i * Qv) -> their
 // output, out = the first row's (interleaved [T, F, 2] or stacked [2F, T] per row), block by block
 // over the rows' frames in order (g = i * n_frames + t): load, FFT, real-input step, stores.
@@ -577,23 +595,20 @@ void fused_analysis_rows(const T* __restrict xp, int64_t Qv, int64_t rows, int64
   alignas(64) T re[P][kV], im[P][kV], Xr[P + 1][kV], Xi[P + 1][kV];
   alignas(64) T obuf[kV * 2 * N];  // F <= N bins
   const int64_t G = rows * n_frames;
-  for (int64_t g0 = 0; g0 < G; g0 += kV) {
+  BlockCursor cursor;
+  for (int64_t g0 = 0; g0 < G; g0 += kV, cursor.next(n_frames)) {
     const int nv = static_cast<int>(std::min<int64_t>(kV, G - g0));
     const T* f[kV];
     int64_t row[kV], t[kV];
-    for (int v = 0; v < kV; ++v) {  // a partial block repeats its last frame
-      const int64_t g = g0 + std::min(v, nv - 1);
-      row[v] = g / n_frames;
-      t[v] = g - row[v] * n_frames;
-      f[v] = xp + row[v] * Qv + t[v] * hop;
-    }
+    cursor.frames(nv, n_frames, row, t);
+    for (int v = 0; v < kV; ++v) f[v] = xp + row[v] * Qv + t[v] * hop;
     load_frames<T, P>(f, w, re, im);
     soa_dif_fft<T, P>(re, im, tb.stage_re, tb.stage_im);
     fft_post<T, P>(re, im, tb, edge, interior, Xr, Xi);
     if (interleaved) {
       // Frames g0 .. g0 + nv are one contiguous run of nv * F * 2 values (rows are [T, F, 2]):
       // assembled in obuf (L1), then copied in order, front to back in whole cache lines.
-      store_interleaved<T, P>(Xr, Xi, kV, obuf, F * 2);  // bins 0 .. P - 1
+      store_interleaved<T, P>(Xr, Xi, obuf, F * 2);  // bins 0 .. P - 1
       for (int v = 0; v < nv; ++v) {
         T* o = obuf + v * F * 2;
         o[2 * P] = Xr[P][v];
@@ -702,7 +717,7 @@ TSVQ_MULTIVERSION_AVX2 void overlap_add_frames(const T (*__restrict re)[kV], con
     }
     transpose_kv(m);  // m[v]: samples s0 .. s0 + kV of frame v
     const V w2 = load_vec<V>(w + s0) * T(2);
-    if (nv == kV) {  // constant trip count: m stays in registers (see store_interleaved)
+    if (nv == kV) {  // a constant trip count keeps m in registers (a variable one spills it)
 #pragma GCC unroll 8
       for (int v = 0; v < kV; ++v) {
         T* a = acc[v] + s0;
@@ -727,17 +742,18 @@ void fused_synthesis_rows(const T* __restrict sr, int64_t s_r, int64_t s_f, int6
   const auto& tb = fft_tables<T, P>();
   alignas(64) T re[P][kV], im[P][kV], Xr[P + 1][kV], Xi[P + 1][kV];
   const int64_t G = rows * n_frames;
-  for (int64_t g0 = 0; g0 < G; g0 += kV) {
+  BlockCursor cursor;
+  for (int64_t g0 = 0; g0 < G; g0 += kV, cursor.next(n_frames)) {
     const int nv = static_cast<int>(std::min<int64_t>(kV, G - g0));
     const T* fr[kV];
     T* a[kV];
-    for (int v = 0; v < kV; ++v) {  // a partial block repeats its last frame
-      const int64_t g = g0 + std::min(v, nv - 1), row = g / n_frames, t = g - row * n_frames;
-      fr[v] = sr + row * s_r + t * s_t;
-      a[v] = acc + row * Q + t * hop;
+    int64_t row[kV], t[kV];
+    cursor.frames(nv, n_frames, row, t);
+    for (int v = 0; v < kV; ++v) {
+      fr[v] = sr + row[v] * s_r + t[v] * s_t;
+      a[v] = acc + row[v] * Q + t[v] * hop;
     }
-    const bool consecutive = s_t == 1 && nv == kV && (g0 / n_frames) == (g0 + kV - 1) / n_frames;
-    load_spectrum<T, P>(fr, consecutive, s_f, s_c, edge, interior, Xr, Xi);
+    load_spectrum<T, P>(fr, s_t == 1 && cursor.in_one_row(nv, n_frames), s_f, s_c, edge, interior, Xr, Xi);
 #pragma GCC unroll 64
     for (int k = 0; k < P; ++k) {
       const T wr = tb.rot_re[k], wi = -tb.rot_im[k];  // exp(+2 pi i k / N)
@@ -783,12 +799,21 @@ void fft_synthesis_rows(const T* spec, int64_t R, const int64_t* strides, int64_
   });
 }
 
-// The fused CPU path's n_fft (kFusedNfftCpu below): 32 only, P = 16; the kernels are written for
-// any power-of-two P.
+// The fused path takes n_fft = 32 only on CPUs: measured against the pocketfft path in the same
+// process (benchmarks/RESULTS.md, 2026-12-01) it won or tied at every benchmark shape at 32, and lost
+// at 64 except on the largest batch (and at 128 / 256 everywhere); on an Intel Xeon with MKL
+// (2026-12-02), 1.15-1.73x (STFT) and 1.36-3.0x (ISTFT) of the FFT path at 32 after the register
+// transposes. Rechecked at 64 after blocking frames across rows (2026-12-02, same Xeon): 0.8-1.4x
+// of the FFT path at batches of 128-1024 series (1.6-2.3x at 4096 x 1024), not a clear win, so 32
+// stays the only size.
+constexpr int64_t kFusedNfftCpu = 32;
+
+// Calls f with P = n_fft / 2 for the fused CPU path's n_fft (the kernels are written for any
+// power-of-two P).
 template <typename F>
 void with_half_size_cpu(int64_t n_fft, F f) {
-  TORCH_CHECK(n_fft == 32, "fused FFT kernels on CPUs: n_fft must be 32, got ", n_fft);
-  f(std::integral_constant<int, 16>{});
+  TORCH_CHECK(n_fft == kFusedNfftCpu, "fused FFT kernels on CPUs: n_fft must be ", kFusedNfftCpu, ", got ", n_fft);
+  f(std::integral_constant<int, kFusedNfftCpu / 2>{});
 }
 
 }  // namespace
@@ -877,16 +902,7 @@ at::Tensor fft_synthesis_cpu(const at::Tensor& spec, bool interleaved, int64_t n
 
 namespace {
 
-// The fused path takes n_fft = 32 only on CPUs: measured against the pocketfft path in the same
-// process (benchmarks/RESULTS.md, 2026-12-01) it won or tied at every benchmark shape at 32, and lost
-// at 64 except on the largest batch (and at 128 / 256 everywhere); on an Intel Xeon with MKL
-// (2026-12-02), 1.15-1.73x (STFT) and 1.36-3.0x (ISTFT) of the FFT path at 32 after the register
-// transposes. Rechecked at 64 after blocking frames across rows (2026-12-02, same Xeon): 0.8-1.4x
-// of the FFT path at batches of 128-1024 series (1.6-2.3x at 4096 x 1024), not a clear win, so 32
-// stays the only size. CPU window tables are cached by value in cached_table (stft.cpp), so no
-// tables_cacheable.
-constexpr int64_t kFusedNfftCpu = 32;
-
+// No tables_cacheable: CPU window tables are cached by value in cached_table (stft.cpp).
 const StftDeviceKernels kCpuKernels{&frame_cpu,        &overlap_add_cpu,   kFusedNfftCpu, kFusedNfftCpu,
                                     &fft_analysis_cpu, &fft_synthesis_cpu, nullptr};
 const StftKernelsRegistration kCpuRegistration(c10::DeviceType::CPU, &kCpuKernels);
