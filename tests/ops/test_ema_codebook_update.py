@@ -3,6 +3,7 @@ import torch
 
 import tsvq
 from tsvq.ops import code_stats, ema_codebook_update_, reference
+from tsvq.ops.ema_codebook_update import ema_apply_
 
 from helpers import noncontiguous
 
@@ -93,12 +94,74 @@ def test_ema_update_empty_batch_only_decays(device):
     torch.testing.assert_close(cs, torch.full((4,), 0.5, device=device))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("stats_dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("K, D", [(1, 1), (7, 3), (300, 33)])
+def test_ema_apply_matches_reference(device, dtype, stats_dtype, K, D):
+    """The O(K D) update alone (what a data-parallel layer runs on all-reduced statistics), with
+    statistics in either dtype, against the ATen formula of reference.ema_apply_."""
+    g = torch.Generator().manual_seed(K)
+    ours = _state(K, D, dtype, device, seed=K)
+    ours[0].copy_(torch.rand(K, generator=g, dtype=dtype) * 3)
+    ref = tuple(t.clone() for t in ours)
+    counts = torch.randint(0, 5, (K,), generator=g).to(device, stats_dtype)
+    sums = torch.randn(K, D, generator=g, dtype=stats_dtype).to(device) * counts.unsqueeze(1)
+    ema_apply_(*ours, counts, sums, 0.8, 1e-5)
+    reference.ema_apply_(*ref, counts, sums, 0.8, 1e-5)
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-12)
+    for a, b in zip(ours, ref):
+        torch.testing.assert_close(a, b, **tol)
+
+
+def test_update_is_statistics_then_apply(device):
+    """ema_codebook_update_ = code_stats + ema_apply_ exactly (the data-parallel layer runs the
+    second form on all-reduced statistics: both paths give the same codebook bit for bit)."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(500, 9, generator=g).to(device)
+    idx = torch.randint(0, 11, (500,), generator=g).to(device)
+    one = _state(11, 9, torch.float32, device)
+    two = tuple(t.clone() for t in one)
+    prev = torch.are_deterministic_algorithms_enabled()
+    try:
+        torch.use_deterministic_algorithms(True)  # CUDA: statistics without float atomics
+        counts = ema_codebook_update_(*one, x, idx, 0.9, 1e-5)
+        c2, s2 = code_stats(x, idx, 11)
+        ema_apply_(*two, c2, s2, 0.9, 1e-5)
+    finally:
+        torch.use_deterministic_algorithms(prev)
+    assert torch.equal(counts, c2)
+    for a, b in zip(one, two):
+        assert torch.equal(a, b)
+
+
+def test_noncontiguous_state_is_updated_in_place(device):
+    """State tensors that are views with gaps (a slice of a wider buffer) are written back."""
+    K, D = 6, 4
+    cs, es, cb = _state(K, D, torch.float64, device)
+    ref = tuple(t.clone() for t in (cs, es, cb))
+    cs_v, es_v, cb_v = noncontiguous(cs.unsqueeze(0)).squeeze(0), noncontiguous(es), noncontiguous(cb)
+    x = torch.randn(50, D, dtype=torch.float64, device=device)
+    idx = torch.randint(0, K, (50,), device=device)
+    ema_codebook_update_(cs_v, es_v, cb_v, x, idx, 0.7, 1e-5)
+    reference.ema_codebook_update_(*ref, x, idx, 0.7, 1e-5)
+    for a, b in zip((cs_v, es_v, cb_v), ref):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    counts, sums = code_stats(x, idx, K)
+    ref2 = tuple(t.clone() for t in ref)
+    ema_apply_(cs_v, es_v, cb_v, counts, sums, 0.7, 1e-5)
+    reference.ema_apply_(*ref2, counts, sums, 0.7, 1e-5)
+    for a, b in zip((cs_v, es_v, cb_v), ref2):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
 def test_opcheck(device):
     x = torch.randn(40, 6, device=device)
     idx = torch.randint(0, 5, (40,), device=device)
     torch.library.opcheck(torch.ops.tsvq.code_stats.default, (x, idx, 5))
     cs, es, cb = _state(5, 6, torch.float32, device)
     torch.library.opcheck(torch.ops.tsvq.ema_codebook_update_.default, (cs, es, cb, x, idx, 0.9, 1e-5))
+    counts, sums = code_stats(x, idx, 5)
+    torch.library.opcheck(torch.ops.tsvq._ema_apply_.default, (cs, es, cb, counts, sums, 0.9, 1e-5))
 
 
 def test_compiles_without_graph_break():
@@ -140,6 +203,29 @@ def test_bad_input(kwargs, exc, match):
         ema_codebook_update_(**args)
 
 
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        (dict(counts=torch.ones(4)), ValueError, r"counts must be Tensor\[K\]"),
+        (dict(sums=torch.ones(3, 3)), ValueError, r"sums must be Tensor\[K, D\]"),
+        (dict(counts=torch.ones(3, dtype=torch.long)), TypeError, "counts must be float"),
+        (dict(cluster_size=torch.ones(3, dtype=torch.float64)), TypeError, "share one dtype"),
+        (dict(decay=-0.1), ValueError, r"decay must be in \[0, 1\]"),
+    ],
+)
+@pytest.mark.parametrize("through", ["wrapper", "op"])
+def test_ema_apply_bad_input(kwargs, exc, match, through):
+    args = dict(cluster_size=torch.ones(3), embed_sum=torch.zeros(3, 2), codebook=torch.zeros(3, 2),
+                counts=torch.ones(3), sums=torch.zeros(3, 2), decay=0.9, eps=1e-5)
+    args.update(kwargs)
+    if through == "wrapper":
+        with pytest.raises(exc, match=match):
+            ema_apply_(**args)
+    else:
+        with pytest.raises(exc, match=match):
+            torch.ops.tsvq._ema_apply_(*args.values())
+
+
 def test_code_stats_bad_k():
     with pytest.raises(ValueError, match="K"):
         code_stats(torch.randn(3, 2), torch.tensor([0, 0, 0]), 0)
@@ -155,3 +241,26 @@ def test_cuda_skips_out_of_range_rows():
     x = torch.ones(3, 2, device="cuda")
     counts, sums = code_stats(x, torch.tensor([0, -1, 1], device="cuda"), 2)
     assert counts.tolist() == [1.0, 1.0]
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_update_is_four_kernels():
+    """On CUDA the update is one fill (counts and sums share a buffer), the statistics kernel and
+    the two kernels of ema_kernels.cuh: no ATen element-wise or reduction kernels."""
+    cs, es, cb = _state(64, 16, torch.float32, "cuda")
+    x = torch.randn(4096, 16, device="cuda")
+    idx = torch.randint(0, 64, (4096,), device="cuda")
+    ref = tuple(t.clone() for t in (cs, es, cb))
+    ema_codebook_update_(cs, es, cb, x, idx, 0.9, 1e-5)  # warm-up
+    reference.ema_codebook_update_(*ref, x, idx, 0.9, 1e-5)
+    torch.cuda.synchronize()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        ema_codebook_update_(cs, es, cb, x, idx, 0.9, 1e-5)
+        torch.cuda.synchronize()
+    kernels = [e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    assert len(kernels) <= 4, kernels
+    assert sum("tsvq::ema::" in k for k in kernels) == 2, kernels
+    reference.ema_codebook_update_(*ref, x, idx, 0.9, 1e-5)
+    for a, b in zip((cs, es, cb), ref):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)

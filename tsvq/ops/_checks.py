@@ -60,7 +60,7 @@ def check_code_stats(x: torch.Tensor, indices: torch.Tensor, K: int) -> None:
         raise ValueError(f"K (codebook size) must be an int >= 1, got {K!r}")
 
 
-def check_ema_state(cluster_size, embed_sum, codebook, x, indices, decay, eps) -> None:
+def _check_ema_codebook_state(cluster_size, embed_sum, codebook, decay, eps) -> None:
     for name, t in (("cluster_size", cluster_size), ("embed_sum", embed_sum), ("codebook", codebook)):
         check_tensor(t, name)
         if t.dtype not in (torch.float32, torch.float64):
@@ -70,23 +70,43 @@ def check_ema_state(cluster_size, embed_sum, codebook, x, indices, decay, eps) -
                             f"{cluster_size.dtype}, {embed_sum.dtype}, {codebook.dtype}")
     if codebook.dim() != 2 or codebook.shape[0] < 1:
         raise ValueError(f"codebook must be Tensor[K, D] with K >= 1, got shape {list(codebook.shape)}")
-    K, D = codebook.shape
+    K = codebook.shape[0]
     if cluster_size.shape != (K,):
         raise ValueError(f"cluster_size must be Tensor[K] with K == codebook.size(0) == {K}, "
                          f"got shape {list(cluster_size.shape)}")
     if embed_sum.shape != codebook.shape:
         raise ValueError(f"embed_sum must be Tensor[K, D] like codebook {list(codebook.shape)}, "
                          f"got shape {list(embed_sum.shape)}")
+    if not 0.0 <= float(decay) <= 1.0:
+        raise ValueError(f"decay must be in [0, 1], got {decay}")
+    if float(eps) < 0.0:
+        raise ValueError(f"eps must be >= 0, got {eps}")
+
+
+def check_ema_state(cluster_size, embed_sum, codebook, x, indices, decay, eps) -> None:
+    _check_ema_codebook_state(cluster_size, embed_sum, codebook, decay, eps)
+    K, D = codebook.shape
     check_code_stats(x, indices, K)
     if x.shape[1] != D:
         raise ValueError(f"x must be Tensor[N, D] with D == codebook.size(1) == {D}, "
                          f"got shape {list(x.shape)}")
     for name, t in (("cluster_size", cluster_size), ("embed_sum", embed_sum), ("codebook", codebook)):
         check_same_device(t, name, x, "x")
-    if not 0.0 <= float(decay) <= 1.0:
-        raise ValueError(f"decay must be in [0, 1], got {decay}")
-    if float(eps) < 0.0:
-        raise ValueError(f"eps must be >= 0, got {eps}")
+
+
+def check_ema_apply(cluster_size, embed_sum, codebook, counts, sums, decay, eps) -> None:
+    _check_ema_codebook_state(cluster_size, embed_sum, codebook, decay, eps)
+    check_float(counts, "counts")
+    check_float(sums, "sums")
+    K = codebook.shape[0]
+    if counts.shape != (K,):
+        raise ValueError(f"counts must be Tensor[K] with K == codebook.size(0) == {K}, "
+                         f"got shape {list(counts.shape)}")
+    if sums.shape != codebook.shape:
+        raise ValueError(f"sums must be Tensor[K, D] like codebook {list(codebook.shape)}, "
+                         f"got shape {list(sums.shape)}")
+    for name, t in (("cluster_size", cluster_size), ("embed_sum", embed_sum), ("counts", counts), ("sums", sums)):
+        check_same_device(t, name, codebook, "codebook")
 
 
 def check_barlow_twins(z1, z2, lambd, eps) -> None:

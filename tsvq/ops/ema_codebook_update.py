@@ -49,9 +49,40 @@ def ema_codebook_update_(
     return reference.ema_codebook_update_(cluster_size, embed_sum, codebook, x, indices, decay, eps)
 
 
+def ema_apply_(cluster_size: torch.Tensor, embed_sum: torch.Tensor, codebook: torch.Tensor,
+               counts: torch.Tensor, sums: torch.Tensor, decay: float, eps: float = 1e-5) -> None:
+    """The O(K D) part of :func:`ema_codebook_update_` from given statistics, in place.
+
+    What a data-parallel layer runs after all-reducing the batch's :func:`code_stats` across
+    ranks (``tsvq.nn.VectorQuantizer`` under ``torch.distributed``), so that single-process and
+    data-parallel training share one update (``torch.ops.tsvq._ema_apply_``: two kernels on
+    CUDA, one pass on the CPU).
+
+    Args:
+        cluster_size, embed_sum, codebook: the state, as in :func:`ema_codebook_update_`.
+        counts: Tensor[K], any float dtype (converted to the state's).
+        sums: Tensor[K, D], any float dtype.
+        decay, eps: as in :func:`ema_codebook_update_`.
+
+    Raises:
+        ValueError, TypeError: state as in :func:`ema_codebook_update_`; ``counts`` / ``sums``
+            of the wrong shape, dtype or device.
+    """
+    _checks.check_ema_apply(cluster_size, embed_sum, codebook, counts, sums, decay, eps)
+    if _extension.has_ops(codebook.device):
+        torch.ops.tsvq._ema_apply_(cluster_size, embed_sum, codebook, counts, sums, float(decay), float(eps))
+        return
+    _extension.warn_if_missing(codebook.device)
+    reference.ema_apply_(cluster_size, embed_sum, codebook, counts, sums, float(decay), float(eps))
+
+
 if _extension.built():
 
     @torch.library.register_fake("tsvq::ema_codebook_update_")
     def _(cluster_size, embed_sum, codebook, x, indices, decay, eps):
         acc = torch.float64 if x.dtype == torch.float64 else torch.float32
         return x.new_empty(codebook.shape[0], dtype=acc)
+
+    @torch.library.register_fake("tsvq::_ema_apply_")
+    def _(cluster_size, embed_sum, codebook, counts, sums, decay, eps):
+        return None

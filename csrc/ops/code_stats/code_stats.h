@@ -24,5 +24,11 @@ std::tuple<at::Tensor, at::Tensor> code_stats_cpu(const at::Tensor& x, const at:
                                                   int64_t K);
 std::tuple<at::Tensor, at::Tensor> code_stats_cuda(const at::Tensor& x, const at::Tensor& indices,
                                                    int64_t K);
+// The same into zeroed, contiguous counts[K] and sums[K, D] of x's accumulation dtype (inputs
+// already checked; CUDA: device guard set): the EMA update's statistics, one buffer for both.
+void code_stats_cpu_into(const at::Tensor& x, const at::Tensor& indices, int64_t K,
+                         at::Tensor& counts, at::Tensor& sums);
+void code_stats_cuda_into(const at::Tensor& x, const at::Tensor& indices, int64_t K,
+                          at::Tensor& counts, at::Tensor& sums);
 
 }  // namespace tsvq

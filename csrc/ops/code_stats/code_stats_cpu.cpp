@@ -30,14 +30,10 @@ void code_stats_kernel(const scalar_t* x, const int64_t* idx, int64_t N, int64_t
 
 }  // namespace
 
-std::tuple<at::Tensor, at::Tensor> code_stats_cpu(const at::Tensor& x_in,
-                                                  const at::Tensor& indices_in, int64_t K) {
-  check_code_stats_inputs(x_in, indices_in, K);
+void code_stats_cpu_into(const at::Tensor& x_in, const at::Tensor& indices_in, int64_t K,
+                         at::Tensor& counts, at::Tensor& sums) {
   const int64_t N = x_in.size(0), D = x_in.size(1);
-  const auto acc_type = acc_dtype(x_in.scalar_type());
-  auto counts = at::zeros({K}, x_in.options().dtype(acc_type));
-  auto sums = at::zeros({K, D}, x_in.options().dtype(acc_type));
-  if (N == 0) return {counts, sums};
+  if (N == 0) return;
   auto x = x_in.contiguous();
   auto indices = indices_in.contiguous();
   const int64_t* idx = indices.data_ptr<int64_t>();
@@ -50,6 +46,15 @@ std::tuple<at::Tensor, at::Tensor> code_stats_cpu(const at::Tensor& x_in,
     code_stats_kernel<scalar_t, acc_t>(x.data_ptr<scalar_t>(), idx, N, D,
                                        counts.data_ptr<acc_t>(), sums.data_ptr<acc_t>());
   });
+}
+
+std::tuple<at::Tensor, at::Tensor> code_stats_cpu(const at::Tensor& x, const at::Tensor& indices,
+                                                  int64_t K) {
+  check_code_stats_inputs(x, indices, K);
+  const auto acc_type = acc_dtype(x.scalar_type());
+  auto counts = at::zeros({K}, x.options().dtype(acc_type));
+  auto sums = at::zeros({K, x.size(1)}, x.options().dtype(acc_type));
+  code_stats_cpu_into(x, indices, K, counts, sums);
   return {counts, sums};
 }
 

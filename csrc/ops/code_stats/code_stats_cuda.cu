@@ -18,15 +18,10 @@
 
 namespace tsvq {
 
-std::tuple<at::Tensor, at::Tensor> code_stats_cuda(const at::Tensor& x_in,
-                                                   const at::Tensor& indices_in, int64_t K) {
-  check_code_stats_inputs(x_in, indices_in, K);
-  const c10::cuda::CUDAGuard guard(x_in.device());
+void code_stats_cuda_into(const at::Tensor& x_in, const at::Tensor& indices_in, int64_t K,
+                          at::Tensor& counts, at::Tensor& sums) {
   const int64_t N = x_in.size(0), D = x_in.size(1);
-  const auto acc_type = acc_dtype(x_in.scalar_type());
-  auto counts = at::zeros({K}, x_in.options().dtype(acc_type));
-  auto sums = at::zeros({K, D}, x_in.options().dtype(acc_type));
-  if (N == 0 || D == 0) return {counts, sums};
+  if (N == 0 || D == 0) return;
   auto x = x_in.contiguous();
   auto indices = indices_in.contiguous();
   auto stream = c10::cuda::getCurrentCUDAStream();
@@ -54,6 +49,16 @@ std::tuple<at::Tensor, at::Tensor> code_stats_cuda(const at::Tensor& x_in,
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     }
   });
+}
+
+std::tuple<at::Tensor, at::Tensor> code_stats_cuda(const at::Tensor& x, const at::Tensor& indices,
+                                                   int64_t K) {
+  check_code_stats_inputs(x, indices, K);
+  const c10::cuda::CUDAGuard guard(x.device());
+  const auto acc_type = acc_dtype(x.scalar_type());
+  auto counts = at::zeros({K}, x.options().dtype(acc_type));
+  auto sums = at::zeros({K, x.size(1)}, x.options().dtype(acc_type));
+  code_stats_cuda_into(x, indices, K, counts, sums);
   return {counts, sums};
 }
 
