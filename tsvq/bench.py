@@ -146,6 +146,29 @@ def nearest_code_case(N: int, K: int, D: int, device) -> Case:
                 "vectors", dict(op="nearest_code", N=N, K=K, D=D))
 
 
+def ema_update_case(N: int, K: int, D: int, device) -> Case:
+    """One EMA codebook update (statistics of ``N`` vectors, then the ``K x D`` state) against
+    ``reference.ema_codebook_update_`` (index_add statistics and the ATen element-wise update),
+    each on its own copy of the state, checked equal after one update first."""
+    from .ops import ema_codebook_update_, reference
+
+    _need_ops()
+    g = torch.Generator().manual_seed(0)
+    cb = torch.randn(K, D, generator=g)
+    x = (cb[torch.randint(0, K, (N,), generator=g)] + 0.1 * torch.randn(N, D, generator=g)).to(device)
+    idx = reference.nearest_code(x, cb.to(device))[0]
+    ours = (torch.ones(K, device=device), cb.clone().to(device), cb.clone().to(device))
+    theirs = tuple(t.clone() for t in ours)
+    ema_codebook_update_(*ours, x, idx, 0.9, 1e-5)
+    reference.ema_codebook_update_(*theirs, x, idx, 0.9, 1e-5)
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4, msg="ema update: tsvq and the reference differ")
+    return Case(f"ema_codebook_update {torch.device(device).type} N={N} K={K} D={D}",
+                lambda: ema_codebook_update_(*ours, x, idx, 0.9, 1e-5),
+                {"reference": lambda: reference.ema_codebook_update_(*theirs, x, idx, 0.9, 1e-5)}, N, "vectors",
+                dict(op="ema_codebook_update", N=N, K=K, D=D))
+
+
 def layer_step_case(N: int, K: int, D: int, device) -> Case:
     """Forward + backward + EMA codebook update of :class:`tsvq.nn.VectorQuantizer` on ``N`` vectors
     (batches of 1024, or 128 for N = 5120) against ``vector_quantize_pytorch.VectorQuantize`` from
