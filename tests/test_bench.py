@@ -17,6 +17,7 @@ needs_ops = pytest.mark.skipif(not tsvq.has_ops(), reason="tsvq._C not built")
 SMALL_CASES = [
     ("nearest_code", lambda d: bench.nearest_code_case(300, 16, 8, d), ["reference_addmm", "cdist"]),
     ("layer_step", lambda d: bench.layer_step_case(2048, 16, 8, d), ["vector_quantize_pytorch"]),
+    ("ema_update", lambda d: bench.ema_update_case(300, 16, 8, d), ["reference"]),
     ("stft", lambda d: bench.stft_case(6, 64, 8, d), ["torch"]),
     ("istft", lambda d: bench.istft_case(6, 64, 32, d), ["torch"]),
     ("round_trip", lambda d: bench.stft_round_trip_case(6, 64, 8, d), ["torch"]),
@@ -48,6 +49,10 @@ def test_case_rejects_a_wrong_kernel(monkeypatch):
     monkeypatch.setattr(tsvq.ops, "barlow_twins_loss", lambda *a: tsvq.ops.reference.barlow_twins_loss(*a) * 1.01)
     with pytest.raises(AssertionError):
         bench.barlow_twins_case(16, 64, "cpu")
+    real_ema = tsvq.ops.ema_codebook_update_
+    monkeypatch.setattr(tsvq.ops, "ema_codebook_update_", lambda cs, es, cb, x, idx, d, e: real_ema(cs, es, cb, x, idx, d * 0.5, e))
+    with pytest.raises(AssertionError, match="ema update"):
+        bench.ema_update_case(300, 16, 8, "cpu")
 
 
 def test_iterations_fill_a_round():
