@@ -7,6 +7,7 @@
 #pragma once
 
 #include "../../common/checks.h"
+#include "../code_stats/code_stats.h"
 
 namespace tsvq {
 
@@ -52,11 +53,49 @@ inline void check_ema_stats(const at::Tensor& counts, const at::Tensor& sums,
   check_same_device(sums, "sums", codebook, "codebook");
 }
 
+// t itself when contiguous, else a contiguous copy whose result write_back copies into t.
+inline at::Tensor writable(const at::Tensor& t) { return t.is_contiguous() ? t : t.contiguous(); }
+inline void write_back(at::Tensor& t, const at::Tensor& work) {
+  if (!work.is_same(t)) t.copy_(work);
+}
+
 // The O(K D) update in place from statistics of any float dtype (converted to the state's
 // dtype first when they differ). ema_codebook_update_cpu.cpp / ema_codebook_update_cuda.cu.
 void ema_apply_cpu(at::Tensor& cluster_size, at::Tensor& embed_sum, at::Tensor& codebook,
                    const at::Tensor& counts, const at::Tensor& sums, double decay, double eps);
 void ema_apply_cuda(at::Tensor& cluster_size, at::Tensor& embed_sum, at::Tensor& codebook,
                     const at::Tensor& counts, const at::Tensor& sums, double decay, double eps);
+
+// The two ops on one device, given its statistics-into-buffer and update functions.
+template <typename StatsInto, typename Apply>
+at::Tensor ema_codebook_update_impl(at::Tensor& cluster_size, at::Tensor& embed_sum,
+                                    at::Tensor& codebook, const at::Tensor& x,
+                                    const at::Tensor& indices, double decay, double eps,
+                                    StatsInto stats_into, Apply apply) {
+  check_ema_state(cluster_size, embed_sum, codebook, decay, eps);
+  check_rank(x, 2, "x", "Tensor[N, D]");
+  TORCH_CHECK_VALUE(x.size(1) == codebook.size(1),
+                    "x must be Tensor[N, D] with D == codebook.size(1) == ", codebook.size(1),
+                    ", got shape ", x.sizes());
+  check_same_device(codebook, "codebook state", x, "x");
+  const int64_t K = codebook.size(0), D = codebook.size(1);
+  check_code_stats_inputs(x, indices, K);
+  // counts and sums in one buffer: one fill (one kernel on CUDA) instead of two
+  auto stats = at::zeros({K * (D + 1)}, x.options().dtype(acc_dtype(x.scalar_type())));
+  auto counts = stats.narrow(0, 0, K);
+  auto sums = stats.narrow(0, K, K * D).view({K, D});
+  stats_into(x, indices, K, counts, sums);
+  apply(cluster_size, embed_sum, codebook, counts, sums, decay, eps);
+  return counts;
+}
+
+template <typename Apply>
+void ema_apply_impl(at::Tensor& cluster_size, at::Tensor& embed_sum, at::Tensor& codebook,
+                    const at::Tensor& counts, const at::Tensor& sums, double decay, double eps,
+                    Apply apply) {
+  check_ema_state(cluster_size, embed_sum, codebook, decay, eps);
+  check_ema_stats(counts, sums, codebook);
+  apply(cluster_size, embed_sum, codebook, counts, sums, decay, eps);
+}
 
 }  // namespace tsvq

@@ -36,11 +36,6 @@ void ema_apply_kernel(T* n, T* m, T* e, const T* c, const T* s, int64_t K, int64
   });
 }
 
-// t itself when contiguous, else a contiguous copy whose result write_back copies into t.
-at::Tensor writable(const at::Tensor& t) { return t.is_contiguous() ? t : t.contiguous(); }
-void write_back(at::Tensor& t, const at::Tensor& work) {
-  if (!work.is_same(t)) t.copy_(work);
-}
 
 }  // namespace
 
@@ -66,28 +61,13 @@ namespace {
 at::Tensor ema_codebook_update_cpu(at::Tensor& cluster_size, at::Tensor& embed_sum,
                                    at::Tensor& codebook, const at::Tensor& x,
                                    const at::Tensor& indices, double decay, double eps) {
-  check_ema_state(cluster_size, embed_sum, codebook, decay, eps);
-  check_rank(x, 2, "x", "Tensor[N, D]");
-  TORCH_CHECK_VALUE(x.size(1) == codebook.size(1),
-                    "x must be Tensor[N, D] with D == codebook.size(1) == ", codebook.size(1),
-                    ", got shape ", x.sizes());
-  check_same_device(codebook, "codebook state", x, "x");
-  const int64_t K = codebook.size(0), D = codebook.size(1);
-  check_code_stats_inputs(x, indices, K);
-  // counts and sums in one buffer, as on CUDA (one fill there instead of two)
-  auto stats = at::zeros({K * (D + 1)}, x.options().dtype(acc_dtype(x.scalar_type())));
-  auto counts = stats.narrow(0, 0, K);
-  auto sums = stats.narrow(0, K, K * D).view({K, D});
-  code_stats_cpu_into(x, indices, K, counts, sums);
-  ema_apply_cpu(cluster_size, embed_sum, codebook, counts, sums, decay, eps);
-  return counts;
+  return ema_codebook_update_impl(cluster_size, embed_sum, codebook, x, indices, decay, eps,
+                                  code_stats_cpu_into, ema_apply_cpu);
 }
 
 void ema_apply_cpu_op(at::Tensor& cluster_size, at::Tensor& embed_sum, at::Tensor& codebook,
                       const at::Tensor& counts, const at::Tensor& sums, double decay, double eps) {
-  check_ema_state(cluster_size, embed_sum, codebook, decay, eps);
-  check_ema_stats(counts, sums, codebook);
-  ema_apply_cpu(cluster_size, embed_sum, codebook, counts, sums, decay, eps);
+  ema_apply_impl(cluster_size, embed_sum, codebook, counts, sums, decay, eps, ema_apply_cpu);
 }
 
 }  // namespace

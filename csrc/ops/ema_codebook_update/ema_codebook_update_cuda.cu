@@ -15,15 +15,6 @@
 #include "ema_kernels.cuh"
 
 namespace tsvq {
-namespace {
-
-at::Tensor writable(const at::Tensor& t) { return t.is_contiguous() ? t : t.contiguous(); }
-void write_back(at::Tensor& t, const at::Tensor& work) {
-  if (!work.is_same(t)) t.copy_(work);
-}
-
-}  // namespace
-
 void ema_apply_cuda(at::Tensor& cluster_size, at::Tensor& embed_sum, at::Tensor& codebook,
                     const at::Tensor& counts, const at::Tensor& sums, double decay, double eps) {
   const c10::cuda::CUDAGuard guard(codebook.device());
@@ -54,31 +45,16 @@ void ema_apply_cuda(at::Tensor& cluster_size, at::Tensor& embed_sum, at::Tensor&
 namespace {
 
 at::Tensor ema_codebook_update_cuda(at::Tensor& cluster_size, at::Tensor& embed_sum,
-                                    at::Tensor& codebook, const at::Tensor& x,
-                                    const at::Tensor& indices, double decay, double eps) {
-  check_ema_state(cluster_size, embed_sum, codebook, decay, eps);
-  check_rank(x, 2, "x", "Tensor[N, D]");
-  TORCH_CHECK_VALUE(x.size(1) == codebook.size(1),
-                    "x must be Tensor[N, D] with D == codebook.size(1) == ", codebook.size(1),
-                    ", got shape ", x.sizes());
-  check_same_device(codebook, "codebook state", x, "x");
-  const int64_t K = codebook.size(0), D = codebook.size(1);
-  check_code_stats_inputs(x, indices, K);
+                                   at::Tensor& codebook, const at::Tensor& x,
+                                   const at::Tensor& indices, double decay, double eps) {
   const c10::cuda::CUDAGuard guard(x.device());
-  // counts and sums in one buffer: one fill kernel instead of two
-  auto stats = at::zeros({K * (D + 1)}, x.options().dtype(acc_dtype(x.scalar_type())));
-  auto counts = stats.narrow(0, 0, K);
-  auto sums = stats.narrow(0, K, K * D).view({K, D});
-  code_stats_cuda_into(x, indices, K, counts, sums);
-  ema_apply_cuda(cluster_size, embed_sum, codebook, counts, sums, decay, eps);
-  return counts;
+  return ema_codebook_update_impl(cluster_size, embed_sum, codebook, x, indices, decay, eps,
+                                  code_stats_cuda_into, ema_apply_cuda);
 }
 
 void ema_apply_cuda_op(at::Tensor& cluster_size, at::Tensor& embed_sum, at::Tensor& codebook,
-                       const at::Tensor& counts, const at::Tensor& sums, double decay, double eps) {
-  check_ema_state(cluster_size, embed_sum, codebook, decay, eps);
-  check_ema_stats(counts, sums, codebook);
-  ema_apply_cuda(cluster_size, embed_sum, codebook, counts, sums, decay, eps);
+                      const at::Tensor& counts, const at::Tensor& sums, double decay, double eps) {
+  ema_apply_impl(cluster_size, embed_sum, codebook, counts, sums, decay, eps, ema_apply_cuda);
 }
 
 }  // namespace
