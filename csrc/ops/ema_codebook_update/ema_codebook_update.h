@@ -53,8 +53,7 @@ inline void check_ema_stats(const at::Tensor& counts, const at::Tensor& sums,
   check_same_device(sums, "sums", codebook, "codebook");
 }
 
-// t itself when contiguous, else a contiguous copy whose result write_back copies into t.
-inline at::Tensor writable(const at::Tensor& t) { return t.is_contiguous() ? t : t.contiguous(); }
+// The result computed in work = t.contiguous() (t itself when contiguous) back into t.
 inline void write_back(at::Tensor& t, const at::Tensor& work) {
   if (!work.is_same(t)) t.copy_(work);
 }
@@ -73,13 +72,11 @@ at::Tensor ema_codebook_update_impl(at::Tensor& cluster_size, at::Tensor& embed_
                                     const at::Tensor& indices, double decay, double eps,
                                     StatsInto stats_into, Apply apply) {
   check_ema_state(cluster_size, embed_sum, codebook, decay, eps);
-  check_rank(x, 2, "x", "Tensor[N, D]");
-  TORCH_CHECK_VALUE(x.size(1) == codebook.size(1),
-                    "x must be Tensor[N, D] with D == codebook.size(1) == ", codebook.size(1),
+  const int64_t K = codebook.size(0), D = codebook.size(1);
+  check_code_stats_inputs(x, indices, K);  // x: Tensor[N, D'], float; indices: int64[N]
+  TORCH_CHECK_VALUE(x.size(1) == D, "x must be Tensor[N, D] with D == codebook.size(1) == ", D,
                     ", got shape ", x.sizes());
   check_same_device(codebook, "codebook state", x, "x");
-  const int64_t K = codebook.size(0), D = codebook.size(1);
-  check_code_stats_inputs(x, indices, K);
   // counts and sums in one buffer: one fill (one kernel on CUDA) instead of two
   auto stats = at::zeros({K * (D + 1)}, x.options().dtype(acc_dtype(x.scalar_type())));
   auto counts = stats.narrow(0, 0, K);

@@ -44,7 +44,7 @@ void ema_apply_cpu(at::Tensor& cluster_size, at::Tensor& embed_sum, at::Tensor& 
   const int64_t K = codebook.size(0), D = codebook.size(1);
   const auto dt = codebook.scalar_type();
   const auto c = counts.to(dt).contiguous(), s = sums.to(dt).contiguous();
-  auto n = writable(cluster_size), m = writable(embed_sum), e = writable(codebook);
+  auto n = cluster_size.contiguous(), m = embed_sum.contiguous(), e = codebook.contiguous();
   AT_DISPATCH_FLOATING_TYPES(dt, "ema_apply_cpu", [&] {
     ema_apply_kernel<scalar_t>(n.data_ptr<scalar_t>(), m.data_ptr<scalar_t>(),
                                e.data_ptr<scalar_t>(), c.data_ptr<scalar_t>(),

@@ -21,7 +21,7 @@ void ema_apply_cuda(at::Tensor& cluster_size, at::Tensor& embed_sum, at::Tensor&
   const int64_t K = codebook.size(0), D = codebook.size(1);
   const auto dt = codebook.scalar_type();
   const auto c = counts.to(dt).contiguous(), s = sums.to(dt).contiguous();
-  auto n = writable(cluster_size), m = writable(embed_sum), e = writable(codebook);
+  auto n = cluster_size.contiguous(), m = embed_sum.contiguous(), e = codebook.contiguous();
   auto total = at::empty({1}, codebook.options());
   auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(dt, "ema_apply_cuda", [&] {
