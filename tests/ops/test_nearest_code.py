@@ -164,6 +164,33 @@ def test_cpu_nonfinite_input_is_refused_before_the_kernel(where):
     assert "tsvq" not in rec.ops
 
 
+def test_cpu_finiteness_check_is_one_reduction_and_tolerates_an_overflowing_sum():
+    # The pre-check above reads each tensor once (a sum) when everything is finite: the
+    # elementwise isfinite pass cost more than the search itself on CPUs.
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Record(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.ops = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops.append(str(func.overloadpacket))
+            return func(*args, **(kwargs or {}))
+
+    x, cb = torch.randn(50, 8), torch.randn(6, 8)
+    with Record() as rec:
+        nearest_code(x, cb)
+    assert rec.ops.count("aten.sum") == 2 and "aten.isfinite" not in rec.ops, rec.ops
+    # finite float16 values whose sum overflows float16: the elementwise pass clears them
+    x = torch.full((64, 4), 60000.0, dtype=torch.float16)
+    x[::4] = -60000.0
+    cb = torch.tensor([[60000.0] * 4, [-60000.0] * 4], dtype=torch.float16)
+    assert not torch.isfinite(x.sum())
+    indices, _ = nearest_code(x, cb)
+    assert torch.equal(indices, (x[:, 0] < 0).long())
+
+
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_mixed_devices_and_cuda_nonfinite():

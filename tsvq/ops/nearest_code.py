@@ -1,6 +1,8 @@
 """Nearest-codeword search: ``torch.ops.tsvq.nearest_code``."""
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .. import _extension
@@ -50,14 +52,21 @@ def _check_finite_on_cpu(x: torch.Tensor, codebook: torch.Tensor) -> None:
     first GPU session (torch 2.11, extension built with that image's GCC) an error raised inside a
     tsvq C++ kernel ended the process with a segmentation fault instead of reaching Python
     (benchmarks/check_cpp_errors.py); a diverging model's NaN is the one such error the public API
-    can reach, so it is caught before the kernel. One pass over x: ~1/K of the search."""
-    bad = ~torch.isfinite(codebook).all(1)
-    if bool(bad.any()):
-        raise ValueError(f"codebook contains NaN or inf (first at code {int(bad.nonzero()[0, 0])})")
-    bad = ~torch.isfinite(x).all(1)
-    if bool(bad.any()):
-        raise ValueError(f"x contains NaN or inf (first at row {int(bad.nonzero()[0, 0])}): "
-                         "the nearest codeword of a non-finite vector is undefined")
+    can reach, so it is caught before the kernel.
+
+    One vectorised reduction per tensor: a sum is finite only if every element is (NaN and inf
+    propagate through it), so the usual all-finite case costs one read of ``x`` (~1/30 of the
+    search at K = 32, D = 64), where ``isfinite(x).all(1)`` costs more than the search itself on
+    CPUs (four elementwise passes with temporaries and a row reduction). Only a non-finite sum (a
+    bad element, or an overflowing sum of finite ones) takes the elementwise pass, which finds the
+    first bad row for the message."""
+    for name, t, what in (("codebook", codebook, "code"), ("x", x, "row")):
+        if math.isfinite(t.sum().item()):
+            continue
+        bad = ~torch.isfinite(t).all(1)
+        if bool(bad.any()):
+            suffix = "" if name == "codebook" else ": the nearest codeword of a non-finite vector is undefined"
+            raise ValueError(f"{name} contains NaN or inf (first at {what} {int(bad.nonzero()[0, 0])}){suffix}")
 
 
 if _extension.built():
