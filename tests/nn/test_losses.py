@@ -51,6 +51,53 @@ def test_vibcreg_covariance_is_correlation_based():
     torch.testing.assert_close(VIbCRegLoss.covariance_term(z1 * torch.arange(1.0, 7.0)), term, rtol=1e-5, atol=1e-6)
 
 
+def _covariance_terms_by_definition(z):
+    """VICReg's and VIbCReg's covariance terms from the D x D matrices, as the papers write them."""
+    d = z.shape[1]
+    cov, corr = torch.cov(z.T), torch.corrcoef(z.T)
+    off = ~torch.eye(d, dtype=torch.bool)
+    return cov[off].pow(2).sum() / d, corr[off].pow(2).sum() / d ** 2
+
+
+@pytest.mark.parametrize("n, d", [(8, 64), (32, 64), (33, 64), (40, 64), (64, 16)])  # Gram path iff 2n <= d
+def test_covariance_terms_match_the_d_by_d_definition_value_and_gradient(n, d):
+    g = torch.Generator().manual_seed(n + d)
+    z = (torch.randn(n, d, generator=g, dtype=torch.float64) * torch.rand(d, generator=g, dtype=torch.float64) * 3
+         ).requires_grad_()
+    for i, term in enumerate((VICRegLoss.covariance_term, VIbCRegLoss.covariance_term)):
+        got = term(z)
+        want = _covariance_terms_by_definition(z)[i]
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=0)
+        (g_got,), (g_want,) = torch.autograd.grad(got, z), torch.autograd.grad(want, z)
+        torch.testing.assert_close(g_got, g_want, rtol=1e-10, atol=1e-14)
+    assert torch.autograd.gradcheck(VICRegLoss.covariance_term, (z[:6, :16].detach().clone().requires_grad_(),))
+    assert torch.autograd.gradcheck(VIbCRegLoss.covariance_term, (z[:6, :16].detach().clone().requires_grad_(),))
+
+
+def test_covariance_term_gram_path_keeps_float32_accuracy_with_one_dominant_feature():
+    # The Gram path subtracts the diagonal; one feature at 1000x the others' std would leave
+    # float32 about 1e-3 of relative accuracy there, so VICReg forms it in float64.
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(16, 512, generator=g)
+    z[:, 0] *= 1000
+    truth = _covariance_terms_by_definition(z.double())[0]
+    got = VICRegLoss.covariance_term(z)
+    assert got.dtype == torch.float32
+    assert abs(got.double() - truth) / truth < 1e-6
+    # VIbCReg's columns are normalised first (unit diagonal), so its float32 Gram path is accurate
+    torch.testing.assert_close(VIbCRegLoss.covariance_term(z).double(),
+                               _covariance_terms_by_definition(z.double())[1], rtol=1e-5, atol=0)
+
+
+@pytest.mark.parametrize("loss", [VICRegLoss(), VIbCRegLoss()])
+def test_vicreg_losses_are_float32_under_autocast(loss):
+    z1, z2 = (z.bfloat16() for z in _views(n=8, d=64))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = loss(z1, z2)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, loss(z1.float(), z2.float()), rtol=1e-6, atol=0)
+
+
 def test_ntxent_equals_direct_loop():
     z1, z2 = _views(n=6, d=5)
     tau = 0.5

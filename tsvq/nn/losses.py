@@ -24,6 +24,10 @@ def _gather(z: torch.Tensor) -> torch.Tensor:
     return torch.cat(all_gather(z), dim=0)
 
 
+def _at_least_float32(z: torch.Tensor) -> torch.Tensor:
+    return z.float() if z.dtype in (torch.float16, torch.bfloat16) else z
+
+
 def _check_views(z1: torch.Tensor, z2: torch.Tensor, min_n: int = 2) -> None:
     for name, z in (("z1", z1), ("z2", z2)):
         if not isinstance(z, torch.Tensor) or not z.is_floating_point():
@@ -36,8 +40,22 @@ def _check_views(z1: torch.Tensor, z2: torch.Tensor, min_n: int = 2) -> None:
         raise ValueError(f"z1 and z2 need N >= {min_n} rows, got N = {z1.shape[0]}")
 
 
-def _off_diagonal(m: torch.Tensor) -> torch.Tensor:
-    return m - torch.diag_embed(torch.diagonal(m))
+def _off_diagonal_sq_sum(x: torch.Tensor) -> torch.Tensor:
+    """``sum_{i != j} (X^T X)_ij^2`` for ``x: Tensor[N, D]``, without the D x D matrix when 2N <= D.
+
+    There it is the exact identity ``||X X^T||_F^2 - sum_j ||x_j||^4`` (``||X^T X||_F = ||X X^T||_F``;
+    the second sum takes out the diagonal, the squared column norms): an N x N Gram matrix, O(N^2 D)
+    work and O(N^2) memory in place of O(N D^2) and O(D^2) (the same identity as the Gram path of
+    :func:`tsvq.ops.barlow_twins_loss`). With 2N <= D the rank bound ``||X^T X||_F^2 >= (sum_j
+    ||x_j||^2)^2 / N`` keeps the off-diagonal part at least the diagonal part when the columns have
+    equal norms, so the subtraction loses at most one bit; columns of very unequal norms need a
+    float64 ``x`` (see :meth:`VICRegLoss.covariance_term`). Otherwise the D x D product, its
+    diagonal zeroed.
+    """
+    n, d = x.shape
+    if 2 * n <= d:
+        return (x @ x.T).pow(2).sum() - x.pow(2).sum(0).pow(2).sum()
+    return (x.T @ x).fill_diagonal_(0).pow(2).sum()
 
 
 class BarlowTwinsLoss(nn.Module):
@@ -90,17 +108,39 @@ class VICRegLoss(nn.Module):
 
     @staticmethod
     def covariance_term(z: torch.Tensor) -> torch.Tensor:
+        """``c(Z) = (1/D) sum_{i != j} Cov(Z)_ij^2`` for ``z: Tensor[N, D]``, in z's dtype.
+
+        For 2N <= D (the NC-VQVAE head: N = 128, D = 4096) computed from the N x N Gram matrix
+        (:func:`_off_diagonal_sq_sum`; the whole loss, forward + backward, about 20x faster there
+        than with the D x D covariance on a 2-core CPU: benchmarks/bench_ssl_losses.py) in float64:
+        the diagonal is taken out by a subtraction, and one feature of much larger variance than
+        the rest would otherwise cost float32 most of its digits (1e-3 relative error with one
+        feature at 1000x the others' std; float64 1e-11).
+        """
+        n, d = z.shape
         zc = z - z.mean(0)
-        cov = zc.T @ zc / (z.shape[0] - 1)
-        return _off_diagonal(cov).pow(2).sum() / z.shape[1]
+        if 2 * n <= d:
+            zc = zc.double()
+        return (_off_diagonal_sq_sum(zc) / ((n - 1) ** 2 * d)).to(z.dtype)
 
     def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+        """``z1, z2: Tensor[N, D]`` (the two views' projections) -> scalar loss, float32 (float64
+        for float64 views).
+
+        float16/bfloat16 views (mixed precision) are computed in float32 with autocast off: the
+        variances and the covariance's Gram matrix lose too many digits in half precision.
+
+        Raises:
+            ValueError: shapes differ or are not ``[N, D]``, or N < 2.
+            TypeError: non-float input.
+        """
         _check_views(z1, z2)
-        z1, z2 = _gather(z1), _gather(z2)
-        inv = F.mse_loss(z1, z2)
-        var = _variance_hinge(z1, self.gamma, self.eps) + _variance_hinge(z2, self.gamma, self.eps)
-        cov = self.covariance_term(z1) + self.covariance_term(z2)
-        return self.sim_weight * inv + self.var_weight * var + self.cov_weight * cov
+        with torch.autocast(z1.device.type, enabled=False):
+            z1, z2 = _at_least_float32(_gather(z1)), _at_least_float32(_gather(z2))
+            inv = F.mse_loss(z1, z2)
+            var = _variance_hinge(z1, self.gamma, self.eps) + _variance_hinge(z2, self.gamma, self.eps)
+            cov = self.covariance_term(z1) + self.covariance_term(z2)
+            return self.sim_weight * inv + self.var_weight * var + self.cov_weight * cov
 
 
 class VIbCRegLoss(VICRegLoss):
@@ -119,8 +159,11 @@ class VIbCRegLoss(VICRegLoss):
 
     @staticmethod
     def covariance_term(z: torch.Tensor) -> torch.Tensor:
+        """``mean_{i,j} (1[i != j] Zn_i . Zn_j)^2`` for ``z: Tensor[N, D]``; from the N x N Gram matrix
+        when 2N <= D (:func:`_off_diagonal_sq_sum`; the columns of Zn have unit norm, so the
+        subtraction of the diagonal is safe in z's dtype)."""
         zn = F.normalize(z - z.mean(0), p=2, dim=0)
-        return _off_diagonal(zn.T @ zn).pow(2).mean()
+        return _off_diagonal_sq_sum(zn) / z.shape[1] ** 2
 
 
 class NTXentLoss(nn.Module):
