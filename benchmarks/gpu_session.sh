@@ -119,7 +119,8 @@ fi
 # the end of a run, so a part cut off loses its own rows and no other. Most important first: the
 # fused STFT kernels against the FFT path they replaced (dispatched on GPUs unmeasured, 2026-12-01),
 # the Barlow Twins op (three kernels since 2026-12-02), the quantiser (the tiled candidate first),
-# the whole training step, the EMA update (four kernels since 2026-12-02), then the rest of the STFT grid. On a GPU only the CUDA cases (CPU
+# the whole training step, the EMA update (four kernels since 2026-12-02), the VICReg / VIbCReg losses
+# (Gram path since 2026-12-03), then the rest of the STFT grid. On a GPU only the CUDA cases (CPU
 # numbers come from the CPU machines).
 GPU=$("$PY" -c "import torch; n = torch.cuda.get_device_name().split() if torch.cuda.is_available() else ['cpu']
 print(n[min(1, len(n) - 1)].lower())")  # 'NVIDIA H200' -> h200
@@ -131,6 +132,7 @@ PART_CAPS=(  # name file cap_s -k expression ("" for the whole file)
   "vq bench_vq 70 "
   "model-step bench_model_step 60 "
   "ema bench_ema_codebook_update 30 "
+  "ssl-losses bench_ssl_losses 30 "
   "stft-rest bench_stft 150 not fused_kernels_vs_fft_path"
 )
 for part in "${PART_CAPS[@]}"; do

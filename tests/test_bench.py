@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import tsvq
+import tsvq.nn
 import tsvq.ops
 from tsvq import bench
 from tsvq._extension import reference_ops
@@ -22,6 +23,8 @@ SMALL_CASES = [
     ("istft", lambda d: bench.istft_case(6, 64, 32, d), ["torch"]),
     ("round_trip", lambda d: bench.stft_round_trip_case(6, 64, 8, d), ["torch"]),
     ("barlow_twins", lambda d: bench.barlow_twins_case(16, 64, d), ["reference"]),
+    ("vicreg", lambda d: bench.ssl_loss_case("vicreg", 8, 64, d), ["dxd"]),
+    ("vibcreg", lambda d: bench.ssl_loss_case("vibcreg", 8, 64, d), ["dxd"]),
     ("training_step", lambda d: bench.training_step_case("vqvae", d, B=8, L=64), ["reference"]),
 ]
 
@@ -53,6 +56,12 @@ def test_case_rejects_a_wrong_kernel(monkeypatch):
     monkeypatch.setattr(tsvq.ops, "ema_codebook_update_", lambda cs, es, cb, x, idx, d, e: real_ema(cs, es, cb, x, idx, d * 0.5, e))
     with pytest.raises(AssertionError, match="ema update"):
         bench.ema_update_case(300, 16, 8, "cpu")
+    for name, cls in (("vicreg", tsvq.nn.VICRegLoss), ("vibcreg", tsvq.nn.VIbCRegLoss)):
+        monkeypatch.setattr(cls, "covariance_term", staticmethod(lambda z: z.pow(2).mean()))
+        with pytest.raises(AssertionError, match="D x D vs Gram"):
+            bench.ssl_loss_case(name, 8, 64, "cpu")
+    with pytest.raises(ValueError, match="name must be one of"):
+        bench.ssl_loss_case("simclr", 8, 64, "cpu")
 
 
 def test_iterations_fill_a_round():

@@ -283,6 +283,49 @@ def barlow_twins_case(N: int, D: int, device) -> Case:
                 dict(op="barlow_twins_loss", N=N, D=D))
 
 
+def _covariance_term_dxd(z: torch.Tensor, correlation: bool) -> torch.Tensor:
+    """VICReg's (``correlation=False``) or VIbCReg's covariance term from the explicit D x D matrix,
+    as the papers and their code write it: the baseline of :func:`ssl_loss_case`."""
+    zc = z - z.mean(0)
+    if correlation:
+        zc = torch.nn.functional.normalize(zc, p=2, dim=0)
+    m = zc.T @ zc if correlation else zc.T @ zc / (z.shape[0] - 1)
+    off = m - torch.diag_embed(torch.diagonal(m))
+    return off.pow(2).mean() if correlation else off.pow(2).sum() / z.shape[1]
+
+
+def ssl_loss_case(name: str, N: int, D: int, device) -> Case:
+    """``VICRegLoss`` / ``VIbCRegLoss`` (NC-VQVAE weights) forward + backward on ``N x D`` projector
+    outputs, against the same loss with its covariance term from the explicit D x D matrix (the
+    formulation of the papers' code); the losses are checked equal first. ``name``: "vicreg" or
+    "vibcreg"."""
+    from .nn import VIbCRegLoss, VICRegLoss
+
+    losses = {"vicreg": (VICRegLoss, False), "vibcreg": (VIbCRegLoss, True)}
+    if name not in losses:
+        raise ValueError(f"name must be one of {sorted(losses)}, got {name!r}")
+    cls, correlation = losses[name]
+    ours = cls(25.0, 25.0, 1.0 if name == "vicreg" else 100.0)
+
+    class DxD(cls):
+        covariance_term = staticmethod(lambda z: _covariance_term_dxd(z, correlation))
+
+    theirs = DxD(ours.sim_weight, ours.var_weight, ours.cov_weight)
+    g = torch.Generator().manual_seed(0)
+    z1 = torch.randn(N, D, generator=g).to(device).requires_grad_()
+    z2 = (z1.detach().cpu() + 0.5 * torch.randn(N, D, generator=g)).to(device).requires_grad_()
+    torch.testing.assert_close(ours(z1, z2), theirs(z1, z2), rtol=1e-4, atol=1e-5, msg=f"{name}: D x D vs Gram")
+
+    def make_step(loss):
+        def step():
+            z1.grad = z2.grad = None
+            loss(z1, z2).backward()
+        return step
+
+    return Case(f"{name} loss {torch.device(device).type} N={N} D={D}", make_step(ours), {"dxd": make_step(theirs)},
+                N, "samples", dict(op=f"{name}_loss", N=N, D=D))
+
+
 TRAINING_STEP_MODELS = {  # name -> (registry name, overrides)
     "ncvqvae-quick": ("ncvqvae", {"projector_widths": (1024, 1024, 1024)}),
     "ncvqvae-paper": ("ncvqvae", {"projector_widths": (4096, 4096, 4096)}),
