@@ -24,6 +24,7 @@ from typing import Any, Callable
 import torch
 
 from . import _extension
+from .optim import adamw
 
 MIN_ROUND_S = 2e-3  # a round repeats a short call until it lasts about this long
 
@@ -334,9 +335,10 @@ TRAINING_STEP_MODELS = {  # name -> (registry name, overrides)
 
 
 def adamw_step(model: torch.nn.Module, x: torch.Tensor) -> Callable[[], torch.Tensor]:
-    """A training step of ``model`` on ``x`` with its own AdamW (lr 1e-3, weight decay 1e-3): zero
-    the gradients, ``model(x)["loss"]``, backward, optimiser step; returns the loss."""
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-3)
+    """A training step of ``model`` on ``x`` with its own AdamW (:func:`tsvq.optim.adamw`, the training
+    loop's; lr 1e-3, weight decay 1e-3): zero the gradients, ``model(x)["loss"]``, backward,
+    optimiser step; returns the loss."""
+    opt = adamw(model.parameters(), 1e-3, 1e-3)
 
     def step():
         opt.zero_grad(set_to_none=True)

@@ -31,6 +31,7 @@ from . import eval as tsvq_eval
 from .config import apply_sets, check_optimisation
 from .data import GlobalScaler, load_ucr
 from .models import MODELS, TOKENIZERS, TRAINABLE, create_model
+from .optim import adamw
 
 # Training presets: "quick" finishes GunPoint in minutes on a 2-core CPU (500 epochs, at most 500
 # optimiser steps, so larger datasets stop earlier); "paper" is SPEC section 4 (the NC-VQVAE
@@ -234,9 +235,10 @@ def total_steps(cfg, steps_per_epoch: int) -> int:
 
 
 def adamw_cosine(model, cfg, steps_per_epoch: int) -> dict:
-    """Lightning optimiser config: AdamW (``cfg.lr``, ``cfg.weight_decay``) with a per-step cosine
-    schedule over all ``min(epochs * steps_per_epoch, max_steps)`` steps of the run."""
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    """Lightning optimiser config: AdamW (:func:`tsvq.optim.adamw`; ``cfg.lr``, ``cfg.weight_decay``)
+    with a per-step cosine schedule over all ``min(epochs * steps_per_epoch, max_steps)`` steps of
+    the run."""
+    opt = adamw(model.parameters(), cfg.lr, cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps(cfg, steps_per_epoch))
     return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 

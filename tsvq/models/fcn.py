@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..optim import adamw
+
 
 @dataclass
 class FCNConfig:
@@ -147,7 +149,7 @@ def train_fcn(x: torch.Tensor, y: torch.Tensor, n_classes: int, epochs: int = 10
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = FCN(FCNConfig(in_channels=x.shape[1], n_classes=n_classes)).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    opt = adamw(model.parameters(), lr, weight_decay)
     steps_per_epoch = math.ceil(len(x) / batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
     x, y = x.to(device), y.to(device)
