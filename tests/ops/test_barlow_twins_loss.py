@@ -23,6 +23,26 @@ def _facebook_reference(z1, z2, lambd, scale_by_dim=False):
     return loss / z1.shape[1] if scale_by_dim else loss
 
 
+@pytest.mark.parametrize("N,D", [(16, 64), (64, 16)])  # Gram path, blocked path
+@pytest.mark.parametrize("amp_dtype", [torch.bfloat16, torch.float16])
+def test_autocast_leaves_the_op_in_its_own_precision(device, N, D, amp_dtype):
+    # Under torch.autocast (mixed-precision training) the op's GEMMs used to be cast to half
+    # precision and fail ("expected scalar type Float but found BFloat16"); they run in float32.
+    g = torch.Generator().manual_seed(0)
+    z1 = torch.randn(N, D, generator=g).to(device)
+    z2 = (z1 + 0.5 * torch.randn(N, D, generator=g).to(device))
+    results = []
+    for amp in (False, True):
+        a, b = z1.clone().requires_grad_(), z2.clone().requires_grad_()
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
+            loss = barlow_twins_loss(a, b, 0.005, 1e-5, False, True)
+            loss.backward()  # the backward op's GEMMs under autocast too
+        results.append((loss.detach(), a.grad, b.grad))
+    assert results[1][0].dtype == torch.float32
+    for x, y in zip(*results):
+        torch.testing.assert_close(x, y, rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("N,D", [(16, 64), (64, 16), (32, 32), (2, 5), (300, 7)])  # Gram, blocked, both sides
 @pytest.mark.parametrize("unbiased", [False, True])
 @pytest.mark.parametrize("scale_by_dim", [False, True])

@@ -25,9 +25,12 @@
 // Per forward + backward: 2 + 1 GEMM-like calls (bmm, dot) + 2 GEMMs and three tsvq kernels.
 // Cost O(N^2 D), memory O(N^2 + N D) on the Gram path (N < D). Otherwise column blocks of
 // A1^T A2 are formed one at a time: O(N D^2) time, O(block D) memory, in forward and backward.
-// Statistics and products are in float32 (float64 for float64 inputs).
+// Statistics and products are in float32 (float64 for float64 inputs), under torch.autocast too:
+// the GEMMs run with the autocast keys excluded (NoAutocast below), so mixed-precision training
+// does not hand them back in half precision.
 #include <ATen/ATen.h>
 #include <ATen/core/dispatch/Dispatcher.h>
+#include <c10/core/impl/LocalDispatchKeySet.h>
 #include <torch/library.h>
 
 #include "barlow_twins_loss.h"
@@ -58,6 +61,14 @@ bool gram_path(int64_t N, int64_t D) { return N < D; }
 
 int64_t block_cols(int64_t D) { return std::max<int64_t>(1, std::min<int64_t>(D, kBlockElems / D)); }
 
+// The op's GEMMs multiply the float32 / float64 standardised views it made itself; under
+// torch.autocast the dispatcher would run them in half precision and hand back tensors of another
+// dtype than the passes expect. For the guard's lifetime autocast does not apply (as in
+// torchvision's autocast kernels).
+struct NoAutocast {
+  c10::impl::ExcludeDispatchKeyGuard guard{c10::autocast_dispatch_keyset};
+};
+
 // The divisor m of C = A1^T A2 / m (see the header).
 double divisor(int64_t N, bool unbiased) {
   const double n = static_cast<double>(N);
@@ -72,6 +83,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> barlow_tw
     const at::Tensor& z1, const at::Tensor& z2, double lambd, double eps, bool unbiased, bool scale_by_dim,
     const BarlowTwinsPasses& passes) {
   check_inputs(z1, z2, lambd, eps);
+  const NoAutocast no_autocast;
   const int64_t N = z1.size(0), D = z1.size(1);
   const double n = static_cast<double>(N), m = divisor(N, unbiased);
   const double s = scale_by_dim ? 1.0 / static_cast<double>(D) : 1.0;
@@ -104,6 +116,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> barlow_tw
 at::Tensor barlow_twins_loss_backward(const at::Tensor& grad, const at::Tensor& a, const at::Tensor& invstd,
                                       const at::Tensor& gram, const at::Tensor& r, double lambd, bool unbiased,
                                       bool scale_by_dim, at::ScalarType dtype, const BarlowTwinsPasses& passes) {
+  const NoAutocast no_autocast;
   check_rank(a, 2, "a", "Tensor[N, 2D]");
   const int64_t N = a.size(0), D = a.size(1) / 2;
   TORCH_CHECK_VALUE(a.size(1) == 2 * D && r.dim() == 1 && r.size(0) == D && invstd.dim() == 1 &&
