@@ -79,6 +79,15 @@ def test_probe_every_logs_probe_accuracies_and_max_steps_caps_training(tmp_path)
     assert (tmp_path / "run" / "probe_curves.png").exists()
 
 
+@pytest.mark.parametrize("ssl_loss", ["barlow_twins", "vicreg"])
+def test_ncvqvae_trains_in_bf16_mixed_precision(tmp_path, ssl_loss):
+    # Autocast once broke the Barlow Twins op at the first step (its GEMMs came back in bf16).
+    cfg = resolve_config("ncvqvae", "GunPoint", "quick", FAST + ["epochs=2", "precision=bf16-mixed",
+                         "projector_widths=[32, 32]", f"ssl_loss={ssl_loss}"], data_dir=str(UCR_DIR))
+    metrics = train(cfg, tmp_path / "run", progress=False)
+    assert metrics["steps"] == 2 and metrics["final_train_loss"] == metrics["final_train_loss"]  # not NaN
+
+
 def test_resume_from_a_checkpoint_saved_before_the_end(tmp_path):
     import shutil
 
