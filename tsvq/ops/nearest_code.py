@@ -55,7 +55,7 @@ def _check_finite_on_cpu(x: torch.Tensor, codebook: torch.Tensor) -> None:
     can reach, so it is caught before the kernel.
 
     One vectorised reduction per tensor: a sum is finite only if every element is (NaN and inf
-    propagate through it), so the usual all-finite case costs one read of ``x`` (~1/30 of the
+    propagate through it), so the usual all-finite case costs one read of ``x`` (~1/25 of the
     search at K = 32, D = 64), where ``isfinite(x).all(1)`` costs more than the search itself on
     CPUs (four elementwise passes with temporaries and a row reduction). Only a non-finite sum (a
     bad element, or an overflowing sum of finite ones) takes the elementwise pass, which finds the
