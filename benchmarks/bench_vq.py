@@ -61,3 +61,11 @@ def test_layer_training_step(benchmark, impl, device, shape):
     """Forward + backward + EMA update of the layer, B x 1024 (or 128) vectors of dim D."""
     pytest.importorskip("vector_quantize_pytorch")
     run_case(benchmark, layer_step_case(*shape, device), impl, device, _rounds(shape, device))
+
+
+@pytest.mark.parametrize("impl", ["tsvq", "vector_quantize_pytorch"])
+@pytest.mark.parametrize("device, shape", list(cases(SHAPES, cpu_max_rows=65536)))
+def test_layer_training_step_rotation_trick(benchmark, impl, device, shape):
+    """The same step with the rotation trick on both sides (VectorQuantize's default gradient)."""
+    pytest.importorskip("vector_quantize_pytorch")
+    run_case(benchmark, layer_step_case(*shape, device, rotation_trick=True), impl, device, _rounds(shape, device))

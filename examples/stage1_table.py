@@ -1,5 +1,6 @@
 """Stage-1 comparison: vqvae vs ncvqvae (Barlow Twins + slice, VIbCReg + gauss) on UCR datasets,
-or (``--variants zoo``) every model of the zoo.
+or (``--variants zoo``) every model of the zoo, or (``--variants gradient``) vqvae with the
+straight-through estimator vs the rotation trick.
 
 Trains every (variant, dataset, seed) with ``tsvq.train`` (skipping runs whose metrics.json
 exists, so an interrupted sweep resumes) and writes a Markdown table of mean ± std over seeds:
@@ -29,6 +30,10 @@ VARIANTS = {
     "vqvae": ("vqvae", []),
     "ncvqvae BT slice": ("ncvqvae", ["ssl_loss=barlow_twins", "augmentation=slice"]),
     "ncvqvae VIbCReg gauss": ("ncvqvae", ["ssl_loss=vibcreg", "augmentation=gauss"]),
+}
+GRADIENT = {  # the quantiser's gradient: straight-through estimator vs the rotation trick (Fifty et al. 2024)
+    "vqvae": ("vqvae", []),
+    "vqvae rotation trick": ("vqvae", ["rotation_trick=true"]),
 }
 ZOO = {**VARIANTS, **{name: (name, []) for name in ("vae", "mssim_vae", "simclr", "byol", "barlow_twins", "vicreg",
                                                      "vibcreg")}}
@@ -72,11 +77,13 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", default="runs/stage1")
     ap.add_argument("--out", default=None, help="Markdown file for the table (printed either way)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra overrides for every run")
-    ap.add_argument("--variants", default="stage1", choices=["stage1", "zoo"],
-                    help="stage1: vqvae and the two ncvqvae variants; zoo: every model")
+    ap.add_argument("--variants", default="stage1", choices=["stage1", "zoo", "gradient"],
+                    help="stage1: vqvae and the two ncvqvae variants; zoo: every model; "
+                         "gradient: vqvae with the straight-through estimator and with the rotation trick")
     ap.add_argument("--fcn-weights", default=None, help="FCN weights for FID / IS of the VAEs' samples")
     args = ap.parse_args(argv)
-    variants, columns = (VARIANTS, COLUMNS) if args.variants == "stage1" else (ZOO, ZOO_COLUMNS)
+    variants, columns = {"stage1": (VARIANTS, COLUMNS), "gradient": (GRADIENT, COLUMNS),
+                         "zoo": (ZOO, ZOO_COLUMNS)}[args.variants]
     rows = []
     means = {label: [] for label in variants}
     for ds in args.datasets:

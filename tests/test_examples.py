@@ -30,6 +30,21 @@ def test_stage1_table_runs_and_resumes(tmp_path, capsys):
 
 
 @requires_ucr("GunPoint")
+def test_stage1_table_gradient_variant_sets_the_rotation_trick(tmp_path):
+    import yaml
+
+    args = ["--datasets", "GunPoint", "--seeds", "0", "--data-dir", str(UCR_DIR), "--runs", str(tmp_path / "runs"),
+            "--out", str(tmp_path / "table.md"), "--variants", "gradient", "--set", "epochs=2", "--set", "d=8",
+            "--set", "n_resnet_blocks=1"]
+    assert _load("stage1_table").main(args) == 0
+    table = (tmp_path / "table.md").read_text()
+    assert "| GunPoint | vqvae | 1 |" in table and "| GunPoint | vqvae rotation trick | 1 |" in table
+    for label, expected in (("vqvae", False), ("vqvae_rotation_trick", True)):
+        cfg = yaml.safe_load((tmp_path / "runs" / f"GunPoint-{label}-quick-seed0" / "config.yaml").read_text())
+        assert cfg["model_config"].get("rotation_trick", False) is expected, cfg
+
+
+@requires_ucr("GunPoint")
 def test_generation_table_runs_on_real_data(tmp_path):
     from helpers import FCN_DIR
 

@@ -170,10 +170,11 @@ def ema_update_case(N: int, K: int, D: int, device) -> Case:
                 dict(op="ema_codebook_update", N=N, K=K, D=D))
 
 
-def layer_step_case(N: int, K: int, D: int, device) -> Case:
+def layer_step_case(N: int, K: int, D: int, device, rotation_trick: bool = False) -> Case:
     """Forward + backward + EMA codebook update of :class:`tsvq.nn.VectorQuantizer` on ``N`` vectors
     (batches of 1024, or 128 for N = 5120) against ``vector_quantize_pytorch.VectorQuantize`` from
-    the same codebook (decay 0.8, beta 1, no rotation trick). Raises ImportError without that package."""
+    the same codebook (decay 0.8, beta 1), both with the straight-through estimator or both with
+    the rotation trick (``VectorQuantize``'s default). Raises ImportError without that package."""
     import vector_quantize_pytorch as vqp
 
     from .nn import VectorQuantizer
@@ -183,8 +184,8 @@ def layer_step_case(N: int, K: int, D: int, device) -> Case:
     torch.manual_seed(0)
     x = torch.randn(N // n, n, D, device=device, requires_grad=True)
     torch.manual_seed(0)
-    ours = VectorQuantizer(D, K, decay=0.8, commitment_weight=1.0)
-    theirs = vqp.VectorQuantize(D, K, decay=0.8, commitment_weight=1.0, rotation_trick=False)
+    ours = VectorQuantizer(D, K, decay=0.8, commitment_weight=1.0, rotation_trick=rotation_trick)
+    theirs = vqp.VectorQuantize(D, K, decay=0.8, commitment_weight=1.0, rotation_trick=rotation_trick)
     theirs._codebook.embed[0].copy_(ours.codebook)
     theirs._codebook.embed_avg.data.copy_(ours.codebook[None])
     ours, theirs = ours.to(device).train(), theirs.to(device).train()
@@ -199,8 +200,10 @@ def layer_step_case(N: int, K: int, D: int, device) -> Case:
             return loss
         return step
 
-    return Case(f"vq layer step {torch.device(device).type} N={N} K={K} D={D}", make_step(ours),
-                {"vector_quantize_pytorch": make_step(theirs)}, N, "vectors", dict(op="layer_step", N=N, K=K, D=D))
+    rt = " rotation trick" if rotation_trick else ""
+    return Case(f"vq layer step{rt} {torch.device(device).type} N={N} K={K} D={D}", make_step(ours),
+                {"vector_quantize_pytorch": make_step(theirs)}, N, "vectors",
+                dict(op="layer_step", N=N, K=K, D=D, rotation_trick=rotation_trick))
 
 
 def _series(BC: int, L: int, n_fft: int, device):

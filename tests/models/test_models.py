@@ -11,6 +11,7 @@ VARIANTS = [
     ("ncvqvae", {"ssl_loss": "vicreg", "augmentation": "warp"}),
     ("ncvqvae", {"augmentation": "bt", "two_augmented_views": True, "pooling": "gmp"}),
     ("ncvqvae", {"two_branch": True}),
+    ("vqvae", {"rotation_trick": True}),
 ]
 
 
@@ -62,3 +63,19 @@ def test_ncvqvae_ssl_term_is_weighted_and_dropped_in_eval():
     torch.testing.assert_close(out["loss"], parts)
     m.eval()
     assert m(x)["ssl"] == 0
+
+
+def test_rotation_trick_reaches_the_encoder():
+    # The config field reaches every branch's quantiser, and the encoder's gradient changes with it
+    # (same weights, same batch) while the loss does not.
+    grads, losses = [], []
+    for rotation_trick in (False, True):
+        torch.manual_seed(0)
+        m = create_model("vqvae", length=64, d=16, n_resnet_blocks=1, two_branch=True, rotation_trick=rotation_trick)
+        assert all(b.vq.rotation_trick == rotation_trick for b in m.branches)
+        out = m(torch.randn(6, 1, 64, generator=torch.Generator().manual_seed(1)))
+        out["loss"].backward()
+        losses.append(out["loss"].detach())
+        grads.append(m.branches[0].encoder.net[0].weight.grad.clone())
+    torch.testing.assert_close(losses[0], losses[1])
+    assert not torch.allclose(grads[0], grads[1])

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from tsvq._extension import reference_ops
 from tsvq.nn import VectorQuantizer, kmeans
+from tsvq.nn.vector_quantizer import _RotationTrick
 
 vqp = pytest.importorskip("vector_quantize_pytorch")
 
@@ -56,6 +57,116 @@ def test_straight_through_gradient_and_commitment_gradient():
     (gl,) = torch.autograd.grad(loss, x)
     codes = codebook[idx]
     torch.testing.assert_close(gl, 0.25 * 2 * (x - codes).detach() / x.numel())
+
+
+def _pair_rotation(dim, K, **kw):
+    torch.manual_seed(0)
+    ours = VectorQuantizer(dim, K, decay=0.9, rotation_trick=True, **kw)
+    theirs = vqp.VectorQuantize(dim, K, decay=0.9, commitment_weight=1.0, rotation_trick=True, **kw)
+    theirs.load_state_dict({k: v for k, v in theirs.state_dict().items()}, strict=True)
+    if not isinstance(ours.project_in, torch.nn.Identity):
+        theirs.project_in.load_state_dict(ours.project_in.state_dict())
+        theirs.project_out.load_state_dict(ours.project_out.state_dict())
+    theirs._codebook.embed.data.copy_(ours.codebook.detach()[None])
+    theirs._codebook.embed_avg.data.copy_(ours.codebook.detach()[None])
+    return ours, theirs
+
+
+@pytest.mark.parametrize(
+    "shape, kw",
+    [
+        ((64, 16), {}),
+        ((4, 50, 16), {}),
+        ((4, 16, 6, 5), {"accept_image_fmap": True}),
+        ((4, 50, 16), {"use_cosine_sim": True}),
+        ((4, 50, 16), {"codebook_dim": 6}),
+    ],
+)
+def test_rotation_trick_matches_vector_quantize_pytorch(shape, kw):
+    # Same codes, outputs, losses, EMA codebooks and input gradients as VectorQuantize's
+    # rotation trick (its default gradient) over several training steps.
+    ours, theirs = _pair_rotation(16, 8, **kw)
+    g = torch.Generator().manual_seed(2)
+    for step in range(3):
+        x = torch.randn(*shape, generator=g) + 0.3 * step
+        w = torch.randn(*shape, generator=g)
+        grads = []
+        for vq in (ours, theirs):
+            xr = x.clone().requires_grad_()
+            q, i, loss = vq(xr)
+            ((q * w).sum() + loss).backward()
+            grads.append((q.detach(), i, loss.detach(), xr.grad))
+        (q1, i1, l1, g1), (q2, i2, l2, g2) = grads
+        assert torch.equal(i1, i2)
+        torch.testing.assert_close(q1, q2, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(l1, l2, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(g1, g2, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(ours.codebook, theirs.codebook[0] if theirs.codebook.dim() == 3 else theirs.codebook,
+                                   rtol=1e-5, atol=1e-5)
+    # The rotated gradient is not the straight-through one (the test would pass vacuously otherwise).
+    ste = VectorQuantizer(16, 8, decay=0.9, **kw).eval()
+    ste.load_state_dict(ours.state_dict())
+    ours.eval()
+    xr = x.clone().requires_grad_()
+    (ours(xr)[0] * w).sum().backward()
+    xs = x.clone().requires_grad_()
+    (ste(xs)[0] * w).sum().backward()
+    assert (xr.grad - xs.grad).abs().max() > 1e-2
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_rotation_trick_gradient_is_the_rotation(dtype):
+    # Oracle: the explicit D x D rotation of Fifty et al. (2024), eq. in sec. 4.2, per vector.
+    torch.manual_seed(3)
+    D = 6
+    vq = VectorQuantizer(D, 5, rotation_trick=True).to(dtype).eval()
+    x = torch.randn(40, D, dtype=dtype)
+    x[0] = 0.0  # zero vector: the norm clamp keeps the gradient finite
+    xr = x.clone().requires_grad_()
+    q, idx, _ = vq(xr)
+    codes = vq.codebook[idx]
+    assert torch.equal(q.detach(), codes)  # exactly the codewords (the STE form is only close)
+    g = torch.randn_like(q)
+    (grad,) = torch.autograd.grad((q * g).sum(), xr)
+    # z antiparallel to z_q (u + q = 0, so w = 0 and R is the reflection I - 2 q q^T), through the
+    # autograd function itself: no nearest-codeword search picks such a pair with this codebook.
+    x = torch.cat([x, -0.5 * codes[2:3]])
+    codes = torch.cat([codes, codes[2:3]])
+    g = torch.cat([g, torch.randn(1, D, dtype=dtype)])
+    xr = x.clone().requires_grad_()
+    (grad,) = torch.autograd.grad((_RotationTrick.apply(xr, codes) * g).sum(), xr)
+    assert torch.isfinite(grad).all()
+    for n in range(x.shape[0]):
+        e, c = x[n].double(), codes[n].double()
+        u = e / e.norm().clamp_min(1e-6)
+        qq = c / c.norm().clamp_min(1e-6)
+        w = (u + qq) / (u + qq).norm().clamp_min(1e-6)
+        R = torch.eye(D, dtype=torch.float64) - 2 * torch.outer(w, w) + 2 * torch.outer(qq, u)
+        lam = c.norm() / e.norm().clamp_min(1e-6)
+        if n > 0:
+            torch.testing.assert_close(R @ R.T, torch.eye(D, dtype=torch.float64))  # a rotation
+            torch.testing.assert_close(lam * (R @ e), c)  # that maps z onto z_q
+        expected = lam * (R.T @ g[n].double())
+        tol = dict(rtol=1e-4, atol=1e-4) if dtype == torch.float32 else dict(rtol=1e-10, atol=1e-8)
+        torch.testing.assert_close(grad[n].double(), expected, **tol)
+
+
+def test_rotation_trick_compiles_and_matches_eager():
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    vq = VectorQuantizer(8, 16, decay=0.9, rotation_trick=True)
+    ref = VectorQuantizer(8, 16, decay=0.9, rotation_trick=True)
+    ref.load_state_dict(vq.state_dict())
+    compiled = torch.compile(vq, fullgraph=True, backend="aot_eager")
+    x = torch.randn(4, 32, 8)
+    w = torch.randn(4, 32, 8)
+    grads = []
+    for m in (compiled, ref):
+        xr = x.clone().requires_grad_()
+        q, _, loss = m(xr)
+        ((q * w).sum() + loss).backward()
+        grads.append(xr.grad)
+    torch.testing.assert_close(grads[0], grads[1])
 
 
 def test_gradcheck_float64_commitment():

@@ -31,6 +31,8 @@ class VQVAEConfig:
         n_resnet_blocks: residual blocks after the strided blocks.
         codebook_size: K. decay: EMA decay of the codebook. commitment_weight: beta.
         kmeans_init: k-means codebook initialisation on the first batch.
+        rotation_trick: pass the decoder's gradient to the encoder with the rotation trick (Fifty
+            et al. 2024) instead of the straight-through estimator of TimeVQVAE (default False).
         two_branch: the TimeVQVAE paper's LF/HF split (widths 8 and 32 as in the paper).
     """
 
@@ -45,6 +47,7 @@ class VQVAEConfig:
     decay: float = 0.9
     commitment_weight: float = 1.0
     kmeans_init: bool = False
+    rotation_trick: bool = False
     two_branch: bool = False
     hf_downsampled_width: int = 32
 
@@ -108,7 +111,8 @@ class _Branch(nn.Module):
         n_down = _n_down(n_frames, width)
         self.encoder = Encoder(2 * cfg.in_channels, cfg.d, n_down, cfg.n_resnet_blocks)
         self.vq = VectorQuantizer(cfg.d, cfg.codebook_size, decay=cfg.decay, commitment_weight=cfg.commitment_weight,
-                                  kmeans_init=cfg.kmeans_init, channel_last=False, accept_image_fmap=True)
+                                  kmeans_init=cfg.kmeans_init, rotation_trick=cfg.rotation_trick,
+                                  channel_last=False, accept_image_fmap=True)
         self.decoder = Decoder(2 * cfg.in_channels, cfg.d, n_down, cfg.n_resnet_blocks, (n_freqs, n_frames))
 
 

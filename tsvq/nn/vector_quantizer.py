@@ -19,6 +19,38 @@ def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
+_ROTATION_EPS = 1e-6  # norm clamp of vector_quantize_pytorch's rotate_to (l2norm / safe_div)
+
+
+class _RotationTrick(torch.autograd.Function):
+    """Rotation-trick gradient through the quantiser (Fifty et al. 2024, sec. 4.2).
+
+    Forward returns ``z_q`` itself (bit-exact; the paper's ``lambda R z`` equals it only up to
+    rounding). Backward treats the output as ``lambda R z`` with the rotation
+    ``R = I - 2 w w^T + 2 q u^T`` (``u = z/|z|``, ``q = z_q/|z_q|``, ``w = (u+q)/|u+q|``) and
+    ``lambda = |z_q|/|z|`` held constant, so ``dL/dz = lambda (g - 2 (g.w) w + 2 (g.q) u)`` for
+    ``g = dL/dz_q``; no gradient reaches ``z_q``. Norms are clamped at 1e-6 as in
+    ``vector_quantize_pytorch``.
+    """
+
+    @staticmethod
+    def forward(ctx, z: torch.Tensor, z_q: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(z, z_q)
+        return z_q.clone()
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        z, z_q = ctx.saved_tensors
+        nz = z.norm(dim=-1, keepdim=True).clamp_min(_ROTATION_EPS)
+        nq = z_q.norm(dim=-1, keepdim=True).clamp_min(_ROTATION_EPS)
+        u, q = z / nz, z_q / nq
+        w = u + q
+        w = w / w.norm(dim=-1, keepdim=True).clamp_min(_ROTATION_EPS)
+        dot = lambda a, b: (a * b).sum(-1, keepdim=True)  # noqa: E731
+        grad = g - 2 * dot(g, w) * w + 2 * dot(g, q) * u
+        return grad * (z_q.norm(dim=-1, keepdim=True) / nz), None
+
+
 class VectorQuantizer(nn.Module):
     """Vector quantiser with an EMA or loss-trained codebook (VQ-VAE, van den Oord et al. 2017).
 
@@ -31,11 +63,20 @@ class VectorQuantizer(nn.Module):
     vectors assigned to each code (appendix A.1), updated in place in training mode by the
     fused ``torch.ops.tsvq.ema_codebook_update_`` kernel, with no host synchronisation.
 
+    With ``rotation_trick=True`` the gradient instead passes through the rotation and rescaling
+    that maps z onto z_q (Fifty et al. 2024, "Restructuring Vector Quantization with the Rotation
+    Trick", sec. 4.2): ``dL/dz = (|z_q|/|z|) R^T dL/dz_q``, ``R = I - 2 w w^T + 2 q u^T`` with
+    ``u = z/|z|``, ``q = z_q/|z_q|``, ``w = (u + q)/|u + q|`` (all held constant), so vectors in
+    the same Voronoi cell get different gradients according to where they lie in it. The output
+    is still exactly z_q.
+
     A drop-in for ``vector_quantize_pytorch.VectorQuantize`` in its common configuration (same
-    constructor names and ``(quantized, indices, loss)`` return; plain straight-through
-    gradient, i.e. its ``rotation_trick=False``), without the N x K distance matrix. One
-    deliberate difference: the commitment loss is also returned in ``eval()`` mode (useful for
-    validation curves); ``VectorQuantize`` returns 0 there.
+    constructor names and ``(quantized, indices, loss)`` return), without the N x K distance
+    matrix. Two deliberate differences: the commitment loss is also returned in ``eval()`` mode
+    (useful for validation curves; ``VectorQuantize`` returns 0 there), and ``rotation_trick``
+    defaults to False (the VQ-VAE straight-through estimator used by TimeVQVAE and NC-VQVAE),
+    where ``VectorQuantize`` (1.32, the version tested against) defaults to True for
+    dim > 1: pass ``rotation_trick=True`` for its default gradient.
 
     Args:
         dim: D of the input vectors.
@@ -51,6 +92,8 @@ class VectorQuantizer(nn.Module):
         threshold_ema_dead_code: codes whose EMA cluster size falls below this are replaced by
             random vectors of the current batch (0 = never; default 0).
         use_cosine_sim: quantise L2-normalised vectors against an L2-normalised codebook.
+        rotation_trick: pass gradients with the rotation trick instead of the straight-through
+            estimator (default False; see above).
         channel_last: input is ``[B, N, D]`` (default). ``False``: channel-first ``[B, D, N]``.
         accept_image_fmap: input is channel-first ``[B, D, H, W]`` (any number of spatial
             dims is accepted whenever the input is channel-first).
@@ -81,6 +124,7 @@ class VectorQuantizer(nn.Module):
         kmeans_iters: int = 10,
         threshold_ema_dead_code: float = 0,
         use_cosine_sim: bool = False,
+        rotation_trick: bool = False,
         channel_last: bool = True,
         accept_image_fmap: bool = False,
         sync_codebook: bool | None = None,
@@ -113,6 +157,7 @@ class VectorQuantizer(nn.Module):
         self.kmeans_iters = kmeans_iters
         self.threshold_ema_dead_code = float(threshold_ema_dead_code)
         self.use_cosine_sim = use_cosine_sim
+        self.rotation_trick = bool(rotation_trick)
         self.channel_last = channel_last
         self.accept_image_fmap = accept_image_fmap
         self.sync_codebook = sync_codebook
@@ -148,7 +193,7 @@ class VectorQuantizer(nn.Module):
         mode = "loss-trained" if self.decay is None else f"ema decay={self.decay}"
         return (f"dim={self.dim}, codebook_size={self.codebook_size}, "
                 f"codebook_dim={self.codebook_dim}, {mode}, commitment_weight={self.commitment_weight}, "
-                f"cosine={self.use_cosine_sim}, threshold_ema_dead_code={self.threshold_ema_dead_code}")
+                f"cosine={self.use_cosine_sim}, rotation_trick={self.rotation_trick}, threshold_ema_dead_code={self.threshold_ema_dead_code}")
 
     # ------------------------------------------------------------------ statistics
     @property
@@ -288,7 +333,10 @@ class VectorQuantizer(nn.Module):
             loss = self.commitment_weight * F.mse_loss(flat, quantized.detach())
             if self.decay is None:
                 loss = loss + F.mse_loss(quantized, flat.detach())
-            out = flat + (quantized - flat).detach()  # straight-through estimator
+            if self.rotation_trick and flat.requires_grad:
+                out = _RotationTrick.apply(flat, quantized.detach())
+            else:
+                out = flat + (quantized - flat).detach()  # straight-through estimator
         out = self.project_out(out.reshape(B, N, Dc).to(z.dtype))
         return self._from_vectors(out, x).to(x.dtype), self._from_vectors(
             indices.reshape(B, N, 1), x).squeeze(1 if self._channel_first(x) else -1), loss
