@@ -70,8 +70,11 @@ def test_barlow_twins_forward_backward_no_sync(N, D):
 
 @pytest.mark.parametrize("kw", [dict(decay=0.8), dict(decay=0.8, threshold_ema_dead_code=2.0),
                                 dict(decay=None), dict(decay=0.8, use_cosine_sim=True),
-                                dict(decay=0.8, rotation_trick=True)],
-                         ids=["ema", "ema-dead-code-restart", "loss-trained", "cosine", "rotation-trick"])
+                                dict(decay=0.8, rotation_trick=True),
+                                dict(decay=0.8, orthogonal_reg_weight=10.0, orthogonal_reg_active_codes_only=True,
+                                     orthogonal_reg_max_codes=16)],
+                         ids=["ema", "ema-dead-code-restart", "loss-trained", "cosine", "rotation-trick",
+                              "orthogonal-reg"])
 def test_vector_quantizer_training_step_no_sync(kw):
     vq = VectorQuantizer(16, 32, commitment_weight=1.0, **kw).cuda().train()
     x = torch.randn(8, 64, 16, device="cuda", requires_grad=True)

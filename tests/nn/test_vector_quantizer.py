@@ -8,7 +8,8 @@ import torch.nn.functional as F
 
 from tsvq._extension import reference_ops
 from tsvq.nn import VectorQuantizer, kmeans
-from tsvq.nn.vector_quantizer import _RotationTrick
+from tsvq.nn import vector_quantizer as vq_module
+from tsvq.nn.vector_quantizer import _RotationTrick, _orthogonal_reg_loss
 
 vqp = pytest.importorskip("vector_quantize_pytorch")
 
@@ -151,22 +152,99 @@ def test_rotation_trick_gradient_is_the_rotation(dtype):
         torch.testing.assert_close(grad[n].double(), expected, **tol)
 
 
-def test_rotation_trick_compiles_and_matches_eager():
+@pytest.mark.parametrize("kw", [dict(rotation_trick=True),
+                                dict(orthogonal_reg_weight=10.0, orthogonal_reg_active_codes_only=True,
+                                     orthogonal_reg_max_codes=8)], ids=["rotation-trick", "orthogonal-reg"])
+def test_gradient_options_compile_without_graph_breaks(kw):
     torch._dynamo.reset()
     torch.manual_seed(0)
-    vq = VectorQuantizer(8, 16, decay=0.9, rotation_trick=True)
-    ref = VectorQuantizer(8, 16, decay=0.9, rotation_trick=True)
+    vq = VectorQuantizer(8, 16, decay=0.9, **kw)
+    ref = VectorQuantizer(8, 16, decay=0.9, **kw)
     ref.load_state_dict(vq.state_dict())
     compiled = torch.compile(vq, fullgraph=True, backend="aot_eager")
     x = torch.randn(4, 32, 8)
     w = torch.randn(4, 32, 8)
-    grads = []
+    outs = []
     for m in (compiled, ref):
+        torch.manual_seed(1)
         xr = x.clone().requires_grad_()
         q, _, loss = m(xr)
         ((q * w).sum() + loss).backward()
-        grads.append(xr.grad)
-    torch.testing.assert_close(grads[0], grads[1])
+        outs.append((loss.detach(), xr.grad, m.codebook.grad if m.codebook.requires_grad else None))
+    torch.testing.assert_close(outs[0], outs[1])
+
+
+@pytest.mark.parametrize("kw", [{}, {"orthogonal_reg_active_codes_only": True}, {"orthogonal_reg_max_codes": 64},
+                                {"use_cosine_sim": True}])
+def test_orthogonal_reg_matches_vector_quantize_pytorch(kw):
+    # Loss, codes and codebook gradient equal VectorQuantize(orthogonal_reg_weight=10) over steps in
+    # which an optimiser also moves the (EMA) codebook; max_codes >= K draws nothing.
+    torch.manual_seed(0)
+    ours = VectorQuantizer(16, 32, decay=0.9, orthogonal_reg_weight=10.0, **kw)
+    theirs = vqp.VectorQuantize(16, 32, decay=0.9, orthogonal_reg_weight=10.0, rotation_trick=False, **kw)
+    assert isinstance(ours.codebook, torch.nn.Parameter)
+    theirs._codebook.embed.data.copy_(ours.codebook.detach()[None])
+    theirs._codebook.embed_avg.data.copy_(ours.codebook.detach()[None])
+    g = torch.Generator().manual_seed(1)
+    # With cosine similarity, after the optimiser's step the codebook rows are off the unit sphere;
+    # tsvq searches and quantises with the re-normalised rows, VectorQuantize with the raw ones (a
+    # dot product, not the cosine), so only the first step is comparable.
+    for step in range(1 if kw.get("use_cosine_sim") else 3):
+        x = torch.randn(4, 6, 16, generator=g)  # 24 vectors: some codes unused
+        (q1, i1, l1), (q2, i2, l2) = ours(x), theirs(x)
+        l1.backward()
+        l2.backward()
+        assert torch.equal(i1, i2)
+        torch.testing.assert_close(l1, l2, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(ours.codebook.grad, theirs._codebook.embed.grad[0], rtol=1e-4, atol=1e-7)
+        assert ours.codebook.grad.abs().max() > 0
+        for p in (ours.codebook, theirs._codebook.embed):
+            with torch.no_grad():
+                p -= 0.5 * p.grad
+            p.grad = None
+        torch.testing.assert_close(ours.codebook, theirs._codebook.embed[0], rtol=1e-5, atol=1e-6)
+    plain = VectorQuantizer(16, 32, decay=0.9, **{k: v for k, v in kw.items() if k == "use_cosine_sim"})
+    plain.load_state_dict(ours.state_dict())
+    x = torch.randn(10, 16)
+    assert ours.eval()(x)[2] == plain.eval()(x)[2]  # eval: the commitment loss, no regulariser
+
+
+@pytest.mark.parametrize("K, D", [(40, 6), (5, 12)], ids=["KxK-larger-than-DxD", "KxK"])
+def test_orthogonal_reg_loss_against_the_cosine_matrix(K, D):
+    g = torch.Generator().manual_seed(0)
+    cb = torch.randn(K, D, generator=g, dtype=torch.float64, requires_grad=True)
+    w = (torch.rand(K, generator=g) < 0.6).double()
+    w[0] = 1
+    c = F.normalize(cb[w.bool()], dim=-1)
+    n = c.shape[0]
+    expected = (c @ c.T).square().sum() / n**2 - 1 / n
+    torch.testing.assert_close(_orthogonal_reg_loss(cb, w), expected)
+    assert torch.autograd.gradcheck(lambda t: _orthogonal_reg_loss(t, w), (cb,))
+    q, _ = torch.linalg.qr(torch.randn(D, D, dtype=torch.float64, generator=g))
+    assert abs(_orthogonal_reg_loss(q[: min(K, D)], torch.ones(min(K, D), dtype=torch.float64))) < 1e-12
+
+
+def test_orthogonal_reg_max_codes_draws_uniformly_among_the_kept_codes(monkeypatch):
+    K, M = 12, 4
+    vq = VectorQuantizer(8, K, orthogonal_reg_weight=1.0, orthogonal_reg_active_codes_only=True,
+                         orthogonal_reg_max_codes=M)
+    seen = []
+    monkeypatch.setattr(vq_module, "_orthogonal_reg_loss", lambda cb, w: seen.append((cb, w)) or cb.sum() * 0)
+    counts = torch.tensor([3.0, 0, 1, 1, 0, 2, 5, 0, 1, 0, 0, 4])  # 7 used codes
+    picked = torch.zeros(K)
+    torch.manual_seed(0)
+    for _ in range(1400):
+        vq._orthogonal_reg(counts, torch.float32)
+        cb, w = seen.pop()
+        rows = torch.cdist(cb.detach(), vq.codebook.detach()).argmin(1)
+        assert cb.shape[0] == M and w.sum() == M and len(set(rows.tolist())) == M
+        assert (counts[rows] > 0).all()
+        picked[rows] += 1
+    assert (picked[counts == 0] == 0).all()
+    torch.testing.assert_close(picked[counts > 0] / 1400, torch.full((7,), M / 7), atol=0.05, rtol=0)
+    vq._orthogonal_reg(torch.tensor([1.0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0]), torch.float32)  # fewer than M used
+    cb, w = seen.pop()
+    assert cb.shape[0] == M and w.sum() == 2
 
 
 def test_gradcheck_float64_commitment():
@@ -328,7 +406,10 @@ def test_bad_input(make, x, exc, match):
     "kw, match",
     [({"codebook_size": 0}, "codebook_size"), ({"dim": 0}, "dim"), ({"decay": 1.0}, "decay"),
      ({"commitment_weight": -1}, "commitment_weight"), ({"commitment_weight": float("nan")}, "commitment_weight"),
-     ({"eps": float("nan")}, "eps"), ({"threshold_ema_dead_code": -1}, "threshold")],
+     ({"eps": float("nan")}, "eps"), ({"threshold_ema_dead_code": -1}, "threshold"),
+     ({"orthogonal_reg_weight": -1.0}, "orthogonal_reg_weight"),
+     ({"orthogonal_reg_weight": float("inf")}, "orthogonal_reg_weight"),
+     ({"orthogonal_reg_max_codes": 0}, "orthogonal_reg_max_codes")],
 )
 def test_bad_constructor(kw, match):
     args = {"dim": 4, "codebook_size": 8, **kw}

@@ -22,6 +22,18 @@ def _distributed() -> bool:
 _ROTATION_EPS = 1e-6  # norm clamp of vector_quantize_pytorch's rotate_to (l2norm / safe_div)
 
 
+def _orthogonal_reg_loss(codebook: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Orthogonal codebook regularisation (Shin et al. 2023, eq. 2, as ``vector_quantize_pytorch``
+    computes it) on the codes with ``weights`` 1 (others 0): with ``c_i`` the L2-normalised codes
+    and n their number, ``sum_ij (c_i . c_j)^2 / n^2 - 1/n``, zero for n orthogonal codes. The sum
+    is ``||C^T C||_F^2`` (a D x D Gram) when K > D, ``||C C^T||_F^2`` otherwise: never K x K for
+    large K, no host synchronisation (the weights select codes without indexing by a mask)."""
+    c = F.normalize(codebook, dim=-1, eps=_ROTATION_EPS) * weights.unsqueeze(1)
+    gram = c.T @ c if c.shape[0] > c.shape[1] else c @ c.T
+    n = weights.sum()
+    return gram.square().sum() / n.square() - 1 / n
+
+
 class _RotationTrick(torch.autograd.Function):
     """Rotation-trick gradient through the quantiser (Fifty et al. 2024, sec. 4.2).
 
@@ -94,6 +106,14 @@ class VectorQuantizer(nn.Module):
         use_cosine_sim: quantise L2-normalised vectors against an L2-normalised codebook.
         rotation_trick: pass gradients with the rotation trick instead of the straight-through
             estimator (default False; see above).
+        orthogonal_reg_weight: weight of the orthogonal codebook regulariser (Shin et al. 2023,
+            "Exploration into Translation-Equivariant Image Quantization", eq. 2):
+            ``sum_ij (c_i . c_j)^2 / n^2 - 1/n`` over the n L2-normalised codes, added to the loss
+            in training. Default 0 (off); > 0 makes the codebook an ``nn.Parameter`` that the
+            optimiser also moves, with an EMA codebook too (as ``VectorQuantize``).
+        orthogonal_reg_active_codes_only: regularise only the codes used in the batch.
+        orthogonal_reg_max_codes: regularise at most this many codes, drawn at random each step
+            (default None = all).
         channel_last: input is ``[B, N, D]`` (default). ``False``: channel-first ``[B, D, N]``.
         accept_image_fmap: input is channel-first ``[B, D, H, W]`` (any number of spatial
             dims is accepted whenever the input is channel-first).
@@ -125,6 +145,9 @@ class VectorQuantizer(nn.Module):
         threshold_ema_dead_code: float = 0,
         use_cosine_sim: bool = False,
         rotation_trick: bool = False,
+        orthogonal_reg_weight: float = 0.0,
+        orthogonal_reg_active_codes_only: bool = False,
+        orthogonal_reg_max_codes: int | None = None,
         channel_last: bool = True,
         accept_image_fmap: bool = False,
         sync_codebook: bool | None = None,
@@ -147,6 +170,10 @@ class VectorQuantizer(nn.Module):
             raise ValueError(f"kmeans_iters must be >= 0, got {kmeans_iters}")
         if threshold_ema_dead_code < 0:
             raise ValueError(f"threshold_ema_dead_code must be >= 0, got {threshold_ema_dead_code}")
+        if not 0.0 <= orthogonal_reg_weight < math.inf:
+            raise ValueError(f"orthogonal_reg_weight must be a finite float >= 0, got {orthogonal_reg_weight}")
+        if orthogonal_reg_max_codes is not None and orthogonal_reg_max_codes < 1:
+            raise ValueError(f"orthogonal_reg_max_codes must be >= 1 or None, got {orthogonal_reg_max_codes}")
         self.dim = dim
         self.codebook_size = codebook_size
         self.codebook_dim = codebook_dim
@@ -158,6 +185,9 @@ class VectorQuantizer(nn.Module):
         self.threshold_ema_dead_code = float(threshold_ema_dead_code)
         self.use_cosine_sim = use_cosine_sim
         self.rotation_trick = bool(rotation_trick)
+        self.orthogonal_reg_weight = float(orthogonal_reg_weight)
+        self.orthogonal_reg_active_codes_only = bool(orthogonal_reg_active_codes_only)
+        self.orthogonal_reg_max_codes = orthogonal_reg_max_codes
         self.channel_last = channel_last
         self.accept_image_fmap = accept_image_fmap
         self.sync_codebook = sync_codebook
@@ -173,7 +203,7 @@ class VectorQuantizer(nn.Module):
             nn.init.kaiming_uniform_(embed)
             if use_cosine_sim:
                 embed = F.normalize(embed, dim=-1)
-        if decay is None:
+        if decay is None or self.orthogonal_reg_weight > 0:  # the regulariser trains it by gradient too
             self.codebook = nn.Parameter(embed)
         else:
             self.register_buffer("codebook", embed)
@@ -294,6 +324,23 @@ class VectorQuantizer(nn.Module):
         self.cluster_size.copy_(torch.where(dead.squeeze(1), torch.full_like(self.cluster_size, thr),
                                             self.cluster_size))
 
+    def _orthogonal_reg(self, counts: torch.Tensor, work: torch.dtype) -> torch.Tensor:
+        """The orthogonal regulariser on the codebook (after this step's EMA update, as
+        ``VectorQuantize``): every code, or the codes of this batch (``counts > 0``, summed over
+        ranks under torch.distributed), at most ``orthogonal_reg_max_codes`` of them drawn at random."""
+        K = self.codebook_size
+        keep = counts > 0 if self.orthogonal_reg_active_codes_only else torch.ones(K, dtype=torch.bool,
+                                                                                   device=counts.device)
+        codebook = self.codebook.to(work)
+        M = self.orthogonal_reg_max_codes
+        if M is not None and M < K:
+            # M codes uniformly among the kept ones (all of them if there are fewer, padded with
+            # dropped codes of weight 0): a fixed-size choice, so no synchronisation.
+            key = torch.where(keep, torch.rand(K, device=counts.device), 2.0)
+            pick = key.topk(M, largest=False).indices
+            codebook, keep = codebook[pick], keep[pick]
+        return _orthogonal_reg_loss(codebook, keep.to(work))
+
     # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Quantise ``x``; see the class docstring for shapes.
@@ -333,6 +380,8 @@ class VectorQuantizer(nn.Module):
             loss = self.commitment_weight * F.mse_loss(flat, quantized.detach())
             if self.decay is None:
                 loss = loss + F.mse_loss(quantized, flat.detach())
+            if self.training and self.orthogonal_reg_weight > 0:
+                loss = loss + self.orthogonal_reg_weight * self._orthogonal_reg(counts, work)
             if self.rotation_trick and flat.requires_grad:
                 out = _RotationTrick.apply(flat, quantized.detach())
             else:
