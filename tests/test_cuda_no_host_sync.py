@@ -72,16 +72,20 @@ def test_barlow_twins_forward_backward_no_sync(N, D):
                                 dict(decay=None), dict(decay=0.8, use_cosine_sim=True),
                                 dict(decay=0.8, rotation_trick=True),
                                 dict(decay=0.8, orthogonal_reg_weight=10.0, orthogonal_reg_active_codes_only=True,
-                                     orthogonal_reg_max_codes=16)],
+                                     orthogonal_reg_max_codes=16),
+                                dict(decay=0.8, threshold_ema_dead_code=2.0, mask=True),
+                                dict(decay=None, mask=True)],
                          ids=["ema", "ema-dead-code-restart", "loss-trained", "cosine", "rotation-trick",
-                              "orthogonal-reg"])
+                              "orthogonal-reg", "mask-ema-dead-code-restart", "mask-loss-trained"])
 def test_vector_quantizer_training_step_no_sync(kw):
+    kw = dict(kw)
+    mask = torch.rand(8, 64, device="cuda") < 0.7 if kw.pop("mask", False) else None
     vq = VectorQuantizer(16, 32, commitment_weight=1.0, **kw).cuda().train()
     x = torch.randn(8, 64, 16, device="cuda", requires_grad=True)
 
     def step():
         x.grad = None
-        q, _, loss = vq(x)
+        q, _, loss = vq(x, mask=mask)
         (q.square().mean() + loss).backward()
         return vq.perplexity, vq.fraction_used
 

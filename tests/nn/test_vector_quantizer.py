@@ -154,9 +154,13 @@ def test_rotation_trick_gradient_is_the_rotation(dtype):
 
 @pytest.mark.parametrize("kw", [dict(rotation_trick=True),
                                 dict(orthogonal_reg_weight=10.0, orthogonal_reg_active_codes_only=True,
-                                     orthogonal_reg_max_codes=8)], ids=["rotation-trick", "orthogonal-reg"])
+                                     orthogonal_reg_max_codes=8),
+                                dict(threshold_ema_dead_code=1.0, mask=True)],
+                         ids=["rotation-trick", "orthogonal-reg", "mask"])
 def test_gradient_options_compile_without_graph_breaks(kw):
     torch._dynamo.reset()
+    kw = dict(kw)
+    mask = (torch.rand(4, 32, generator=torch.Generator().manual_seed(3)) < 0.5) if kw.pop("mask", False) else None
     torch.manual_seed(0)
     vq = VectorQuantizer(8, 16, decay=0.9, **kw)
     ref = VectorQuantizer(8, 16, decay=0.9, **kw)
@@ -168,7 +172,7 @@ def test_gradient_options_compile_without_graph_breaks(kw):
     for m in (compiled, ref):
         torch.manual_seed(1)
         xr = x.clone().requires_grad_()
-        q, _, loss = m(xr)
+        q, _, loss = m(xr, mask=mask)
         ((q * w).sum() + loss).backward()
         outs.append((loss.detach(), xr.grad, m.codebook.grad if m.codebook.requires_grad else None))
     torch.testing.assert_close(outs[0], outs[1])
@@ -245,6 +249,100 @@ def test_orthogonal_reg_max_codes_draws_uniformly_among_the_kept_codes(monkeypat
     vq._orthogonal_reg(torch.tensor([1.0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0]), torch.float32)  # fewer than M used
     cb, w = seen.pop()
     assert cb.shape[0] == M and w.sum() == 2
+
+
+@pytest.mark.parametrize("shape, kw", [((4, 20, 16), {}), ((4, 16, 20), {"channel_last": False}),
+                                       ((4, 20, 16), {"rotation_trick": True})])
+def test_mask_matches_vector_quantize_pytorch(shape, kw):
+    torch.manual_seed(0)
+    ours = VectorQuantizer(16, 8, decay=0.9, **kw)
+    theirs = vqp.VectorQuantize(16, 8, decay=0.9, commitment_weight=1.0, **{"rotation_trick": False, **kw})
+    theirs._codebook.embed.data.copy_(ours.codebook.detach()[None])
+    theirs._codebook.embed_avg.data.copy_(ours.codebook.detach()[None])
+    g = torch.Generator().manual_seed(1)
+    for step in range(3):
+        x = torch.randn(*shape, generator=g)
+        mask = torch.rand(4, 20, generator=g) < 0.7
+        res = []
+        for vq in (ours, theirs):
+            xr = x.clone().requires_grad_()
+            q, i, loss = vq(xr, mask=mask)
+            (q.square().sum() + loss).backward()
+            res.append((q.detach(), i, loss.detach(), xr.grad))
+        (q1, i1, l1, g1), (q2, i2, l2, g2) = res
+        assert torch.equal(i1, i2) and (i1[~mask] == -1).all()
+        torch.testing.assert_close(q1, q2, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(l1, l2, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(g1, g2, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(ours.codebook, theirs.codebook.reshape(8, 16), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(ours.cluster_size, theirs._codebook.cluster_size[0], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("kw", [dict(decay=0.9), dict(decay=None), dict(decay=0.9, use_cosine_sim=True),
+                                dict(decay=0.9, kmeans_init=True), dict(decay=0.9, codebook_dim=5),
+                                dict(decay=0.9, orthogonal_reg_weight=1.0, orthogonal_reg_active_codes_only=True)])
+def test_mask_is_quantising_only_the_real_vectors(kw):
+    # Oracle: the same layer on the real vectors alone, packed into one sequence.
+    torch.manual_seed(0)
+    a = VectorQuantizer(6, 8, **kw)
+    b = VectorQuantizer(6, 8, **kw)
+    b.load_state_dict(a.state_dict())
+    g = torch.Generator().manual_seed(2)
+    for step in range(3):
+        x = torch.randn(3, 10, 6, generator=g)
+        mask = torch.rand(3, 10, generator=g) < 0.6
+        x_pad = torch.where(mask.unsqueeze(-1), x, float("nan"))  # padding holds NaN
+        xa = x_pad.clone().requires_grad_()
+        xb = x[mask].unsqueeze(0).requires_grad_()
+        torch.manual_seed(step)
+        qa, ia, la = a(xa, mask=mask)
+        torch.manual_seed(step)
+        qb, ib, lb = b(xb)
+        torch.testing.assert_close(la, lb)
+        assert torch.equal(ia[mask], ib[0]) and (ia[~mask] == -1).all()
+        torch.testing.assert_close(qa[mask], qb[0])
+        assert (qa[~mask] == 0).all()
+        (qa.square().sum() + la).backward()
+        (qb.square().sum() + lb).backward()
+        torch.testing.assert_close(xa.grad[mask], xb.grad[0])
+        assert (xa.grad[~mask] == 0).all()
+        for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
+            assert torch.isfinite(pa.grad).all(), name
+            torch.testing.assert_close(pa.grad, pb.grad, msg=name)
+            pa.grad = pb.grad = None
+        for (name, ta), tb in zip(a.state_dict().items(), b.state_dict().values()):
+            torch.testing.assert_close(ta, tb, msg=name)
+        torch.testing.assert_close(a.perplexity, b.perplexity)
+
+
+def test_mask_dead_code_restart_takes_real_vectors_only():
+    vq = VectorQuantizer(4, 16, decay=0.9, threshold_ema_dead_code=2.0)
+    x = torch.randn(2, 50, 4) + 3.0
+    mask = torch.zeros(2, 50, dtype=torch.bool)
+    mask[0, :5] = True  # five real vectors, 95 padding (zeros after masking)
+    vq(x, mask=mask)
+    dead_rows = vq.codebook[vq.cluster_size == 2.0]  # restarted codes get cluster size = threshold
+    assert dead_rows.shape[0] > 0
+    assert (torch.cdist(dead_rows, x[0, :5]).min(1).values < 1e-6).all()
+    vq(x, mask=torch.zeros(2, 50, dtype=torch.bool))  # padding only: nothing to restart from, no error
+    assert torch.isfinite(vq.codebook).all()
+
+
+@pytest.mark.parametrize(
+    "kw, x, mask, exc, match",
+    [
+        ({}, torch.randn(4, 5, 8), torch.ones(4, 6, dtype=torch.bool), ValueError, r"shape \[B, N\] = \[4, 5\]"),
+        ({}, torch.randn(4, 5, 8), torch.ones(4, 5), TypeError, "bool tensor"),
+        ({}, torch.randn(4, 8), torch.ones(4, 1, dtype=torch.bool), ValueError, "sequence input"),
+        ({"accept_image_fmap": True}, torch.randn(2, 8, 3, 3), torch.ones(2, 9, dtype=torch.bool), ValueError,
+         "sequence input"),
+        ({"channel_last": False}, torch.randn(4, 8, 5), torch.ones(4, 8, dtype=torch.bool), ValueError,
+         r"\[4, 5\]"),
+    ],
+)
+def test_bad_mask(kw, x, mask, exc, match):
+    with pytest.raises(exc, match=match):
+        VectorQuantizer(8, 4, **kw)(x, mask=mask)
 
 
 def test_gradcheck_float64_commitment():

@@ -1,6 +1,7 @@
 """``VectorQuantizer``: a drop-in vector-quantisation layer on the tsvq kernels."""
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -17,6 +18,18 @@ _USAGE_DECAY = 0.99  # EMA of code usage kept for statistics when the codebook i
 
 def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def _counts(indices: torch.Tensor, valid: torch.Tensor | None, K: int, dtype: torch.dtype) -> torch.Tensor:
+    """Vectors per code, counting only rows with ``valid`` True (all when None)."""
+    weights = torch.ones_like(indices, dtype=dtype) if valid is None else valid.to(dtype)
+    return torch.zeros(K, dtype=dtype, device=indices.device).index_add_(0, indices, weights)
+
+
+def _masked_mse(a: torch.Tensor, b: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over the rows with ``valid`` True (0 when there are none)."""
+    rows = (a - b).square().sum(1)
+    return (rows * valid.to(rows.dtype)).sum() / (valid.sum() * a.shape[1]).clamp_min(1)
 
 
 _ROTATION_EPS = 1e-6  # norm clamp of vector_quantize_pytorch's rotate_to (l2norm / safe_div)
@@ -122,14 +135,19 @@ class VectorQuantizer(nn.Module):
 
     Shapes:
         input: ``Tensor[B, D]``, ``Tensor[B, N, D]`` or channel-first ``Tensor[B, D, *S]``.
+        mask (optional, ``forward(x, mask=...)``): bool ``Tensor[B, N]`` for sequences (``[B, N, D]``
+            or ``[B, D, N]``), False at padding: padding is left out of the losses, the codebook
+            statistics, k-means and dead-code restarts, and returns 0 and index -1.
         quantized: same shape and dtype as the input.
         indices: int64, the input shape without D (``[B]``, ``[B, N]`` or ``[B, *S]``).
         loss: scalar float32 (float64 for float64 inputs).
 
     Raises:
         ValueError: bad constructor values, wrong input rank or D, empty batch, NaN/inf input
-            on CPU (on CUDA such vectors give a NaN loss, see :func:`tsvq.ops.nearest_code`).
-        TypeError: non-float input.
+            on CPU (on CUDA such vectors give a NaN loss, see :func:`tsvq.ops.nearest_code`;
+            padding under ``mask`` may hold anything), a ``mask`` of the wrong shape or device,
+            or with input that is not a sequence.
+        TypeError: non-float input, non-bool ``mask``.
     """
 
     def __init__(
@@ -282,20 +300,25 @@ class VectorQuantizer(nn.Module):
         self._initted = True
 
     @torch.no_grad()
-    def _update_codebook(self, flat: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
-        """EMA update (or usage tracking for a loss-trained codebook); returns batch counts."""
+    def _update_codebook(self, flat: torch.Tensor, indices: torch.Tensor,
+                         valid: torch.Tensor | None = None) -> torch.Tensor:
+        """EMA update (or usage tracking for a loss-trained codebook) from the rows with ``valid``
+        True (all rows when None; the others are zero); returns the batch counts."""
         sync = self._sync()
         K = self.codebook_size
         if self.decay is None:
-            counts = torch.zeros(K, dtype=self.cluster_size.dtype, device=flat.device)
-            counts.index_add_(0, indices, torch.ones_like(indices, dtype=counts.dtype))
+            counts = _counts(indices, valid, K, self.cluster_size.dtype)
             if sync:
                 dist.all_reduce(counts)
             self.cluster_size.mul_(_USAGE_DECAY).add_(counts, alpha=1 - _USAGE_DECAY)
-        elif sync:
+        elif sync or valid is not None:
+            # Padding rows are zero, so they add nothing to the sums; the counts skip them.
             counts, sums = code_stats(flat, indices, K)
-            dist.all_reduce(counts)
-            dist.all_reduce(sums)
+            if valid is not None:
+                counts = _counts(indices, valid, K, counts.dtype)
+            if sync:
+                dist.all_reduce(counts)
+                dist.all_reduce(sums)
             ema_apply_(self.cluster_size, self.embed_sum, self.codebook, counts, sums, self.decay, self.eps)
         else:
             counts = ema_codebook_update_(self.cluster_size, self.embed_sum, self.codebook, flat,
@@ -303,19 +326,27 @@ class VectorQuantizer(nn.Module):
         if self.decay is not None and self.use_cosine_sim:
             self.codebook.copy_(F.normalize(self.codebook, dim=-1))
         if self.threshold_ema_dead_code > 0:
-            self._restart_dead_codes(flat, sync)
+            self._restart_dead_codes(flat, sync, valid)
         return counts
 
     @torch.no_grad()
-    def _restart_dead_codes(self, flat: torch.Tensor, sync: bool) -> None:
-        """Replace codes whose EMA cluster size < threshold by random rows of the batch.
+    def _restart_dead_codes(self, flat: torch.Tensor, sync: bool, valid: torch.Tensor | None = None) -> None:
+        """Replace codes whose EMA cluster size < threshold by random rows of the batch (rows
+        with ``valid`` True only).
 
         Device-side selection with ``torch.where``: no ``.item()``, no host synchronisation.
         Under ``torch.distributed`` the replacement rows come from rank 0.
         """
         thr = self.threshold_ema_dead_code
         dead = (self.cluster_size < thr).unsqueeze(1)
-        pick = torch.randint(0, flat.shape[0], (self.codebook_size,), device=flat.device)
+        if valid is None:
+            pick = torch.randint(0, flat.shape[0], (self.codebook_size,), device=flat.device)
+        else:
+            # The r-th valid row, r uniform: searchsorted on the running count of valid rows.
+            running = valid.cumsum(0)
+            r = (torch.rand(self.codebook_size, device=flat.device) * running[-1]).long()
+            pick = torch.searchsorted(running, r + 1).clamp_max(flat.shape[0] - 1)
+            dead = dead & (running[-1] > 0)  # a batch of padding only restarts nothing
         samples = flat[pick].to(self.codebook.dtype)
         if sync:
             dist.broadcast(samples, src=0)
@@ -342,8 +373,17 @@ class VectorQuantizer(nn.Module):
         return _orthogonal_reg_loss(codebook, keep.to(work))
 
     # ------------------------------------------------------------------ forward
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Quantise ``x``; see the class docstring for shapes.
+
+        Args:
+            x: the vectors, in one of the layouts of the class docstring.
+            mask: optional bool ``Tensor[B, N]`` for sequence input (``[B, N, D]``, or
+                ``[B, D, N]`` channel-first): True at real vectors, False at padding (as
+                ``VectorQuantize``'s ``mask``). Padding, whatever it holds (NaN included), takes
+                no part in the losses, the EMA statistics, k-means or dead-code restarts; its
+                ``quantized`` is 0 and its index -1.
 
         Returns:
             (quantized, indices, loss).
@@ -356,6 +396,11 @@ class VectorQuantizer(nn.Module):
             raise ValueError(f"x must have D == dim == {self.dim} in {where}, got shape {list(x.shape)}")
         if vectors.shape[0] * vectors.shape[1] == 0:
             raise ValueError(f"x is an empty batch (shape {list(x.shape)}): nothing to quantise")
+        valid = None
+        if mask is not None:
+            self._check_mask(mask, x, vectors)
+            vectors = torch.where(mask.unsqueeze(-1), vectors, 0.0)  # padding may be NaN
+            valid = mask.reshape(-1)
         z = self.project_in(vectors)
         B, N, Dc = z.shape
         with torch.autocast(device_type=z.device.type, enabled=False):
@@ -365,21 +410,23 @@ class VectorQuantizer(nn.Module):
             if self.use_cosine_sim:
                 flat = F.normalize(flat, dim=-1)
                 codebook = F.normalize(codebook, dim=-1)
+            if valid is not None:
+                flat = torch.where(valid.unsqueeze(1), flat, 0.0)  # project_in's bias
             if self.training and not self._initted:
-                self._kmeans_init(flat)
+                self._kmeans_init(flat if valid is None else flat[valid])
                 codebook = self.codebook.to(work)
             indices, _ = nearest_code(flat.detach(), codebook.detach())
             # Gather before the in-place EMA update: z_q uses the codebook the search used.
             quantized = F.embedding(indices.clamp_min(0), codebook)
             if self.training:
-                counts = self._update_codebook(flat.detach(), indices)
+                counts = self._update_codebook(flat.detach(), indices, valid)
             else:
-                counts = torch.zeros(self.codebook_size, dtype=self.batch_counts.dtype, device=flat.device)
-                counts.index_add_(0, indices.clamp_min(0), torch.ones_like(indices, dtype=counts.dtype))
+                counts = _counts(indices.clamp_min(0), valid, self.codebook_size, self.batch_counts.dtype)
             self.batch_counts.copy_(counts)
-            loss = self.commitment_weight * F.mse_loss(flat, quantized.detach())
+            mse = F.mse_loss if valid is None else functools.partial(_masked_mse, valid=valid)
+            loss = self.commitment_weight * mse(flat, quantized.detach())
             if self.decay is None:
-                loss = loss + F.mse_loss(quantized, flat.detach())
+                loss = loss + mse(quantized, flat.detach())
             if self.training and self.orthogonal_reg_weight > 0:
                 loss = loss + self.orthogonal_reg_weight * self._orthogonal_reg(counts, work)
             if self.rotation_trick and flat.requires_grad:
@@ -387,8 +434,24 @@ class VectorQuantizer(nn.Module):
             else:
                 out = flat + (quantized - flat).detach()  # straight-through estimator
         out = self.project_out(out.reshape(B, N, Dc).to(z.dtype))
+        indices = indices.reshape(B, N)
+        if mask is not None:
+            out = torch.where(mask.unsqueeze(-1), out, 0.0)
+            indices = torch.where(mask, indices, -1)
         return self._from_vectors(out, x).to(x.dtype), self._from_vectors(
-            indices.reshape(B, N, 1), x).squeeze(1 if self._channel_first(x) else -1), loss
+            indices.unsqueeze(-1), x).squeeze(1 if self._channel_first(x) else -1), loss
+
+    def _check_mask(self, mask: torch.Tensor, x: torch.Tensor, vectors: torch.Tensor) -> None:
+        if x.dim() != 3 or self.accept_image_fmap:
+            raise ValueError("mask is for sequence input, x: Tensor[B, N, D] (or channel-first Tensor[B, D, N]); "
+                             f"got x of shape {list(x.shape)}" + (" with accept_image_fmap=True"
+                                                                   if self.accept_image_fmap else ""))
+        if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
+            raise TypeError(f"mask must be a bool tensor, got {getattr(mask, 'dtype', type(mask).__name__)}")
+        if mask.shape != vectors.shape[:2]:
+            raise ValueError(f"mask must have shape [B, N] = {list(vectors.shape[:2])}, got {list(mask.shape)}")
+        if mask.device != x.device:
+            raise ValueError(f"mask is on {mask.device}, x on {x.device}: they must be on the same device")
 
     # ------------------------------------------------------------------ indices -> codes
     def get_codes_from_indices(self, indices: torch.Tensor) -> torch.Tensor:
