@@ -1,10 +1,11 @@
-"""tsvq vs pure PyTorch for the vector quantiser: nearest-codeword search and a full layer step.
+"""tsvq vs pure PyTorch for the vector quantiser: nearest-codeword search, a full layer step (with
+the straight-through estimator and with the rotation trick) and an 8-layer residual quantiser step.
 
     pytest benchmarks/bench_vq.py --benchmark-json=out.json
     python benchmarks/summarize.py out.json   # ratios to the reference, Markdown
 
 Groups (one per shape and device) hold tsvq and its baselines; correctness is asserted before
-timing (tsvq.bench.nearest_code_case / layer_step_case). Shapes (N, K, D): (5120, 32, 64) = one
+timing (tsvq.bench.nearest_code_case / layer_step_case / residual_vq_step_case). Shapes (N, K, D): (5120, 32, 64) = one
 NC-VQVAE batch of latents, (65536, 1024, 64), and on CUDA also (262144, 8192, 256).
 """
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import pytest
 from conftest import cases, run_case
 
-from tsvq.bench import layer_step_case, nearest_code_case
+from tsvq.bench import layer_step_case, nearest_code_case, residual_vq_step_case
 
 SHAPES = [(5120, 32, 64), (65536, 1024, 64), (262144, 8192, 256)]
 
@@ -69,3 +70,11 @@ def test_layer_training_step_rotation_trick(benchmark, impl, device, shape):
     """The same step with the rotation trick on both sides (VectorQuantize's default gradient)."""
     pytest.importorskip("vector_quantize_pytorch")
     run_case(benchmark, layer_step_case(*shape, device, rotation_trick=True), impl, device, _rounds(shape, device))
+
+
+@pytest.mark.parametrize("impl", ["tsvq", "vector_quantize_pytorch"])
+@pytest.mark.parametrize("device, shape", list(cases([(65536, 1024, 64)], cpu_max_rows=65536)))
+def test_residual_vq_training_step(benchmark, impl, device, shape):
+    """Forward + backward + EMA updates of an 8-layer residual quantiser (SoundStream-style RVQ)."""
+    pytest.importorskip("vector_quantize_pytorch")
+    run_case(benchmark, residual_vq_step_case(*shape, 8, device), impl, device, 5)

@@ -20,6 +20,7 @@ SMALL_CASES = [
     ("layer_step", lambda d: bench.layer_step_case(2048, 16, 8, d), ["vector_quantize_pytorch"]),
     ("layer_step_rotation_trick", lambda d: bench.layer_step_case(2048, 16, 8, d, rotation_trick=True),
      ["vector_quantize_pytorch"]),
+    ("residual_vq_step", lambda d: bench.residual_vq_step_case(2048, 16, 8, 3, d), ["vector_quantize_pytorch"]),
     ("ema_update", lambda d: bench.ema_update_case(300, 16, 8, d), ["reference"]),
     ("stft", lambda d: bench.stft_case(6, 64, 8, d), ["torch"]),
     ("istft", lambda d: bench.istft_case(6, 64, 32, d), ["torch"]),
@@ -34,7 +35,7 @@ SMALL_CASES = [
 @needs_ops
 @pytest.mark.parametrize("name,build,baselines", SMALL_CASES, ids=[c[0] for c in SMALL_CASES])
 def test_case_builds_checks_and_runs(name, build, baselines, device):
-    if name.startswith("layer_step"):
+    if name.startswith(("layer_step", "residual_vq")):
         pytest.importorskip("vector_quantize_pytorch")
     case = build(device)
     assert sorted(case.baselines) == sorted(baselines) and case.items > 0 and case.info["op"]

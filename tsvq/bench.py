@@ -206,6 +206,41 @@ def layer_step_case(N: int, K: int, D: int, device, rotation_trick: bool = False
                 dict(op="layer_step", N=N, K=K, D=D, rotation_trick=rotation_trick))
 
 
+def residual_vq_step_case(N: int, K: int, D: int, Q: int, device) -> Case:
+    """Forward + backward + EMA updates of :class:`tsvq.nn.ResidualVectorQuantizer` (``Q`` layers)
+    on ``N`` vectors in batches of 1024 against ``vector_quantize_pytorch.ResidualVQ`` from the same
+    codebooks (decay 0.8, beta 1, straight-through). Raises ImportError without that package."""
+    import vector_quantize_pytorch as vqp
+
+    from .nn import ResidualVectorQuantizer
+
+    _need_ops()
+    torch.manual_seed(0)
+    x = torch.randn(N // 1024, 1024, D, device=device, requires_grad=True)
+    torch.manual_seed(0)
+    ours = ResidualVectorQuantizer(D, Q, K, decay=0.8, commitment_weight=1.0)
+    theirs = vqp.ResidualVQ(dim=D, num_quantizers=Q, codebook_size=K, decay=0.8, commitment_weight=1.0,
+                            rotation_trick=False)
+    for a, b in zip(ours.layers, theirs.layers):
+        b._codebook.embed.data.copy_(a.codebook[None])
+        b._codebook.embed_avg.data.copy_(a.codebook[None])
+    ours, theirs = ours.to(device).train(), theirs.to(device).train()
+    with torch.no_grad():
+        if (ours(x)[1] == theirs(x)[1]).float().mean() <= 0.999:
+            raise AssertionError("residual vq step: tsvq and vector_quantize_pytorch chose different codes")
+
+    def make_step(layer):
+        def step():
+            q, _, losses = layer(x)
+            (q.sum() * 1e-6 + losses.sum()).backward()
+            return losses
+        return step
+
+    return Case(f"residual vq step {torch.device(device).type} N={N} K={K} D={D} Q={Q}", make_step(ours),
+                {"vector_quantize_pytorch": make_step(theirs)}, N, "vectors",
+                dict(op="residual_vq_step", N=N, K=K, D=D, Q=Q))
+
+
 def _series(BC: int, L: int, n_fft: int, device):
     g = torch.Generator().manual_seed(0)
     return torch.randn(BC, 1, L, generator=g).to(device), torch.hann_window(n_fft, device=device), n_fft // 4

@@ -1,8 +1,9 @@
 """Neural-network layers of tsvq: the vector quantizer and the SSL losses/projector."""
 from .kmeans import kmeans
 from .losses import BarlowTwinsLoss, IterNorm, NTXentLoss, Projector, VIbCRegLoss, VICRegLoss
+from .residual_vq import ResidualVectorQuantizer
 from .stft import ISTFT, STFT
 from .vector_quantizer import VectorQuantizer
 
-__all__ = ["VectorQuantizer", "STFT", "ISTFT", "kmeans", "BarlowTwinsLoss", "VICRegLoss", "VIbCRegLoss", "NTXentLoss",
+__all__ = ["VectorQuantizer", "ResidualVectorQuantizer", "STFT", "ISTFT", "kmeans", "BarlowTwinsLoss", "VICRegLoss", "VIbCRegLoss", "NTXentLoss",
            "IterNorm", "Projector"]

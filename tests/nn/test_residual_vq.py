@@ -1,0 +1,99 @@
+import pytest
+import torch
+
+from tsvq.nn import ResidualVectorQuantizer, VectorQuantizer
+
+vqp = pytest.importorskip("vector_quantize_pytorch")
+
+
+def _pair(Q=3, K=8, dim=16, **kw):
+    torch.manual_seed(0)
+    ours = ResidualVectorQuantizer(dim, Q, K, decay=0.9, **kw)
+    theirs = vqp.ResidualVQ(dim=dim, num_quantizers=Q, codebook_size=K, decay=0.9, **{"rotation_trick": False, **kw})
+    for a, b in zip(ours.layers, theirs.layers):
+        b._codebook.embed.data.copy_(a.codebook.detach()[None])
+        b._codebook.embed_avg.data.copy_(a.codebook.detach()[None])
+    return ours, theirs
+
+
+@pytest.mark.parametrize("kw, masked", [({}, False), ({"rotation_trick": True}, False), ({}, True),
+                                        ({"commitment_weight": 0.25, "threshold_ema_dead_code": 0}, False)],
+                         ids=["ste", "rotation-trick", "mask", "beta"])
+def test_matches_residual_vq_over_training_steps(kw, masked):
+    ours, theirs = _pair(**kw)
+    g = torch.Generator().manual_seed(1)
+    for step in range(3):
+        x = torch.randn(4, 20, 16, generator=g) * (1 + step)
+        mask = torch.rand(4, 20, generator=g) < 0.7 if masked else None
+        res = []
+        for m in (ours, theirs):
+            xr = x.clone().requires_grad_()
+            q, i, losses = m(xr, mask=mask)
+            (q.square().sum() + losses.sum()).backward()
+            res.append((q.detach(), i, losses.detach(), xr.grad))
+        (q1, i1, l1, g1), (q2, i2, l2, g2) = res
+        assert i1.shape == (4, 20, 3) and l1.shape == (3,)
+        assert torch.equal(i1, i2)
+        torch.testing.assert_close(q1, q2, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(l1, l2, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(g1, g2, rtol=1e-4, atol=1e-5)
+        for a, b in zip(ours.layers, theirs.layers):
+            torch.testing.assert_close(a.codebook, b.codebook.reshape(a.codebook.shape), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kw, shape", [({}, (3, 7, 6)), ({"channel_last": False}, (3, 6, 7)),
+                                       ({"accept_image_fmap": True}, (2, 6, 3, 4)), ({}, (5, 6))])
+def test_each_layer_quantises_the_residual_and_codes_sum_back(kw, shape):
+    torch.manual_seed(0)
+    rvq = ResidualVectorQuantizer(6, 3, 8, **kw).eval()
+    x = torch.randn(*shape)
+    q, idx, losses = rvq(x)
+    assert q.shape == x.shape and idx.shape[-1] == 3 and losses.shape == (3,)
+    torch.testing.assert_close(rvq.indices_to_codes(idx), q)
+    # Layer by layer: layer i sees x minus the previous layers' output.
+    residual, total = x, torch.zeros_like(x)
+    for i, layer in enumerate(rvq.layers):
+        qi, ii, li = layer(residual)
+        assert torch.equal(ii, idx[..., i])
+        torch.testing.assert_close(li, losses[i])
+        residual, total = residual - qi, total + qi
+    torch.testing.assert_close(total, q)
+    assert rvq.codebooks.shape == (3, 8, 6)
+
+
+def test_masked_padding_is_zero_and_indices_minus_one():
+    rvq = ResidualVectorQuantizer(4, 2, 8).eval()
+    x = torch.randn(2, 5, 4)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 0, 1, 1, 1]], dtype=torch.bool)
+    x[~mask] = float("nan")
+    q, idx, losses = rvq(x, mask=mask)
+    assert (q[~mask] == 0).all() and (idx[~mask] == -1).all() and torch.isfinite(losses).all()
+    torch.testing.assert_close(rvq.indices_to_codes(idx), q)
+
+
+def test_one_quantizer_is_the_plain_layer():
+    torch.manual_seed(0)
+    rvq = ResidualVectorQuantizer(6, 1, 8, decay=0.8)
+    vq = VectorQuantizer(6, 8, decay=0.8)
+    vq.load_state_dict(rvq.layers[0].state_dict())
+    x = torch.randn(4, 9, 6)
+    (q1, i1, l1), (q2, i2, l2) = rvq(x), vq(x)
+    assert torch.equal(q1, q2) and torch.equal(i1[..., 0], i2) and torch.equal(l1[0], l2)
+
+
+@pytest.mark.parametrize("kw, exc, match", [
+    (dict(num_quantizers=0), ValueError, "num_quantizers"),
+    (dict(codebook_dim=3), ValueError, "codebook_dim"),
+    (dict(codebook_size=0), ValueError, "codebook_size"),
+])
+def test_bad_constructor(kw, exc, match):
+    with pytest.raises(exc, match=match):
+        ResidualVectorQuantizer(**{"dim": 4, "num_quantizers": 2, "codebook_size": 8, **kw})
+
+
+def test_bad_indices():
+    rvq = ResidualVectorQuantizer(4, 2, 8)
+    with pytest.raises(ValueError, match="Q = num_quantizers = 2"):
+        rvq.indices_to_codes(torch.zeros(3, 5, 3, dtype=torch.long))
+    with pytest.raises(TypeError, match="integer"):
+        rvq.indices_to_codes(torch.zeros(3, 2))
