@@ -188,22 +188,28 @@ def layer_step_case(N: int, K: int, D: int, device, rotation_trick: bool = False
     theirs = vqp.VectorQuantize(D, K, decay=0.8, commitment_weight=1.0, rotation_trick=rotation_trick)
     theirs._codebook.embed[0].copy_(ours.codebook)
     theirs._codebook.embed_avg.data.copy_(ours.codebook[None])
+    rt = " rotation trick" if rotation_trick else ""
+    return _quantizer_step_case(f"vq layer step{rt} {torch.device(device).type} N={N} K={K} D={D}", ours, theirs, x,
+                                device, dict(op="layer_step", N=N, K=K, D=D, rotation_trick=rotation_trick))
+
+
+def _quantizer_step_case(group: str, ours, theirs, x: torch.Tensor, device, info: dict) -> Case:
+    """A training step (forward, backward of output and losses, EMA updates) of two quantisers
+    that return ``(quantized, indices, loss or losses)``, after checking they pick the same codes."""
     ours, theirs = ours.to(device).train(), theirs.to(device).train()
     with torch.no_grad():
         if (ours(x)[1] == theirs(x)[1]).float().mean() <= 0.999:
-            raise AssertionError("vq layer step: tsvq and vector_quantize_pytorch chose different codes")
+            raise AssertionError(f"{group}: tsvq and vector_quantize_pytorch chose different codes")
 
     def make_step(layer):
         def step():
             q, _, loss = layer(x)
-            (q.sum() * 1e-6 + loss).backward()
+            (q.sum() * 1e-6 + loss.sum()).backward()
             return loss
         return step
 
-    rt = " rotation trick" if rotation_trick else ""
-    return Case(f"vq layer step{rt} {torch.device(device).type} N={N} K={K} D={D}", make_step(ours),
-                {"vector_quantize_pytorch": make_step(theirs)}, N, "vectors",
-                dict(op="layer_step", N=N, K=K, D=D, rotation_trick=rotation_trick))
+    return Case(group, make_step(ours), {"vector_quantize_pytorch": make_step(theirs)}, x.shape[0] * x.shape[1],
+                "vectors", info)
 
 
 def residual_vq_step_case(N: int, K: int, D: int, Q: int, device) -> Case:
@@ -224,21 +230,8 @@ def residual_vq_step_case(N: int, K: int, D: int, Q: int, device) -> Case:
     for a, b in zip(ours.layers, theirs.layers):
         b._codebook.embed.data.copy_(a.codebook[None])
         b._codebook.embed_avg.data.copy_(a.codebook[None])
-    ours, theirs = ours.to(device).train(), theirs.to(device).train()
-    with torch.no_grad():
-        if (ours(x)[1] == theirs(x)[1]).float().mean() <= 0.999:
-            raise AssertionError("residual vq step: tsvq and vector_quantize_pytorch chose different codes")
-
-    def make_step(layer):
-        def step():
-            q, _, losses = layer(x)
-            (q.sum() * 1e-6 + losses.sum()).backward()
-            return losses
-        return step
-
-    return Case(f"residual vq step {torch.device(device).type} N={N} K={K} D={D} Q={Q}", make_step(ours),
-                {"vector_quantize_pytorch": make_step(theirs)}, N, "vectors",
-                dict(op="residual_vq_step", N=N, K=K, D=D, Q=Q))
+    return _quantizer_step_case(f"residual vq step {torch.device(device).type} N={N} K={K} D={D} Q={Q}", ours, theirs,
+                                x, device, dict(op="residual_vq_step", N=N, K=K, D=D, Q=Q))
 
 
 def _series(BC: int, L: int, n_fft: int, device):

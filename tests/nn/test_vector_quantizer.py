@@ -15,9 +15,13 @@ vqp = pytest.importorskip("vector_quantize_pytorch")
 
 
 def _pair(dim=16, K=8, decay=0.9, **kw):
+    """tsvq's layer and VectorQuantize with the same codebook (and projections)."""
     torch.manual_seed(0)
     ours = VectorQuantizer(dim, K, decay=decay, **kw)
-    theirs = vqp.VectorQuantize(dim, K, decay=decay, commitment_weight=1.0, rotation_trick=False, **kw)
+    theirs = vqp.VectorQuantize(dim, K, decay=decay, commitment_weight=1.0, **{"rotation_trick": False, **kw})
+    if not isinstance(ours.project_in, torch.nn.Identity):
+        theirs.project_in.load_state_dict(ours.project_in.state_dict())
+        theirs.project_out.load_state_dict(ours.project_out.state_dict())
     theirs._codebook.embed.data.copy_(ours.codebook.detach()[None])
     theirs._codebook.embed_avg.data.copy_(ours.codebook.detach()[None])
     return ours, theirs
@@ -60,19 +64,6 @@ def test_straight_through_gradient_and_commitment_gradient():
     torch.testing.assert_close(gl, 0.25 * 2 * (x - codes).detach() / x.numel())
 
 
-def _pair_rotation(dim, K, **kw):
-    torch.manual_seed(0)
-    ours = VectorQuantizer(dim, K, decay=0.9, rotation_trick=True, **kw)
-    theirs = vqp.VectorQuantize(dim, K, decay=0.9, commitment_weight=1.0, rotation_trick=True, **kw)
-    theirs.load_state_dict({k: v for k, v in theirs.state_dict().items()}, strict=True)
-    if not isinstance(ours.project_in, torch.nn.Identity):
-        theirs.project_in.load_state_dict(ours.project_in.state_dict())
-        theirs.project_out.load_state_dict(ours.project_out.state_dict())
-    theirs._codebook.embed.data.copy_(ours.codebook.detach()[None])
-    theirs._codebook.embed_avg.data.copy_(ours.codebook.detach()[None])
-    return ours, theirs
-
-
 @pytest.mark.parametrize(
     "shape, kw",
     [
@@ -86,7 +77,7 @@ def _pair_rotation(dim, K, **kw):
 def test_rotation_trick_matches_vector_quantize_pytorch(shape, kw):
     # Same codes, outputs, losses, EMA codebooks and input gradients as VectorQuantize's
     # rotation trick (its default gradient) over several training steps.
-    ours, theirs = _pair_rotation(16, 8, **kw)
+    ours, theirs = _pair(16, 8, rotation_trick=True, **kw)
     g = torch.Generator().manual_seed(2)
     for step in range(3):
         x = torch.randn(*shape, generator=g) + 0.3 * step
@@ -183,12 +174,8 @@ def test_gradient_options_compile_without_graph_breaks(kw):
 def test_orthogonal_reg_matches_vector_quantize_pytorch(kw):
     # Loss, codes and codebook gradient equal VectorQuantize(orthogonal_reg_weight=10) over steps in
     # which an optimiser also moves the (EMA) codebook; max_codes >= K draws nothing.
-    torch.manual_seed(0)
-    ours = VectorQuantizer(16, 32, decay=0.9, orthogonal_reg_weight=10.0, **kw)
-    theirs = vqp.VectorQuantize(16, 32, decay=0.9, orthogonal_reg_weight=10.0, rotation_trick=False, **kw)
+    ours, theirs = _pair(16, 32, orthogonal_reg_weight=10.0, **kw)
     assert isinstance(ours.codebook, torch.nn.Parameter)
-    theirs._codebook.embed.data.copy_(ours.codebook.detach()[None])
-    theirs._codebook.embed_avg.data.copy_(ours.codebook.detach()[None])
     g = torch.Generator().manual_seed(1)
     # With cosine similarity, after the optimiser's step the codebook rows are off the unit sphere;
     # tsvq searches and quantises with the re-normalised rows, VectorQuantize with the raw ones (a
@@ -254,11 +241,7 @@ def test_orthogonal_reg_max_codes_draws_uniformly_among_the_kept_codes(monkeypat
 @pytest.mark.parametrize("shape, kw", [((4, 20, 16), {}), ((4, 16, 20), {"channel_last": False}),
                                        ((4, 20, 16), {"rotation_trick": True})])
 def test_mask_matches_vector_quantize_pytorch(shape, kw):
-    torch.manual_seed(0)
-    ours = VectorQuantizer(16, 8, decay=0.9, **kw)
-    theirs = vqp.VectorQuantize(16, 8, decay=0.9, commitment_weight=1.0, **{"rotation_trick": False, **kw})
-    theirs._codebook.embed.data.copy_(ours.codebook.detach()[None])
-    theirs._codebook.embed_avg.data.copy_(ours.codebook.detach()[None])
+    ours, theirs = _pair(16, 8, **kw)
     g = torch.Generator().manual_seed(1)
     for step in range(3):
         x = torch.randn(*shape, generator=g)
