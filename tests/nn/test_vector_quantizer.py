@@ -328,6 +328,41 @@ def test_bad_mask(kw, x, mask, exc, match):
         VectorQuantizer(8, 4, **kw)(x, mask=mask)
 
 
+def test_freeze_codebook_matches_vector_quantize_pytorch():
+    ours, theirs = _pair(freeze_codebook=True, threshold_ema_dead_code=2.0)
+    before = ours.codebook.clone()
+    g = torch.Generator().manual_seed(1)
+    for step in range(3):
+        x = torch.randn(4, 50, 16, generator=g) + step
+        (q1, i1, l1), (q2, i2, l2) = ours(x), theirs(x)
+        assert torch.equal(i1, i2)
+        torch.testing.assert_close(q1, q2)
+        torch.testing.assert_close(l1, l2)
+    assert torch.equal(ours.codebook, before) and (ours.cluster_size == 1).all()
+    assert ours.fraction_used > 0  # the batch statistics are still kept
+
+
+@pytest.mark.parametrize("kw", [dict(decay=0.9, threshold_ema_dead_code=5.0), dict(decay=None),
+                                dict(decay=0.9, orthogonal_reg_weight=1.0)])
+def test_freeze_codebook_leaves_the_codebook_alone(kw):
+    torch.manual_seed(0)
+    vq = VectorQuantizer(8, 16, freeze_codebook=True, **kw)
+    state = {k: v.clone() for k, v in vq.state_dict().items()}
+    x = torch.randn(64, 8, requires_grad=True)
+    q, idx, loss = vq(x)
+    (q.square().sum() + loss).backward()
+    for k, v in vq.state_dict().items():
+        assert torch.equal(v, state[k]), k
+    assert vq.codebook.grad is None or not vq.codebook.grad.any()
+    assert x.grad is not None and x.grad.abs().sum() > 0  # the encoder still learns
+    vq.freeze_codebook = False
+    q, idx, loss = vq(x.detach())
+    if loss.requires_grad:
+        loss.backward()
+    changed = not torch.equal(vq.codebook, state["codebook"]) or (vq.codebook.grad is not None and vq.codebook.grad.any())
+    assert changed
+
+
 def test_gradcheck_float64_commitment():
     vq = VectorQuantizer(4, 6, decay=0.9).double().eval()
     x = torch.randn(5, 4, dtype=torch.float64, requires_grad=True)

@@ -127,6 +127,9 @@ class VectorQuantizer(nn.Module):
         orthogonal_reg_active_codes_only: regularise only the codes used in the batch.
         orthogonal_reg_max_codes: regularise at most this many codes, drawn at random each step
             (default None = all).
+        freeze_codebook: in training mode too, leave the codebook as it is: no EMA update or
+            dead-code restart, no gradient from the codebook loss or the orthogonal regulariser
+            (k-means initialisation still runs once). An attribute; set it at any time.
         channel_last: input is ``[B, N, D]`` (default). ``False``: channel-first ``[B, D, N]``.
         accept_image_fmap: input is channel-first ``[B, D, H, W]`` (any number of spatial
             dims is accepted whenever the input is channel-first).
@@ -166,6 +169,7 @@ class VectorQuantizer(nn.Module):
         orthogonal_reg_weight: float = 0.0,
         orthogonal_reg_active_codes_only: bool = False,
         orthogonal_reg_max_codes: int | None = None,
+        freeze_codebook: bool = False,
         channel_last: bool = True,
         accept_image_fmap: bool = False,
         sync_codebook: bool | None = None,
@@ -206,6 +210,7 @@ class VectorQuantizer(nn.Module):
         self.orthogonal_reg_weight = float(orthogonal_reg_weight)
         self.orthogonal_reg_active_codes_only = bool(orthogonal_reg_active_codes_only)
         self.orthogonal_reg_max_codes = orthogonal_reg_max_codes
+        self.freeze_codebook = bool(freeze_codebook)
         self.channel_last = channel_last
         self.accept_image_fmap = accept_image_fmap
         self.sync_codebook = sync_codebook
@@ -418,7 +423,7 @@ class VectorQuantizer(nn.Module):
             indices, _ = nearest_code(flat.detach(), codebook.detach())
             # Gather before the in-place EMA update: z_q uses the codebook the search used.
             quantized = F.embedding(indices.clamp_min(0), codebook)
-            if self.training:
+            if self.training and not self.freeze_codebook:
                 counts = self._update_codebook(flat.detach(), indices, valid)
             else:
                 counts = _counts(indices.clamp_min(0), valid, self.codebook_size, self.batch_counts.dtype)
@@ -426,8 +431,8 @@ class VectorQuantizer(nn.Module):
             mse = F.mse_loss if valid is None else functools.partial(_masked_mse, valid=valid)
             loss = self.commitment_weight * mse(flat, quantized.detach())
             if self.decay is None:
-                loss = loss + mse(quantized, flat.detach())
-            if self.training and self.orthogonal_reg_weight > 0:
+                loss = loss + mse(quantized.detach() if self.freeze_codebook else quantized, flat.detach())
+            if self.training and self.orthogonal_reg_weight > 0 and not self.freeze_codebook:
                 loss = loss + self.orthogonal_reg_weight * self._orthogonal_reg(counts, work)
             if self.rotation_trick and flat.requires_grad:
                 out = _RotationTrick.apply(flat, quantized.detach())
