@@ -32,7 +32,7 @@ def _masked_mse(a: torch.Tensor, b: torch.Tensor, valid: torch.Tensor) -> torch.
     return (rows * valid.to(rows.dtype)).sum() / (valid.sum() * a.shape[1]).clamp_min(1)
 
 
-_ROTATION_EPS = 1e-6  # norm clamp of vector_quantize_pytorch's rotate_to (l2norm / safe_div)
+_NORM_EPS = 1e-6  # norm clamp of vector_quantize_pytorch (its l2norm and safe_div): rotation trick, orthogonal reg
 
 
 def _orthogonal_reg_loss(codebook: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -41,7 +41,7 @@ def _orthogonal_reg_loss(codebook: torch.Tensor, weights: torch.Tensor) -> torch
     and n their number, ``sum_ij (c_i . c_j)^2 / n^2 - 1/n``, zero for n orthogonal codes. The sum
     is ``||C^T C||_F^2`` (a D x D Gram) when K > D, ``||C C^T||_F^2`` otherwise: never K x K for
     large K, no host synchronisation (the weights select codes without indexing by a mask)."""
-    c = F.normalize(codebook, dim=-1, eps=_ROTATION_EPS) * weights.unsqueeze(1)
+    c = F.normalize(codebook, dim=-1, eps=_NORM_EPS) * weights.unsqueeze(1)
     gram = c.T @ c if c.shape[0] > c.shape[1] else c @ c.T
     n = weights.sum()
     return gram.square().sum() / n.square() - 1 / n
@@ -66,11 +66,11 @@ class _RotationTrick(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g: torch.Tensor):
         z, z_q = ctx.saved_tensors
-        nz = z.norm(dim=-1, keepdim=True).clamp_min(_ROTATION_EPS)
-        nq = z_q.norm(dim=-1, keepdim=True).clamp_min(_ROTATION_EPS)
+        nz = z.norm(dim=-1, keepdim=True).clamp_min(_NORM_EPS)
+        nq = z_q.norm(dim=-1, keepdim=True).clamp_min(_NORM_EPS)
         u, q = z / nz, z_q / nq
         w = u + q
-        w = w / w.norm(dim=-1, keepdim=True).clamp_min(_ROTATION_EPS)
+        w = w / w.norm(dim=-1, keepdim=True).clamp_min(_NORM_EPS)
         dot = lambda a, b: (a * b).sum(-1, keepdim=True)  # noqa: E731
         grad = g - 2 * dot(g, w) * w + 2 * dot(g, q) * u
         return grad * (z_q.norm(dim=-1, keepdim=True) / nz), None
