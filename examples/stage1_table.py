@@ -1,6 +1,6 @@
 """Stage-1 comparison: vqvae vs ncvqvae (Barlow Twins + slice, VIbCReg + gauss) on UCR datasets,
 or (``--variants zoo``) every model of the zoo, or (``--variants gradient``) vqvae with the
-straight-through estimator vs the rotation trick.
+straight-through estimator vs the rotation trick (without and with dead-code restarts).
 
 Trains every (variant, dataset, seed) with ``tsvq.train`` (skipping runs whose metrics.json
 exists, so an interrupted sweep resumes) and writes a Markdown table of mean ± std over seeds:
@@ -34,6 +34,7 @@ VARIANTS = {
 GRADIENT = {  # the quantiser's gradient: straight-through estimator vs the rotation trick (Fifty et al. 2024)
     "vqvae": ("vqvae", []),
     "vqvae rotation trick": ("vqvae", ["rotation_trick=true"]),
+    "vqvae rotation trick + restarts": ("vqvae", ["rotation_trick=true", "threshold_ema_dead_code=2"]),
 }
 ZOO = {**VARIANTS, **{name: (name, []) for name in ("vae", "mssim_vae", "simclr", "byol", "barlow_twins", "vicreg",
                                                      "vibcreg")}}
@@ -79,7 +80,8 @@ def main(argv=None) -> int:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra overrides for every run")
     ap.add_argument("--variants", default="stage1", choices=["stage1", "zoo", "gradient"],
                     help="stage1: vqvae and the two ncvqvae variants; zoo: every model; "
-                         "gradient: vqvae with the straight-through estimator and with the rotation trick")
+                         "gradient: vqvae with the straight-through estimator, with the rotation trick, and "
+                         "with the rotation trick and dead-code restarts (threshold 2)")
     ap.add_argument("--fcn-weights", default=None, help="FCN weights for FID / IS of the VAEs' samples")
     args = ap.parse_args(argv)
     variants, columns = {"stage1": (VARIANTS, COLUMNS), "gradient": (GRADIENT, COLUMNS),

@@ -39,9 +39,12 @@ def test_stage1_table_gradient_variant_sets_the_rotation_trick(tmp_path):
     assert _load("stage1_table").main(args) == 0
     table = (tmp_path / "table.md").read_text()
     assert "| GunPoint | vqvae | 1 |" in table and "| GunPoint | vqvae rotation trick | 1 |" in table
-    for label, expected in (("vqvae", False), ("vqvae_rotation_trick", True)):
+    assert "| GunPoint | vqvae rotation trick + restarts | 1 |" in table
+    for label, rotation, threshold in (("vqvae", False, 0), ("vqvae_rotation_trick", True, 0),
+                                       ("vqvae_rotation_trick_+_restarts", True, 2)):
         cfg = yaml.safe_load((tmp_path / "runs" / f"GunPoint-{label}-quick-seed0" / "config.yaml").read_text())
-        assert cfg["model_config"].get("rotation_trick", False) is expected, cfg
+        assert cfg["model_config"].get("rotation_trick", False) is rotation, cfg
+        assert cfg["model_config"].get("threshold_ema_dead_code", 0) == threshold, cfg
 
 
 @requires_ucr("GunPoint")

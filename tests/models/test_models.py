@@ -12,6 +12,7 @@ VARIANTS = [
     ("ncvqvae", {"augmentation": "bt", "two_augmented_views": True, "pooling": "gmp"}),
     ("ncvqvae", {"two_branch": True}),
     ("vqvae", {"rotation_trick": True}),
+    ("vqvae", {"threshold_ema_dead_code": 2.0}),
 ]
 
 
@@ -73,9 +74,12 @@ def test_rotation_trick_reaches_the_encoder():
         torch.manual_seed(0)
         m = create_model("vqvae", length=64, d=16, n_resnet_blocks=1, two_branch=True, rotation_trick=rotation_trick)
         assert all(b.vq.rotation_trick == rotation_trick for b in m.branches)
+        assert all(b.vq.threshold_ema_dead_code == 0 for b in m.branches)
         out = m(torch.randn(6, 1, 64, generator=torch.Generator().manual_seed(1)))
         out["loss"].backward()
         losses.append(out["loss"].detach())
         grads.append(m.branches[0].encoder.net[0].weight.grad.clone())
     torch.testing.assert_close(losses[0], losses[1])
     assert not torch.allclose(grads[0], grads[1])
+    m = create_model("vqvae", length=64, d=16, n_resnet_blocks=1, two_branch=True, threshold_ema_dead_code=2.0)
+    assert all(b.vq.threshold_ema_dead_code == 2.0 for b in m.branches)

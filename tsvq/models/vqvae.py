@@ -33,6 +33,8 @@ class VQVAEConfig:
         kmeans_init: k-means codebook initialisation on the first batch.
         rotation_trick: pass the decoder's gradient to the encoder with the rotation trick (Fifty
             et al. 2024) instead of the straight-through estimator of TimeVQVAE (default False).
+        threshold_ema_dead_code: restart codes whose EMA cluster size (vectors per batch) falls
+            below this with random encoder vectors of the batch (default 0 = never).
         two_branch: the TimeVQVAE paper's LF/HF split (widths 8 and 32 as in the paper).
     """
 
@@ -48,6 +50,7 @@ class VQVAEConfig:
     commitment_weight: float = 1.0
     kmeans_init: bool = False
     rotation_trick: bool = False
+    threshold_ema_dead_code: float = 0.0
     two_branch: bool = False
     hf_downsampled_width: int = 32
 
@@ -112,6 +115,7 @@ class _Branch(nn.Module):
         self.encoder = Encoder(2 * cfg.in_channels, cfg.d, n_down, cfg.n_resnet_blocks)
         self.vq = VectorQuantizer(cfg.d, cfg.codebook_size, decay=cfg.decay, commitment_weight=cfg.commitment_weight,
                                   kmeans_init=cfg.kmeans_init, rotation_trick=cfg.rotation_trick,
+                                  threshold_ema_dead_code=cfg.threshold_ema_dead_code,
                                   channel_last=False, accept_image_fmap=True)
         self.decoder = Decoder(2 * cfg.in_channels, cfg.d, n_down, cfg.n_resnet_blocks, (n_freqs, n_frames))
 
