@@ -61,19 +61,19 @@ class _RotationTrick(torch.autograd.Function):
     @staticmethod
     def forward(ctx, z: torch.Tensor, z_q: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(z, z_q)
-        return z_q.clone()
+        return z_q.view_as(z_q)  # no copy
 
     @staticmethod
     def backward(ctx, g: torch.Tensor):
         z, z_q = ctx.saved_tensors
         nz = z.norm(dim=-1, keepdim=True).clamp_min(_NORM_EPS)
-        nq = z_q.norm(dim=-1, keepdim=True).clamp_min(_NORM_EPS)
-        u, q = z / nz, z_q / nq
+        norm_q = z_q.norm(dim=-1, keepdim=True)
+        u, q = z / nz, z_q / norm_q.clamp_min(_NORM_EPS)
         w = u + q
         w = w / w.norm(dim=-1, keepdim=True).clamp_min(_NORM_EPS)
         dot = lambda a, b: (a * b).sum(-1, keepdim=True)  # noqa: E731
         grad = g - 2 * dot(g, w) * w + 2 * dot(g, q) * u
-        return grad * (z_q.norm(dim=-1, keepdim=True) / nz), None
+        return grad * (norm_q / nz), None
 
 
 class VectorQuantizer(nn.Module):
