@@ -415,8 +415,8 @@ class VectorQuantizer(nn.Module):
             if self.use_cosine_sim:
                 flat = F.normalize(flat, dim=-1)
                 codebook = F.normalize(codebook, dim=-1)
-            if valid is not None:
-                flat = torch.where(valid.unsqueeze(1), flat, 0.0)  # project_in's bias
+            if valid is not None and not isinstance(self.project_in, nn.Identity):
+                flat = torch.where(valid.unsqueeze(1), flat, 0.0)  # project_in's bias made padding nonzero
             if self.training and not self._initted:
                 self._kmeans_init(flat if valid is None else flat[valid])
                 codebook = self.codebook.to(work)
