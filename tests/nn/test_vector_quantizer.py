@@ -22,8 +22,8 @@ def _pair(dim=16, K=8, decay=0.9, **kw):
     if not isinstance(ours.project_in, torch.nn.Identity):
         theirs.project_in.load_state_dict(ours.project_in.state_dict())
         theirs.project_out.load_state_dict(ours.project_out.state_dict())
-    theirs._codebook.embed.data.copy_(ours.codebook.detach()[None])
-    theirs._codebook.embed_avg.data.copy_(ours.codebook.detach()[None])
+    theirs._codebook.embed.data.copy_(ours.codebook.detach().reshape(theirs._codebook.embed.shape))
+    theirs._codebook.embed_avg.data.copy_(ours.codebook.detach().reshape(theirs._codebook.embed.shape))
     return ours, theirs
 
 
@@ -49,6 +49,91 @@ def test_matches_vector_quantize_pytorch_over_training_steps(shape, kw):
         torch.testing.assert_close(l1, l2, rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(ours.codebook, theirs.codebook, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(ours.cluster_size, theirs._codebook.cluster_size[0], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "shape, kw",
+    [
+        ((4, 50, 16), {"heads": 4, "codebook_dim": 4}),
+        ((32, 16), {"heads": 2, "codebook_dim": 8}),
+        ((4, 50, 16), {"heads": 4, "codebook_dim": 4, "separate_codebook_per_head": True}),
+        ((4, 50, 16), {"heads": 2, "codebook_dim": 12, "separate_codebook_per_head": True}),  # projection 16 -> 24
+        ((4, 50, 16), {"heads": 4, "codebook_dim": 4, "separate_codebook_per_head": True, "rotation_trick": True}),
+        ((4, 50, 16), {"heads": 2, "codebook_dim": 8, "separate_codebook_per_head": True, "use_cosine_sim": True}),
+        ((4, 16, 50), {"heads": 2, "codebook_dim": 8, "separate_codebook_per_head": True, "channel_last": False}),
+        ((2, 16, 6, 5), {"heads": 4, "codebook_dim": 4, "separate_codebook_per_head": True,
+                         "accept_image_fmap": True}),
+        ((4, 50, 16), {"heads": 1, "separate_codebook_per_head": True}),  # VectorQuantize: codebook [1, K, D]
+    ],
+    ids=["shared", "shared-2d", "separate", "separate-projection", "separate-rotation-trick", "separate-cosine",
+         "separate-channel-first", "separate-image-fmap", "separate-one-head"],
+)
+def test_heads_match_vector_quantize_pytorch_over_training_steps(shape, kw):
+    # Multi-head quantisation (VectorQuantize's heads / separate_codebook_per_head): codes, output,
+    # loss, input gradient and every codebook equal over EMA training steps.
+    ours, theirs = _pair(16, 8, **kw)
+    h, separate = kw["heads"], kw.get("separate_codebook_per_head", False)
+    lead = (h,) if separate else ()
+    assert ours.codebook.shape == theirs.codebook.shape == (*lead, 8, ours.codebook_dim)
+    g = torch.Generator().manual_seed(1)
+    for step in range(4):
+        x = torch.randn(*shape, generator=g) + 0.5 * step
+        w = torch.randn(*shape, generator=g)
+        res = []
+        for m in (ours, theirs):
+            xr = x.clone().requires_grad_()
+            q, i, loss = m(xr)
+            ((q * w).sum() + loss).backward()
+            res.append((q.detach(), i, loss.detach(), xr.grad))
+        (q1, i1, l1, g1), (q2, i2, l2, g2) = res
+        assert q1.shape == x.shape and i1.shape == i2.shape and (h == 1 or i1.shape[-1] == h)
+        assert torch.equal(i1, i2)
+        torch.testing.assert_close(q1, q2, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(l1, l2, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(g1, g2, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(ours.codebook, theirs.codebook, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(ours.cluster_size, theirs._codebook.cluster_size.reshape(ours.cluster_size.shape),
+                                   rtol=1e-5, atol=1e-6)
+    assert ours.perplexity.shape == ours.fraction_used.shape == lead
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_separate_heads_restart_dead_codes_from_their_own_rows(masked):
+    # Head 0's sub-vectors lie near -50, head 1's near +50: every code restarted in a head's
+    # codebook must be one of that head's (real) sub-vectors.
+    torch.manual_seed(0)
+    vq = VectorQuantizer(8, 16, codebook_dim=4, heads=2, separate_codebook_per_head=True, decay=0.8,
+                         threshold_ema_dead_code=2.0)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(3, 20, 2, 4, generator=g) + torch.tensor([-50.0, 50.0]).view(2, 1)
+    mask = torch.rand(3, 20, generator=g) < 0.5 if masked else torch.ones(3, 20, dtype=torch.bool)
+    vq(x.flatten(2), mask=mask if masked else None)
+    restarted = vq.cluster_size == 2.0  # a restart sets the cluster size to the threshold
+    assert restarted.sum(1).min() >= 8  # most codes were dead after one step in both heads
+    for j in range(2):
+        rows = x[mask][:, j]  # head j's real sub-vectors
+        for code in vq.codebook[j][restarted[j]]:
+            assert (rows == code).all(1).any()
+
+
+def test_separate_heads_kmeans_init_is_kmeans_of_each_head():
+    torch.manual_seed(0)
+    vq = VectorQuantizer(6, 5, codebook_dim=3, heads=2, separate_codebook_per_head=True, kmeans_init=True,
+                         freeze_codebook=True)  # k-means still runs; no EMA step after it
+    x = torch.randn(4, 30, 6)
+    torch.manual_seed(3)
+    vq(x)
+    torch.manual_seed(3)
+    per_head = x.reshape(-1, 2, 3)
+    expected = [kmeans(per_head[:, j], 5, 10) for j in range(2)]
+    torch.testing.assert_close(vq.codebook, torch.stack([m for m, _ in expected]))
+    torch.testing.assert_close(vq.cluster_size, torch.stack([c for _, c in expected]))
+
+
+def test_heads_bad_indices():
+    vq = VectorQuantizer(6, 5, codebook_dim=3, heads=2)
+    with pytest.raises(ValueError, match="heads = 2"):
+        vq.get_codes_from_indices(torch.zeros(4, 3, dtype=torch.long))
 
 
 def test_straight_through_gradient_and_commitment_gradient():
@@ -146,8 +231,10 @@ def test_rotation_trick_gradient_is_the_rotation(dtype):
 @pytest.mark.parametrize("kw", [dict(rotation_trick=True),
                                 dict(orthogonal_reg_weight=10.0, orthogonal_reg_active_codes_only=True,
                                      orthogonal_reg_max_codes=8),
-                                dict(threshold_ema_dead_code=1.0, mask=True)],
-                         ids=["rotation-trick", "orthogonal-reg", "mask"])
+                                dict(threshold_ema_dead_code=1.0, mask=True),
+                                dict(heads=2, codebook_dim=4, separate_codebook_per_head=True, threshold_ema_dead_code=1.0,
+                                     orthogonal_reg_weight=1.0, mask=True)],
+                         ids=["rotation-trick", "orthogonal-reg", "mask", "separate-heads"])
 def test_gradient_options_compile_without_graph_breaks(kw):
     torch._dynamo.reset()
     kw = dict(kw)
@@ -170,7 +257,8 @@ def test_gradient_options_compile_without_graph_breaks(kw):
 
 
 @pytest.mark.parametrize("kw", [{}, {"orthogonal_reg_active_codes_only": True}, {"orthogonal_reg_max_codes": 64},
-                                {"use_cosine_sim": True}])
+                                {"use_cosine_sim": True}, {"heads": 2, "codebook_dim": 8},
+                                {"heads": 2, "codebook_dim": 8, "separate_codebook_per_head": True}])
 def test_orthogonal_reg_matches_vector_quantize_pytorch(kw):
     # Loss, codes and codebook gradient equal VectorQuantize(orthogonal_reg_weight=10) over steps in
     # which an optimiser also moves the (EMA) codebook; max_codes >= K draws nothing.
@@ -187,14 +275,16 @@ def test_orthogonal_reg_matches_vector_quantize_pytorch(kw):
         l2.backward()
         assert torch.equal(i1, i2)
         torch.testing.assert_close(l1, l2, rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(ours.codebook.grad, theirs._codebook.embed.grad[0], rtol=1e-4, atol=1e-7)
+        torch.testing.assert_close(ours.codebook.grad, theirs._codebook.embed.grad.reshape(ours.codebook.shape),
+                                   rtol=1e-4, atol=1e-7)
         assert ours.codebook.grad.abs().max() > 0
         for p in (ours.codebook, theirs._codebook.embed):
             with torch.no_grad():
                 p -= 0.5 * p.grad
             p.grad = None
-        torch.testing.assert_close(ours.codebook, theirs._codebook.embed[0], rtol=1e-5, atol=1e-6)
-    plain = VectorQuantizer(16, 32, decay=0.9, **{k: v for k, v in kw.items() if k == "use_cosine_sim"})
+        torch.testing.assert_close(ours.codebook, theirs._codebook.embed.reshape(ours.codebook.shape), rtol=1e-5,
+                                   atol=1e-6)
+    plain = VectorQuantizer(16, 32, decay=0.9, **{k: v for k, v in kw.items() if not k.startswith("orthogonal")})
     plain.load_state_dict(ours.state_dict())
     x = torch.randn(10, 16)
     assert ours.eval()(x)[2] == plain.eval()(x)[2]  # eval: the commitment loss, no regulariser
@@ -220,7 +310,8 @@ def test_orthogonal_reg_max_codes_draws_uniformly_among_the_kept_codes(monkeypat
     vq = VectorQuantizer(8, K, orthogonal_reg_weight=1.0, orthogonal_reg_active_codes_only=True,
                          orthogonal_reg_max_codes=M)
     seen = []
-    monkeypatch.setattr(vq_module, "_orthogonal_reg_loss", lambda cb, w: seen.append((cb, w)) or cb.sum() * 0)
+    # [G = 1, M, D] and [1, M] for one codebook
+    monkeypatch.setattr(vq_module, "_orthogonal_reg_loss", lambda cb, w: seen.append((cb[0], w[0])) or cb.sum() * 0)
     counts = torch.tensor([3.0, 0, 1, 1, 0, 2, 5, 0, 1, 0, 0, 4])  # 7 used codes
     picked = torch.zeros(K)
     torch.manual_seed(0)
@@ -263,7 +354,10 @@ def test_mask_matches_vector_quantize_pytorch(shape, kw):
 
 @pytest.mark.parametrize("kw", [dict(decay=0.9), dict(decay=None), dict(decay=0.9, use_cosine_sim=True),
                                 dict(decay=0.9, kmeans_init=True), dict(decay=0.9, codebook_dim=5),
-                                dict(decay=0.9, orthogonal_reg_weight=1.0, orthogonal_reg_active_codes_only=True)])
+                                dict(decay=0.9, orthogonal_reg_weight=1.0, orthogonal_reg_active_codes_only=True),
+                                dict(decay=0.9, heads=2, codebook_dim=3),
+                                dict(decay=0.9, heads=2, codebook_dim=3, separate_codebook_per_head=True, kmeans_init=True),
+                                dict(decay=None, heads=3, codebook_dim=4, separate_codebook_per_head=True)])
 def test_mask_is_quantising_only_the_real_vectors(kw):
     # Oracle: the same layer on the real vectors alone, packed into one sequence.
     torch.manual_seed(0)
@@ -459,13 +553,22 @@ def test_cosine_sim_and_projection():
     torch.testing.assert_close(vq.indices_to_codes(idx), q)
 
 
-@pytest.mark.parametrize("kw, shape", [({}, (3, 5, 6)), ({"channel_last": False}, (3, 6, 5)), ({}, (4, 6))])
+@pytest.mark.parametrize("kw, shape", [({}, (3, 5, 6)), ({"channel_last": False}, (3, 6, 5)), ({}, (4, 6)),
+                                       ({"heads": 2, "codebook_dim": 3}, (3, 5, 6)),
+                                       ({"heads": 2, "codebook_dim": 3, "separate_codebook_per_head": True}, (4, 6)),
+                                       ({"heads": 3, "codebook_dim": 4, "separate_codebook_per_head": True,
+                                         "use_cosine_sim": True, "channel_last": False}, (3, 6, 5)),
+                                       ({"heads": 2, "codebook_dim": 5, "separate_codebook_per_head": True,
+                                         "accept_image_fmap": True}, (2, 6, 3, 4))])
 def test_indices_to_codes_reproduces_quantized(kw, shape):
     vq = VectorQuantizer(6, 8, **kw).eval()
     x = torch.randn(*shape)
     q, idx, _ = vq(x)
     torch.testing.assert_close(vq.indices_to_codes(idx), q)
-    assert vq.get_codes_from_indices(idx).shape == q.shape
+    expected = list(q.shape)  # codebook space: the heads' codes concatenated, before project_out
+    expected[1 if len(shape) >= 3 and (kw.get("accept_image_fmap") or kw.get("channel_last") is False) else -1] = (
+        vq.heads * vq.codebook_dim)
+    assert list(vq.get_codes_from_indices(idx).shape) == expected
 
 
 def test_autocast_bf16_keeps_quantisation_in_float32():
@@ -525,7 +628,7 @@ def test_bad_input(make, x, exc, match):
      ({"eps": float("nan")}, "eps"), ({"threshold_ema_dead_code": -1}, "threshold"),
      ({"orthogonal_reg_weight": -1.0}, "orthogonal_reg_weight"),
      ({"orthogonal_reg_weight": float("inf")}, "orthogonal_reg_weight"),
-     ({"orthogonal_reg_max_codes": 0}, "orthogonal_reg_max_codes")],
+     ({"orthogonal_reg_max_codes": 0}, "orthogonal_reg_max_codes"), ({"heads": 0}, "heads")],
 )
 def test_bad_constructor(kw, match):
     args = {"dim": 4, "codebook_size": 8, **kw}

@@ -32,6 +32,18 @@ def _masked_mse(a: torch.Tensor, b: torch.Tensor, valid: torch.Tensor) -> torch.
     return (rows * valid.to(rows.dtype)).sum() / (valid.sum() * a.shape[1]).clamp_min(1)
 
 
+def _random_rows(n: int, valid: torch.Tensor | None, shape: tuple[int, ...], device: torch.device
+                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Uniform random row indices in [0, n) of the given shape, among the rows with ``valid``
+    True when given (the r-th valid row, r uniform: searchsorted on their running count), with no
+    host synchronisation; and, with ``valid``, a bool scalar tensor: whether any row is valid."""
+    if valid is None:
+        return torch.randint(0, n, shape, device=device), None
+    running = valid.cumsum(0)
+    r = (torch.rand(shape, device=device) * running[-1]).long()
+    return torch.searchsorted(running, (r + 1).flatten()).view(shape).clamp_max(n - 1), running[-1] > 0
+
+
 _NORM_EPS = 1e-6  # norm clamp of vector_quantize_pytorch (its l2norm and safe_div): rotation trick, orthogonal reg
 
 
@@ -40,11 +52,13 @@ def _orthogonal_reg_loss(codebook: torch.Tensor, weights: torch.Tensor) -> torch
     computes it) on the codes with ``weights`` 1 (others 0): with ``c_i`` the L2-normalised codes
     and n their number, ``sum_ij (c_i . c_j)^2 / n^2 - 1/n``, zero for n orthogonal codes. The sum
     is ``||C^T C||_F^2`` (a D x D Gram) when K > D, ``||C C^T||_F^2`` otherwise: never K x K for
-    large K, no host synchronisation (the weights select codes without indexing by a mask)."""
-    c = F.normalize(codebook, dim=-1, eps=_NORM_EPS) * weights.unsqueeze(1)
-    gram = c.T @ c if c.shape[0] > c.shape[1] else c @ c.T
-    n = weights.sum()
-    return gram.square().sum() / n.square() - 1 / n
+    large K, no host synchronisation (the weights select codes without indexing by a mask).
+    ``codebook: Tensor[..., K, D]``, ``weights: Tensor[..., K]``: with leading (head) dims, the
+    mean of the per-codebook losses."""
+    c = F.normalize(codebook, dim=-1, eps=_NORM_EPS) * weights.unsqueeze(-1)
+    gram = c.mT @ c if c.shape[-2] > c.shape[-1] else c @ c.mT
+    n = weights.sum(-1)
+    return (gram.square().sum((-2, -1)) / n.square() - 1 / n).mean()
 
 
 class _RotationTrick(torch.autograd.Function):
@@ -106,8 +120,14 @@ class VectorQuantizer(nn.Module):
     Args:
         dim: D of the input vectors.
         codebook_size: K, number of codewords, >= 1.
-        codebook_dim: dimension of the codewords; if it differs from ``dim``, linear layers
-            project in and out. Default ``dim``.
+        codebook_dim: dimension of the codewords; if ``codebook_dim * heads`` differs from
+            ``dim``, linear layers project in and out. Default ``dim``.
+        heads: h, multi-head quantisation (as ``VectorQuantize``): each (projected) vector of
+            ``h * codebook_dim`` is cut into h sub-vectors of ``codebook_dim``, each quantised on its
+            own, and the codes are concatenated back; indices gain a last dimension of size h.
+            Default 1. (Set ``codebook_dim = dim // heads`` to split the input without a projection.)
+        separate_codebook_per_head: one codebook per head (``codebook: Tensor[h, K, codebook_dim]``,
+            ``cluster_size: Tensor[h, K]``); default False: all heads share one ``[K, codebook_dim]``.
         decay: EMA decay gamma in [0, 1) (default 0.8, as ``VectorQuantize`` and TimeVQVAE);
             ``None`` trains the codebook by gradient with the codebook loss.
         eps: Laplace smoothing of the EMA cluster sizes, default 1e-5.
@@ -142,7 +162,8 @@ class VectorQuantizer(nn.Module):
             or ``[B, D, N]``), False at padding: padding is left out of the losses, the codebook
             statistics, k-means and dead-code restarts, and returns 0 and index -1.
         quantized: same shape and dtype as the input.
-        indices: int64, the input shape without D (``[B]``, ``[B, N]`` or ``[B, *S]``).
+        indices: int64, the input shape without D (``[B]``, ``[B, N]`` or ``[B, *S]``), with a last
+            dimension of size h when ``heads > 1`` (``[B, h]``, ``[B, N, h]``, ``[B, *S, h]``).
         loss: scalar float32 (float64 for float64 inputs).
 
     Raises:
@@ -158,6 +179,8 @@ class VectorQuantizer(nn.Module):
         dim: int,
         codebook_size: int,
         codebook_dim: int | None = None,
+        heads: int = 1,
+        separate_codebook_per_head: bool = False,
         decay: float | None = 0.8,
         eps: float = 1e-5,
         commitment_weight: float = 1.0,
@@ -182,6 +205,8 @@ class VectorQuantizer(nn.Module):
         codebook_dim = dim if codebook_dim is None else codebook_dim
         if codebook_dim < 1:
             raise ValueError(f"codebook_dim must be >= 1, got {codebook_dim}")
+        if heads < 1:
+            raise ValueError(f"heads must be >= 1, got {heads}")
         if decay is not None and not 0.0 <= decay < 1.0:
             raise ValueError(f"decay must be in [0, 1) or None (loss-trained codebook), got {decay}")
         if not 0.0 <= eps < math.inf:
@@ -199,6 +224,8 @@ class VectorQuantizer(nn.Module):
         self.dim = dim
         self.codebook_size = codebook_size
         self.codebook_dim = codebook_dim
+        self.heads = int(heads)
+        self.separate_codebook_per_head = bool(separate_codebook_per_head)
         self.decay = decay
         self.eps = eps
         self.commitment_weight = commitment_weight
@@ -215,15 +242,20 @@ class VectorQuantizer(nn.Module):
         self.accept_image_fmap = accept_image_fmap
         self.sync_codebook = sync_codebook
 
-        needs_projection = codebook_dim != dim
-        self.project_in = nn.Linear(dim, codebook_dim) if needs_projection else nn.Identity()
-        self.project_out = nn.Linear(codebook_dim, dim) if needs_projection else nn.Identity()
+        inner = codebook_dim * self.heads
+        needs_projection = inner != dim
+        self.project_in = nn.Linear(dim, inner) if needs_projection else nn.Identity()
+        self.project_out = nn.Linear(inner, dim) if needs_projection else nn.Identity()
 
+        # One codebook, or one per head stacked in front: Tensor[K, Dc] or Tensor[h, K, Dc]. The
+        # kernels see the stack as one codebook of h * K codes (_state), head j's at j * K.
+        lead = (self.heads,) if self.separate_codebook_per_head else ()
         if kmeans_init:
-            embed = torch.zeros(codebook_size, codebook_dim)
+            embed = torch.zeros(*lead, codebook_size, codebook_dim)
         else:
-            embed = torch.empty(codebook_size, codebook_dim)
-            nn.init.kaiming_uniform_(embed)
+            embed = torch.empty(*lead, codebook_size, codebook_dim)
+            for e in embed.view(-1, codebook_size, codebook_dim):
+                nn.init.kaiming_uniform_(e)
             if use_cosine_sim:
                 embed = F.normalize(embed, dim=-1)
         if decay is None or self.orthogonal_reg_weight > 0:  # the regulariser trains it by gradient too
@@ -231,10 +263,10 @@ class VectorQuantizer(nn.Module):
         else:
             self.register_buffer("codebook", embed)
         # EMA state as in vector-quantize-pytorch: n_k = 1, m_k = e_k at the start.
-        self.register_buffer("cluster_size", torch.ones(codebook_size))
+        self.register_buffer("cluster_size", torch.ones(*lead, codebook_size))
         self.register_buffer("embed_sum", embed.clone())
         self.register_buffer("initted", torch.tensor(not kmeans_init))
-        self.register_buffer("batch_counts", torch.zeros(codebook_size), persistent=False)
+        self.register_buffer("batch_counts", torch.zeros(*lead, codebook_size), persistent=False)
         self._initted = not kmeans_init  # host mirror of `initted`: no sync in forward
         self.register_load_state_dict_post_hook(VectorQuantizer._after_load)
 
@@ -245,25 +277,41 @@ class VectorQuantizer(nn.Module):
     def extra_repr(self) -> str:
         mode = "loss-trained" if self.decay is None else f"ema decay={self.decay}"
         return (f"dim={self.dim}, codebook_size={self.codebook_size}, "
-                f"codebook_dim={self.codebook_dim}, {mode}, commitment_weight={self.commitment_weight}, "
+                f"codebook_dim={self.codebook_dim}, heads={self.heads}, "
+                f"separate_codebook_per_head={self.separate_codebook_per_head}, {mode}, commitment_weight={self.commitment_weight}, "
                 f"cosine={self.use_cosine_sim}, rotation_trick={self.rotation_trick}, threshold_ema_dead_code={self.threshold_ema_dead_code}")
 
     # ------------------------------------------------------------------ statistics
     @property
     def perplexity(self) -> torch.Tensor:
-        """exp(entropy) of the code histogram of the last forward batch; K = uniform use."""
-        p = self.batch_counts / self.batch_counts.sum().clamp_min(1)
-        return torch.exp(-(p * torch.log(p.clamp_min(1e-12))).sum())
+        """exp(entropy) of the code histogram of the last forward batch; K = uniform use.
+        Scalar; ``Tensor[h]``, one per codebook, with ``separate_codebook_per_head``."""
+        p = self.batch_counts / self.batch_counts.sum(-1, keepdim=True).clamp_min(1)
+        return torch.exp(-(p * torch.log(p.clamp_min(1e-12))).sum(-1))
 
     @property
     def code_usage(self) -> torch.Tensor:
-        """Tensor[K]: EMA cluster sizes (vectors per code per batch, smoothed)."""
+        """Tensor[K] (``[h, K]`` with separate codebooks): EMA cluster sizes (vectors per code
+        per batch, smoothed)."""
         return self.cluster_size
 
     @property
     def fraction_used(self) -> torch.Tensor:
-        """Fraction of codes used at least once in the last forward batch."""
-        return (self.batch_counts > 0).float().mean()
+        """Fraction of codes used at least once in the last forward batch (per codebook with
+        ``separate_codebook_per_head``)."""
+        return (self.batch_counts > 0).float().mean(-1)
+
+    @property
+    def _num_codebooks(self) -> int:
+        return self.heads if self.separate_codebook_per_head else 1
+
+    def _state(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(cluster_size, embed_sum, codebook) as one codebook of G * K codes: ``[G*K]``,
+        ``[G*K, Dc]``, ``[G*K, Dc]``; views of the buffers (the buffers themselves when G = 1)."""
+        if not self.separate_codebook_per_head:
+            return self.cluster_size, self.embed_sum, self.codebook
+        Dc = self.codebook_dim
+        return self.cluster_size.view(-1), self.embed_sum.view(-1, Dc), self.codebook.view(-1, Dc)
 
     # ------------------------------------------------------------------ layout helpers
     def _channel_first(self, x: torch.Tensor) -> bool:
@@ -293,13 +341,23 @@ class VectorQuantizer(nn.Module):
         return _distributed() if self.sync_codebook is None else bool(self.sync_codebook and _distributed())
 
     @torch.no_grad()
-    def _kmeans_init(self, flat: torch.Tensor) -> None:
-        means, counts = kmeans(flat, self.codebook_size, self.kmeans_iters,
-                               use_cosine_sim=self.use_cosine_sim, sync=self._sync())
+    def _kmeans_init(self, flat: torch.Tensor, valid: torch.Tensor | None) -> None:
+        """k-means on the rows with ``valid`` True (all when None); per head with separate
+        codebooks (head j's rows are ``flat[j::h]``)."""
+        run = functools.partial(kmeans, num_clusters=self.codebook_size, num_iters=self.kmeans_iters,
+                                use_cosine_sim=self.use_cosine_sim, sync=self._sync())
+        if self.separate_codebook_per_head:
+            h = self.heads
+            per_head = flat.view(-1, h, flat.shape[1])
+            valid = None if valid is None else valid.view(-1, h)[:, 0]
+            results = [run(per_head[:, j] if valid is None else per_head[valid, j]) for j in range(h)]
+            means, counts = (torch.stack(r) for r in zip(*results))
+        else:
+            means, counts = run(flat if valid is None else flat[valid])
         means = means.to(self.codebook.dtype)
         counts = counts.to(self.cluster_size.dtype)
         self.codebook.copy_(means)
-        self.embed_sum.copy_(means * counts.unsqueeze(1))
+        self.embed_sum.copy_(means * counts.unsqueeze(-1))
         self.cluster_size.copy_(counts)
         self.initted.fill_(True)
         self._initted = True
@@ -310,12 +368,13 @@ class VectorQuantizer(nn.Module):
         """EMA update (or usage tracking for a loss-trained codebook) from the rows with ``valid``
         True (all rows when None; the others are zero); returns the batch counts."""
         sync = self._sync()
-        K = self.codebook_size
+        cluster_size, embed_sum, codebook = self._state()
+        K = cluster_size.shape[0]  # G * K
         if self.decay is None:
-            counts = _counts(indices, valid, K, self.cluster_size.dtype)
+            counts = _counts(indices, valid, K, cluster_size.dtype)
             if sync:
                 dist.all_reduce(counts)
-            self.cluster_size.mul_(_USAGE_DECAY).add_(counts, alpha=1 - _USAGE_DECAY)
+            cluster_size.mul_(_USAGE_DECAY).add_(counts, alpha=1 - _USAGE_DECAY)
         elif sync or valid is not None:
             # Padding rows are zero, so they add nothing to the sums; the counts skip them.
             counts, sums = code_stats(flat, indices, K)
@@ -324,10 +383,9 @@ class VectorQuantizer(nn.Module):
             if sync:
                 dist.all_reduce(counts)
                 dist.all_reduce(sums)
-            ema_apply_(self.cluster_size, self.embed_sum, self.codebook, counts, sums, self.decay, self.eps)
+            ema_apply_(cluster_size, embed_sum, codebook, counts, sums, self.decay, self.eps)
         else:
-            counts = ema_codebook_update_(self.cluster_size, self.embed_sum, self.codebook, flat,
-                                          indices, self.decay, self.eps)
+            counts = ema_codebook_update_(cluster_size, embed_sum, codebook, flat, indices, self.decay, self.eps)
         if self.decay is not None and self.use_cosine_sim:
             self.codebook.copy_(F.normalize(self.codebook, dim=-1))
         if self.threshold_ema_dead_code > 0:
@@ -337,44 +395,46 @@ class VectorQuantizer(nn.Module):
     @torch.no_grad()
     def _restart_dead_codes(self, flat: torch.Tensor, sync: bool, valid: torch.Tensor | None = None) -> None:
         """Replace codes whose EMA cluster size < threshold by random rows of the batch (rows
-        with ``valid`` True only).
+        with ``valid`` True only; a head's own rows with separate codebooks).
 
         Device-side selection with ``torch.where``: no ``.item()``, no host synchronisation.
         Under ``torch.distributed`` the replacement rows come from rank 0.
         """
         thr = self.threshold_ema_dead_code
-        dead = (self.cluster_size < thr).unsqueeze(1)
-        if valid is None:
-            pick = torch.randint(0, flat.shape[0], (self.codebook_size,), device=flat.device)
+        dead = self.cluster_size < thr  # [K] or [h, K]
+        if self.separate_codebook_per_head:
+            h = self.heads
+            pick, any_valid = _random_rows(flat.shape[0] // h, None if valid is None else valid.view(-1, h)[:, 0],
+                                           dead.shape, flat.device)
+            pick = pick * h + torch.arange(h, device=flat.device).unsqueeze(1)  # head j's rows are j::h
         else:
-            # The r-th valid row, r uniform: searchsorted on the running count of valid rows.
-            running = valid.cumsum(0)
-            r = (torch.rand(self.codebook_size, device=flat.device) * running[-1]).long()
-            pick = torch.searchsorted(running, r + 1).clamp_max(flat.shape[0] - 1)
-            dead = dead & (running[-1] > 0)  # a batch of padding only restarts nothing
+            pick, any_valid = _random_rows(flat.shape[0], valid, dead.shape, flat.device)
+        if any_valid is not None:
+            dead = dead & any_valid  # a batch of padding only restarts nothing
         samples = flat[pick].to(self.codebook.dtype)
         if sync:
             dist.broadcast(samples, src=0)
-        self.codebook.copy_(torch.where(dead, samples, self.codebook))
-        self.embed_sum.copy_(torch.where(dead, samples * thr, self.embed_sum))
-        self.cluster_size.copy_(torch.where(dead.squeeze(1), torch.full_like(self.cluster_size, thr),
-                                            self.cluster_size))
+        self.codebook.copy_(torch.where(dead.unsqueeze(-1), samples, self.codebook))
+        self.embed_sum.copy_(torch.where(dead.unsqueeze(-1), samples * thr, self.embed_sum))
+        self.cluster_size.copy_(torch.where(dead, torch.full_like(self.cluster_size, thr), self.cluster_size))
 
     def _orthogonal_reg(self, counts: torch.Tensor, work: torch.dtype) -> torch.Tensor:
         """The orthogonal regulariser on the codebook (after this step's EMA update, as
         ``VectorQuantize``): every code, or the codes of this batch (``counts > 0``, summed over
-        ranks under torch.distributed), at most ``orthogonal_reg_max_codes`` of them drawn at random."""
-        K = self.codebook_size
-        keep = counts > 0 if self.orthogonal_reg_active_codes_only else torch.ones(K, dtype=torch.bool,
-                                                                                   device=counts.device)
-        codebook = self.codebook.to(work)
+        ranks under torch.distributed), at most ``orthogonal_reg_max_codes`` of them drawn at random;
+        with separate codebooks, the mean over the heads' codebooks of their losses."""
+        G, K, Dc = self._num_codebooks, self.codebook_size, self.codebook_dim
+        counts = counts.view(G, K)
+        keep = counts > 0 if self.orthogonal_reg_active_codes_only else torch.ones_like(counts, dtype=torch.bool)
+        codebook = self.codebook.to(work).view(G, K, Dc)
         M = self.orthogonal_reg_max_codes
         if M is not None and M < K:
             # M codes uniformly among the kept ones (all of them if there are fewer, padded with
             # dropped codes of weight 0): a fixed-size choice, so no synchronisation.
-            key = torch.where(keep, torch.rand(K, device=counts.device), 2.0)
-            pick = key.topk(M, largest=False).indices
-            codebook, keep = codebook[pick], keep[pick]
+            key = torch.where(keep, torch.rand(G, K, device=counts.device), 2.0)
+            pick = key.topk(M, largest=False).indices  # [G, M]
+            codebook = codebook.gather(1, pick.unsqueeze(-1).expand(-1, -1, Dc))
+            keep = keep.gather(1, pick)
         return _orthogonal_reg_loss(codebook, keep.to(work))
 
     # ------------------------------------------------------------------ forward
@@ -407,27 +467,29 @@ class VectorQuantizer(nn.Module):
             vectors = torch.where(mask.unsqueeze(-1), vectors, 0.0)  # padding may be NaN
             valid = mask.reshape(-1)
         z = self.project_in(vectors)
-        B, N, Dc = z.shape
+        B, N, h, Dc = z.shape[0], z.shape[1], self.heads, self.codebook_dim
+        if h > 1 and valid is not None:
+            valid = valid.repeat_interleave(h)  # rows are (b, n, head)
         with torch.autocast(device_type=z.device.type, enabled=False):
             work = torch.float64 if torch.float64 in (z.dtype, self.codebook.dtype) else torch.float32
-            flat = z.reshape(B * N, Dc).to(work)
-            codebook = self.codebook.to(work)
+            flat = z.reshape(B * N * h, Dc).to(work)
             if self.use_cosine_sim:
                 flat = F.normalize(flat, dim=-1)
-                codebook = F.normalize(codebook, dim=-1)
             if valid is not None and not isinstance(self.project_in, nn.Identity):
                 flat = torch.where(valid.unsqueeze(1), flat, 0.0)  # project_in's bias made padding nonzero
             if self.training and not self._initted:
-                self._kmeans_init(flat if valid is None else flat[valid])
-                codebook = self.codebook.to(work)
-            indices, _ = nearest_code(flat.detach(), codebook.detach())
+                self._kmeans_init(flat, valid)
+            codebook = self._state()[2].to(work)  # [G*K, Dc]
+            if self.use_cosine_sim:
+                codebook = F.normalize(codebook, dim=-1)
+            indices = self._search(flat.detach(), codebook.detach())  # into the G*K codes
             # Gather before the in-place EMA update: z_q uses the codebook the search used.
-            quantized = F.embedding(indices.clamp_min(0), codebook)
+            quantized = F.embedding(indices.clamp_min(0), codebook)  # -1: a NaN row on CUDA
             if self.training and not self.freeze_codebook:
                 counts = self._update_codebook(flat.detach(), indices, valid)
             else:
-                counts = _counts(indices.clamp_min(0), valid, self.codebook_size, self.batch_counts.dtype)
-            self.batch_counts.copy_(counts)
+                counts = _counts(indices.clamp_min(0), valid, codebook.shape[0], self.batch_counts.dtype)
+            self.batch_counts.copy_(counts.view_as(self.batch_counts))
             mse = F.mse_loss if valid is None else functools.partial(_masked_mse, valid=valid)
             loss = self.commitment_weight * mse(flat, quantized.detach())
             if self.decay is None:
@@ -438,13 +500,31 @@ class VectorQuantizer(nn.Module):
                 out = _RotationTrick.apply(flat, quantized.detach())
             else:
                 out = flat + (quantized - flat).detach()  # straight-through estimator
-        out = self.project_out(out.reshape(B, N, Dc).to(z.dtype))
-        indices = indices.reshape(B, N)
+        out = self.project_out(out.reshape(B, N, h * Dc).to(z.dtype))
+        if self.separate_codebook_per_head:  # back to each head's own codes (-1 stays)
+            local = indices.view(-1, h) - torch.arange(h, device=indices.device) * self.codebook_size
+            indices = torch.where(indices.view(-1, h) >= 0, local, -1)
+        indices = indices.reshape(B, N, h) if h > 1 else indices.reshape(B, N)
         if mask is not None:
             out = torch.where(mask.unsqueeze(-1), out, 0.0)
-            indices = torch.where(mask, indices, -1)
-        return self._from_vectors(out, x).to(x.dtype), self._from_vectors(
-            indices.unsqueeze(-1), x).squeeze(1 if self._channel_first(x) else -1), loss
+            indices = torch.where(mask.view(B, N, *(1,) * (indices.dim() - 2)), indices, -1)
+        if x.dim() == 2:
+            indices = indices[:, 0]
+        elif self._channel_first(x):
+            indices = indices.reshape(B, *x.shape[2:], *indices.shape[2:])
+        return self._from_vectors(out, x).to(x.dtype), indices, loss
+
+    def _search(self, flat: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+        """Nearest codeword of every row of ``flat`` (``[R, Dc]``) in ``codebook`` (``[G*K, Dc]``);
+        with separate codebooks, head j's rows (``flat[j::h]``) search codes ``j*K .. (j+1)*K - 1``
+        (one kernel call per head), and the result indexes the stacked G*K codes."""
+        if not self.separate_codebook_per_head:
+            return nearest_code(flat, codebook)[0]
+        h, K = self.heads, self.codebook_size
+        per_head = flat.view(-1, h, flat.shape[1])
+        idx = torch.stack([nearest_code(per_head[:, j], codebook[j * K:(j + 1) * K])[0] for j in range(h)], 1)
+        offset = torch.arange(h, device=idx.device) * K
+        return torch.where(idx >= 0, idx + offset, -1).view(-1)  # -1: a NaN row on CUDA
 
     def _check_mask(self, mask: torch.Tensor, x: torch.Tensor, vectors: torch.Tensor) -> None:
         if x.dim() != 3 or self.accept_image_fmap:
@@ -463,22 +543,39 @@ class VectorQuantizer(nn.Module):
         """Codewords (codebook space, before ``project_out``) for integer ``indices``.
 
         Args:
-            indices: int64 Tensor of any shape, values in ``[0, K)``.
+            indices: int64 Tensor, values in ``[0, K)``: any shape, or with ``heads > 1`` the
+                shape ``forward`` returns, ending in h (``[..., h]``).
 
         Returns:
-            ``Tensor[*indices.shape, codebook_dim]``, or channel-first
-            ``Tensor[B, codebook_dim, *S]`` when the layer takes channel-first input.
+            ``Tensor[*indices.shape, codebook_dim]`` (with heads: ``Tensor[..., h * codebook_dim]``,
+            the heads' codes concatenated as ``forward`` does), or channel-first
+            ``Tensor[B, codebook_dim (* h), *S]`` when the layer takes channel-first input.
 
         Raises:
             TypeError: non-integer indices.
+            ValueError: with ``heads > 1``, a last dimension other than h.
         """
         if not isinstance(indices, torch.Tensor) or indices.is_floating_point() or indices.is_complex():
             raise TypeError(f"indices must be an integer tensor, got {getattr(indices, 'dtype', type(indices))}")
-        codebook = F.normalize(self.codebook, dim=-1) if self.use_cosine_sim else self.codebook
-        codes = F.embedding(indices.long(), codebook)
-        if indices.dim() >= 2 and (self.accept_image_fmap or not self.channel_last):
+        h = self.heads
+        if h > 1 and (indices.dim() < 1 or indices.shape[-1] != h):
+            raise ValueError(f"indices must be Tensor[..., h] with h = heads = {h}, got shape {list(indices.shape)}")
+        codebook = self._state()[2]
+        if self.use_cosine_sim:
+            codebook = F.normalize(codebook, dim=-1)
+        indices = indices.long()
+        if self.separate_codebook_per_head:
+            indices = indices + torch.arange(h, device=indices.device) * self.codebook_size
+        codes = F.embedding(indices, codebook)
+        if h > 1:
+            codes = codes.flatten(-2)
+        if self._channel_first_indices(indices):
             codes = codes.movedim(-1, 1)
         return codes
+
+    def _channel_first_indices(self, indices: torch.Tensor) -> bool:
+        """Whether codes for these indices go channel-first (a batch of positions, channel-first layer)."""
+        return indices.dim() - (self.heads > 1) >= 2 and (self.accept_image_fmap or not self.channel_last)
 
     def indices_to_codes(self, indices: torch.Tensor) -> torch.Tensor:
         """What ``forward`` returns as ``quantized`` for these ``indices`` (after ``project_out``,
@@ -486,8 +583,7 @@ class VectorQuantizer(nn.Module):
         codes = self.get_codes_from_indices(indices)
         if isinstance(self.project_out, nn.Identity):
             return codes
-        channel_first = indices.dim() >= 2 and (self.accept_image_fmap or not self.channel_last)
-        if channel_first:
+        if self._channel_first_indices(indices):
             return self.project_out(codes.movedim(1, -1)).movedim(-1, 1)
         return self.project_out(codes)
 
