@@ -12,7 +12,7 @@ import torch
 from helpers import CUDA
 
 import tsvq
-from tsvq.nn import VectorQuantizer
+from tsvq.nn import ResidualVectorQuantizer, VectorQuantizer
 from tsvq.ops import barlow_twins_loss, code_stats, ema_codebook_update_, nearest_code
 
 pytestmark = [pytest.mark.cuda, CUDA,
@@ -74,9 +74,12 @@ def test_barlow_twins_forward_backward_no_sync(N, D):
                                 dict(decay=0.8, orthogonal_reg_weight=10.0, orthogonal_reg_active_codes_only=True,
                                      orthogonal_reg_max_codes=16),
                                 dict(decay=0.8, threshold_ema_dead_code=2.0, mask=True),
-                                dict(decay=None, mask=True)],
+                                dict(decay=None, mask=True),
+                                dict(decay=0.8, heads=4, codebook_dim=4, separate_codebook_per_head=True,
+                                     threshold_ema_dead_code=2.0, orthogonal_reg_weight=1.0, mask=True)],
                          ids=["ema", "ema-dead-code-restart", "loss-trained", "cosine", "rotation-trick",
-                              "orthogonal-reg", "mask-ema-dead-code-restart", "mask-loss-trained"])
+                              "orthogonal-reg", "mask-ema-dead-code-restart", "mask-loss-trained",
+                              "separate-heads"])
 def test_vector_quantizer_training_step_no_sync(kw):
     kw = dict(kw)
     mask = torch.rand(8, 64, device="cuda") < 0.7 if kw.pop("mask", False) else None
@@ -90,6 +93,21 @@ def test_vector_quantizer_training_step_no_sync(kw):
         return vq.perplexity, vq.fraction_used
 
     _no_sync(step)
+
+
+def test_residual_vector_quantizer_quantize_dropout_step_no_sync():
+    """Quantize dropout draws its layer count on the host (torch's CPU generator): no device sync."""
+    torch.manual_seed(0)
+    rvq = ResidualVectorQuantizer(16, 4, 32, decay=0.8, quantize_dropout=True, threshold_ema_dead_code=1.0).cuda()
+    x = torch.randn(8, 64, 16, device="cuda", requires_grad=True)
+
+    def step():
+        x.grad = None
+        q, _, losses = rvq(x)
+        (q.square().mean() + losses.sum()).backward()
+
+    for _ in range(3):  # several draws of the number of layers
+        _no_sync(step)
 
 
 @pytest.mark.parametrize("name, kw", [

@@ -1,3 +1,5 @@
+import random
+
 import pytest
 import torch
 
@@ -85,6 +87,9 @@ def test_one_quantizer_is_the_plain_layer():
     (dict(num_quantizers=0), ValueError, "num_quantizers"),
     (dict(codebook_dim=3), ValueError, "codebook_dim"),
     (dict(codebook_size=0), ValueError, "codebook_size"),
+    (dict(heads=2), ValueError, "heads"),
+    (dict(quantize_dropout=True, quantize_dropout_cutoff_index=2), ValueError, "quantize_dropout_cutoff_index"),
+    (dict(quantize_dropout=True, quantize_dropout_multiple_of=0), ValueError, "quantize_dropout_multiple_of"),
 ])
 def test_bad_constructor(kw, exc, match):
     with pytest.raises(exc, match=match):
@@ -97,3 +102,85 @@ def test_bad_indices():
         rvq.indices_to_codes(torch.zeros(3, 5, 3, dtype=torch.long))
     with pytest.raises(TypeError, match="integer"):
         rvq.indices_to_codes(torch.zeros(3, 2))
+
+
+def _residual_vq_dropout_seed(d, cutoff, Q, multiple_of):
+    """A seed for which ResidualVQ's quantize dropout keeps layers 0..d (its own draw: random.Random
+    (seed).randrange(cutoff, Q), rounded up to a multiple)."""
+    for seed in range(10_000):
+        r = random.Random(seed).randrange(cutoff, Q)
+        if -(-(r + 1) // multiple_of) * multiple_of - 1 == d:
+            return seed
+    raise AssertionError(d)
+
+
+@pytest.mark.parametrize("multiple_of", [1, 2])
+def test_quantize_dropout_matches_residual_vq_over_training_steps(multiple_of):
+    # Each step tsvq draws d; ResidualVQ gets a seed that makes it draw the same d. Then outputs,
+    # indices (-1 for the dropped layers), losses (0 there), input gradients and codebooks agree.
+    kw = dict(quantize_dropout=True, quantize_dropout_cutoff_index=1, quantize_dropout_multiple_of=multiple_of)
+    ours, theirs = _pair(Q=4, **kw)
+    g = torch.Generator().manual_seed(1)
+    seen = set()
+    for step in range(8):
+        x = torch.randn(4, 20, 16, generator=g) * (1 + step % 3)
+        torch.manual_seed(step)
+        xr = x.clone().requires_grad_()
+        q1, i1, l1 = ours(xr)
+        (q1.square().sum() + l1.sum()).backward()
+        d = int((i1 >= 0).flatten(0, -2).any(0).sum()) - 1
+        assert (i1[..., : d + 1] >= 0).all() and (i1[..., d + 1:] == -1).all() and (l1[d + 1:] == 0).all()
+        seen.add(d)
+        xt = x.clone().requires_grad_()
+        q2, i2, l2 = theirs(xt, rand_quantize_dropout_fixed_seed=_residual_vq_dropout_seed(d, 1, 4, multiple_of))
+        (q2.square().sum() + l2.sum()).backward()
+        assert torch.equal(i1, i2)
+        torch.testing.assert_close(q1, q2, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(l1, l2, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(xr.grad, xt.grad, rtol=1e-4, atol=1e-5)
+        for a, b in zip(ours.layers, theirs.layers):
+            torch.testing.assert_close(a.codebook, b.codebook.reshape(a.codebook.shape), rtol=1e-5, atol=1e-5)
+    assert seen == ({1, 2, 3} if multiple_of == 1 else {1, 3})
+    ours.eval()
+    assert (ours(torch.randn(3, 5, 16))[1] >= 0).all()  # eval: every layer
+
+
+@pytest.mark.parametrize("cutoff, multiple_of, expected", [(0, 1, [1 / 4] * 4), (1, 1, [0, 1 / 3, 1 / 3, 1 / 3]),
+                                                           (1, 2, [0, 1 / 3, 0, 2 / 3]), (0, 3, [0, 0, 3 / 4, 1 / 4])])
+def test_quantize_dropout_draws_the_number_of_layers(cutoff, multiple_of, expected):
+    # d uniform on [cutoff, Q - 1], then d + 1 rounded up to a multiple (4 layers; for a multiple
+    # of 3, d + 1 in {1, 2, 3} -> 3 and 4 -> 6, i.e. every layer: d = 5 >= Q - 1 counts as the last).
+    rvq = ResidualVectorQuantizer(4, 4, 8, quantize_dropout=True, quantize_dropout_cutoff_index=cutoff,
+                                  quantize_dropout_multiple_of=multiple_of)
+    torch.manual_seed(0)
+    n = 3000
+    counts = torch.zeros(4)
+    for _ in range(n):
+        counts[min(rvq._last_layer(torch.device("cpu")), 3)] += 1
+    torch.testing.assert_close(counts / n, torch.tensor(expected), atol=0.035, rtol=0)
+
+
+def test_quantize_dropout_keeps_the_dropped_layers_untouched_and_decodes():
+    torch.manual_seed(0)
+    rvq = ResidualVectorQuantizer(6, 4, 8, decay=0.8, threshold_ema_dead_code=2.0, quantize_dropout=True)
+    x = torch.randn(3, 10, 6)
+    dropped = 0
+    for step in range(6):
+        before = [{k: v.clone() for k, v in layer.state_dict().items()} for layer in rvq.layers]
+        q, idx, losses = rvq(x)
+        d = int((idx >= 0).flatten(0, -2).any(0).sum()) - 1
+        dropped += d < 3
+        for i, (layer, state) in enumerate(zip(rvq.layers, before)):
+            same = all(torch.equal(v, state[k]) for k, v in layer.state_dict().items())
+            assert same == (i > d), (step, i, d)  # the used layers' EMA moved, the dropped ones' did not
+    assert dropped
+    for layer in rvq.layers:
+        layer.freeze_codebook = True
+    for seed in range(20):
+        torch.manual_seed(seed)
+        q, idx, _ = rvq(x)
+        if (idx == -1).any():  # this draw dropped layers
+            torch.testing.assert_close(rvq.indices_to_codes(idx), q)  # -1 decodes as nothing
+            break
+    else:
+        raise AssertionError("no draw dropped a layer")

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 import torch.nn as nn
 
-from .vector_quantizer import VectorQuantizer
+from .vector_quantizer import VectorQuantizer, _distributed
 
 
 class ResidualVectorQuantizer(nn.Module):
@@ -16,16 +17,29 @@ class ResidualVectorQuantizer(nn.Module):
     codebook), commitment loss and straight-through or rotation-trick gradient, so the
     quantisers' kernels do all the searching (no N x K matrix at any depth).
 
+    With ``quantize_dropout`` (SoundStream sec. 3.3, "quantizer dropout"), each training step
+    quantises with the first ``d + 1`` layers only, d drawn uniformly from
+    ``[quantize_dropout_cutoff_index, Q - 1]`` (rounded up so that ``d + 1`` is a multiple of
+    ``quantize_dropout_multiple_of``, EnCodec's structured dropout): one model then serves every
+    bitrate, decoding from the first q codes of each vector (the dropped layers' indices are -1
+    and :meth:`indices_to_codes` reads them as 0). d is drawn on the host from torch's CPU
+    generator (seeded by ``torch.manual_seed``; no device synchronisation) and, under
+    ``torch.distributed``, broadcast from rank 0 (one small host synchronisation per step).
+
     A drop-in for ``vector_quantize_pytorch.ResidualVQ`` in its common configuration (same
-    ``dim``, ``num_quantizers``, ``codebook_size`` and per-layer keyword names, same
-    ``(quantized, indices, losses)`` return; tested step for step against it). Not provided:
-    quantize dropout, shared codebooks, beam search, implicit neural codebooks, and a
-    ``codebook_dim`` different from ``dim``.
+    ``dim``, ``num_quantizers``, ``codebook_size``, ``quantize_dropout*`` and per-layer keyword
+    names, same ``(quantized, indices, losses)`` return; tested step for step against it). Not
+    provided: shared codebooks, beam search, implicit neural codebooks, multi-head layers and a
+    ``codebook_dim`` different from ``dim`` (``ResidualVQ`` refuses ``heads`` too).
 
     Args:
         dim: D of the input vectors.
         num_quantizers: Q, number of residual layers, >= 1.
         codebook_size: K of every layer.
+        quantize_dropout: in training, use a random number of leading layers per step (above).
+            Default False; ignored when Q = 1 (as ``ResidualVQ``).
+        quantize_dropout_cutoff_index: the fewest layers kept is this + 1, in [0, Q). Default 0.
+        quantize_dropout_multiple_of: keep a multiple of this many layers, >= 1. Default 1.
         **kwargs: passed to every :class:`VectorQuantizer` (``decay``, ``commitment_weight``,
             ``kmeans_init``, ``threshold_ema_dead_code``, ``use_cosine_sim``, ``rotation_trick``,
             ``channel_last``, ``accept_image_fmap``, ...), with the same defaults.
@@ -37,21 +51,33 @@ class ResidualVectorQuantizer(nn.Module):
         indices: int64, the layer's index shape with Q last (``[B, Q]``, ``[B, N, Q]`` or
             ``[B, *S, Q]``); -1 at padding.
         losses: Tensor[Q], each layer's loss (commitment, plus codebook loss when
-            ``decay=None``); their sum is the term to add to a training loss.
+            ``decay=None``; 0 for layers dropped by quantize dropout); their sum is the term to
+            add to a training loss.
 
     Raises:
-        ValueError: ``num_quantizers`` < 1, ``codebook_dim`` given, or what
-            :class:`VectorQuantizer` raises.
+        ValueError: ``num_quantizers`` < 1, ``codebook_dim`` given, ``heads`` != 1, a
+            quantize-dropout setting out of range, or what :class:`VectorQuantizer` raises.
     """
 
-    def __init__(self, dim: int, num_quantizers: int, codebook_size: int, **kwargs):
+    def __init__(self, dim: int, num_quantizers: int, codebook_size: int, quantize_dropout: bool = False,
+                 quantize_dropout_cutoff_index: int = 0, quantize_dropout_multiple_of: int = 1, **kwargs):
         super().__init__()
         if num_quantizers < 1:
             raise ValueError(f"num_quantizers must be >= 1, got {num_quantizers}")
         if kwargs.get("codebook_dim", dim) != dim:
             raise ValueError("codebook_dim: every residual layer quantises in the input space (codebook_dim == dim); "
                              "project the input before the quantiser instead")
+        if kwargs.get("heads", 1) != 1:
+            raise ValueError(f"heads must be 1 in a residual quantiser (as ResidualVQ), got {kwargs['heads']}")
+        if not 0 <= quantize_dropout_cutoff_index < num_quantizers:
+            raise ValueError(f"quantize_dropout_cutoff_index must be in [0, num_quantizers = {num_quantizers}), "
+                             f"got {quantize_dropout_cutoff_index}")
+        if quantize_dropout_multiple_of < 1:
+            raise ValueError(f"quantize_dropout_multiple_of must be >= 1, got {quantize_dropout_multiple_of}")
         self.layers = nn.ModuleList(VectorQuantizer(dim, codebook_size, **kwargs) for _ in range(num_quantizers))
+        self.quantize_dropout = bool(quantize_dropout) and num_quantizers > 1
+        self.quantize_dropout_cutoff_index = quantize_dropout_cutoff_index
+        self.quantize_dropout_multiple_of = quantize_dropout_multiple_of
 
     @property
     def num_quantizers(self) -> int:
@@ -69,16 +95,32 @@ class ResidualVectorQuantizer(nn.Module):
         Returns:
             (quantized, indices, losses).
         """
+        last = self._last_layer(x.device) if self.training and self.quantize_dropout else self.num_quantizers - 1
         residual = x
         quantized_out = None
         all_indices, losses = [], []
-        for layer in self.layers:
+        for q, layer in enumerate(self.layers):
+            if q > last:  # dropped: no search, no codebook update
+                all_indices.append(torch.full_like(all_indices[0], -1))
+                losses.append(torch.zeros_like(losses[0]))
+                continue
             quantized, indices, loss = layer(residual, mask=mask)
             residual = residual - quantized.detach()
             quantized_out = quantized if quantized_out is None else quantized_out + quantized
             all_indices.append(indices)
             losses.append(loss)
         return quantized_out, torch.stack(all_indices, dim=-1), torch.stack(losses)
+
+    def _last_layer(self, device: torch.device) -> int:
+        """Quantize dropout's d: the index of the last layer used this step (see the class docstring)."""
+        d = int(torch.randint(self.quantize_dropout_cutoff_index, self.num_quantizers, ()))
+        m = self.quantize_dropout_multiple_of
+        d = -(-(d + 1) // m) * m - 1  # d + 1 rounded up to a multiple of m
+        if _distributed():
+            t = torch.tensor(d, device=device)
+            dist.broadcast(t, src=0)
+            d = int(t)
+        return d
 
     def indices_to_codes(self, indices: torch.Tensor) -> torch.Tensor:
         """The ``quantized`` of ``forward`` for these ``indices`` (``[..., Q]``, as returned;
