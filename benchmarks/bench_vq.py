@@ -1,5 +1,6 @@
 """tsvq vs pure PyTorch for the vector quantiser: nearest-codeword search, a full layer step (with
-the straight-through estimator and with the rotation trick) and an 8-layer residual quantiser step.
+the straight-through estimator, with the rotation trick, with 4 heads of separate codebooks) and an
+8-layer residual quantiser step.
 
     pytest benchmarks/bench_vq.py --benchmark-json=out.json
     python benchmarks/summarize.py out.json   # ratios to the reference, Markdown
@@ -78,3 +79,11 @@ def test_residual_vq_training_step(benchmark, impl, device, shape):
     """Forward + backward + EMA updates of an 8-layer residual quantiser (SoundStream-style RVQ)."""
     pytest.importorskip("vector_quantize_pytorch")
     run_case(benchmark, residual_vq_step_case(*shape, 8, device), impl, device, 5)
+
+
+@pytest.mark.parametrize("impl", ["tsvq", "vector_quantize_pytorch"])
+@pytest.mark.parametrize("device, shape", list(cases([(65536, 1024, 64)], cpu_max_rows=65536)))
+def test_layer_training_step_separate_heads(benchmark, impl, device, shape):
+    """The layer step with 4 heads, one 1024-code codebook of dimension 16 per head."""
+    pytest.importorskip("vector_quantize_pytorch")
+    run_case(benchmark, layer_step_case(*shape, device, heads=4), impl, device, _rounds(shape, device))

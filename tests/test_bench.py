@@ -21,6 +21,7 @@ SMALL_CASES = [
     ("layer_step_rotation_trick", lambda d: bench.layer_step_case(2048, 16, 8, d, rotation_trick=True),
      ["vector_quantize_pytorch"]),
     ("residual_vq_step", lambda d: bench.residual_vq_step_case(2048, 16, 8, 3, d), ["vector_quantize_pytorch"]),
+    ("layer_step_separate_heads", lambda d: bench.layer_step_case(2048, 16, 8, d, heads=2), ["vector_quantize_pytorch"]),
     ("ema_update", lambda d: bench.ema_update_case(300, 16, 8, d), ["reference"]),
     ("stft", lambda d: bench.stft_case(6, 64, 8, d), ["torch"]),
     ("istft", lambda d: bench.istft_case(6, 64, 32, d), ["torch"]),

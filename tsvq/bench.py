@@ -170,11 +170,13 @@ def ema_update_case(N: int, K: int, D: int, device) -> Case:
                 dict(op="ema_codebook_update", N=N, K=K, D=D))
 
 
-def layer_step_case(N: int, K: int, D: int, device, rotation_trick: bool = False) -> Case:
+def layer_step_case(N: int, K: int, D: int, device, rotation_trick: bool = False, heads: int = 1) -> Case:
     """Forward + backward + EMA codebook update of :class:`tsvq.nn.VectorQuantizer` on ``N`` vectors
     (batches of 1024, or 128 for N = 5120) against ``vector_quantize_pytorch.VectorQuantize`` from
     the same codebook (decay 0.8, beta 1), both with the straight-through estimator or both with
-    the rotation trick (``VectorQuantize``'s default). Raises ImportError without that package."""
+    the rotation trick (``VectorQuantize``'s default); with ``heads`` > 1, multi-head quantisation
+    with one codebook of dimension D / heads per head (no projection). Raises ImportError without
+    that package."""
     import vector_quantize_pytorch as vqp
 
     from .nn import VectorQuantizer
@@ -183,14 +185,19 @@ def layer_step_case(N: int, K: int, D: int, device, rotation_trick: bool = False
     n = 128 if N == 5120 else 1024
     torch.manual_seed(0)
     x = torch.randn(N // n, n, D, device=device, requires_grad=True)
+    kw = dict(decay=0.8, commitment_weight=1.0, rotation_trick=rotation_trick)
+    if heads > 1:
+        kw.update(heads=heads, codebook_dim=D // heads, separate_codebook_per_head=True)
     torch.manual_seed(0)
-    ours = VectorQuantizer(D, K, decay=0.8, commitment_weight=1.0, rotation_trick=rotation_trick)
-    theirs = vqp.VectorQuantize(D, K, decay=0.8, commitment_weight=1.0, rotation_trick=rotation_trick)
-    theirs._codebook.embed[0].copy_(ours.codebook)
-    theirs._codebook.embed_avg.data.copy_(ours.codebook[None])
+    ours = VectorQuantizer(D, K, **kw)
+    theirs = vqp.VectorQuantize(D, K, **kw)
+    theirs._codebook.embed.data.copy_(ours.codebook.reshape(theirs._codebook.embed.shape))
+    theirs._codebook.embed_avg.data.copy_(ours.codebook.reshape(theirs._codebook.embed.shape))
     rt = " rotation trick" if rotation_trick else ""
-    return _quantizer_step_case(f"vq layer step{rt} {torch.device(device).type} N={N} K={K} D={D}", ours, theirs, x,
-                                device, dict(op="layer_step", N=N, K=K, D=D, rotation_trick=rotation_trick))
+    mh = f" {heads} heads (separate codebooks)" if heads > 1 else ""
+    return _quantizer_step_case(f"vq layer step{rt}{mh} {torch.device(device).type} N={N} K={K} D={D}", ours, theirs, x,
+                                device, dict(op="layer_step", N=N, K=K, D=D, rotation_trick=rotation_trick,
+                                             heads=heads))
 
 
 def _quantizer_step_case(group: str, ours, theirs, x: torch.Tensor, device, info: dict) -> Case:
