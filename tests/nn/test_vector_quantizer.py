@@ -642,14 +642,14 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def _ddp_worker(rank, world, port, data, out):
+def _ddp_worker(rank, world, port, data, out, kw):
     import torch.distributed as dist
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
         torch.manual_seed(0)
-        vq = VectorQuantizer(4, 8, decay=0.8, kmeans_init=True, threshold_ema_dead_code=0.5)
+        vq = VectorQuantizer(4, 8, decay=0.8, kmeans_init=True, threshold_ema_dead_code=0.5, **kw)
         for step in range(3):
             vq(data[step][rank])
         out[rank] = vq.state_dict()
@@ -657,14 +657,16 @@ def _ddp_worker(rank, world, port, data, out):
         dist.destroy_process_group()
 
 
-def test_distributed_replicas_keep_the_same_codebook():
+@pytest.mark.parametrize("kw", [{}, {"heads": 2, "codebook_dim": 2, "separate_codebook_per_head": True}],
+                         ids=["one-codebook", "separate-heads"])
+def test_distributed_replicas_keep_the_same_codebook(kw):
     mp = torch.multiprocessing.get_context("spawn")
     manager = mp.Manager()
     out = manager.dict()
     g = torch.Generator().manual_seed(0)
     data = [[torch.randn(64, 4, generator=g) * (r + 1) for r in range(2)] for _ in range(3)]
     port = _free_port()
-    procs = [mp.Process(target=_ddp_worker, args=(r, 2, port, data, out)) for r in range(2)]
+    procs = [mp.Process(target=_ddp_worker, args=(r, 2, port, data, out, kw)) for r in range(2)]
     for p in procs:
         p.start()
     for p in procs:
