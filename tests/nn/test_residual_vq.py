@@ -98,7 +98,7 @@ def test_bad_constructor(kw, exc, match):
 
 def test_bad_indices():
     rvq = ResidualVectorQuantizer(4, 2, 8)
-    with pytest.raises(ValueError, match="Q = num_quantizers = 2"):
+    with pytest.raises(ValueError, match="num_quantizers = 2"):
         rvq.indices_to_codes(torch.zeros(3, 5, 3, dtype=torch.long))
     with pytest.raises(TypeError, match="integer"):
         rvq.indices_to_codes(torch.zeros(3, 2))
@@ -184,3 +184,37 @@ def test_quantize_dropout_keeps_the_dropped_layers_untouched_and_decodes():
             break
     else:
         raise AssertionError("no draw dropped a layer")
+
+
+@pytest.mark.parametrize("q", [3, 2, 1])
+def test_codes_from_indices_match_residual_vq(q):
+    # get_codes_from_indices: every layer's codes, [Q, ...]; get_output_from_indices: their sum.
+    # Fewer than Q indices per vector decode from the first q layers (ResidualVQ: with quantize dropout).
+    ours, theirs = _pair()
+    x = torch.randn(4, 20, 16)
+    for m in (ours, theirs):
+        m(x)  # one EMA step, the same in both
+    theirs.quantize_dropout = True  # ResidualVQ decodes fewer than Q indices only with it; tsvq always
+    ours.eval()
+    _, idx, _ = ours(x)
+    mask = torch.rand(4, 20, generator=torch.Generator().manual_seed(0)) < 0.8
+    idx = torch.where(mask.unsqueeze(-1), idx, -1)[..., :q]  # padding -1, the first q layers
+    codes = ours.get_codes_from_indices(idx)
+    assert codes.shape == (3, 4, 20, 16) and (codes[q:] == 0).all() and (codes[:, ~mask] == 0).all()
+    torch.testing.assert_close(codes, theirs.get_codes_from_indices(idx), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(ours.get_output_from_indices(idx), theirs.get_output_from_indices(idx), rtol=1e-6,
+                               atol=1e-6)
+    torch.testing.assert_close(ours.indices_to_codes(idx), codes.sum(0))
+
+
+def test_lens_reaches_every_layer():
+    torch.manual_seed(0)
+    a = ResidualVectorQuantizer(6, 3, 8, decay=0.8)
+    b = ResidualVectorQuantizer(6, 3, 8, decay=0.8)
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(3, 9, 6)
+    lens = torch.tensor([9, 4, 1])
+    (q1, i1, l1), (q2, i2, l2) = a(x, lens=lens), b(x, mask=torch.arange(9) < lens.unsqueeze(1))
+    assert torch.equal(q1, q2) and torch.equal(i1, i2) and torch.equal(l1, l2) and (i1[1, 4:] == -1).all()
+    for s1, s2 in zip(a.state_dict().values(), b.state_dict().values()):
+        assert torch.equal(s1, s2)

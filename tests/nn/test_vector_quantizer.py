@@ -422,6 +422,46 @@ def test_bad_mask(kw, x, mask, exc, match):
         VectorQuantizer(8, 4, **kw)(x, mask=mask)
 
 
+@pytest.mark.parametrize("shape, kw", [((4, 20, 16), {}), ((4, 16, 20), {"channel_last": False}),
+                                       ((4, 20, 16), {"heads": 2, "codebook_dim": 8, "separate_codebook_per_head": True})])
+def test_lens_is_the_mask_of_the_leading_vectors(shape, kw):
+    # lens = [20, 13, 0, 7]: the same step as mask = arange(N) < lens, and as VectorQuantize(lens=...)
+    # (channel-last, one head: VectorQuantize builds the mask from x.shape[1] before moving channels
+    # last, and its masked commitment loss compares with the unsplit input).
+    lens = torch.tensor([20, 13, 0, 7])
+    mask = torch.arange(20) < lens.unsqueeze(1)
+    ours, theirs = _pair(16, 8, **kw)
+    twin = VectorQuantizer(16, 8, decay=0.9, **kw)
+    twin.load_state_dict(ours.state_dict())
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(1))
+    q1, i1, l1 = ours(x, lens=lens)
+    q2, i2, l2 = twin(x, mask=mask)
+    assert torch.equal(i1, i2) and torch.equal(q1, q2) and torch.equal(l1, l2) and (i1[~mask] == -1).all()
+    for a, b in zip(ours.state_dict().values(), twin.state_dict().values()):
+        assert torch.equal(a, b)
+    if not kw:
+        q3, i3, l3 = theirs(x, lens=lens)
+        assert torch.equal(i1, i3)
+        torch.testing.assert_close(q1, q3, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(l1, l3, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("kw, x, lens, exc, match", [
+    ({}, torch.randn(4, 5, 8), torch.tensor([1, 2, 3]), ValueError, r"shape \[B\] = \[4\]"),
+    ({}, torch.randn(4, 5, 8), torch.ones(4), TypeError, "integer tensor"),
+    ({}, torch.randn(4, 5, 8), torch.ones(4, dtype=torch.bool), TypeError, "integer tensor"),
+    ({}, torch.randn(4, 8), torch.ones(4, dtype=torch.long), ValueError, "lens is for sequence input"),
+    ({"accept_image_fmap": True}, torch.randn(2, 8, 3, 3), torch.ones(2, dtype=torch.long), ValueError,
+     "lens is for sequence input"),
+])
+def test_bad_lens(kw, x, lens, exc, match):
+    with pytest.raises(exc, match=match):
+        VectorQuantizer(8, 4, **kw)(x, lens=lens)
+    with pytest.raises(ValueError, match="mask or lens, not both"):
+        VectorQuantizer(8, 4)(torch.randn(4, 5, 8), mask=torch.ones(4, 5, dtype=torch.bool),
+                              lens=torch.ones(4, dtype=torch.long))
+
+
 def test_freeze_codebook_matches_vector_quantize_pytorch():
     ours, theirs = _pair(freeze_codebook=True, threshold_ema_dead_code=2.0)
     before = ours.codebook.clone()

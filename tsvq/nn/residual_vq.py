@@ -88,9 +88,10 @@ class ResidualVectorQuantizer(nn.Module):
         """Tensor[Q, K, D]: the codebooks of the layers (cosine layers: as stored)."""
         return torch.stack([layer.codebook.detach() for layer in self.layers])
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, lens: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Quantise ``x`` with every layer in turn; see the class docstring for shapes.
+        """Quantise ``x`` with every layer in turn; see the class docstring for shapes. ``mask``
+        (bool ``[B, N]``) or ``lens`` (int ``[B]``) mark padding as in :class:`VectorQuantizer`.
 
         Returns:
             (quantized, indices, losses).
@@ -104,7 +105,7 @@ class ResidualVectorQuantizer(nn.Module):
                 all_indices.append(torch.full_like(all_indices[0], -1))
                 losses.append(torch.zeros_like(losses[0]))
                 continue
-            quantized, indices, loss = layer(residual, mask=mask)
+            quantized, indices, loss = layer(residual, mask=mask, lens=lens)
             residual = residual - quantized.detach()
             quantized_out = quantized if quantized_out is None else quantized_out + quantized
             all_indices.append(indices)
@@ -122,18 +123,35 @@ class ResidualVectorQuantizer(nn.Module):
             d = int(t)
         return d
 
-    def indices_to_codes(self, indices: torch.Tensor) -> torch.Tensor:
-        """The ``quantized`` of ``forward`` for these ``indices`` (``[..., Q]``, as returned;
-        -1 entries contribute 0): the sum of every layer's codes, in the layers' layout."""
+    def get_codes_from_indices(self, indices: torch.Tensor) -> torch.Tensor:
+        """Every layer's codes for ``indices`` (``[..., q]`` as ``forward`` returns them, q <= Q: the
+        first q layers' indices, the rest read as dropped): ``Tensor[Q, *out]`` where ``out`` is the
+        layers' output shape, 0 wherever an index is -1 (padding, quantize dropout, missing layers).
+
+        Raises:
+            TypeError: non-integer indices.
+            ValueError: no last dimension of 1 to Q entries.
+        """
         if not isinstance(indices, torch.Tensor) or indices.is_floating_point() or indices.is_complex():
             raise TypeError(f"indices must be an integer tensor, got {getattr(indices, 'dtype', type(indices))}")
-        if indices.dim() < 2 or indices.shape[-1] != self.num_quantizers:
-            raise ValueError(f"indices must be Tensor[..., Q] with Q = num_quantizers = {self.num_quantizers}, "
+        if indices.dim() < 2 or not 1 <= indices.shape[-1] <= self.num_quantizers:
+            raise ValueError(f"indices must be Tensor[..., q] with 1 <= q <= num_quantizers = {self.num_quantizers}, "
                              f"got shape {list(indices.shape)}")
-        out = None
+        missing = self.num_quantizers - indices.shape[-1]
+        if missing:
+            indices = torch.cat([indices, indices.new_full((*indices.shape[:-1], missing), -1)], -1)
+        out = []
         for layer, idx in zip(self.layers, indices.unbind(-1)):
             codes = layer.indices_to_codes(idx.clamp_min(0))
             channel_first = idx.dim() >= 2 and (layer.accept_image_fmap or not layer.channel_last)
-            codes = codes * (idx >= 0).unsqueeze(1 if channel_first else -1).to(codes.dtype)
-            out = codes if out is None else out + codes
-        return out
+            out.append(codes * (idx >= 0).unsqueeze(1 if channel_first else -1).to(codes.dtype))
+        return torch.stack(out)
+
+    def indices_to_codes(self, indices: torch.Tensor) -> torch.Tensor:
+        """The ``quantized`` of ``forward`` for these ``indices`` (``[..., q]``, q <= Q, as
+        returned; -1 entries and missing layers contribute 0): the sum of the layers' codes, in
+        the layers' layout. Decoding from the first q < Q codes is what quantize dropout trains for.
+        Raises as :meth:`get_codes_from_indices`."""
+        return self.get_codes_from_indices(indices).sum(0)
+
+    get_output_from_indices = indices_to_codes

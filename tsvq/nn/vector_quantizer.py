@@ -160,7 +160,8 @@ class VectorQuantizer(nn.Module):
         input: ``Tensor[B, D]``, ``Tensor[B, N, D]`` or channel-first ``Tensor[B, D, *S]``.
         mask (optional, ``forward(x, mask=...)``): bool ``Tensor[B, N]`` for sequences (``[B, N, D]``
             or ``[B, D, N]``), False at padding: padding is left out of the losses, the codebook
-            statistics, k-means and dead-code restarts, and returns 0 and index -1.
+            statistics, k-means and dead-code restarts, and returns 0 and index -1. Or ``lens``:
+            int ``Tensor[B]``, the real length of each sequence.
         quantized: same shape and dtype as the input.
         indices: int64, the input shape without D (``[B]``, ``[B, N]`` or ``[B, *S]``), with a last
             dimension of size h when ``heads > 1`` (``[B, h]``, ``[B, N, h]``, ``[B, *S, h]``).
@@ -169,9 +170,9 @@ class VectorQuantizer(nn.Module):
     Raises:
         ValueError: bad constructor values, wrong input rank or D, empty batch, NaN/inf input
             on CPU (on CUDA such vectors give a NaN loss, see :func:`tsvq.ops.nearest_code`;
-            padding under ``mask`` may hold anything), a ``mask`` of the wrong shape or device,
-            or with input that is not a sequence.
-        TypeError: non-float input, non-bool ``mask``.
+            padding under ``mask`` may hold anything), a ``mask`` or ``lens`` of the wrong shape
+            or device, both of them, or either with input that is not a sequence.
+        TypeError: non-float input, non-bool ``mask``, non-integer ``lens``.
     """
 
     def __init__(
@@ -438,7 +439,7 @@ class VectorQuantizer(nn.Module):
         return _orthogonal_reg_loss(codebook, keep.to(work))
 
     # ------------------------------------------------------------------ forward
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, lens: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Quantise ``x``; see the class docstring for shapes.
 
@@ -449,6 +450,9 @@ class VectorQuantizer(nn.Module):
                 ``VectorQuantize``'s ``mask``). Padding, whatever it holds (NaN included), takes
                 no part in the losses, the EMA statistics, k-means or dead-code restarts; its
                 ``quantized`` is 0 and its index -1.
+            lens: optional integer ``Tensor[B]``, the number of real vectors at the start of each
+                sequence (the rest is padding): the same as ``mask = arange(N) < lens[:, None]``
+                (as ``VectorQuantize``'s ``lens``). At most one of ``mask`` and ``lens``.
 
         Returns:
             (quantized, indices, loss).
@@ -462,6 +466,8 @@ class VectorQuantizer(nn.Module):
         if vectors.shape[0] * vectors.shape[1] == 0:
             raise ValueError(f"x is an empty batch (shape {list(x.shape)}): nothing to quantise")
         valid = None
+        if lens is not None:
+            mask = self._lens_to_mask(lens, mask, x, vectors)
         if mask is not None:
             self._check_mask(mask, x, vectors)
             vectors = torch.where(mask.unsqueeze(-1), vectors, 0.0)  # padding may be NaN
@@ -526,11 +532,27 @@ class VectorQuantizer(nn.Module):
         offset = torch.arange(h, device=idx.device) * K
         return torch.where(idx >= 0, idx + offset, -1).view(-1)  # -1: a NaN row on CUDA
 
-    def _check_mask(self, mask: torch.Tensor, x: torch.Tensor, vectors: torch.Tensor) -> None:
+    def _lens_to_mask(self, lens: torch.Tensor, mask: torch.Tensor | None, x: torch.Tensor,
+                      vectors: torch.Tensor) -> torch.Tensor:
+        if mask is not None:
+            raise ValueError("pass mask or lens, not both")
+        self._check_sequence("lens", x)
+        if not isinstance(lens, torch.Tensor) or lens.is_floating_point() or lens.is_complex() or lens.dtype == torch.bool:
+            raise TypeError(f"lens must be an integer tensor, got {getattr(lens, 'dtype', type(lens).__name__)}")
+        if lens.shape != vectors.shape[:1]:
+            raise ValueError(f"lens must have shape [B] = [{vectors.shape[0]}], got {list(lens.shape)}")
+        if lens.device != x.device:
+            raise ValueError(f"lens is on {lens.device}, x on {x.device}: they must be on the same device")
+        return torch.arange(vectors.shape[1], device=x.device) < lens.unsqueeze(1)
+
+    def _check_sequence(self, name: str, x: torch.Tensor) -> None:
         if x.dim() != 3 or self.accept_image_fmap:
-            raise ValueError("mask is for sequence input, x: Tensor[B, N, D] (or channel-first Tensor[B, D, N]); "
+            raise ValueError(f"{name} is for sequence input, x: Tensor[B, N, D] (or channel-first Tensor[B, D, N]); "
                              f"got x of shape {list(x.shape)}" + (" with accept_image_fmap=True"
                                                                    if self.accept_image_fmap else ""))
+
+    def _check_mask(self, mask: torch.Tensor, x: torch.Tensor, vectors: torch.Tensor) -> None:
+        self._check_sequence("mask", x)
         if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
             raise TypeError(f"mask must be a bool tensor, got {getattr(mask, 'dtype', type(mask).__name__)}")
         if mask.shape != vectors.shape[:2]:
