@@ -1,6 +1,7 @@
 """Stage-1 comparison: vqvae vs ncvqvae (Barlow Twins + slice, VIbCReg + gauss) on UCR datasets,
 or (``--variants zoo``) every model of the zoo, or (``--variants gradient``) vqvae with the
-straight-through estimator vs the rotation trick (without and with dead-code restarts).
+straight-through estimator vs the rotation trick (without and with dead-code restarts), or
+(``--variants gradient-ssl``) the same two gradients for ncvqvae (Barlow Twins + slice).
 
 Trains every (variant, dataset, seed) with ``tsvq.train`` (skipping runs whose metrics.json
 exists, so an interrupted sweep resumes) and writes a Markdown table of mean ± std over seeds:
@@ -35,6 +36,10 @@ GRADIENT = {  # the quantiser's gradient: straight-through estimator vs the rota
     "vqvae": ("vqvae", []),
     "vqvae rotation trick": ("vqvae", ["rotation_trick=true"]),
     "vqvae rotation trick + restarts": ("vqvae", ["rotation_trick=true", "threshold_ema_dead_code=2"]),
+}
+GRADIENT_SSL = {  # the same comparison for the SSL tokenizer
+    "ncvqvae BT slice": VARIANTS["ncvqvae BT slice"],
+    "ncvqvae BT slice rotation trick": ("ncvqvae", VARIANTS["ncvqvae BT slice"][1] + ["rotation_trick=true"]),
 }
 ZOO = {**VARIANTS, **{name: (name, []) for name in ("vae", "mssim_vae", "simclr", "byol", "barlow_twins", "vicreg",
                                                      "vibcreg")}}
@@ -78,14 +83,15 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", default="runs/stage1")
     ap.add_argument("--out", default=None, help="Markdown file for the table (printed either way)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra overrides for every run")
-    ap.add_argument("--variants", default="stage1", choices=["stage1", "zoo", "gradient"],
+    ap.add_argument("--variants", default="stage1", choices=["stage1", "zoo", "gradient", "gradient-ssl"],
                     help="stage1: vqvae and the two ncvqvae variants; zoo: every model; "
                          "gradient: vqvae with the straight-through estimator, with the rotation trick, and "
-                         "with the rotation trick and dead-code restarts (threshold 2)")
+                         "with the rotation trick and dead-code restarts (threshold 2); "
+                         "gradient-ssl: ncvqvae (Barlow Twins, slice) with either gradient")
     ap.add_argument("--fcn-weights", default=None, help="FCN weights for FID / IS of the VAEs' samples")
     args = ap.parse_args(argv)
     variants, columns = {"stage1": (VARIANTS, COLUMNS), "gradient": (GRADIENT, COLUMNS),
-                         "zoo": (ZOO, ZOO_COLUMNS)}[args.variants]
+                         "gradient-ssl": (GRADIENT_SSL, COLUMNS), "zoo": (ZOO, ZOO_COLUMNS)}[args.variants]
     rows = []
     means = {label: [] for label in variants}
     for ds in args.datasets:

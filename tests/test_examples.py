@@ -48,6 +48,21 @@ def test_stage1_table_gradient_variant_sets_the_rotation_trick(tmp_path):
 
 
 @requires_ucr("GunPoint")
+def test_stage1_table_gradient_ssl_variant_sets_the_rotation_trick_on_ncvqvae(tmp_path):
+    import yaml
+
+    args = ["--datasets", "GunPoint", "--seeds", "0", "--data-dir", str(UCR_DIR), "--runs", str(tmp_path / "runs"),
+            "--variants", "gradient-ssl", "--set", "epochs=2", "--set", "d=8", "--set", "n_resnet_blocks=1",
+            "--set", "projector_widths=[32,32]"]
+    assert _load("stage1_table").main(args) == 0
+    for label, rotation in (("ncvqvae_BT_slice", False), ("ncvqvae_BT_slice_rotation_trick", True)):
+        cfg = yaml.safe_load((tmp_path / "runs" / f"GunPoint-{label}-quick-seed0" / "config.yaml").read_text())
+        assert cfg["model"] == "ncvqvae" and cfg["model_config"]["ssl_loss"] == "barlow_twins", cfg
+        assert cfg["model_config"]["augmentation"] == "slice", cfg
+        assert cfg["model_config"].get("rotation_trick", False) is rotation, cfg
+
+
+@requires_ucr("GunPoint")
 def test_generation_table_runs_on_real_data(tmp_path):
     from helpers import FCN_DIR
 
