@@ -27,6 +27,23 @@ def _pair(dim=16, K=8, decay=0.9, **kw):
     return ours, theirs
 
 
+def _assert_same_step(ours, theirs, x, w, mask=None):
+    """One training step of both layers on x (output weighted by w, plus the loss, backward): the
+    same codes, and outputs, losses and input gradients equal to float32 rounding. Returns the codes."""
+    res = []
+    for m in (ours, theirs):
+        xr = x.clone().requires_grad_()
+        q, i, loss = m(xr, mask=mask)
+        ((q * w).sum() + loss).backward()
+        res.append((q.detach(), i, loss.detach(), xr.grad))
+    (q1, i1, l1, g1), (q2, i2, l2, g2) = res
+    assert q1.shape == x.shape and torch.equal(i1, i2)
+    torch.testing.assert_close(q1, q2, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(l1, l2, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(g1, g2, rtol=1e-4, atol=1e-5)
+    return i1
+
+
 @pytest.mark.parametrize(
     "shape, kw",
     [
@@ -79,18 +96,8 @@ def test_heads_match_vector_quantize_pytorch_over_training_steps(shape, kw):
     for step in range(4):
         x = torch.randn(*shape, generator=g) + 0.5 * step
         w = torch.randn(*shape, generator=g)
-        res = []
-        for m in (ours, theirs):
-            xr = x.clone().requires_grad_()
-            q, i, loss = m(xr)
-            ((q * w).sum() + loss).backward()
-            res.append((q.detach(), i, loss.detach(), xr.grad))
-        (q1, i1, l1, g1), (q2, i2, l2, g2) = res
-        assert q1.shape == x.shape and i1.shape == i2.shape and (h == 1 or i1.shape[-1] == h)
-        assert torch.equal(i1, i2)
-        torch.testing.assert_close(q1, q2, rtol=1e-5, atol=1e-5)
-        torch.testing.assert_close(l1, l2, rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(g1, g2, rtol=1e-4, atol=1e-5)
+        i1 = _assert_same_step(ours, theirs, x, w)
+        assert h == 1 or i1.shape[-1] == h
         torch.testing.assert_close(ours.codebook, theirs.codebook, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(ours.cluster_size, theirs._codebook.cluster_size.reshape(ours.cluster_size.shape),
                                    rtol=1e-5, atol=1e-6)
@@ -167,17 +174,7 @@ def test_rotation_trick_matches_vector_quantize_pytorch(shape, kw):
     for step in range(3):
         x = torch.randn(*shape, generator=g) + 0.3 * step
         w = torch.randn(*shape, generator=g)
-        grads = []
-        for vq in (ours, theirs):
-            xr = x.clone().requires_grad_()
-            q, i, loss = vq(xr)
-            ((q * w).sum() + loss).backward()
-            grads.append((q.detach(), i, loss.detach(), xr.grad))
-        (q1, i1, l1, g1), (q2, i2, l2, g2) = grads
-        assert torch.equal(i1, i2)
-        torch.testing.assert_close(q1, q2, rtol=1e-5, atol=1e-5)
-        torch.testing.assert_close(l1, l2, rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(g1, g2, rtol=1e-4, atol=1e-5)
+        _assert_same_step(ours, theirs, x, w)
         torch.testing.assert_close(ours.codebook, theirs.codebook[0] if theirs.codebook.dim() == 3 else theirs.codebook,
                                    rtol=1e-5, atol=1e-5)
     # The rotated gradient is not the straight-through one (the test would pass vacuously otherwise).
@@ -337,17 +334,8 @@ def test_mask_matches_vector_quantize_pytorch(shape, kw):
     for step in range(3):
         x = torch.randn(*shape, generator=g)
         mask = torch.rand(4, 20, generator=g) < 0.7
-        res = []
-        for vq in (ours, theirs):
-            xr = x.clone().requires_grad_()
-            q, i, loss = vq(xr, mask=mask)
-            (q.square().sum() + loss).backward()
-            res.append((q.detach(), i, loss.detach(), xr.grad))
-        (q1, i1, l1, g1), (q2, i2, l2, g2) = res
-        assert torch.equal(i1, i2) and (i1[~mask] == -1).all()
-        torch.testing.assert_close(q1, q2, rtol=1e-5, atol=1e-5)
-        torch.testing.assert_close(l1, l2, rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(g1, g2, rtol=1e-4, atol=1e-5)
+        i1 = _assert_same_step(ours, theirs, x, torch.randn(*shape, generator=g), mask=mask)
+        assert (i1[~mask] == -1).all()
         torch.testing.assert_close(ours.codebook, theirs.codebook.reshape(8, 16), rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(ours.cluster_size, theirs._codebook.cluster_size[0], rtol=1e-5, atol=1e-6)
 
