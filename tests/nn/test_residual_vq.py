@@ -12,6 +12,9 @@ def _pair(Q=3, K=8, dim=16, **kw):
     torch.manual_seed(0)
     ours = ResidualVectorQuantizer(dim, Q, K, decay=0.9, **kw)
     theirs = vqp.ResidualVQ(dim=dim, num_quantizers=Q, codebook_size=K, decay=0.9, **{"rotation_trick": False, **kw})
+    if "codebook_dim" in kw:
+        theirs.project_in.load_state_dict(ours.project_in.state_dict())
+        theirs.project_out.load_state_dict(ours.project_out.state_dict())
     for a, b in zip(ours.layers, theirs.layers):
         b._codebook.embed.data.copy_(a.codebook.detach()[None])
         b._codebook.embed_avg.data.copy_(a.codebook.detach()[None])
@@ -19,8 +22,9 @@ def _pair(Q=3, K=8, dim=16, **kw):
 
 
 @pytest.mark.parametrize("kw, masked", [({}, False), ({"rotation_trick": True}, False), ({}, True),
-                                        ({"commitment_weight": 0.25, "threshold_ema_dead_code": 0}, False)],
-                         ids=["ste", "rotation-trick", "mask", "beta"])
+                                        ({"commitment_weight": 0.25, "threshold_ema_dead_code": 0}, False),
+                                        ({"codebook_dim": 6}, False), ({"codebook_dim": 6}, True)],
+                         ids=["ste", "rotation-trick", "mask", "beta", "projection", "projection-mask"])
 def test_matches_residual_vq_over_training_steps(kw, masked):
     ours, theirs = _pair(**kw)
     g = torch.Generator().manual_seed(1)
@@ -34,7 +38,7 @@ def test_matches_residual_vq_over_training_steps(kw, masked):
             (q.square().sum() + losses.sum()).backward()
             res.append((q.detach(), i, losses.detach(), xr.grad))
         (q1, i1, l1, g1), (q2, i2, l2, g2) = res
-        assert i1.shape == (4, 20, 3) and l1.shape == (3,)
+        assert i1.shape == (4, 20, 3) and l1.shape == (3,) and (not masked or (q1[~mask] == 0).all())
         assert torch.equal(i1, i2)
         torch.testing.assert_close(q1, q2, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(l1, l2, rtol=1e-5, atol=1e-6)
@@ -85,7 +89,7 @@ def test_one_quantizer_is_the_plain_layer():
 
 @pytest.mark.parametrize("kw, exc, match", [
     (dict(num_quantizers=0), ValueError, "num_quantizers"),
-    (dict(codebook_dim=3), ValueError, "codebook_dim"),
+    (dict(codebook_dim=0), ValueError, "codebook_dim"),
     (dict(codebook_size=0), ValueError, "codebook_size"),
     (dict(heads=2), ValueError, "heads"),
     (dict(quantize_dropout=True, quantize_dropout_cutoff_index=2), ValueError, "quantize_dropout_cutoff_index"),
@@ -218,3 +222,26 @@ def test_lens_reaches_every_layer():
     assert torch.equal(q1, q2) and torch.equal(i1, i2) and torch.equal(l1, l2) and (i1[1, 4:] == -1).all()
     for s1, s2 in zip(a.state_dict().values(), b.state_dict().values()):
         assert torch.equal(s1, s2)
+
+
+@pytest.mark.parametrize("kw, shape", [({}, (3, 7, 16)), ({"channel_last": False}, (3, 16, 7)),
+                                       ({"accept_image_fmap": True}, (3, 16, 7, 1))])
+def test_projection_acts_on_the_channels_and_decodes(kw, shape):
+    # codebook_dim != dim: the projections act on the channel dimension in every layout (the same
+    # result as channel-last input), padding stays 0, and indices decode to the output.
+    torch.manual_seed(0)
+    ref = ResidualVectorQuantizer(16, 3, 8, codebook_dim=6).eval()
+    rvq = ResidualVectorQuantizer(16, 3, 8, codebook_dim=6, **kw).eval()
+    rvq.load_state_dict(ref.state_dict())
+    x_last = torch.randn(3, 7, 16)
+    x = x_last if not kw else x_last.transpose(1, 2).reshape(shape)
+    lens = None if kw.get("accept_image_fmap") else torch.tensor([7, 3, 0])
+    q, idx, losses = rvq(x, lens=lens)
+    q_ref, idx_ref, losses_ref = ref(x_last, lens=lens)
+    assert q.shape == x.shape and torch.equal(idx.reshape(idx_ref.shape), idx_ref)
+    torch.testing.assert_close(q if not kw else q.reshape(3, 16, 7).transpose(1, 2), q_ref)
+    torch.testing.assert_close(losses, losses_ref)
+    if lens is not None:
+        assert (q_ref[1, 3:] == 0).all() and (q_ref[2] == 0).all()
+    torch.testing.assert_close(rvq.indices_to_codes(idx), q)
+    assert rvq.codebooks.shape == (3, 8, 6) and rvq.get_codes_from_indices(idx).shape[0] == 3

@@ -29,13 +29,17 @@ class ResidualVectorQuantizer(nn.Module):
     A drop-in for ``vector_quantize_pytorch.ResidualVQ`` in its common configuration (same
     ``dim``, ``num_quantizers``, ``codebook_size``, ``quantize_dropout*`` and per-layer keyword
     names, same ``(quantized, indices, losses)`` return; tested step for step against it). Not
-    provided: shared codebooks, beam search, implicit neural codebooks, multi-head layers and a
-    ``codebook_dim`` different from ``dim`` (``ResidualVQ`` refuses ``heads`` too).
+    provided: shared codebooks, beam search, implicit neural codebooks and multi-head layers
+    (``ResidualVQ`` refuses ``heads`` too).
 
     Args:
         dim: D of the input vectors.
         num_quantizers: Q, number of residual layers, >= 1.
         codebook_size: K of every layer.
+        codebook_dim: as ``ResidualVQ``: when it differs from ``dim``, one linear layer projects the
+            input to ``codebook_dim`` before the first quantiser and one projects the sum of the
+            codes back (the channel dimension of channel-first input); every layer quantises in
+            ``codebook_dim``. Default ``dim``.
         quantize_dropout: in training, use a random number of leading layers per step (above).
             Default False; ignored when Q = 1 (as ``ResidualVQ``).
         quantize_dropout_cutoff_index: the fewest layers kept is this + 1, in [0, Q). Default 0.
@@ -55,18 +59,19 @@ class ResidualVectorQuantizer(nn.Module):
             add to a training loss.
 
     Raises:
-        ValueError: ``num_quantizers`` < 1, ``codebook_dim`` given, ``heads`` != 1, a
+        ValueError: ``num_quantizers`` < 1, ``codebook_dim`` < 1, ``heads`` != 1, a
             quantize-dropout setting out of range, or what :class:`VectorQuantizer` raises.
     """
 
-    def __init__(self, dim: int, num_quantizers: int, codebook_size: int, quantize_dropout: bool = False,
-                 quantize_dropout_cutoff_index: int = 0, quantize_dropout_multiple_of: int = 1, **kwargs):
+    def __init__(self, dim: int, num_quantizers: int, codebook_size: int, codebook_dim: int | None = None,
+                 quantize_dropout: bool = False, quantize_dropout_cutoff_index: int = 0,
+                 quantize_dropout_multiple_of: int = 1, **kwargs):
         super().__init__()
         if num_quantizers < 1:
             raise ValueError(f"num_quantizers must be >= 1, got {num_quantizers}")
-        if kwargs.get("codebook_dim", dim) != dim:
-            raise ValueError("codebook_dim: every residual layer quantises in the input space (codebook_dim == dim); "
-                             "project the input before the quantiser instead")
+        codebook_dim = dim if codebook_dim is None else codebook_dim
+        if codebook_dim < 1:
+            raise ValueError(f"codebook_dim must be >= 1, got {codebook_dim}")
         if kwargs.get("heads", 1) != 1:
             raise ValueError(f"heads must be 1 in a residual quantiser (as ResidualVQ), got {kwargs['heads']}")
         if not 0 <= quantize_dropout_cutoff_index < num_quantizers:
@@ -74,7 +79,12 @@ class ResidualVectorQuantizer(nn.Module):
                              f"got {quantize_dropout_cutoff_index}")
         if quantize_dropout_multiple_of < 1:
             raise ValueError(f"quantize_dropout_multiple_of must be >= 1, got {quantize_dropout_multiple_of}")
-        self.layers = nn.ModuleList(VectorQuantizer(dim, codebook_size, **kwargs) for _ in range(num_quantizers))
+        self.codebook_dim = codebook_dim
+        needs_projection = codebook_dim != dim
+        self.project_in = nn.Linear(dim, codebook_dim) if needs_projection else nn.Identity()
+        self.project_out = nn.Linear(codebook_dim, dim) if needs_projection else nn.Identity()
+        self.layers = nn.ModuleList(VectorQuantizer(codebook_dim, codebook_size, **kwargs)
+                                    for _ in range(num_quantizers))
         self.quantize_dropout = bool(quantize_dropout) and num_quantizers > 1
         self.quantize_dropout_cutoff_index = quantize_dropout_cutoff_index
         self.quantize_dropout_multiple_of = quantize_dropout_multiple_of
@@ -85,7 +95,7 @@ class ResidualVectorQuantizer(nn.Module):
 
     @property
     def codebooks(self) -> torch.Tensor:
-        """Tensor[Q, K, D]: the codebooks of the layers (cosine layers: as stored)."""
+        """Tensor[Q, K, codebook_dim]: the codebooks of the layers (cosine layers: as stored)."""
         return torch.stack([layer.codebook.detach() for layer in self.layers])
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, lens: torch.Tensor | None = None
@@ -97,7 +107,7 @@ class ResidualVectorQuantizer(nn.Module):
             (quantized, indices, losses).
         """
         last = self._last_layer(x.device) if self.training and self.quantize_dropout else self.num_quantizers - 1
-        residual = x
+        residual = self._project(self.project_in, x)
         quantized_out = None
         all_indices, losses = [], []
         for q, layer in enumerate(self.layers):
@@ -110,7 +120,26 @@ class ResidualVectorQuantizer(nn.Module):
             quantized_out = quantized if quantized_out is None else quantized_out + quantized
             all_indices.append(indices)
             losses.append(loss)
-        return quantized_out, torch.stack(all_indices, dim=-1), torch.stack(losses)
+        indices = torch.stack(all_indices, dim=-1)
+        if not isinstance(self.project_out, nn.Identity):
+            quantized_out = self._project(self.project_out, quantized_out)
+            if mask is not None or lens is not None:  # padding: 0, not project_out's bias
+                quantized_out = self._zero_where(indices[..., 0] < 0, quantized_out)
+        return quantized_out, indices, torch.stack(losses)
+
+    def _channel_first(self, t: torch.Tensor) -> bool:
+        layer = self.layers[0]
+        return t.dim() >= 3 and (layer.accept_image_fmap or not layer.channel_last)
+
+    def _project(self, linear: nn.Module, t: torch.Tensor) -> torch.Tensor:
+        """``linear`` on the channel dimension of ``t`` (last, or 1 for channel-first input)."""
+        if isinstance(linear, nn.Identity):
+            return t
+        return linear(t.movedim(1, -1)).movedim(-1, 1) if self._channel_first(t) else linear(t)
+
+    def _zero_where(self, where: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """``t`` with the vectors at positions ``where`` (its shape without the channels) set to 0."""
+        return torch.where(where.unsqueeze(1 if self._channel_first(t) else -1), 0.0, t)
 
     def _last_layer(self, device: torch.device) -> int:
         """Quantize dropout's d: the index of the last layer used this step (see the class docstring)."""
@@ -126,7 +155,8 @@ class ResidualVectorQuantizer(nn.Module):
     def get_codes_from_indices(self, indices: torch.Tensor) -> torch.Tensor:
         """Every layer's codes for ``indices`` (``[..., q]`` as ``forward`` returns them, q <= Q: the
         first q layers' indices, the rest read as dropped): ``Tensor[Q, *out]`` where ``out`` is the
-        layers' output shape, 0 wherever an index is -1 (padding, quantize dropout, missing layers).
+        layers' output shape (channels ``codebook_dim``: before ``project_out``), 0 wherever an
+        index is -1 (padding, quantize dropout, missing layers).
 
         Raises:
             TypeError: non-integer indices.
@@ -142,16 +172,18 @@ class ResidualVectorQuantizer(nn.Module):
             indices = torch.cat([indices, indices.new_full((*indices.shape[:-1], missing), -1)], -1)
         out = []
         for layer, idx in zip(self.layers, indices.unbind(-1)):
-            codes = layer.indices_to_codes(idx.clamp_min(0))
-            channel_first = idx.dim() >= 2 and (layer.accept_image_fmap or not layer.channel_last)
-            out.append(codes * (idx >= 0).unsqueeze(1 if channel_first else -1).to(codes.dtype))
+            out.append(self._zero_where(idx < 0, layer.indices_to_codes(idx.clamp_min(0))))
         return torch.stack(out)
 
     def indices_to_codes(self, indices: torch.Tensor) -> torch.Tensor:
         """The ``quantized`` of ``forward`` for these ``indices`` (``[..., q]``, q <= Q, as
         returned; -1 entries and missing layers contribute 0): the sum of the layers' codes, in
-        the layers' layout. Decoding from the first q < Q codes is what quantize dropout trains for.
-        Raises as :meth:`get_codes_from_indices`."""
-        return self.get_codes_from_indices(indices).sum(0)
+        the layers' layout, after ``project_out`` (0 at padding: where the first index is -1).
+        Decoding from the first q < Q codes is what quantize dropout trains for. Raises as
+        :meth:`get_codes_from_indices`."""
+        out = self.get_codes_from_indices(indices).sum(0)
+        if isinstance(self.project_out, nn.Identity):
+            return out
+        return self._zero_where(indices[..., 0] < 0, self._project(self.project_out, out))
 
     get_output_from_indices = indices_to_codes
