@@ -121,15 +121,19 @@ class ResidualVectorQuantizer(nn.Module):
             all_indices.append(indices)
             losses.append(loss)
         indices = torch.stack(all_indices, dim=-1)
-        if not isinstance(self.project_out, nn.Identity):
-            quantized_out = self._project(self.project_out, quantized_out)
-            if mask is not None or lens is not None:  # padding: 0, not project_out's bias
-                quantized_out = self._zero_where(indices[..., 0] < 0, quantized_out)
+        quantized_out = self._out(quantized_out, indices, padded=mask is not None or lens is not None)
         return quantized_out, indices, torch.stack(losses)
 
+    def _out(self, codes_sum: torch.Tensor, indices: torch.Tensor, padded: bool = True) -> torch.Tensor:
+        """The sum of the layers' codes in the input space: ``project_out`` when there is one, and
+        then 0 at padding (where the first layer's index is -1, not the projection's bias)."""
+        if isinstance(self.project_out, nn.Identity):
+            return codes_sum
+        out = self._project(self.project_out, codes_sum)
+        return self._zero_where(indices[..., 0] < 0, out) if padded else out
+
     def _channel_first(self, t: torch.Tensor) -> bool:
-        layer = self.layers[0]
-        return t.dim() >= 3 and (layer.accept_image_fmap or not layer.channel_last)
+        return self.layers[0]._channel_first(t)  # every layer has the same layout
 
     def _project(self, linear: nn.Module, t: torch.Tensor) -> torch.Tensor:
         """``linear`` on the channel dimension of ``t`` (last, or 1 for channel-first input)."""
@@ -181,9 +185,6 @@ class ResidualVectorQuantizer(nn.Module):
         the layers' layout, after ``project_out`` (0 at padding: where the first index is -1).
         Decoding from the first q < Q codes is what quantize dropout trains for. Raises as
         :meth:`get_codes_from_indices`."""
-        out = self.get_codes_from_indices(indices).sum(0)
-        if isinstance(self.project_out, nn.Identity):
-            return out
-        return self._zero_where(indices[..., 0] < 0, self._project(self.project_out, out))
+        return self._out(self.get_codes_from_indices(indices).sum(0), indices)
 
     get_output_from_indices = indices_to_codes

@@ -488,7 +488,7 @@ class VectorQuantizer(nn.Module):
             codebook = self._state()[2].to(work)  # [G*K, Dc]
             if self.use_cosine_sim:
                 codebook = F.normalize(codebook, dim=-1)
-            indices = self._search(flat.detach(), codebook.detach())  # into the G*K codes
+            indices, head_indices = self._search(flat.detach(), codebook.detach())
             # Gather before the in-place EMA update: z_q uses the codebook the search used.
             quantized = F.embedding(indices.clamp_min(0), codebook)  # -1: a NaN row on CUDA
             if self.training and not self.freeze_codebook:
@@ -507,10 +507,7 @@ class VectorQuantizer(nn.Module):
             else:
                 out = flat + (quantized - flat).detach()  # straight-through estimator
         out = self.project_out(out.reshape(B, N, h * Dc).to(z.dtype))
-        if self.separate_codebook_per_head:  # back to each head's own codes (-1 stays)
-            local = indices.view(-1, h) - torch.arange(h, device=indices.device) * self.codebook_size
-            indices = torch.where(indices.view(-1, h) >= 0, local, -1)
-        indices = indices.reshape(B, N, h) if h > 1 else indices.reshape(B, N)
+        indices = head_indices.reshape(B, N, h) if h > 1 else head_indices.reshape(B, N)
         if mask is not None:
             out = torch.where(mask.unsqueeze(-1), out, 0.0)
             indices = torch.where(mask.view(B, N, *(1,) * (indices.dim() - 2)), indices, -1)
@@ -520,17 +517,22 @@ class VectorQuantizer(nn.Module):
             indices = indices.reshape(B, *x.shape[2:], *indices.shape[2:])
         return self._from_vectors(out, x).to(x.dtype), indices, loss
 
-    def _search(self, flat: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
-        """Nearest codeword of every row of ``flat`` (``[R, Dc]``) in ``codebook`` (``[G*K, Dc]``);
-        with separate codebooks, head j's rows (``flat[j::h]``) search codes ``j*K .. (j+1)*K - 1``
-        (one kernel call per head), and the result indexes the stacked G*K codes."""
+    def _search(self, flat: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Nearest codeword of every row of ``flat`` (``[R, Dc]``) in ``codebook`` (``[G*K, Dc]``):
+        (indices into the stacked G*K codes, each head's own indices in [0, K)), both ``[R]`` and
+        the same tensor for one codebook. With separate codebooks, head j's rows (``flat[j::h]``)
+        search codes ``j*K .. (j+1)*K - 1``, one kernel call per head. -1 (a NaN row on CUDA) stays -1."""
         if not self.separate_codebook_per_head:
-            return nearest_code(flat, codebook)[0]
+            indices = nearest_code(flat, codebook)[0]
+            return indices, indices
         h, K = self.heads, self.codebook_size
         per_head = flat.view(-1, h, flat.shape[1])
-        idx = torch.stack([nearest_code(per_head[:, j], codebook[j * K:(j + 1) * K])[0] for j in range(h)], 1)
-        offset = torch.arange(h, device=idx.device) * K
-        return torch.where(idx >= 0, idx + offset, -1).view(-1)  # -1: a NaN row on CUDA
+        local = torch.stack([nearest_code(per_head[:, j], codebook[j * K:(j + 1) * K])[0] for j in range(h)], 1)
+        return torch.where(local >= 0, local + self._head_offsets(local.device), -1).view(-1), local.view(-1)
+
+    def _head_offsets(self, device: torch.device) -> torch.Tensor:
+        """int64 ``[h]``: where each head's codes start in the stacked G*K codes (separate codebooks)."""
+        return torch.arange(self.heads, device=device) * self.codebook_size
 
     def _lens_to_mask(self, lens: torch.Tensor, mask: torch.Tensor | None, x: torch.Tensor,
                       vectors: torch.Tensor) -> torch.Tensor:
@@ -587,7 +589,7 @@ class VectorQuantizer(nn.Module):
             codebook = F.normalize(codebook, dim=-1)
         indices = indices.long()
         if self.separate_codebook_per_head:
-            indices = indices + torch.arange(h, device=indices.device) * self.codebook_size
+            indices = indices + self._head_offsets(indices.device)
         codes = F.embedding(indices, codebook)
         if h > 1:
             codes = codes.flatten(-2)
