@@ -1,5 +1,5 @@
 """Stage-1 comparison: vqvae vs ncvqvae (Barlow Twins + slice, VIbCReg + gauss) on UCR datasets,
-or (``--variants zoo``) every model of the zoo, or (``--variants gradient``) vqvae with the
+or (``--variants ssl``) vqvae vs ncvqvae with Barlow Twins + slice alone, or (``--variants zoo``) every model of the zoo, or (``--variants gradient``) vqvae with the
 straight-through estimator vs the rotation trick (without and with dead-code restarts), or
 (``--variants gradient-ssl``) the same two gradients for ncvqvae (Barlow Twins + slice).
 
@@ -31,6 +31,10 @@ VARIANTS = {
     "vqvae": ("vqvae", []),
     "ncvqvae BT slice": ("ncvqvae", ["ssl_loss=barlow_twins", "augmentation=slice"]),
     "ncvqvae VIbCReg gauss": ("ncvqvae", ["ssl_loss=vibcreg", "augmentation=gauss"]),
+}
+SSL = {  # the NC-VQVAE table's pair: `reg` (the plain tokenizer) vs `BT-s` (Barlow Twins with slice)
+    "vqvae": VARIANTS["vqvae"],
+    "ncvqvae BT slice": VARIANTS["ncvqvae BT slice"],
 }
 GRADIENT = {  # the quantiser's gradient: straight-through estimator vs the rotation trick (Fifty et al. 2024)
     "vqvae": ("vqvae", []),
@@ -83,14 +87,15 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", default="runs/stage1")
     ap.add_argument("--out", default=None, help="Markdown file for the table (printed either way)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra overrides for every run")
-    ap.add_argument("--variants", default="stage1", choices=["stage1", "zoo", "gradient", "gradient-ssl"],
-                    help="stage1: vqvae and the two ncvqvae variants; zoo: every model; "
+    ap.add_argument("--variants", default="stage1", choices=["stage1", "ssl", "zoo", "gradient", "gradient-ssl"],
+                    help="stage1: vqvae and the two ncvqvae variants; ssl: vqvae and ncvqvae (Barlow Twins, "
+                         "slice), the NC-VQVAE table's pair; zoo: every model; "
                          "gradient: vqvae with the straight-through estimator, with the rotation trick, and "
                          "with the rotation trick and dead-code restarts (threshold 2); "
                          "gradient-ssl: ncvqvae (Barlow Twins, slice) with either gradient")
     ap.add_argument("--fcn-weights", default=None, help="FCN weights for FID / IS of the VAEs' samples")
     args = ap.parse_args(argv)
-    variants, columns = {"stage1": (VARIANTS, COLUMNS), "gradient": (GRADIENT, COLUMNS),
+    variants, columns = {"stage1": (VARIANTS, COLUMNS), "ssl": (SSL, COLUMNS), "gradient": (GRADIENT, COLUMNS),
                          "gradient-ssl": (GRADIENT_SSL, COLUMNS), "zoo": (ZOO, ZOO_COLUMNS)}[args.variants]
     rows = []
     means = {label: [] for label in variants}

@@ -63,6 +63,22 @@ def test_stage1_table_gradient_ssl_variant_sets_the_rotation_trick_on_ncvqvae(tm
 
 
 @requires_ucr("GunPoint")
+def test_stage1_table_ssl_variant_is_vqvae_against_barlow_twins_slice(tmp_path):
+    import yaml
+
+    args = ["--datasets", "GunPoint", "--seeds", "0", "--data-dir", str(UCR_DIR), "--runs", str(tmp_path / "runs"),
+            "--out", str(tmp_path / "table.md"), "--variants", "ssl", "--preset", "paper", "--set", "epochs=2",
+            "--set", "d=8", "--set", "n_resnet_blocks=1", "--set", "projector_widths=[32,32]"]
+    assert _load("stage1_table").main(args) == 0
+    table = (tmp_path / "table.md").read_text()
+    assert table.count("| GunPoint |") == 2 and "| GunPoint | ncvqvae BT slice | 1 |" in table
+    runs = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    assert runs == ["GunPoint-ncvqvae_BT_slice-paper-seed0", "GunPoint-vqvae-paper-seed0"], runs
+    cfg = yaml.safe_load((tmp_path / "runs" / runs[0] / "config.yaml").read_text())
+    assert cfg["model_config"]["ssl_loss"] == "barlow_twins" and cfg["model_config"]["augmentation"] == "slice"
+
+
+@requires_ucr("GunPoint")
 def test_generation_table_runs_on_real_data(tmp_path):
     from helpers import FCN_DIR
 
