@@ -211,6 +211,32 @@ def test_codes_from_indices_match_residual_vq(q):
     torch.testing.assert_close(ours.indices_to_codes(idx), codes.sum(0))
 
 
+@pytest.mark.parametrize("quantize_dropout", [False, True])
+def test_return_all_codes_and_freeze_codebook_match_residual_vq(quantize_dropout):
+    # return_all_codes: a fourth output, every layer's codes [Q, ...] (0 where dropped), as ResidualVQ;
+    # forward(freeze_codebook=True) leaves every layer's codebook as it was, in both.
+    ours, theirs = _pair(quantize_dropout=quantize_dropout)
+    g = torch.Generator().manual_seed(1)
+    for step, freeze in enumerate([False, True, False, True]):
+        x = torch.randn(4, 20, 16, generator=g) * (1 + step)
+        before = ours.codebooks.clone()
+        torch.manual_seed(step)
+        q1, i1, l1, c1 = ours(x, freeze_codebook=freeze, return_all_codes=True)
+        d = int((i1 >= 0).flatten(0, -2).any(0).sum()) - 1
+        extra = {"rand_quantize_dropout_fixed_seed": _residual_vq_dropout_seed(d, 0, 3, 1)} if quantize_dropout else {}
+        q2, i2, l2, c2 = theirs(x, freeze_codebook=freeze, return_all_codes=True, **extra)
+        assert c1.shape == (3, 4, 20, 16) and (c1[d + 1:] == 0).all()
+        torch.testing.assert_close(c1, ours.get_codes_from_indices(i1))
+        assert torch.equal(ours.codebooks, before) == freeze
+        assert torch.equal(i1, i2)
+        torch.testing.assert_close(q1, q2, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(l1, l2, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(c1, c2, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(ours.codebooks, theirs.codebooks.reshape(ours.codebooks.shape), rtol=1e-5,
+                                   atol=1e-5)
+    assert len(ours.eval()(x)) == 3
+
+
 def test_lens_reaches_every_layer():
     torch.manual_seed(0)
     a = ResidualVectorQuantizer(6, 3, 8, decay=0.8)

@@ -464,14 +464,69 @@ def test_freeze_codebook_matches_vector_quantize_pytorch():
     assert ours.fraction_used > 0  # the batch statistics are still kept
 
 
+def test_freeze_codebook_per_call_matches_vector_quantize_pytorch():
+    # forward(freeze_codebook=...) overrides the attribute for one call, both ways, as VectorQuantize.
+    # (No dead-code restarts here: their random replacements differ between the two.)
+    ours, theirs = _pair()
+    g = torch.Generator().manual_seed(1)
+    for step, freeze in enumerate([True, False, True]):
+        before = ours.codebook.clone()
+        x = torch.randn(4, 50, 16, generator=g) + step
+        (q1, i1, l1), (q2, i2, l2) = ours(x, freeze_codebook=freeze), theirs(x, freeze_codebook=freeze)
+        assert torch.equal(i1, i2)
+        torch.testing.assert_close(q1, q2)
+        torch.testing.assert_close(l1, l2)
+        torch.testing.assert_close(ours.codebook, theirs.codebook.reshape(ours.codebook.shape))
+        assert torch.equal(ours.codebook, before) == freeze
+    ours.freeze_codebook = True
+    before = ours.codebook.clone()
+    ours(torch.randn(4, 50, 16, generator=g), freeze_codebook=False)
+    assert not torch.equal(ours.codebook, before)
+
+
+@pytest.mark.parametrize("kw", [{}, {"orthogonal_reg_weight": 10.0}, {"commitment_weight": 0.25, "decay": None},
+                                {"heads": 2, "codebook_dim": 8, "separate_codebook_per_head": True,
+                                 "orthogonal_reg_weight": 3.0}])
+def test_loss_breakdown_matches_vector_quantize_pytorch(kw):
+    # return_loss_breakdown: the unweighted terms, VectorQuantize's LossBreakdown fields and values,
+    # and the loss is their weighted sum (plus the codebook loss, equal to the commitment term in
+    # value, with a loss-trained codebook).
+    from tsvq.nn import LossBreakdown
+    kw = {"decay": 0.9, **kw}
+    torch.manual_seed(0)
+    ours = VectorQuantizer(16, 32, **kw)
+    theirs = vqp.VectorQuantize(16, 32, rotation_trick=False, **({"learnable_codebook": True, "ema_update": False,
+                                                                  **{k: v for k, v in kw.items() if k != "decay"}}
+                                                                 if kw["decay"] is None else kw))
+    theirs._codebook.embed.data.copy_(ours.codebook.detach().reshape(theirs._codebook.embed.shape))
+    theirs._codebook.embed_avg.data.copy_(ours.codebook.detach().reshape(theirs._codebook.embed.shape))
+    x = torch.randn(4, 6, 16, generator=torch.Generator().manual_seed(1))
+    (q1, i1, l1, b1), (q2, i2, l2, b2) = ours(x, return_loss_breakdown=True), theirs(x, return_loss_breakdown=True)
+    assert isinstance(b1, LossBreakdown) and b1._fields == type(b2)._fields
+    assert torch.equal(i1, i2)
+    if kw["decay"] is not None:  # a loss-trained codebook: VectorQuantize weights its codebook loss by beta too
+        torch.testing.assert_close(l1, l2, rtol=1e-5, atol=1e-6)
+    for ours_term, their_term in zip(b1, b2):
+        torch.testing.assert_close(ours_term, torch.as_tensor(their_term, dtype=ours_term.dtype).reshape(()),
+                                   rtol=1e-5, atol=1e-6)
+    beta = kw.get("commitment_weight", 1.0) + (kw["decay"] is None)
+    torch.testing.assert_close(l1, beta * b1.commitment + kw.get("orthogonal_reg_weight", 0.0) * b1.orthogonal_reg)
+    assert b1.commitment > 0 and (b1.orthogonal_reg > 0) == ("orthogonal_reg_weight" in kw)
+    l3 = ours.eval()(x)[2]  # without the flag: the usual triple
+    b3 = ours(x, return_loss_breakdown=True)[3]
+    torch.testing.assert_close(l3, beta * b3.commitment)
+    assert b3.orthogonal_reg == 0  # eval: no regulariser
+
+
 @pytest.mark.parametrize("kw", [dict(decay=0.9, threshold_ema_dead_code=5.0), dict(decay=None),
                                 dict(decay=0.9, orthogonal_reg_weight=1.0)])
-def test_freeze_codebook_leaves_the_codebook_alone(kw):
+@pytest.mark.parametrize("per_call", [False, True], ids=["attribute", "per-call"])
+def test_freeze_codebook_leaves_the_codebook_alone(kw, per_call):
     torch.manual_seed(0)
-    vq = VectorQuantizer(8, 16, freeze_codebook=True, **kw)
+    vq = VectorQuantizer(8, 16, freeze_codebook=not per_call, **kw)
     state = {k: v.clone() for k, v in vq.state_dict().items()}
     x = torch.randn(64, 8, requires_grad=True)
-    q, idx, loss = vq(x)
+    q, idx, loss = vq(x, freeze_codebook=True) if per_call else vq(x)
     (q.square().sum() + loss).backward()
     for k, v in vq.state_dict().items():
         assert torch.equal(v, state[k]), k

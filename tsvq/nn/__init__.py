@@ -3,7 +3,7 @@ from .kmeans import kmeans
 from .losses import BarlowTwinsLoss, IterNorm, NTXentLoss, Projector, VIbCRegLoss, VICRegLoss
 from .residual_vq import ResidualVectorQuantizer
 from .stft import ISTFT, STFT
-from .vector_quantizer import VectorQuantizer
+from .vector_quantizer import LossBreakdown, VectorQuantizer
 
-__all__ = ["VectorQuantizer", "ResidualVectorQuantizer", "STFT", "ISTFT", "kmeans", "BarlowTwinsLoss", "VICRegLoss", "VIbCRegLoss", "NTXentLoss",
+__all__ = ["VectorQuantizer", "LossBreakdown", "ResidualVectorQuantizer", "STFT", "ISTFT", "kmeans", "BarlowTwinsLoss", "VICRegLoss", "VIbCRegLoss", "NTXentLoss",
            "IterNorm", "Projector"]

@@ -98,13 +98,20 @@ class ResidualVectorQuantizer(nn.Module):
         """Tensor[Q, K, codebook_dim]: the codebooks of the layers (cosine layers: as stored)."""
         return torch.stack([layer.codebook.detach() for layer in self.layers])
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, lens: torch.Tensor | None = None
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, lens: torch.Tensor | None = None, *,
+                freeze_codebook: bool | None = None, return_all_codes: bool = False
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Quantise ``x`` with every layer in turn; see the class docstring for shapes. ``mask``
-        (bool ``[B, N]``) or ``lens`` (int ``[B]``) mark padding as in :class:`VectorQuantizer`.
+        (bool ``[B, N]``) or ``lens`` (int ``[B]``) mark padding as in :class:`VectorQuantizer`;
+        ``freeze_codebook`` (default None: each layer's attribute) freezes every layer's codebook
+        for this call, as there.
 
         Returns:
-            (quantized, indices, losses).
+            (quantized, indices, losses), or with ``return_all_codes`` (as ``ResidualVQ``)
+            (quantized, indices, losses, all_codes), ``all_codes`` = :meth:`get_codes_from_indices`
+            of the indices: ``Tensor[Q, ...]``, each layer's codes (0 where dropped or padding), read
+            from the codebooks as they are after this call (in training, after its EMA update), as
+            ``ResidualVQ`` does.
         """
         last = self._last_layer(x.device) if self.training and self.quantize_dropout else self.num_quantizers - 1
         residual = self._project(self.project_in, x)
@@ -115,13 +122,15 @@ class ResidualVectorQuantizer(nn.Module):
                 all_indices.append(torch.full_like(all_indices[0], -1))
                 losses.append(torch.zeros_like(losses[0]))
                 continue
-            quantized, indices, loss = layer(residual, mask=mask, lens=lens)
+            quantized, indices, loss = layer(residual, mask=mask, lens=lens, freeze_codebook=freeze_codebook)
             residual = residual - quantized.detach()
             quantized_out = quantized if quantized_out is None else quantized_out + quantized
             all_indices.append(indices)
             losses.append(loss)
         indices = torch.stack(all_indices, dim=-1)
         quantized_out = self._out(quantized_out, indices, padded=mask is not None or lens is not None)
+        if return_all_codes:
+            return quantized_out, indices, torch.stack(losses), self.get_codes_from_indices(indices)
         return quantized_out, indices, torch.stack(losses)
 
     def _out(self, codes_sum: torch.Tensor, indices: torch.Tensor, padded: bool = True) -> torch.Tensor:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import NamedTuple
 
 import torch
 import torch.distributed as dist
@@ -42,6 +43,27 @@ def _random_rows(n: int, valid: torch.Tensor | None, shape: tuple[int, ...], dev
     running = valid.cumsum(0)
     r = (torch.rand(shape, device=device) * running[-1]).long()
     return torch.searchsorted(running, (r + 1).flatten()).view(shape).clamp_max(n - 1), running[-1] > 0
+
+
+class LossBreakdown(NamedTuple):
+    """The terms of :class:`VectorQuantizer`'s loss before their weights (``forward(...,
+    return_loss_breakdown=True)``), with ``vector_quantize_pytorch.LossBreakdown``'s fields.
+
+    Attributes:
+        commitment: ``mean ||z - sg(z_q)||^2`` over the real vectors (scalar). With ``decay=None``
+            the codebook loss ``mean ||sg(z) - z_q||^2`` has the same value (its gradient goes to
+            the codebook instead), and the loss is ``(beta + 1) * commitment + ...``.
+        codebook_diversity: always 0 (tsvq has no codebook-diversity term: it needs the N x K
+            soft assignments).
+        orthogonal_reg: the orthogonal regulariser, 0 where it is not computed (weight 0, eval
+            mode or frozen codebook).
+        inplace_optimize: always 0 (no in-place codebook optimiser).
+    """
+
+    commitment: torch.Tensor
+    codebook_diversity: torch.Tensor
+    orthogonal_reg: torch.Tensor
+    inplace_optimize: torch.Tensor
 
 
 _NORM_EPS = 1e-6  # norm clamp of vector_quantize_pytorch (its l2norm and safe_div): rotation trick, orthogonal reg
@@ -111,11 +133,14 @@ class VectorQuantizer(nn.Module):
 
     A drop-in for ``vector_quantize_pytorch.VectorQuantize`` in its common configuration (same
     constructor names and ``(quantized, indices, loss)`` return), without the N x K distance
-    matrix. Two deliberate differences: the commitment loss is also returned in ``eval()`` mode
+    matrix. Deliberate differences: the commitment loss is also returned in ``eval()`` mode
     (useful for validation curves; ``VectorQuantize`` returns 0 there), and ``rotation_trick``
     defaults to False (the VQ-VAE straight-through estimator used by TimeVQVAE and NC-VQVAE),
     where ``VectorQuantize`` (1.32, the version tested against) defaults to True for
-    dim > 1: pass ``rotation_trick=True`` for its default gradient.
+    dim > 1: pass ``rotation_trick=True`` for its default gradient. And a codebook trained by
+    gradient (``decay=None``; ``VectorQuantize(learnable_codebook=True, ema_update=False)``) gets
+    the codebook loss with weight 1 as in VQ-VAE eq. 3, where ``VectorQuantize`` weights it by
+    beta as well (the same loss at the default beta = 1).
 
     Args:
         dim: D of the input vectors.
@@ -149,7 +174,8 @@ class VectorQuantizer(nn.Module):
             (default None = all).
         freeze_codebook: in training mode too, leave the codebook as it is: no EMA update or
             dead-code restart, no gradient from the codebook loss or the orthogonal regulariser
-            (k-means initialisation still runs once). An attribute; set it at any time.
+            (k-means initialisation still runs once). An attribute; set it at any time, or per
+            call with ``forward(..., freeze_codebook=True)``.
         channel_last: input is ``[B, N, D]`` (default). ``False``: channel-first ``[B, D, N]``.
         accept_image_fmap: input is channel-first ``[B, D, H, W]`` (any number of spatial
             dims is accepted whenever the input is channel-first).
@@ -439,7 +465,8 @@ class VectorQuantizer(nn.Module):
         return _orthogonal_reg_loss(codebook, keep.to(work))
 
     # ------------------------------------------------------------------ forward
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, lens: torch.Tensor | None = None
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, lens: torch.Tensor | None = None, *,
+                freeze_codebook: bool | None = None, return_loss_breakdown: bool = False
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Quantise ``x``; see the class docstring for shapes.
 
@@ -453,9 +480,14 @@ class VectorQuantizer(nn.Module):
             lens: optional integer ``Tensor[B]``, the number of real vectors at the start of each
                 sequence (the rest is padding): the same as ``mask = arange(N) < lens[:, None]``
                 (as ``VectorQuantize``'s ``lens``). At most one of ``mask`` and ``lens``.
+            freeze_codebook: for this call, in place of the attribute ``freeze_codebook``
+                (default None: the attribute), as ``VectorQuantize``'s keyword.
+            return_loss_breakdown: also return the unweighted loss terms as a
+                :class:`LossBreakdown` (default False), as ``VectorQuantize``.
 
         Returns:
-            (quantized, indices, loss).
+            (quantized, indices, loss), or (quantized, indices, loss, breakdown) with
+            ``return_loss_breakdown``.
         """
         if not isinstance(x, torch.Tensor) or not x.is_floating_point():
             raise TypeError(f"x must be a float tensor, got {getattr(x, 'dtype', type(x).__name__)}")
@@ -491,17 +523,21 @@ class VectorQuantizer(nn.Module):
             indices, head_indices = self._search(flat.detach(), codebook.detach())
             # Gather before the in-place EMA update: z_q uses the codebook the search used.
             quantized = F.embedding(indices.clamp_min(0), codebook)  # -1: a NaN row on CUDA
-            if self.training and not self.freeze_codebook:
+            frozen = self.freeze_codebook if freeze_codebook is None else bool(freeze_codebook)
+            if self.training and not frozen:
                 counts = self._update_codebook(flat.detach(), indices, valid)
             else:
                 counts = _counts(indices.clamp_min(0), valid, codebook.shape[0], self.batch_counts.dtype)
             self.batch_counts.copy_(counts.view_as(self.batch_counts))
             mse = F.mse_loss if valid is None else functools.partial(_masked_mse, valid=valid)
-            loss = self.commitment_weight * mse(flat, quantized.detach())
+            commitment = mse(flat, quantized.detach())
+            loss = self.commitment_weight * commitment
             if self.decay is None:
-                loss = loss + mse(quantized.detach() if self.freeze_codebook else quantized, flat.detach())
-            if self.training and self.orthogonal_reg_weight > 0 and not self.freeze_codebook:
-                loss = loss + self.orthogonal_reg_weight * self._orthogonal_reg(counts, work)
+                loss = loss + mse(quantized.detach() if frozen else quantized, flat.detach())
+            orthogonal = None
+            if self.training and self.orthogonal_reg_weight > 0 and not frozen:
+                orthogonal = self._orthogonal_reg(counts, work)
+                loss = loss + self.orthogonal_reg_weight * orthogonal
             if self.rotation_trick and flat.requires_grad:
                 out = _RotationTrick.apply(flat, quantized.detach())
             else:
@@ -515,7 +551,11 @@ class VectorQuantizer(nn.Module):
             indices = indices[:, 0]
         elif self._channel_first(x):
             indices = indices.reshape(B, *x.shape[2:], *indices.shape[2:])
-        return self._from_vectors(out, x).to(x.dtype), indices, loss
+        out = self._from_vectors(out, x).to(x.dtype)
+        if not return_loss_breakdown:
+            return out, indices, loss
+        zero = loss.new_zeros(())
+        return out, indices, loss, LossBreakdown(commitment, zero, zero if orthogonal is None else orthogonal, zero)
 
     def _search(self, flat: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Nearest codeword of every row of ``flat`` (``[R, Dc]``) in ``codebook`` (``[G*K, Dc]``):
