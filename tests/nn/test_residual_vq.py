@@ -237,6 +237,104 @@ def test_return_all_codes_and_freeze_codebook_match_residual_vq(quantize_dropout
     assert len(ours.eval()(x)) == 3
 
 
+def _shared_pair(Q=3, K=16, dim=8, **kw):
+    torch.manual_seed(0)
+    ours = ResidualVectorQuantizer(dim, Q, K, decay=0.9, shared_codebook=True, **kw)
+    theirs = vqp.ResidualVQ(dim=dim, num_quantizers=Q, codebook_size=K, decay=0.9, shared_codebook=True,
+                            rotation_trick=False, **kw)
+    theirs.layers[0]._codebook.embed.data.copy_(ours.layers[0].codebook.detach()[None])
+    theirs.layers[0]._codebook.embed_avg.data.copy_(ours.layers[0].codebook.detach()[None])
+    return ours, theirs
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_shared_codebook_matches_residual_vq_within_a_step_and_in_eval(masked):
+    # One codebook for every depth. A training step: every depth searches the codebook as it was
+    # at the start of the step, in both, so codes, outputs, losses and input gradients agree; the
+    # EMA afterwards differs by design (see the next test). Eval: equal at every step.
+    ours, theirs = _shared_pair()
+    assert all(layer is ours.layers[0] for layer in ours.layers)
+    assert len(list(ours.parameters())) == len(list(ours.layers[0].parameters()))
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(4, 20, 8, generator=g)
+    mask = torch.rand(4, 20, generator=g) < 0.7 if masked else None
+    res = []
+    for m in (ours, theirs):
+        xr = x.clone().requires_grad_()
+        q, i, losses = m(xr, mask=mask)
+        (q.square().sum() + losses.sum()).backward()
+        res.append((q.detach(), i, losses.detach(), xr.grad))
+    (q1, i1, l1, g1), (q2, i2, l2, g2) = res
+    assert torch.equal(i1, i2) and len(set(i1[..., 1].flatten().tolist()) & set(i1[..., 0].flatten().tolist())) > 0
+    torch.testing.assert_close(q1, q2, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(l1, l2, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(g1, g2, rtol=1e-4, atol=1e-5)
+    ours.eval(), theirs.eval()
+    theirs.layers[0]._codebook.embed.data.copy_(ours.layers[0].codebook.detach()[None])
+    for _ in range(2):
+        x = torch.randn(4, 20, 8, generator=g)
+        (q1, i1, l1), (q2, i2, _) = ours(x), theirs(x)
+        assert torch.equal(i1, i2)
+        torch.testing.assert_close(q1, q2, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_shared_codebook_takes_one_ema_step_on_every_depths_vectors(masked):
+    # Oracle: the residuals of every depth searched against the start-of-step codebook (reference
+    # nearest_code), then one reference EMA step on their union (padding left out).
+    from tsvq.ops import reference
+
+    ours, _ = _shared_pair(Q=3, K=16)
+    layer = ours.layers[0]
+    cs, es, cb = layer.cluster_size.clone(), layer.embed_sum.clone(), layer.codebook.clone()
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(4, 20, 8, generator=g)
+    mask = torch.rand(4, 20, generator=g) < 0.7 if masked else torch.ones(4, 20, dtype=torch.bool)
+    _, idx, _ = ours(x, mask=mask if masked else None)
+    rows, codes, r = [], [], x[mask]
+    for q in range(3):
+        i = reference.nearest_code(r, cb)[0]
+        assert torch.equal(i, idx[mask][:, q])
+        rows.append(r), codes.append(i)
+        r = r - cb[i]
+    counts = reference.ema_codebook_update_(cs, es, cb, torch.cat(rows), torch.cat(codes), 0.9, 1e-5)
+    torch.testing.assert_close(layer.cluster_size, cs)
+    torch.testing.assert_close(layer.embed_sum, es, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(layer.codebook, cb, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(layer.batch_counts, counts)  # perplexity over every depth's codes
+    assert counts.sum() == 3 * mask.sum()
+
+
+def test_shared_codebook_restarts_loss_trained_and_frozen():
+    torch.manual_seed(0)
+    # dead-code restarts draw from every depth's vectors, after the EMA step
+    from tsvq.ops import reference
+
+    rvq = ResidualVectorQuantizer(8, 3, 64, shared_codebook=True, threshold_ema_dead_code=2.0)
+    x = torch.randn(2, 10, 8)
+    cb, rows, r = rvq.layers[0].codebook.clone(), [], x.reshape(-1, 8)
+    for _ in range(3):
+        rows.append(r)
+        r = r - cb[reference.nearest_code(r, cb)[0]]
+    rvq(x)
+    restarted = rvq.layers[0].codebook[rvq.layers[0].cluster_size == 2.0]
+    assert len(restarted) > 10
+    dist, row = torch.cdist(restarted, torch.cat(rows), compute_mode="donot_use_mm_for_euclid_dist").min(1)
+    assert dist.max() < 1e-6 and (row // 20 > 0).any()  # rows of depth 1 and 2 too
+    # a loss-trained shared codebook gets the gradient of every depth's codebook loss
+    rvq = ResidualVectorQuantizer(8, 3, 16, shared_codebook=True, decay=None)
+    _, _, losses = rvq(x)
+    losses.sum().backward()
+    assert isinstance(rvq.layers[0].codebook, torch.nn.Parameter) and rvq.layers[0].codebook.grad.abs().sum() > 0
+    # frozen: nothing moves
+    rvq = ResidualVectorQuantizer(8, 3, 16, shared_codebook=True, decay=0.9)
+    state = {k: v.clone() for k, v in rvq.state_dict().items()}
+    rvq(x, freeze_codebook=True)
+    assert all(torch.equal(v, state[k]) for k, v in rvq.state_dict().items())
+    with pytest.raises(ValueError, match="orthogonal_reg_weight"):
+        ResidualVectorQuantizer(8, 3, 16, shared_codebook=True, orthogonal_reg_weight=1.0)
+
+
 def test_lens_reaches_every_layer():
     torch.manual_seed(0)
     a = ResidualVectorQuantizer(6, 3, 8, decay=0.8)

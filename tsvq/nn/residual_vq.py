@@ -26,10 +26,18 @@ class ResidualVectorQuantizer(nn.Module):
     generator (seeded by ``torch.manual_seed``; no device synchronisation) and, under
     ``torch.distributed``, broadcast from rank 0 (one small host synchronisation per step).
 
+    With ``shared_codebook`` every depth quantises with one codebook (one :class:`VectorQuantizer`
+    at every depth). All depths search it as it was at the start of the step; then, with an EMA
+    codebook, it takes one EMA step on the union of the depths' vectors (each vector counts once
+    in its code's cluster size and sum) and restarts dead codes from them. ``ResidualVQ``
+    instead applies the decay once per depth (Q decays per step, weighting the deepest, smallest
+    residuals most) and restarts after each depth as well as at the end. So the two agree on the
+    codes, outputs and losses of a step and in eval mode, not on the codebook's EMA.
+
     A drop-in for ``vector_quantize_pytorch.ResidualVQ`` in its common configuration (same
-    ``dim``, ``num_quantizers``, ``codebook_size``, ``quantize_dropout*`` and per-layer keyword
-    names, same ``(quantized, indices, losses)`` return; tested step for step against it). Not
-    provided: shared codebooks, beam search, implicit neural codebooks and multi-head layers
+    ``dim``, ``num_quantizers``, ``codebook_size``, ``shared_codebook``, ``quantize_dropout*`` and
+    per-layer keyword names, same ``(quantized, indices, losses)`` return; tested step for step
+    against it). Not provided: beam search, implicit neural codebooks and multi-head layers
     (``ResidualVQ`` refuses ``heads`` too).
 
     Args:
@@ -40,6 +48,7 @@ class ResidualVectorQuantizer(nn.Module):
             input to ``codebook_dim`` before the first quantiser and one projects the sum of the
             codes back (the channel dimension of channel-first input); every layer quantises in
             ``codebook_dim``. Default ``dim``.
+        shared_codebook: one codebook for every depth (above). Default False.
         quantize_dropout: in training, use a random number of leading layers per step (above).
             Default False; ignored when Q = 1 (as ``ResidualVQ``).
         quantize_dropout_cutoff_index: the fewest layers kept is this + 1, in [0, Q). Default 0.
@@ -60,11 +69,12 @@ class ResidualVectorQuantizer(nn.Module):
 
     Raises:
         ValueError: ``num_quantizers`` < 1, ``codebook_dim`` < 1, ``heads`` != 1, a
-            quantize-dropout setting out of range, or what :class:`VectorQuantizer` raises.
+            quantize-dropout setting out of range, ``orthogonal_reg_weight`` > 0 with
+            ``shared_codebook``, or what :class:`VectorQuantizer` raises.
     """
 
     def __init__(self, dim: int, num_quantizers: int, codebook_size: int, codebook_dim: int | None = None,
-                 quantize_dropout: bool = False, quantize_dropout_cutoff_index: int = 0,
+                 shared_codebook: bool = False, quantize_dropout: bool = False, quantize_dropout_cutoff_index: int = 0,
                  quantize_dropout_multiple_of: int = 1, **kwargs):
         super().__init__()
         if num_quantizers < 1:
@@ -77,14 +87,20 @@ class ResidualVectorQuantizer(nn.Module):
         if not 0 <= quantize_dropout_cutoff_index < num_quantizers:
             raise ValueError(f"quantize_dropout_cutoff_index must be in [0, num_quantizers = {num_quantizers}), "
                              f"got {quantize_dropout_cutoff_index}")
+        if shared_codebook and kwargs.get("orthogonal_reg_weight", 0) > 0:
+            raise ValueError("orthogonal_reg_weight > 0 is not supported with shared_codebook=True")
         if quantize_dropout_multiple_of < 1:
             raise ValueError(f"quantize_dropout_multiple_of must be >= 1, got {quantize_dropout_multiple_of}")
         self.codebook_dim = codebook_dim
         needs_projection = codebook_dim != dim
         self.project_in = nn.Linear(dim, codebook_dim) if needs_projection else nn.Identity()
         self.project_out = nn.Linear(codebook_dim, dim) if needs_projection else nn.Identity()
-        self.layers = nn.ModuleList(VectorQuantizer(codebook_dim, codebook_size, **kwargs)
-                                    for _ in range(num_quantizers))
+        if shared_codebook:  # one layer at every depth (its state_dict entries repeat per depth, as ResidualVQ's)
+            self.layers = nn.ModuleList([VectorQuantizer(codebook_dim, codebook_size, **kwargs)] * num_quantizers)
+        else:
+            self.layers = nn.ModuleList(VectorQuantizer(codebook_dim, codebook_size, **kwargs)
+                                        for _ in range(num_quantizers))
+        self.shared_codebook = bool(shared_codebook)
         self.quantize_dropout = bool(quantize_dropout) and num_quantizers > 1
         self.quantize_dropout_cutoff_index = quantize_dropout_cutoff_index
         self.quantize_dropout_multiple_of = quantize_dropout_multiple_of
@@ -116,22 +132,38 @@ class ResidualVectorQuantizer(nn.Module):
         last = self._last_layer(x.device) if self.training and self.quantize_dropout else self.num_quantizers - 1
         residual = self._project(self.project_in, x)
         quantized_out = None
-        all_indices, losses = [], []
+        all_indices, losses, deferred = [], [], []
         for q, layer in enumerate(self.layers):
             if q > last:  # dropped: no search, no codebook update
                 all_indices.append(torch.full_like(all_indices[0], -1))
                 losses.append(torch.zeros_like(losses[0]))
                 continue
-            quantized, indices, loss = layer(residual, mask=mask, lens=lens, freeze_codebook=freeze_codebook)
+            frozen = layer.freeze_codebook if freeze_codebook is None else bool(freeze_codebook)
+            quantized, indices, loss, _, rows = layer._forward(residual, mask, lens, frozen,
+                                                               defer_update=self.shared_codebook)
+            if rows is not None:
+                deferred.append(rows)
             residual = residual - quantized.detach()
             quantized_out = quantized if quantized_out is None else quantized_out + quantized
             all_indices.append(indices)
             losses.append(loss)
+        if deferred:  # the shared codebook: one EMA step on every depth's vectors together
+            self._update_shared_codebook(deferred)
         indices = torch.stack(all_indices, dim=-1)
         quantized_out = self._out(quantized_out, indices, padded=mask is not None or lens is not None)
         if return_all_codes:
             return quantized_out, indices, torch.stack(losses), self.get_codes_from_indices(indices)
         return quantized_out, indices, torch.stack(losses)
+
+    @torch.no_grad()
+    def _update_shared_codebook(self, deferred: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]) -> None:
+        """The shared codebook's update after all depths searched it: one EMA step (and dead-code
+        restart) on the union of the depths' vectors, and its usage statistics over them."""
+        layer = self.layers[0]
+        rows, idx, valid = zip(*deferred)
+        valid = None if valid[0] is None else torch.cat(valid)
+        counts = layer._update_codebook(torch.cat(rows), torch.cat(idx), valid)
+        layer.batch_counts.copy_(counts.view_as(layer.batch_counts))
 
     def _out(self, codes_sum: torch.Tensor, indices: torch.Tensor, padded: bool = True) -> torch.Tensor:
         """The sum of the layers' codes in the input space: ``project_out`` when there is one, and

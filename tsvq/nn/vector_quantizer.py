@@ -489,6 +489,16 @@ class VectorQuantizer(nn.Module):
             (quantized, indices, loss), or (quantized, indices, loss, breakdown) with
             ``return_loss_breakdown``.
         """
+        frozen = self.freeze_codebook if freeze_codebook is None else bool(freeze_codebook)
+        out, indices, loss, breakdown, _ = self._forward(x, mask, lens, frozen, defer_update=False)
+        return (out, indices, loss, breakdown) if return_loss_breakdown else (out, indices, loss)
+
+    def _forward(self, x: torch.Tensor, mask: torch.Tensor | None, lens: torch.Tensor | None, frozen: bool,
+                 defer_update: bool):
+        """``forward``'s work: (quantized, indices, loss, breakdown, deferred). With ``defer_update``
+        (a residual quantiser's shared codebook) the codebook is searched and trained by gradient as
+        usual but its EMA update and restarts are left to the caller: ``deferred`` is then the
+        update's input ``(rows, stacked indices, valid)`` (else None), for :meth:`_update_codebook`."""
         if not isinstance(x, torch.Tensor) or not x.is_floating_point():
             raise TypeError(f"x must be a float tensor, got {getattr(x, 'dtype', type(x).__name__)}")
         vectors = self._to_vectors(x)
@@ -523,8 +533,8 @@ class VectorQuantizer(nn.Module):
             indices, head_indices = self._search(flat.detach(), codebook.detach())
             # Gather before the in-place EMA update: z_q uses the codebook the search used.
             quantized = F.embedding(indices.clamp_min(0), codebook)  # -1: a NaN row on CUDA
-            frozen = self.freeze_codebook if freeze_codebook is None else bool(freeze_codebook)
-            if self.training and not frozen:
+            deferred = (flat.detach(), indices, valid) if defer_update and self.training and not frozen else None
+            if self.training and not frozen and not defer_update:
                 counts = self._update_codebook(flat.detach(), indices, valid)
             else:
                 counts = _counts(indices.clamp_min(0), valid, codebook.shape[0], self.batch_counts.dtype)
@@ -535,7 +545,7 @@ class VectorQuantizer(nn.Module):
             if self.decay is None:
                 loss = loss + mse(quantized.detach() if frozen else quantized, flat.detach())
             orthogonal = None
-            if self.training and self.orthogonal_reg_weight > 0 and not frozen:
+            if self.training and self.orthogonal_reg_weight > 0 and not frozen and not defer_update:
                 orthogonal = self._orthogonal_reg(counts, work)
                 loss = loss + self.orthogonal_reg_weight * orthogonal
             if self.rotation_trick and flat.requires_grad:
@@ -551,11 +561,9 @@ class VectorQuantizer(nn.Module):
             indices = indices[:, 0]
         elif self._channel_first(x):
             indices = indices.reshape(B, *x.shape[2:], *indices.shape[2:])
-        out = self._from_vectors(out, x).to(x.dtype)
-        if not return_loss_breakdown:
-            return out, indices, loss
         zero = loss.new_zeros(())
-        return out, indices, loss, LossBreakdown(commitment, zero, zero if orthogonal is None else orthogonal, zero)
+        breakdown = LossBreakdown(commitment, zero, zero if orthogonal is None else orthogonal, zero)
+        return self._from_vectors(out, x).to(x.dtype), indices, loss, breakdown, deferred
 
     def _search(self, flat: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Nearest codeword of every row of ``flat`` (``[R, Dc]``) in ``codebook`` (``[G*K, Dc]``):
