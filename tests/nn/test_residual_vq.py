@@ -3,7 +3,7 @@ import random
 import pytest
 import torch
 
-from tsvq.nn import ResidualVectorQuantizer, VectorQuantizer
+from tsvq.nn import GroupedResidualVectorQuantizer, ResidualVectorQuantizer, VectorQuantizer
 
 vqp = pytest.importorskip("vector_quantize_pytorch")
 
@@ -333,6 +333,69 @@ def test_shared_codebook_restarts_loss_trained_and_frozen():
     assert all(torch.equal(v, state[k]) for k, v in rvq.state_dict().items())
     with pytest.raises(ValueError, match="orthogonal_reg_weight"):
         ResidualVectorQuantizer(8, 3, 16, shared_codebook=True, orthogonal_reg_weight=1.0)
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_grouped_matches_grouped_residual_vq_over_training_steps(masked):
+    torch.manual_seed(0)
+    ours = GroupedResidualVectorQuantizer(16, groups=2, num_quantizers=3, codebook_size=8, decay=0.9)
+    theirs = vqp.GroupedResidualVQ(dim=16, groups=2, num_quantizers=3, codebook_size=8, decay=0.9, rotation_trick=False)
+    for rvq_ours, rvq_theirs in zip(ours.rvqs, theirs.rvqs):
+        for a, b in zip(rvq_ours.layers, rvq_theirs.layers):
+            b._codebook.embed.data.copy_(a.codebook.detach()[None])
+            b._codebook.embed_avg.data.copy_(a.codebook.detach()[None])
+    g = torch.Generator().manual_seed(1)
+    for step in range(3):
+        x = torch.randn(4, 20, 16, generator=g) * (1 + step)
+        mask = torch.rand(4, 20, generator=g) < 0.7 if masked else None
+        res = []
+        for m in (ours, theirs):
+            xr = x.clone().requires_grad_()
+            q, i, losses, codes = m(xr, mask=mask, return_all_codes=True)
+            (q.square().sum() + losses.sum()).backward()
+            res.append((q.detach(), i, losses.detach(), xr.grad, torch.stack(tuple(codes))))
+        (q1, i1, l1, g1, c1), (q2, i2, l2, g2, c2) = res
+        assert i1.shape == (2, 4, 20, 3) and l1.shape == (2, 3) and c1.shape == (2, 3, 4, 20, 8)
+        assert torch.equal(i1, i2)
+        for a, b in [(q1, q2), (l1, l2), (g1, g2), (c1, c2)]:
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    assert ours.codebooks.shape == (2, 3, 8, 8)
+    torch.testing.assert_close(ours.codebooks, theirs.codebooks.reshape(2, 3, 8, 8), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kw, shape", [({}, (3, 7, 12)), ({"channel_last": False}, (3, 12, 7)),
+                                       ({"accept_image_fmap": True}, (2, 12, 3, 4)), ({}, (5, 12))])
+def test_grouped_is_one_residual_quantiser_per_channel_group_and_decodes(kw, shape):
+    torch.manual_seed(0)
+    grvq = GroupedResidualVectorQuantizer(12, groups=3, num_quantizers=2, codebook_size=8, **kw).eval()
+    x = torch.randn(*shape)
+    q, idx, losses = grvq(x)
+    split = 1 if len(shape) > 2 and kw else -1
+    for g, (rvq, chunk) in enumerate(zip(grvq.rvqs, x.chunk(3, dim=split))):
+        qg, ig, lg = rvq(chunk)
+        assert torch.equal(ig, idx[g])
+        torch.testing.assert_close(qg, q.chunk(3, dim=split)[g])
+        torch.testing.assert_close(lg, losses[g])
+    torch.testing.assert_close(grvq.indices_to_codes(idx), q)
+    assert grvq.get_codes_from_indices(idx).shape[:2] == (3, 2)
+    with pytest.raises(ValueError, match="groups"):
+        grvq.indices_to_codes(idx[:2])
+    with pytest.raises(ValueError, match="dim == 12"):
+        grvq(torch.randn(3, 7, 10))
+    with pytest.raises(ValueError, match="divide dim"):
+        GroupedResidualVectorQuantizer(12, groups=5)
+
+
+def test_grouped_quantize_dropout_keeps_the_same_layers_in_every_group():
+    grvq = GroupedResidualVectorQuantizer(8, groups=4, num_quantizers=4, codebook_size=8, quantize_dropout=True)
+    seen = set()
+    for step in range(12):
+        torch.manual_seed(step)
+        _, idx, losses = grvq(torch.randn(2, 5, 8))
+        kept = (idx >= 0).flatten(1, -2).all(1)  # [G, Q]
+        assert (kept == kept[0]).all() and kept[0, 0]
+        seen.add(int(kept[0].sum()))
+    assert len(seen) > 1
 
 
 def test_lens_reaches_every_layer():

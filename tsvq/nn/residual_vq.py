@@ -1,4 +1,5 @@
-"""``ResidualVectorQuantizer``: residual vector quantisation on :class:`VectorQuantizer` layers."""
+"""``ResidualVectorQuantizer`` and ``GroupedResidualVectorQuantizer``: residual vector quantisation
+on :class:`VectorQuantizer` layers."""
 from __future__ import annotations
 
 import torch
@@ -130,6 +131,11 @@ class ResidualVectorQuantizer(nn.Module):
             ``ResidualVQ`` does.
         """
         last = self._last_layer(x.device) if self.training and self.quantize_dropout else self.num_quantizers - 1
+        return self._forward(x, mask, lens, freeze_codebook, return_all_codes, last)
+
+    def _forward(self, x: torch.Tensor, mask: torch.Tensor | None, lens: torch.Tensor | None,
+                 freeze_codebook: bool | None, return_all_codes: bool, last: int):
+        """``forward`` with the index of the last layer to use given (quantize dropout's d)."""
         residual = self._project(self.project_in, x)
         quantized_out = None
         all_indices, losses, deferred = [], [], []
@@ -229,3 +235,93 @@ class ResidualVectorQuantizer(nn.Module):
         return self._out(self.get_codes_from_indices(indices).sum(0), indices)
 
     get_output_from_indices = indices_to_codes
+
+
+class GroupedResidualVectorQuantizer(nn.Module):
+    """Grouped residual vector quantisation (Yang et al. 2023, "HiFi-Codec", group-residual VQ):
+    the channels are cut into ``groups`` equal groups and each is quantised by its own
+    :class:`ResidualVectorQuantizer`; the outputs are concatenated back.
+
+    A drop-in for ``vector_quantize_pytorch.GroupedResidualVQ`` (same ``dim``, ``groups`` and
+    residual-quantiser keyword names, same ``(quantized, indices, losses)`` return). Under quantize
+    dropout all groups keep the same number of layers in a step (one draw, as ``GroupedResidualVQ``),
+    so the first q codes of every group decode together.
+
+    Args:
+        dim: D of the input vectors, a multiple of ``groups``.
+        groups: G, number of channel groups, >= 1. Default 1.
+        num_quantizers: Q, residual layers per group.
+        codebook_size: K of every layer.
+        **kwargs: passed to every :class:`ResidualVectorQuantizer` (``codebook_dim`` per group,
+            ``shared_codebook``, ``quantize_dropout*``, and the :class:`VectorQuantizer` keywords).
+
+    Shapes:
+        input: as :class:`VectorQuantizer` (``[B, D]``, ``[B, N, D]`` or channel-first
+            ``[B, D, *S]``, the groups cut along D); ``mask`` / ``lens`` as there.
+        quantized: same shape and dtype as the input.
+        indices: int64 ``Tensor[G, ..., Q]``, each group's residual indices.
+        losses: ``Tensor[G, Q]``.
+        all_codes (``return_all_codes=True``): ``Tensor[G, Q, ...]``, each group's
+            :meth:`ResidualVectorQuantizer.get_codes_from_indices`.
+
+    Raises:
+        ValueError: ``groups`` < 1, ``dim`` not a multiple of it, input whose channel dimension
+            is not ``dim``, or what :class:`ResidualVectorQuantizer` raises.
+    """
+
+    def __init__(self, dim: int, groups: int = 1, num_quantizers: int = 1, codebook_size: int = 512, **kwargs):
+        super().__init__()
+        if groups < 1 or dim % groups:
+            raise ValueError(f"groups must be >= 1 and divide dim = {dim}, got {groups}")
+        self.dim, self.groups = dim, groups
+        self.rvqs = nn.ModuleList(ResidualVectorQuantizer(dim // groups, num_quantizers, codebook_size, **kwargs)
+                                  for _ in range(groups))
+
+    @property
+    def codebooks(self) -> torch.Tensor:
+        """Tensor[G, Q, K, codebook_dim]."""
+        return torch.stack([rvq.codebooks for rvq in self.rvqs])
+
+    def _split_dim(self, x: torch.Tensor) -> int:
+        return 1 if self.rvqs[0]._channel_first(x) else -1
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, lens: torch.Tensor | None = None, *,
+                freeze_codebook: bool | None = None, return_all_codes: bool = False):
+        """Quantise each channel group with its residual quantiser; see the class docstring.
+
+        Returns:
+            (quantized, indices, losses), or (quantized, indices, losses, all_codes) with
+            ``return_all_codes``.
+        """
+        if not isinstance(x, torch.Tensor) or x.dim() < 2:
+            raise ValueError(f"x must be a tensor with a channel dimension, got {getattr(x, 'shape', type(x))}")
+        split = self._split_dim(x)
+        if x.shape[split] != self.dim:
+            raise ValueError(f"x must have dim == {self.dim} channels in dim {split}, got shape {list(x.shape)}")
+        first = self.rvqs[0]
+        last = (first._last_layer(x.device) if self.training and first.quantize_dropout
+                else first.num_quantizers - 1)  # one draw for every group
+        outs = [rvq._forward(chunk, mask, lens, freeze_codebook, return_all_codes, last)
+                for rvq, chunk in zip(self.rvqs, x.chunk(self.groups, dim=split))]
+        quantized = torch.cat([o[0] for o in outs], dim=split)
+        rest = [torch.stack([o[i] for o in outs]) for i in range(1, len(outs[0]))]
+        return (quantized, *rest)
+
+    def get_codes_from_indices(self, indices: torch.Tensor) -> torch.Tensor:
+        """``Tensor[G, Q, ...]``: each group's :meth:`ResidualVectorQuantizer.get_codes_from_indices`
+        for ``indices: Tensor[G, ..., q]``."""
+        return torch.stack([rvq.get_codes_from_indices(i) for rvq, i in zip(self.rvqs, self._groups_of(indices))])
+
+    def indices_to_codes(self, indices: torch.Tensor) -> torch.Tensor:
+        """The ``quantized`` of ``forward`` for ``indices: Tensor[G, ..., q]``: the groups' outputs
+        concatenated on the channel dimension."""
+        outs = [rvq.indices_to_codes(i) for rvq, i in zip(self.rvqs, self._groups_of(indices))]
+        return torch.cat(outs, dim=1 if self.rvqs[0]._channel_first(outs[0]) else -1)
+
+    get_output_from_indices = indices_to_codes
+
+    def _groups_of(self, indices: torch.Tensor):
+        if not isinstance(indices, torch.Tensor) or indices.dim() < 1 or indices.shape[0] != self.groups:
+            raise ValueError(f"indices must be Tensor[G, ..., q] with G = groups = {self.groups}, "
+                             f"got {getattr(indices, 'shape', type(indices))}")
+        return indices.unbind(0)
