@@ -398,6 +398,33 @@ def test_grouped_quantize_dropout_keeps_the_same_layers_in_every_group():
     assert len(seen) > 1
 
 
+def test_per_layer_codebook_sizes_match_residual_vq():
+    # codebook_size=(16, 8, 4): one K per layer (num_quantizers implied), as ResidualVQ.
+    torch.manual_seed(0)
+    ours = ResidualVectorQuantizer(8, codebook_size=(16, 8, 4), decay=0.9)
+    theirs = vqp.ResidualVQ(dim=8, codebook_size=(16, 8, 4), decay=0.9, rotation_trick=False)
+    assert ours.num_quantizers == 3 and [layer.codebook_size for layer in ours.layers] == [16, 8, 4]
+    for a, b in zip(ours.layers, theirs.layers):
+        b._codebook.embed.data.copy_(a.codebook.detach()[None])
+        b._codebook.embed_avg.data.copy_(a.codebook.detach()[None])
+    g = torch.Generator().manual_seed(1)
+    for step in range(3):
+        x = torch.randn(4, 20, 8, generator=g)
+        (q1, i1, l1), (q2, i2, l2) = ours(x), theirs(x)
+        assert torch.equal(i1, i2) and (i1[..., 2] < 4).all() and (i1[..., 0] >= 8).any()
+        torch.testing.assert_close(q1, q2, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(l1, l2, rtol=1e-5, atol=1e-6)
+    assert isinstance(ours.codebooks, tuple) and [c.shape[0] for c in ours.codebooks] == [16, 8, 4]
+    for a, b in zip(ours.codebooks, theirs.codebooks):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(ours.eval().indices_to_codes(ours(x)[1]), ours(x)[0])
+    for kw, match in [(dict(num_quantizers=2, codebook_size=(16, 8, 4)), "one size per layer"),
+                      (dict(codebook_size=16), "num_quantizers is required"), (dict(num_quantizers=2), "codebook_size"),
+                      (dict(codebook_size=(16, 8), shared_codebook=True), "shared_codebook")]:
+        with pytest.raises(ValueError, match=match):
+            ResidualVectorQuantizer(8, **kw)
+
+
 def test_lens_reaches_every_layer():
     torch.manual_seed(0)
     a = ResidualVectorQuantizer(6, 3, 8, decay=0.8)

@@ -2,6 +2,8 @@
 on :class:`VectorQuantizer` layers."""
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.distributed as dist
 import torch.nn as nn
@@ -44,7 +46,8 @@ class ResidualVectorQuantizer(nn.Module):
     Args:
         dim: D of the input vectors.
         num_quantizers: Q, number of residual layers, >= 1.
-        codebook_size: K of every layer.
+        codebook_size: K of every layer, or one K per layer (a sequence of Q sizes, as
+            ``ResidualVQ``; ``num_quantizers`` may then be omitted).
         codebook_dim: as ``ResidualVQ``: when it differs from ``dim``, one linear layer projects the
             input to ``codebook_dim`` before the first quantiser and one projects the sum of the
             codes back (the channel dimension of channel-first input); every layer quantises in
@@ -69,17 +72,33 @@ class ResidualVectorQuantizer(nn.Module):
             add to a training loss.
 
     Raises:
-        ValueError: ``num_quantizers`` < 1, ``codebook_dim`` < 1, ``heads`` != 1, a
+        ValueError: ``num_quantizers`` < 1 (or missing with one ``codebook_size``), a
+            ``codebook_size`` sequence of another length, different sizes with ``shared_codebook``,
+            ``codebook_dim`` < 1, ``heads`` != 1, a
             quantize-dropout setting out of range, ``orthogonal_reg_weight`` > 0 with
             ``shared_codebook``, or what :class:`VectorQuantizer` raises.
     """
 
-    def __init__(self, dim: int, num_quantizers: int, codebook_size: int, codebook_dim: int | None = None,
-                 shared_codebook: bool = False, quantize_dropout: bool = False, quantize_dropout_cutoff_index: int = 0,
-                 quantize_dropout_multiple_of: int = 1, **kwargs):
+    def __init__(self, dim: int, num_quantizers: int | None = None, codebook_size: int | Sequence[int] | None = None,
+                 codebook_dim: int | None = None, shared_codebook: bool = False, quantize_dropout: bool = False,
+                 quantize_dropout_cutoff_index: int = 0, quantize_dropout_multiple_of: int = 1, **kwargs):
         super().__init__()
+        if codebook_size is None:
+            raise ValueError("codebook_size is required: one K for every layer, or a sequence of one K per layer")
+        if isinstance(codebook_size, int):
+            if num_quantizers is None:
+                raise ValueError("num_quantizers is required when codebook_size is a single int")
+            sizes = (codebook_size,) * max(num_quantizers, 0)
+        else:
+            sizes = tuple(int(k) for k in codebook_size)
+            num_quantizers = len(sizes) if num_quantizers is None else num_quantizers
+            if len(sizes) != num_quantizers:
+                raise ValueError(f"codebook_size must have one size per layer (num_quantizers = {num_quantizers}), "
+                                 f"got {len(sizes)}: {list(sizes)}")
         if num_quantizers < 1:
             raise ValueError(f"num_quantizers must be >= 1, got {num_quantizers}")
+        if shared_codebook and len(set(sizes)) != 1:
+            raise ValueError(f"shared_codebook=True needs one codebook_size for every layer, got {list(sizes)}")
         codebook_dim = dim if codebook_dim is None else codebook_dim
         if codebook_dim < 1:
             raise ValueError(f"codebook_dim must be >= 1, got {codebook_dim}")
@@ -97,10 +116,10 @@ class ResidualVectorQuantizer(nn.Module):
         self.project_in = nn.Linear(dim, codebook_dim) if needs_projection else nn.Identity()
         self.project_out = nn.Linear(codebook_dim, dim) if needs_projection else nn.Identity()
         if shared_codebook:  # one layer at every depth (its state_dict entries repeat per depth, as ResidualVQ's)
-            self.layers = nn.ModuleList([VectorQuantizer(codebook_dim, codebook_size, **kwargs)] * num_quantizers)
+            self.layers = nn.ModuleList([VectorQuantizer(codebook_dim, sizes[0], **kwargs)] * num_quantizers)
         else:
-            self.layers = nn.ModuleList(VectorQuantizer(codebook_dim, codebook_size, **kwargs)
-                                        for _ in range(num_quantizers))
+            self.layers = nn.ModuleList(VectorQuantizer(codebook_dim, k, **kwargs) for k in sizes)
+        self.codebook_sizes = sizes
         self.shared_codebook = bool(shared_codebook)
         self.quantize_dropout = bool(quantize_dropout) and num_quantizers > 1
         self.quantize_dropout_cutoff_index = quantize_dropout_cutoff_index
@@ -111,9 +130,11 @@ class ResidualVectorQuantizer(nn.Module):
         return len(self.layers)
 
     @property
-    def codebooks(self) -> torch.Tensor:
-        """Tensor[Q, K, codebook_dim]: the codebooks of the layers (cosine layers: as stored)."""
-        return torch.stack([layer.codebook.detach() for layer in self.layers])
+    def codebooks(self) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        """Tensor[Q, K, codebook_dim]: the codebooks of the layers (cosine layers: as stored); a
+        tuple of ``[K_i, codebook_dim]`` when the layers' sizes differ (as ``ResidualVQ``)."""
+        codebooks = tuple(layer.codebook.detach() for layer in self.layers)
+        return torch.stack(codebooks) if len(set(self.codebook_sizes)) == 1 else codebooks
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, lens: torch.Tensor | None = None, *,
                 freeze_codebook: bool | None = None, return_all_codes: bool = False
@@ -251,7 +272,7 @@ class GroupedResidualVectorQuantizer(nn.Module):
         dim: D of the input vectors, a multiple of ``groups``.
         groups: G, number of channel groups, >= 1. Default 1.
         num_quantizers: Q, residual layers per group.
-        codebook_size: K of every layer.
+        codebook_size: K of every layer, or one K per layer (as :class:`ResidualVectorQuantizer`).
         **kwargs: passed to every :class:`ResidualVectorQuantizer` (``codebook_dim`` per group,
             ``shared_codebook``, ``quantize_dropout*``, and the :class:`VectorQuantizer` keywords).
 
@@ -269,7 +290,8 @@ class GroupedResidualVectorQuantizer(nn.Module):
             is not ``dim``, or what :class:`ResidualVectorQuantizer` raises.
     """
 
-    def __init__(self, dim: int, groups: int = 1, num_quantizers: int = 1, codebook_size: int = 512, **kwargs):
+    def __init__(self, dim: int, groups: int = 1, num_quantizers: int | None = None,
+                 codebook_size: int | Sequence[int] | None = None, **kwargs):
         super().__init__()
         if groups < 1 or dim % groups:
             raise ValueError(f"groups must be >= 1 and divide dim = {dim}, got {groups}")
@@ -278,9 +300,10 @@ class GroupedResidualVectorQuantizer(nn.Module):
                                   for _ in range(groups))
 
     @property
-    def codebooks(self) -> torch.Tensor:
-        """Tensor[G, Q, K, codebook_dim]."""
-        return torch.stack([rvq.codebooks for rvq in self.rvqs])
+    def codebooks(self) -> torch.Tensor | tuple:
+        """Tensor[G, Q, K, codebook_dim] (a tuple of the groups' tuples when layer sizes differ)."""
+        codebooks = tuple(rvq.codebooks for rvq in self.rvqs)
+        return torch.stack(codebooks) if isinstance(codebooks[0], torch.Tensor) else codebooks
 
     def _split_dim(self, x: torch.Tensor) -> int:
         return 1 if self.rvqs[0]._channel_first(x) else -1
