@@ -464,6 +464,52 @@ def test_freeze_codebook_matches_vector_quantize_pytorch():
     assert ours.fraction_used > 0  # the batch statistics are still kept
 
 
+def test_every_vector_quantize_keyword_at_its_default_is_accepted():
+    # A VectorQuantize configuration that spells out all of its keywords at their defaults runs
+    # unchanged (rotation_trick set: its default None means True, tsvq asks for a bool) and gives
+    # VectorQuantize's step.
+    import inspect
+
+    params = inspect.signature(vqp.VectorQuantize.__init__).parameters
+    kw = {name: p.default for name, p in params.items()
+          if name not in ("self", "dim", "codebook_size") and p.default is not inspect.Parameter.empty}
+    kw.update(rotation_trick=False, decay=0.9)
+    torch.manual_seed(0)
+    ours = VectorQuantizer(16, 8, **kw)
+    theirs = vqp.VectorQuantize(16, 8, **kw)
+    theirs._codebook.embed.data.copy_(ours.codebook.detach()[None])
+    theirs._codebook.embed_avg.data.copy_(ours.codebook.detach()[None])
+    _assert_same_step(ours, theirs, torch.randn(4, 50, 16), torch.randn(4, 50, 16))
+    kw = {name: p.default for name, p in inspect.signature(vqp.ResidualVQ.__init__).parameters.items()
+          if name not in ("self", "kwargs", "vq_kwargs") and p.default is not inspect.Parameter.empty}
+    from tsvq.nn import ResidualVectorQuantizer
+    ResidualVectorQuantizer(dim=16, codebook_size=8, **{**kw, "num_quantizers": 2})
+
+
+@pytest.mark.parametrize("kw, exc, match", [
+    (dict(learnable_codebook=True, ema_update=False), ValueError, "decay=None"),
+    (dict(stochastic_sample_codes=True), ValueError, "N x K"),
+    (dict(codebook_diversity_loss_weight=0.1), ValueError, "N x K"),
+    (dict(accept_3d_fmap=True), ValueError, "accept_image_fmap"),
+    (dict(sync_kmeans=False), ValueError, "sync_codebook"),
+    (dict(rotation_trick=None), ValueError, "True or False"),
+    (dict(no_such_option=1), TypeError, "unexpected keyword argument 'no_such_option'"),
+])
+def test_vector_quantize_keywords_tsvq_does_not_provide_are_refused_with_a_hint(kw, exc, match):
+    with pytest.raises(exc, match=match):
+        VectorQuantizer(8, 4, **kw)
+    VectorQuantizer(8, 4, decay=None, learnable_codebook=True)  # what the hint says is accepted
+
+
+@pytest.mark.parametrize("kw, exc, match", [(dict(beam_size=4), ValueError, "beam search"),
+                                            (dict(quant_grad_frac=0.5), ValueError, "quant_grad_frac"),
+                                            (dict(no_such_option=1), TypeError, "no_such_option")])
+def test_residual_vq_keywords_tsvq_does_not_provide_are_refused(kw, exc, match):
+    from tsvq.nn import ResidualVectorQuantizer
+    with pytest.raises(exc, match=match):
+        ResidualVectorQuantizer(8, 2, 4, **kw)
+
+
 def test_freeze_codebook_per_call_matches_vector_quantize_pytorch():
     # forward(freeze_codebook=...) overrides the attribute for one call, both ways, as VectorQuantize.
     # (No dead-code restarts here: their random replacements differ between the two.)

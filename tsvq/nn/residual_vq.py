@@ -8,6 +8,7 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
+from . import _compat
 from .vector_quantizer import VectorQuantizer, _distributed
 
 
@@ -57,7 +58,9 @@ class ResidualVectorQuantizer(nn.Module):
             Default False; ignored when Q = 1 (as ``ResidualVQ``).
         quantize_dropout_cutoff_index: the fewest layers kept is this + 1, in [0, Q). Default 0.
         quantize_dropout_multiple_of: keep a multiple of this many layers, >= 1. Default 1.
-        **kwargs: passed to every :class:`VectorQuantizer` (``decay``, ``commitment_weight``,
+        **kwargs: ``ResidualVQ`` keywords at the values that ask for what tsvq does
+            (``beam_size=None``, ``quant_grad_frac=0``, ``implicit_neural_codebook=False``, ...), and
+            the rest passed to every :class:`VectorQuantizer` (``decay``, ``commitment_weight``,
             ``kmeans_init``, ``threshold_ema_dead_code``, ``use_cosine_sim``, ``rotation_trick``,
             ``channel_last``, ``accept_image_fmap``, ...), with the same defaults.
 
@@ -83,6 +86,8 @@ class ResidualVectorQuantizer(nn.Module):
                  codebook_dim: int | None = None, shared_codebook: bool = False, quantize_dropout: bool = False,
                  quantize_dropout_cutoff_index: int = 0, quantize_dropout_multiple_of: int = 1, **kwargs):
         super().__init__()
+        _compat.check(type(self).__name__, {k: kwargs.pop(k) for k in list(kwargs) if k in _compat.RESIDUAL_VQ},
+                      _compat.RESIDUAL_VQ)
         if codebook_size is None:
             raise ValueError("codebook_size is required: one K for every layer, or a sequence of one K per layer")
         if isinstance(codebook_size, int):

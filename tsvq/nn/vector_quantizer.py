@@ -11,6 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..ops import code_stats, ema_codebook_update_, nearest_code
+from . import _compat
 from ..ops.ema_codebook_update import ema_apply_
 from .kmeans import kmeans
 
@@ -181,6 +182,10 @@ class VectorQuantizer(nn.Module):
             dims is accepted whenever the input is channel-first).
         sync_codebook: all-reduce EMA statistics and k-means across ranks; default: whenever
             ``torch.distributed`` is initialised with more than one rank.
+        **vqp_kwargs: other ``VectorQuantize`` keywords, taken only at the values that ask for what
+            tsvq does (``sync_kmeans=True``, ``learnable_codebook=False``, ``ema_update=True``,
+            ``stochastic_sample_codes=False``, ``accept_3d_fmap=False``, ...; see
+            ``tsvq/nn/_compat.py``), so that a configuration spelling them out runs unchanged.
 
     Shapes:
         input: ``Tensor[B, D]``, ``Tensor[B, N, D]`` or channel-first ``Tensor[B, D, *S]``.
@@ -194,11 +199,12 @@ class VectorQuantizer(nn.Module):
         loss: scalar float32 (float64 for float64 inputs).
 
     Raises:
-        ValueError: bad constructor values, wrong input rank or D, empty batch, NaN/inf input
+        ValueError: bad constructor values (a ``VectorQuantize`` keyword at a value tsvq does not
+            provide: the message says what to use instead), wrong input rank or D, empty batch, NaN/inf input
             on CPU (on CUDA such vectors give a NaN loss, see :func:`tsvq.ops.nearest_code`;
             padding under ``mask`` may hold anything), a ``mask`` or ``lens`` of the wrong shape
             or device, both of them, or either with input that is not a sequence.
-        TypeError: non-float input, non-bool ``mask``, non-integer ``lens``.
+        TypeError: an unknown keyword, non-float input, non-bool ``mask``, non-integer ``lens``.
     """
 
     def __init__(
@@ -223,8 +229,13 @@ class VectorQuantizer(nn.Module):
         channel_last: bool = True,
         accept_image_fmap: bool = False,
         sync_codebook: bool | None = None,
+        **vqp_kwargs,
     ):
         super().__init__()
+        _compat.check(type(self).__name__, vqp_kwargs, _compat.VECTOR_QUANTIZE, decay=decay)
+        if rotation_trick is None:  # VectorQuantize's default: None = True for dim > 1
+            raise ValueError("rotation_trick must be True or False, got None (VectorQuantize reads None as True "
+                             "for dim > 1; tsvq's default is False, the straight-through estimator)")
         if dim < 1:
             raise ValueError(f"dim must be >= 1, got {dim}")
         if codebook_size < 1:

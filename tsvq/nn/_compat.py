@@ -1,0 +1,78 @@
+"""``vector_quantize_pytorch`` keywords that tsvq's quantisers take only at the values that ask for
+what tsvq does anyway, so that a ``VectorQuantize`` / ``ResidualVQ`` configuration that spells out
+those settings runs unchanged. Any other value is refused with what to use instead; a name that is
+neither tsvq's nor in these tables is a ``TypeError`` as usual."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+_Rule = tuple[Callable[[Any, dict], bool], str]
+
+
+def _off(v, ctx) -> bool:
+    return not v
+
+
+def _any(v, ctx) -> bool:
+    return True
+
+
+_NXK = "not provided: it needs the N x K distance matrix that tsvq never forms"
+
+VECTOR_QUANTIZE: dict[str, _Rule] = {
+    "sync_kmeans": (lambda v, ctx: bool(v), "k-means runs over all ranks whenever the codebook is synchronised "
+                                             "(sync_codebook)"),
+    "ema_update": (lambda v, ctx: v is None or (bool(v) and ctx["decay"] is not None),
+                   "decay=None turns the EMA update off and trains the codebook by gradient"),
+    "learnable_codebook": (lambda v, ctx: not v or ctx["decay"] is None,
+                           "decay=None trains the codebook by gradient (the codebook loss of VQ-VAE eq. 3, weight 1)"),
+    "accept_3d_fmap": (_off, "accept_image_fmap=True takes channel-first input with any number of spatial "
+                             "dimensions, [B, D, T, H, W] included"),
+    "layernorm_after_project_in": (_off, "not provided: put the LayerNorm in the model, before the quantiser"),
+    "commitment_use_cross_entropy_loss": (_off, _NXK),
+    "codebook_diversity_loss_weight": (lambda v, ctx: v == 0, _NXK),
+    "codebook_diversity_temperature": (_any, ""),  # used only with the diversity loss
+    "stochastic_sample_codes": (_off, _NXK),
+    "sample_codebook_temp": (_any, ""),  # used only with stochastic sampling
+    "straight_through": (_off, "used only with stochastic_sample_codes, which is not provided"),
+    "directional_reparam": (_off, "not provided"),
+    "directional_reparam_variance": (_any, ""),
+    "affine_param": (_off, "not provided"),
+    "sync_affine_param": (_off, "not provided (no affine parameters)"),
+    "affine_param_batch_decay": (_any, ""),
+    "affine_param_codebook_decay": (_any, ""),
+    "manual_ema_update": (_off, "not provided: the EMA update runs in forward (ResidualVectorQuantizer's "
+                                "shared_codebook defers it itself)"),
+    "in_place_codebook_optimizer": (lambda v, ctx: v is None, "not provided: with decay=None the codebook is an "
+                                                             "nn.Parameter for the model's own optimiser"),
+    "manual_in_place_optimizer_update": (_off, "not provided"),
+    "vq_bridge": (lambda v, ctx: v is None, "not provided"),
+    "sync_update_v": (lambda v, ctx: v == 0, "not provided"),
+    "return_zeros_for_masked_padding": (lambda v, ctx: bool(v), "padding always comes back as 0 (index -1)"),
+    "route_gradients_to_input": (lambda v, ctx: bool(v), "not provided"),
+}
+
+RESIDUAL_VQ: dict[str, _Rule] = {
+    "implicit_neural_codebook": (_off, "not provided"),
+    "mlp_kwargs": (_any, ""),  # used only with implicit neural codebooks
+    "beam_size": (lambda v, ctx: v is None or v == 1, "beam search is not provided"),
+    "eval_beam_size": (lambda v, ctx: v is None or v == 1, "beam search is not provided"),
+    "beam_score_quantizer_weights": (_any, ""),  # used only with beam search
+    "quant_grad_frac": (lambda v, ctx: v == 0, "not provided: each layer quantises r - sg(q) of the previous"),
+    "diveq": (_off, "not provided"),
+}
+
+
+def check(owner: str, kwargs: dict[str, Any], table: dict[str, _Rule], **ctx) -> None:
+    """Raise unless every ``name=value`` of ``kwargs`` is in ``table`` at an accepted value.
+
+    Raises:
+        TypeError: a name that is not in ``table``.
+        ValueError: a value other than what tsvq does, with the tsvq way (or "not provided").
+    """
+    for name, value in kwargs.items():
+        if name not in table:
+            raise TypeError(f"{owner}() got an unexpected keyword argument {name!r}")
+        accepted, hint = table[name]
+        if not accepted(value, ctx):
+            raise ValueError(f"{owner}: {name}={value!r} (vector_quantize_pytorch) is not supported: {hint}")
