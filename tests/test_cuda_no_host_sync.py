@@ -12,7 +12,7 @@ import torch
 from helpers import CUDA
 
 import tsvq
-from tsvq.nn import ResidualVectorQuantizer, VectorQuantizer
+from tsvq.nn import GroupedResidualVectorQuantizer, ResidualVectorQuantizer, VectorQuantizer
 from tsvq.ops import barlow_twins_loss, code_stats, ema_codebook_update_, nearest_code
 
 pytestmark = [pytest.mark.cuda, CUDA,
@@ -95,10 +95,15 @@ def test_vector_quantizer_training_step_no_sync(kw):
     _no_sync(step)
 
 
-def test_residual_vector_quantizer_quantize_dropout_step_no_sync():
-    """Quantize dropout draws its layer count on the host (torch's CPU generator): no device sync."""
+@pytest.mark.parametrize("cls, kw", [(ResidualVectorQuantizer, {}), (ResidualVectorQuantizer, dict(shared_codebook=True)),
+                                     (GroupedResidualVectorQuantizer, dict(groups=2))],
+                         ids=["residual", "shared-codebook", "grouped"])
+def test_residual_vector_quantizer_quantize_dropout_step_no_sync(cls, kw):
+    """Quantize dropout draws its layer count on the host (torch's CPU generator): no device sync;
+    nor the shared codebook's deferred EMA step, nor the groups."""
     torch.manual_seed(0)
-    rvq = ResidualVectorQuantizer(16, 4, 32, decay=0.8, quantize_dropout=True, threshold_ema_dead_code=1.0).cuda()
+    rvq = cls(16, num_quantizers=4, codebook_size=32, decay=0.8, quantize_dropout=True, threshold_ema_dead_code=1.0,
+              **kw).cuda()
     x = torch.randn(8, 64, 16, device="cuda", requires_grad=True)
 
     def step():
