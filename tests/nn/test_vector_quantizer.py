@@ -498,7 +498,9 @@ def test_every_vector_quantize_keyword_at_its_default_is_accepted():
 def test_vector_quantize_keywords_tsvq_does_not_provide_are_refused_with_a_hint(kw, exc, match):
     with pytest.raises(exc, match=match):
         VectorQuantizer(8, 4, **kw)
-    VectorQuantizer(8, 4, decay=None, learnable_codebook=True)  # what the hint says is accepted
+    VectorQuantizer(8, 4, decay=None, learnable_codebook=True, ema_update=False)  # what the hint says is accepted
+    with pytest.raises(ValueError, match="decay=None"):
+        VectorQuantizer(8, 4, decay=None, ema_update=True)
 
 
 @pytest.mark.parametrize("kw, exc, match", [(dict(beam_size=4), ValueError, "beam search"),

@@ -18,14 +18,15 @@ def _any(v, ctx) -> bool:
 
 
 _NXK = "not provided: it needs the N x K distance matrix that tsvq never forms"
+_BY_DECAY = ("tsvq trains the codebook by EMA when decay is a float and by gradient when decay=None (the "
+             "codebook loss of VQ-VAE eq. 3, weight 1): pass decay=None for learnable_codebook=True, "
+             "ema_update=False")
 
 VECTOR_QUANTIZE: dict[str, _Rule] = {
     "sync_kmeans": (lambda v, ctx: bool(v), "k-means runs over all ranks whenever the codebook is synchronised "
                                              "(sync_codebook)"),
-    "ema_update": (lambda v, ctx: v is None or (bool(v) and ctx["decay"] is not None),
-                   "decay=None turns the EMA update off and trains the codebook by gradient"),
-    "learnable_codebook": (lambda v, ctx: not v or ctx["decay"] is None,
-                           "decay=None trains the codebook by gradient (the codebook loss of VQ-VAE eq. 3, weight 1)"),
+    "ema_update": (lambda v, ctx: v is None or bool(v) == (ctx["decay"] is not None), _BY_DECAY),
+    "learnable_codebook": (lambda v, ctx: v is None or bool(v) == (ctx["decay"] is None), _BY_DECAY),
     "accept_3d_fmap": (_off, "accept_image_fmap=True takes channel-first input with any number of spatial "
                              "dimensions, [B, D, T, H, W] included"),
     "layernorm_after_project_in": (_off, "not provided: put the LayerNorm in the model, before the quantiser"),
