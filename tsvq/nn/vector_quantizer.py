@@ -11,8 +11,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..ops import code_stats, ema_codebook_update_, nearest_code
-from . import _compat
 from ..ops.ema_codebook_update import ema_apply_
+from . import _compat
 from .kmeans import kmeans
 
 _USAGE_DECAY = 0.99  # EMA of code usage kept for statistics when the codebook is loss-trained
