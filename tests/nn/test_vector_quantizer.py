@@ -512,6 +512,68 @@ def test_residual_vq_keywords_tsvq_does_not_provide_are_refused(kw, exc, match):
         ResidualVectorQuantizer(8, 2, 4, **kw)
 
 
+@pytest.mark.parametrize("shape, kw, masked", [
+    ((4, 50, 16), {}, False), ((4, 50, 16), {}, True), ((4, 16, 50), {"channel_last": False}, False),
+    ((4, 50, 16), {"use_cosine_sim": True}, False),
+    ((4, 50, 16), {"heads": 2, "codebook_dim": 8}, True),
+    ((4, 50, 16), {"heads": 2, "codebook_dim": 8, "separate_codebook_per_head": True}, True),
+], ids=["plain", "mask", "channel-first", "cosine", "heads", "separate-heads"])
+def test_cross_entropy_commitment_matches_vector_quantize_pytorch(shape, kw, masked):
+    # Codes, outputs, losses and EMA codebooks over training steps. Input gradients: with a frozen
+    # codebook. (With the EMA update VectorQuantize's gradient is computed with the codebook after
+    # the update, which its in-place `.data` write hides from autograd; tsvq's is the gradient of the
+    # loss it returns, checked in the next test.)
+    ours, theirs = _pair(commitment_use_cross_entropy_loss=True, **kw)
+    g = torch.Generator().manual_seed(1)
+    for step in range(3):
+        x = torch.randn(*shape, generator=g) + 0.5 * step
+        mask = torch.rand(4, 50, generator=g) < 0.7 if masked else None
+        (q1, i1, l1), (q2, i2, l2) = ours(x, mask=mask), theirs(x, mask=mask)
+        assert torch.equal(i1, i2)
+        torch.testing.assert_close(q1, q2, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(l1, l2, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(ours.codebook, theirs.codebook.reshape(ours.codebook.shape), rtol=1e-5,
+                                   atol=1e-5)
+    ours.freeze_codebook = theirs.freeze_codebook = True
+    _assert_same_step(ours, theirs, x, torch.randn(*shape, generator=g), mask)
+
+
+def test_cross_entropy_commitment_in_chunks_equals_one_chunk(monkeypatch):
+    # Chunked and recomputed in backward: the same loss and gradients (input and a loss-trained
+    # codebook) as the whole N x K logits at once; and the definition, on a tiny case.
+    torch.manual_seed(0)
+    x = torch.randn(300, 8, dtype=torch.float64)
+    res = []
+    for chunk in (1 << 22, 64):  # one chunk; 64 logits = 4 rows a chunk
+        monkeypatch.setattr(vq_module, "_CE_CHUNK_LOGITS", chunk)
+        torch.manual_seed(1)
+        vq = VectorQuantizer(8, 16, decay=None, commitment_use_cross_entropy_loss=True).double()
+        xr = x.clone().requires_grad_()
+        _, idx, loss = vq(xr)
+        loss.backward()
+        res.append((loss.detach(), xr.grad, vq.codebook.grad, idx))
+    for a, b in zip(*res):
+        torch.testing.assert_close(a, b)
+    e = vq.codebook.detach()
+    logits = -torch.cdist(x, e)
+    ce = F.cross_entropy(logits, res[0][3])
+    torch.testing.assert_close(res[0][0], ce + F.mse_loss(e[res[0][3]], x))  # + the codebook loss (decay=None)
+    # EMA codebook, several chunks: the input gradient is that of the loss it returns, computed with
+    # the codebook as it was before this step's EMA update.
+    torch.manual_seed(1)
+    vq = VectorQuantizer(8, 16, decay=0.5, commitment_weight=0.25, commitment_use_cross_entropy_loss=True).double()
+    before = vq.codebook.clone()
+    xr = x.clone().requires_grad_()
+    _, idx, loss = vq(xr)
+    loss.backward()
+    assert not torch.equal(vq.codebook, before)
+    xe = x.clone().requires_grad_()
+    expected = 0.25 * F.cross_entropy(-torch.cdist(xe, before), idx)
+    expected.backward()
+    torch.testing.assert_close(loss, expected.detach())
+    torch.testing.assert_close(xr.grad, xe.grad)
+
+
 def test_freeze_codebook_per_call_matches_vector_quantize_pytorch():
     # forward(freeze_codebook=...) overrides the attribute for one call, both ways, as VectorQuantize.
     # (No dead-code restarts here: their random replacements differ between the two.)

@@ -30,7 +30,6 @@ VECTOR_QUANTIZE: dict[str, _Rule] = {
     "accept_3d_fmap": (_off, "accept_image_fmap=True takes channel-first input with any number of spatial "
                              "dimensions, [B, D, T, H, W] included"),
     "layernorm_after_project_in": (_off, "not provided: put the LayerNorm in the model, before the quantiser"),
-    "commitment_use_cross_entropy_loss": (_off, _NXK),
     "codebook_diversity_loss_weight": (lambda v, ctx: v == 0, _NXK),
     "codebook_diversity_temperature": (_any, ""),  # used only with the diversity loss
     "stochastic_sample_codes": (_off, _NXK),

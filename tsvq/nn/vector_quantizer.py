@@ -9,6 +9,7 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from ..ops import code_stats, ema_codebook_update_, nearest_code
 from ..ops.ema_codebook_update import ema_apply_
@@ -51,7 +52,8 @@ class LossBreakdown(NamedTuple):
     return_loss_breakdown=True)``), with ``vector_quantize_pytorch.LossBreakdown``'s fields.
 
     Attributes:
-        commitment: ``mean ||z - sg(z_q)||^2`` over the real vectors (scalar). With ``decay=None``
+        commitment: ``mean ||z - sg(z_q)||^2`` over the real vectors (scalar; the cross-entropy
+            with ``commitment_use_cross_entropy_loss``). With ``decay=None``
             the codebook loss ``mean ||sg(z) - z_q||^2`` has the same value (its gradient goes to
             the codebook instead), and the loss is ``(beta + 1) * commitment + ...``.
         codebook_diversity: always 0 (tsvq has no codebook-diversity term: it needs the N x K
@@ -65,6 +67,34 @@ class LossBreakdown(NamedTuple):
     codebook_diversity: torch.Tensor
     orthogonal_reg: torch.Tensor
     inplace_optimize: torch.Tensor
+
+
+_CE_CHUNK_LOGITS = 1 << 22  # rows x K logits per chunk of the cross-entropy commitment loss (16 MiB in float32)
+
+
+def _ce_chunk(rows: torch.Tensor, codebook: torch.Tensor, target: torch.Tensor, weight: torch.Tensor,
+              cosine: bool) -> torch.Tensor:
+    if cosine:
+        logits = rows @ codebook.T
+    else:  # -||x - e||, clamped as VectorQuantize's cdist
+        d2 = rows.square().sum(1, keepdim=True) + codebook.square().sum(1) - 2 * (rows @ codebook.T)
+        logits = -d2.clamp_min(1e-8).sqrt()
+    ce = torch.logsumexp(logits, 1) - logits.gather(1, target.unsqueeze(1)).squeeze(1)
+    return (ce * weight).sum()
+
+
+def _cross_entropy_sum(rows: torch.Tensor, codebook: torch.Tensor, target: torch.Tensor, weight: torch.Tensor,
+                       cosine: bool) -> torch.Tensor:
+    """``sum_n weight_n * CE(logits_n, target_n)`` with ``logits_nk = -||x_n - e_k||`` (cosine:
+    ``x_n . e_k``), in chunks of rows that are recomputed in the backward pass
+    (``torch.utils.checkpoint``), so that at most ``_CE_CHUNK_LOGITS`` logits exist at once."""
+    step = max(1, _CE_CHUNK_LOGITS // codebook.shape[0])
+    grad = torch.is_grad_enabled() and (rows.requires_grad or codebook.requires_grad)
+    total = rows.new_zeros(())
+    for s in range(0, rows.shape[0], step):
+        args = (rows[s:s + step], codebook, target[s:s + step], weight[s:s + step], cosine)
+        total = total + (checkpoint(_ce_chunk, *args, use_reentrant=False) if grad else _ce_chunk(*args))
+    return total
 
 
 _NORM_EPS = 1e-6  # norm clamp of vector_quantize_pytorch (its l2norm and safe_div): rotation trick, orthogonal reg
@@ -165,6 +195,12 @@ class VectorQuantizer(nn.Module):
         use_cosine_sim: quantise L2-normalised vectors against an L2-normalised codebook.
         rotation_trick: pass gradients with the rotation trick instead of the straight-through
             estimator (default False; see above).
+        commitment_use_cross_entropy_loss: the commitment term is the cross-entropy of the chosen
+            codes under ``softmax_k(-||z - e_k||)`` (cosine: ``softmax_k(z . e_k)``), averaged over
+            the vectors, instead of ``||z - sg(z_q)||^2`` (as ``VectorQuantize``'s option: the
+            gradient pulls z towards its code and away from the others). Computed in chunks of
+            rows recomputed in the backward pass, never N x K at once. With ``decay=None`` the
+            codebook loss is still added (``VectorQuantize`` then drops it). Default False.
         orthogonal_reg_weight: weight of the orthogonal codebook regulariser (Shin et al. 2023,
             "Exploration into Translation-Equivariant Image Quantization", eq. 2):
             ``sum_ij (c_i . c_j)^2 / n^2 - 1/n`` over the n L2-normalised codes, added to the loss
@@ -222,6 +258,7 @@ class VectorQuantizer(nn.Module):
         threshold_ema_dead_code: float = 0,
         use_cosine_sim: bool = False,
         rotation_trick: bool = False,
+        commitment_use_cross_entropy_loss: bool = False,
         orthogonal_reg_weight: float = 0.0,
         orthogonal_reg_active_codes_only: bool = False,
         orthogonal_reg_max_codes: int | None = None,
@@ -272,6 +309,7 @@ class VectorQuantizer(nn.Module):
         self.threshold_ema_dead_code = float(threshold_ema_dead_code)
         self.use_cosine_sim = use_cosine_sim
         self.rotation_trick = bool(rotation_trick)
+        self.commitment_use_cross_entropy_loss = bool(commitment_use_cross_entropy_loss)
         self.orthogonal_reg_weight = float(orthogonal_reg_weight)
         self.orthogonal_reg_active_codes_only = bool(orthogonal_reg_active_codes_only)
         self.orthogonal_reg_max_codes = orthogonal_reg_max_codes
@@ -544,14 +582,17 @@ class VectorQuantizer(nn.Module):
             indices, head_indices = self._search(flat.detach(), codebook.detach())
             # Gather before the in-place EMA update: z_q uses the codebook the search used.
             quantized = F.embedding(indices.clamp_min(0), codebook)  # -1: a NaN row on CUDA
+            mse = F.mse_loss if valid is None else functools.partial(_masked_mse, valid=valid)
+            if self.commitment_use_cross_entropy_loss:  # before the EMA update changes the codebook
+                commitment = self._cross_entropy_commitment(flat, codebook, head_indices, valid)
+            else:
+                commitment = mse(flat, quantized.detach())
             deferred = (flat.detach(), indices, valid) if defer_update and self.training and not frozen else None
             if self.training and not frozen and not defer_update:
                 counts = self._update_codebook(flat.detach(), indices, valid)
             else:
                 counts = _counts(indices.clamp_min(0), valid, codebook.shape[0], self.batch_counts.dtype)
             self.batch_counts.copy_(counts.view_as(self.batch_counts))
-            mse = F.mse_loss if valid is None else functools.partial(_masked_mse, valid=valid)
-            commitment = mse(flat, quantized.detach())
             loss = self.commitment_weight * commitment
             if self.decay is None:
                 loss = loss + mse(quantized.detach() if frozen else quantized, flat.detach())
@@ -575,6 +616,23 @@ class VectorQuantizer(nn.Module):
         zero = loss.new_zeros(())
         breakdown = LossBreakdown(commitment, zero, zero if orthogonal is None else orthogonal, zero)
         return self._from_vectors(out, x).to(x.dtype), indices, loss, breakdown, deferred
+
+    def _cross_entropy_commitment(self, flat: torch.Tensor, codebook: torch.Tensor, head_indices: torch.Tensor,
+                                  valid: torch.Tensor | None) -> torch.Tensor:
+        """Mean over the real (vector, head) rows of the cross-entropy of their codes (see
+        ``commitment_use_cross_entropy_loss``); each head against its own codebook when separate."""
+        if self.decay is not None:
+            codebook = codebook.clone()  # the EMA update changes it in place before the backward pass
+        weight = torch.ones(flat.shape[0], dtype=flat.dtype, device=flat.device) if valid is None else valid.to(flat.dtype)
+        target = head_indices.clamp_min(0)
+        if not self.separate_codebook_per_head:
+            total = _cross_entropy_sum(flat, codebook, target, weight, self.use_cosine_sim)
+        else:
+            h, K = self.heads, self.codebook_size
+            rows, target, weight = flat.view(-1, h, flat.shape[1]), target.view(-1, h), weight.view(-1, h)
+            total = sum(_cross_entropy_sum(rows[:, j], codebook[j * K:(j + 1) * K], target[:, j], weight[:, j],
+                                           self.use_cosine_sim) for j in range(h))
+        return total / weight.sum().clamp_min(1)
 
     def _search(self, flat: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Nearest codeword of every row of ``flat`` (``[R, Dc]``) in ``codebook`` (``[G*K, Dc]``):
