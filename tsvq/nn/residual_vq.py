@@ -170,8 +170,7 @@ class ResidualVectorQuantizer(nn.Module):
                 all_indices.append(torch.full_like(all_indices[0], -1))
                 losses.append(torch.zeros_like(losses[0]))
                 continue
-            frozen = layer.freeze_codebook if freeze_codebook is None else bool(freeze_codebook)
-            quantized, indices, loss, _, rows = layer._forward(residual, mask, lens, frozen,
+            quantized, indices, loss, _, rows = layer._forward(residual, mask, lens, layer._frozen(freeze_codebook),
                                                                defer_update=self.shared_codebook)
             if rows is not None:
                 deferred.append(rows)
@@ -344,7 +343,7 @@ class GroupedResidualVectorQuantizer(nn.Module):
         """The ``quantized`` of ``forward`` for ``indices: Tensor[G, ..., q]``: the groups' outputs
         concatenated on the channel dimension."""
         outs = [rvq.indices_to_codes(i) for rvq, i in zip(self.rvqs, self._groups_of(indices))]
-        return torch.cat(outs, dim=1 if self.rvqs[0]._channel_first(outs[0]) else -1)
+        return torch.cat(outs, dim=self._split_dim(outs[0]))
 
     get_output_from_indices = indices_to_codes
 

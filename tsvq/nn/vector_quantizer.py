@@ -538,9 +538,13 @@ class VectorQuantizer(nn.Module):
             (quantized, indices, loss), or (quantized, indices, loss, breakdown) with
             ``return_loss_breakdown``.
         """
-        frozen = self.freeze_codebook if freeze_codebook is None else bool(freeze_codebook)
-        out, indices, loss, breakdown, _ = self._forward(x, mask, lens, frozen, defer_update=False)
+        out, indices, loss, breakdown, _ = self._forward(x, mask, lens, self._frozen(freeze_codebook),
+                                                         defer_update=False)
         return (out, indices, loss, breakdown) if return_loss_breakdown else (out, indices, loss)
+
+    def _frozen(self, freeze_codebook: bool | None) -> bool:
+        """Whether this call leaves the codebook alone: ``forward``'s keyword, else the attribute."""
+        return self.freeze_codebook if freeze_codebook is None else bool(freeze_codebook)
 
     def _forward(self, x: torch.Tensor, mask: torch.Tensor | None, lens: torch.Tensor | None, frozen: bool,
                  defer_update: bool):
@@ -628,10 +632,10 @@ class VectorQuantizer(nn.Module):
         if not self.separate_codebook_per_head:
             total = _cross_entropy_sum(flat, codebook, target, weight, self.use_cosine_sim)
         else:
-            h, K = self.heads, self.codebook_size
-            rows, target, weight = flat.view(-1, h, flat.shape[1]), target.view(-1, h), weight.view(-1, h)
-            total = sum(_cross_entropy_sum(rows[:, j], codebook[j * K:(j + 1) * K], target[:, j], weight[:, j],
-                                           self.use_cosine_sim) for j in range(h))
+            h = self.heads
+            targets, weights = target.view(-1, h), weight.view(-1, h)
+            total = sum(_cross_entropy_sum(rows, cb, targets[:, j], weights[:, j], self.use_cosine_sim)
+                        for j, (rows, cb) in enumerate(self._heads(flat, codebook)))
         return total / weight.sum().clamp_min(1)
 
     def _search(self, flat: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -642,10 +646,15 @@ class VectorQuantizer(nn.Module):
         if not self.separate_codebook_per_head:
             indices = nearest_code(flat, codebook)[0]
             return indices, indices
-        h, K = self.heads, self.codebook_size
-        per_head = flat.view(-1, h, flat.shape[1])
-        local = torch.stack([nearest_code(per_head[:, j], codebook[j * K:(j + 1) * K])[0] for j in range(h)], 1)
+        local = torch.stack([nearest_code(rows, cb)[0] for rows, cb in self._heads(flat, codebook)], 1)
         return torch.where(local >= 0, local + self._head_offsets(local.device), -1).view(-1), local.view(-1)
+
+    def _heads(self, rows: torch.Tensor, codebook: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """With separate codebooks: each head's rows (``rows[j::h]``, strided views of ``[R, Dc]``)
+        with its own codes (``codebook[j*K:(j+1)*K]`` of the stacked ``[h*K, Dc]``)."""
+        h, K = self.heads, self.codebook_size
+        per_head = rows.view(-1, h, rows.shape[1])
+        return [(per_head[:, j], codebook[j * K:(j + 1) * K]) for j in range(h)]
 
     def _head_offsets(self, device: torch.device) -> torch.Tensor:
         """int64 ``[h]``: where each head's codes start in the stacked G*K codes (separate codebooks)."""
