@@ -76,10 +76,16 @@ def test_barlow_twins_forward_backward_no_sync(N, D):
                                 dict(decay=0.8, threshold_ema_dead_code=2.0, mask=True),
                                 dict(decay=None, mask=True),
                                 dict(decay=0.8, heads=4, codebook_dim=4, separate_codebook_per_head=True,
-                                     threshold_ema_dead_code=2.0, orthogonal_reg_weight=1.0, mask=True)],
+                                     threshold_ema_dead_code=2.0, orthogonal_reg_weight=1.0, mask=True),
+                                dict(decay=0.8, commitment_use_cross_entropy_loss=True, mask=True),
+                                dict(decay=0.8, stochastic_sample_codes=True, codebook_diversity_loss_weight=0.1,
+                                     heads=2, codebook_dim=8),
+                                dict(decay=None, stochastic_sample_codes=True, codebook_diversity_loss_weight=0.1,
+                                     heads=2, codebook_dim=8, separate_codebook_per_head=True, mask=True)],
                          ids=["ema", "ema-dead-code-restart", "loss-trained", "cosine", "rotation-trick",
                               "orthogonal-reg", "mask-ema-dead-code-restart", "mask-loss-trained",
-                              "separate-heads"])
+                              "separate-heads", "cross-entropy-commitment", "sampling-diversity",
+                              "sampling-diversity-separate-loss-trained"])
 def test_vector_quantizer_training_step_no_sync(kw):
     kw = dict(kw)
     mask = torch.rand(8, 64, device="cuda") < 0.7 if kw.pop("mask", False) else None

@@ -21,13 +21,16 @@ def _pair(Q=3, K=8, dim=16, **kw):
     return ours, theirs
 
 
-def _assert_same_step(ours, theirs, x, mask=None):
+def _assert_same_step(ours, theirs, x, mask=None, seed=None, **forward_kw):
     """One training step of both (output squared plus the losses, backward): the same indices, and
-    outputs, losses and input gradients equal to float32 rounding. Returns (quantized, indices)."""
+    outputs, losses and input gradients equal to float32 rounding. Returns (quantized, indices).
+    ``seed``: reseed torch's generator before each step (the same sampled codes)."""
     res = []
     for m in (ours, theirs):
         xr = x.clone().requires_grad_()
-        q, i, losses = m(xr, mask=mask)
+        if seed is not None:
+            torch.manual_seed(seed)
+        q, i, losses = m(xr, mask=mask, **forward_kw)
         (q.square().sum() + losses.sum()).backward()
         res.append((q.detach(), i, losses.detach(), xr.grad))
     (q1, i1, l1, g1), (q2, i2, l2, g2) = res
@@ -52,6 +55,43 @@ def test_matches_residual_vq_over_training_steps(kw, masked):
         assert i1.shape == (4, 20, 3) and (not masked or (q1[~mask] == 0).all())
         for a, b in zip(ours.layers, theirs.layers):
             torch.testing.assert_close(a.codebook, b.codebook.reshape(a.codebook.shape), rtol=1e-5, atol=1e-5)
+
+
+def test_stochastic_sampling_matches_residual_vq():
+    # Every layer draws its codes (same seed, same draws as ResidualVQ's layers on a CPU), with the
+    # codebook diversity term; the per-call temperature reaches every layer. Frozen codebooks for
+    # the gradients (ResidualVQ's backward sees its EMA-updated codebooks).
+    kw = dict(stochastic_sample_codes=True, sample_codebook_temp=0.5, codebook_diversity_loss_weight=0.2,
+              codebook_diversity_temperature=2.0)
+    ours, theirs = _pair(**kw)
+    g = torch.Generator().manual_seed(1)
+    for step in range(3):
+        x = torch.randn(4, 20, 16, generator=g)
+        torch.manual_seed(step)
+        q1, i1, l1 = ours(x)
+        torch.manual_seed(step)
+        q2, i2, l2 = theirs(x)
+        assert torch.equal(i1, i2)
+        torch.testing.assert_close(q1, q2, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(l1, l2, rtol=1e-5, atol=1e-6)
+        for a, b in zip(ours.layers, theirs.layers):
+            torch.testing.assert_close(a.codebook, b.codebook.reshape(a.codebook.shape), rtol=1e-5, atol=1e-5)
+    _assert_same_step(ours, theirs, x, seed=7, freeze_codebook=True)  # (ResidualVQ ignores its layers' attribute)
+    _, i_hot = _assert_same_step(ours, theirs, x, seed=7, freeze_codebook=True, sample_codebook_temp=5.0)
+    _, i_cold = _assert_same_step(ours, theirs, x, seed=7, freeze_codebook=True, sample_codebook_temp=0.0)
+    assert not torch.equal(i_hot, i_cold)
+    assert torch.equal(i_cold, ours.eval()(x)[1])  # temperature 0: the nearest codes
+
+
+def test_grouped_quantizer_passes_the_sampling_temperature_to_every_group():
+    torch.manual_seed(0)
+    grvq = GroupedResidualVectorQuantizer(8, 2, 2, 16, stochastic_sample_codes=True)
+    x = torch.randn(3, 10, 8)
+    nearest = grvq.eval()(x)[1]
+    grvq.train()
+    assert torch.equal(grvq(x, sample_codebook_temp=0.0, freeze_codebook=True)[1], nearest)
+    sampled = grvq(x, sample_codebook_temp=10.0, freeze_codebook=True)[1]
+    assert all((sampled[g] != nearest[g]).any() for g in range(2))
 
 
 @pytest.mark.parametrize("kw, shape", [({}, (3, 7, 6)), ({"channel_last": False}, (3, 6, 7)),

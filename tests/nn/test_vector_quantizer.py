@@ -27,13 +27,16 @@ def _pair(dim=16, K=8, decay=0.9, **kw):
     return ours, theirs
 
 
-def _assert_same_step(ours, theirs, x, w, mask=None):
+def _assert_same_step(ours, theirs, x, w, mask=None, seed=None, **forward_kw):
     """One training step of both layers on x (output weighted by w, plus the loss, backward): the
-    same codes, and outputs, losses and input gradients equal to float32 rounding. Returns the codes."""
+    same codes, and outputs, losses and input gradients equal to float32 rounding. Returns the codes.
+    ``seed``: reseed torch's generator before each layer's step (the same sampled codes)."""
     res = []
     for m in (ours, theirs):
         xr = x.clone().requires_grad_()
-        q, i, loss = m(xr, mask=mask)
+        if seed is not None:
+            torch.manual_seed(seed)
+        q, i, loss = m(xr, mask=mask, **forward_kw)
         ((q * w).sum() + loss).backward()
         res.append((q.detach(), i, loss.detach(), xr.grad))
     (q1, i1, l1, g1), (q2, i2, l2, g2) = res
@@ -488,8 +491,8 @@ def test_every_vector_quantize_keyword_at_its_default_is_accepted():
 
 @pytest.mark.parametrize("kw, exc, match", [
     (dict(learnable_codebook=True, ema_update=False), ValueError, "decay=None"),
-    (dict(stochastic_sample_codes=True), ValueError, "N x K"),
-    (dict(codebook_diversity_loss_weight=0.1), ValueError, "N x K"),
+    (dict(stochastic_sample_codes=True, straight_through=True), ValueError, "Gumbel-softmax"),
+    (dict(affine_param=True), ValueError, "not provided"),
     (dict(accept_3d_fmap=True), ValueError, "accept_image_fmap"),
     (dict(sync_kmeans=False), ValueError, "sync_codebook"),
     (dict(rotation_trick=None), ValueError, "True or False"),
@@ -545,7 +548,7 @@ def test_cross_entropy_commitment_in_chunks_equals_one_chunk(monkeypatch):
     x = torch.randn(300, 8, dtype=torch.float64)
     res = []
     for chunk in (1 << 22, 64):  # one chunk; 64 logits = 4 rows a chunk
-        monkeypatch.setattr(vq_module, "_CE_CHUNK_LOGITS", chunk)
+        monkeypatch.setattr(vq_module, "_CHUNK_LOGITS", chunk)
         torch.manual_seed(1)
         vq = VectorQuantizer(8, 16, decay=None, commitment_use_cross_entropy_loss=True).double()
         xr = x.clone().requires_grad_()
@@ -572,6 +575,174 @@ def test_cross_entropy_commitment_in_chunks_equals_one_chunk(monkeypatch):
     expected.backward()
     torch.testing.assert_close(loss, expected.detach())
     torch.testing.assert_close(xr.grad, xe.grad)
+
+
+_SAMPLING_CASES = [
+    ((4, 50, 16), {}, False), ((32, 16), {}, False), ((4, 50, 16), {}, True),
+    ((4, 16, 50), {"channel_last": False}, False), ((2, 16, 6, 5), {"accept_image_fmap": True}, False),
+    ((4, 50, 16), {"use_cosine_sim": True}, False), ((4, 50, 16), {"heads": 2, "codebook_dim": 8}, False),
+    ((4, 50, 16), {"heads": 2, "codebook_dim": 8, "separate_codebook_per_head": True}, False),
+]  # (VectorQuantize 1.32 fails on a mask with heads > 1 and the MSE commitment loss)
+_SAMPLING_IDS = ["plain", "2d", "mask", "channel-first", "image-fmap", "cosine", "heads", "separate-heads"]
+
+
+@pytest.mark.parametrize("shape, kw, masked", _SAMPLING_CASES, ids=_SAMPLING_IDS)
+def test_stochastic_sampling_matches_vector_quantize_pytorch(shape, kw, masked):
+    # Codes drawn from softmax(-||z - e|| / temperature): with the same seed, the same draws as
+    # VectorQuantize (on a CPU the Gumbel noise is one serial stream, visited in its row order), so
+    # the same codes, outputs, losses and EMA codebooks over training steps; input gradients with
+    # a frozen codebook (with the EMA update VectorQuantize's backward sees the updated codebook).
+    # Most codes differ from the nearest ones, so the test sees the sampling.
+    ours, theirs = _pair(stochastic_sample_codes=True, sample_codebook_temp=0.5, **kw)
+    g = torch.Generator().manual_seed(1)
+    for step in range(3):
+        x = torch.randn(*shape, generator=g) + 0.5 * step
+        mask = torch.rand(4, 50, generator=g) < 0.7 if masked else None
+        torch.manual_seed(10 + step)
+        q1, i1, l1 = ours(x, mask=mask)
+        torch.manual_seed(10 + step)
+        q2, i2, l2 = theirs(x, mask=mask)
+        assert torch.equal(i1, i2)
+        torch.testing.assert_close(q1, q2, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(l1, l2, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(ours.codebook, theirs.codebook.reshape(ours.codebook.shape), rtol=1e-5,
+                                   atol=1e-5)
+        nearest = ours.eval()(x, mask=mask)[1]
+        ours.train()
+        assert (i1 != nearest).float().mean() > 0.3
+    ours.freeze_codebook = theirs.freeze_codebook = True
+    w = torch.randn(*shape, generator=g)
+    _assert_same_step(ours, theirs, x, w, mask, seed=5)
+    # The per-call temperature, as VectorQuantize's forward keyword.
+    _assert_same_step(ours, theirs, x, w, mask, seed=6, sample_codebook_temp=2.0)
+
+
+def test_stochastic_sampling_draws_from_the_softmax_of_negative_distances():
+    # One vector, repeated: the codes' frequencies are softmax(-||z - e_k|| / temperature), within
+    # 5 standard errors; eval mode and temperature 0 give the nearest code.
+    torch.manual_seed(0)
+    vq = VectorQuantizer(4, 6, decay=0.8, stochastic_sample_codes=True, sample_codebook_temp=0.7,
+                         freeze_codebook=True)
+    x = torch.randn(1, 4).expand(20000, 4)
+    _, idx, _ = vq(x)
+    p = torch.softmax(-torch.cdist(x[:1], vq.codebook)[0] / 0.7, 0)
+    freq = torch.bincount(idx, minlength=6) / idx.numel()
+    assert ((freq - p).abs() <= 5 * (p * (1 - p) / idx.numel()).sqrt() + 1e-4).all()
+    nearest = torch.cdist(x[:1], vq.codebook).argmin()
+    assert (vq(x, sample_codebook_temp=0.0)[1] == nearest).all()
+    assert (vq.eval()(x)[1] == nearest).all()
+
+
+@pytest.mark.parametrize("shape, kw, masked", [c for c in _SAMPLING_CASES if not c[2]],
+                         ids=[i for i, c in zip(_SAMPLING_IDS, _SAMPLING_CASES) if not c[2]])
+def test_codebook_diversity_loss_matches_vector_quantize_pytorch(shape, kw, masked):
+    # The diversity term -H(mean softmax(100 * logits)) (per sequence position, as VectorQuantize):
+    # the same loss breakdown, codes and EMA codebooks over steps; input gradients with a frozen
+    # codebook; and with a codebook trained by gradient, its gradient too.
+    ours, theirs = _pair(codebook_diversity_loss_weight=0.3, codebook_diversity_temperature=3.0, **kw)
+    g = torch.Generator().manual_seed(1)
+    for step in range(3):
+        x = torch.randn(*shape, generator=g) + 0.5 * step
+        (q1, i1, l1, b1), (q2, i2, l2, b2) = (m(x, return_loss_breakdown=True) for m in (ours, theirs))
+        assert torch.equal(i1, i2) and b1.codebook_diversity < 0
+        torch.testing.assert_close(b1.codebook_diversity, b2.codebook_diversity, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(l1, l2, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(ours.codebook, theirs.codebook.reshape(ours.codebook.shape), rtol=1e-5,
+                                   atol=1e-5)
+    ours.freeze_codebook = theirs.freeze_codebook = True
+    _assert_same_step(ours, theirs, x, torch.randn(*shape, generator=g))
+    # A codebook trained by gradient: the same term and the same input and codebook gradients (the
+    # returned losses differ by the codebook loss, which VectorQuantize folds into its commitment term;
+    # the gradients agree at beta = 1). VectorQuantize has no learnable cosine codebook.
+    if kw.get("use_cosine_sim"):
+        return
+    ours, theirs = _pair(decay=None, learnable_codebook=True, ema_update=False, codebook_diversity_loss_weight=0.3,
+                         codebook_diversity_temperature=3.0, **kw)
+    w = torch.randn(*shape, generator=g)
+    res = []
+    for m in (ours, theirs):
+        xr = x.clone().requires_grad_()
+        q, i, loss, parts = m(xr, return_loss_breakdown=True)
+        ((q * w).sum() + loss).backward()
+        codebook = m.codebook if m is ours else m._codebook.embed
+        res.append((i, parts.codebook_diversity.detach(), xr.grad, codebook.grad.reshape(ours.codebook.shape)))
+    assert torch.equal(res[0][0], res[1][0])
+    for a, b in list(zip(*res))[1:]:
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def _diversity_oracle(x, codebook, temperature, valid=None):
+    """-mean_n H(mean_b softmax(-T ||x_bn - e||)) over [B, N, D] input, over the real vectors (all
+    N x K at once), positions without one left out."""
+    prob = torch.softmax(-temperature * torch.cdist(x, codebook.expand(x.shape[0], -1, -1)), -1)
+    valid = torch.ones(x.shape[:2], dtype=torch.bool) if valid is None else valid
+    count = valid.sum(0)
+    mean = (prob * valid.unsqueeze(-1)).sum(0) / count.clamp_min(1).unsqueeze(-1)
+    entropy = -(mean * mean.clamp_min(1e-5).log()).sum(-1)
+    return -entropy[count > 0].mean()
+
+
+@pytest.mark.parametrize("chunk", [1 << 22, 48])
+@pytest.mark.parametrize("decay", [None, 0.5])
+def test_codebook_diversity_loss_against_its_definition(chunk, decay, monkeypatch):
+    # float64, whole-matrix oracle, with padding (left out, where VectorQuantize would count it) and
+    # a position with no real vector; in chunks of 3 rows too. The gradients (input; codebook when
+    # trained by gradient) are those of the returned loss, taken with the codebook before this
+    # step's EMA update.
+    monkeypatch.setattr(vq_module, "_CHUNK_LOGITS", chunk)  # 48 logits = 3 rows of K = 16
+    torch.manual_seed(0)
+    vq = VectorQuantizer(8, 16, decay=decay, commitment_weight=0.0, codebook_diversity_loss_weight=1.0,
+                         codebook_diversity_temperature=2.0).double()
+    x = torch.randn(5, 7, 8, dtype=torch.float64)
+    mask = torch.rand(5, 7) < 0.6
+    mask[:, 3] = False
+    mask[0, 0] = True
+    before = vq.codebook.detach().clone()
+    xr = x.clone().requires_grad_()
+    _, _, loss, parts = vq(xr, mask=mask, return_loss_breakdown=True)
+    loss.backward()
+    xe = x.clone().requires_grad_()
+    e = before.clone().requires_grad_(decay is None)
+    expected = _diversity_oracle(xe, e, 2.0, mask)
+    if decay is None:
+        expected = expected + F.mse_loss(e[vq(x, mask=mask)[1][mask]], x[mask])  # + the codebook loss
+    expected.backward()
+    torch.testing.assert_close(loss, expected.detach())
+    torch.testing.assert_close(parts.codebook_diversity, _diversity_oracle(x, before, 2.0, mask))
+    torch.testing.assert_close(xr.grad, xe.grad)
+    if decay is None:
+        torch.testing.assert_close(vq.codebook.grad, e.grad)
+    else:
+        assert not torch.equal(vq.codebook, before)
+
+
+def test_codebook_diversity_loss_is_only_for_training_and_frozen_codebooks_get_no_gradient():
+    torch.manual_seed(0)
+    vq = VectorQuantizer(8, 16, decay=None, codebook_diversity_loss_weight=1.0)
+    x = torch.randn(4, 10, 8)
+    assert vq.eval()(x, return_loss_breakdown=True)[3].codebook_diversity == 0
+    x.requires_grad_()
+    vq.train()(x, freeze_codebook=True)[2].backward()
+    assert vq.codebook.grad is None or (vq.codebook.grad == 0).all()
+    assert x.grad.abs().sum() > 0
+
+
+def test_sampling_and_diversity_bad_values_are_refused():
+    with pytest.raises(ValueError, match="sample_codebook_temp"):
+        VectorQuantizer(8, 4, sample_codebook_temp=-1.0)
+    with pytest.raises(ValueError, match="codebook_diversity_loss_weight"):
+        VectorQuantizer(8, 4, codebook_diversity_loss_weight=-0.1)
+    with pytest.raises(ValueError, match="codebook_diversity_temperature"):
+        VectorQuantizer(8, 4, codebook_diversity_temperature=0.0)
+    with pytest.raises(ValueError, match="straight_through"):
+        VectorQuantizer(8, 4, stochastic_sample_codes=True, straight_through=True)
+    vq = VectorQuantizer(8, 4, stochastic_sample_codes=True)
+    with pytest.raises(ValueError, match="sample_codebook_temp"):
+        vq(torch.randn(3, 8), sample_codebook_temp=float("nan"))
+    x = torch.randn(3, 8)
+    x[1, 2] = float("nan")
+    with pytest.raises(ValueError, match="x contains NaN or inf"):
+        vq(x)
 
 
 def test_freeze_codebook_per_call_matches_vector_quantize_pytorch():

@@ -17,7 +17,6 @@ def _any(v, ctx) -> bool:
     return True
 
 
-_NXK = "not provided: it needs the N x K distance matrix that tsvq never forms"
 _BY_DECAY = ("tsvq trains the codebook by EMA when decay is a float and by gradient when decay=None (the "
              "codebook loss of VQ-VAE eq. 3, weight 1): pass decay=None for learnable_codebook=True, "
              "ema_update=False")
@@ -30,11 +29,9 @@ VECTOR_QUANTIZE: dict[str, _Rule] = {
     "accept_3d_fmap": (_off, "accept_image_fmap=True takes channel-first input with any number of spatial "
                              "dimensions, [B, D, T, H, W] included"),
     "layernorm_after_project_in": (_off, "not provided: put the LayerNorm in the model, before the quantiser"),
-    "codebook_diversity_loss_weight": (lambda v, ctx: v == 0, _NXK),
-    "codebook_diversity_temperature": (_any, ""),  # used only with the diversity loss
-    "stochastic_sample_codes": (_off, _NXK),
-    "sample_codebook_temp": (_any, ""),  # used only with stochastic sampling
-    "straight_through": (_off, "used only with stochastic_sample_codes, which is not provided"),
+    "straight_through": (_off, "not provided: the Gumbel-softmax gradient needs the N x K soft assignments "
+                               "in the backward pass; stochastic_sample_codes=True samples codes with the "
+                               "straight-through estimator (or rotation_trick=True)"),
     "directional_reparam": (_off, "not provided"),
     "directional_reparam_variance": (_any, ""),
     "affine_param": (_off, "not provided"),

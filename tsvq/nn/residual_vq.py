@@ -142,12 +142,13 @@ class ResidualVectorQuantizer(nn.Module):
         return torch.stack(codebooks) if len(set(self.codebook_sizes)) == 1 else codebooks
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, lens: torch.Tensor | None = None, *,
-                freeze_codebook: bool | None = None, return_all_codes: bool = False
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                freeze_codebook: bool | None = None, sample_codebook_temp: float | None = None,
+                return_all_codes: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Quantise ``x`` with every layer in turn; see the class docstring for shapes. ``mask``
         (bool ``[B, N]``) or ``lens`` (int ``[B]``) mark padding as in :class:`VectorQuantizer`;
         ``freeze_codebook`` (default None: each layer's attribute) freezes every layer's codebook
-        for this call, as there.
+        for this call, and ``sample_codebook_temp`` (default None: each layer's attribute) sets
+        every layer's sampling temperature for this call (with ``stochastic_sample_codes``), as there.
 
         Returns:
             (quantized, indices, losses), or with ``return_all_codes`` (as ``ResidualVQ``)
@@ -157,10 +158,11 @@ class ResidualVectorQuantizer(nn.Module):
             ``ResidualVQ`` does.
         """
         last = self._last_layer(x.device) if self.training and self.quantize_dropout else self.num_quantizers - 1
-        return self._forward(x, mask, lens, freeze_codebook, return_all_codes, last)
+        return self._forward(x, mask, lens, freeze_codebook, return_all_codes, last, sample_codebook_temp)
 
     def _forward(self, x: torch.Tensor, mask: torch.Tensor | None, lens: torch.Tensor | None,
-                 freeze_codebook: bool | None, return_all_codes: bool, last: int):
+                 freeze_codebook: bool | None, return_all_codes: bool, last: int,
+                 sample_codebook_temp: float | None = None):
         """``forward`` with the index of the last layer to use given (quantize dropout's d)."""
         residual = self._project(self.project_in, x)
         quantized_out = None
@@ -171,7 +173,8 @@ class ResidualVectorQuantizer(nn.Module):
                 losses.append(torch.zeros_like(losses[0]))
                 continue
             quantized, indices, loss, _, rows = layer._forward(residual, mask, lens, layer._frozen(freeze_codebook),
-                                                               defer_update=self.shared_codebook)
+                                                               defer_update=self.shared_codebook,
+                                                               sample_codebook_temp=sample_codebook_temp)
             if rows is not None:
                 deferred.append(rows)
             residual = residual - quantized.detach()
@@ -313,8 +316,10 @@ class GroupedResidualVectorQuantizer(nn.Module):
         return 1 if self.rvqs[0]._channel_first(x) else -1
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, lens: torch.Tensor | None = None, *,
-                freeze_codebook: bool | None = None, return_all_codes: bool = False):
-        """Quantise each channel group with its residual quantiser; see the class docstring.
+                freeze_codebook: bool | None = None, sample_codebook_temp: float | None = None,
+                return_all_codes: bool = False):
+        """Quantise each channel group with its residual quantiser; see the class docstring
+        (``freeze_codebook`` and ``sample_codebook_temp`` as :meth:`ResidualVectorQuantizer.forward`).
 
         Returns:
             (quantized, indices, losses), or (quantized, indices, losses, all_codes) with
@@ -328,7 +333,7 @@ class GroupedResidualVectorQuantizer(nn.Module):
         first = self.rvqs[0]
         last = (first._last_layer(x.device) if self.training and first.quantize_dropout
                 else first.num_quantizers - 1)  # one draw for every group
-        outs = [rvq._forward(chunk, mask, lens, freeze_codebook, return_all_codes, last)
+        outs = [rvq._forward(chunk, mask, lens, freeze_codebook, return_all_codes, last, sample_codebook_temp)
                 for rvq, chunk in zip(self.rvqs, x.chunk(self.groups, dim=split))]
         quantized = torch.cat([o[0] for o in outs], dim=split)
         rest = [torch.stack([o[i] for o in outs]) for i in range(1, len(outs[0]))]

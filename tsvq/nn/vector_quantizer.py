@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from ..ops import code_stats, ema_codebook_update_, nearest_code
+from ..ops.nearest_code import _check_finite_on_cpu
 from ..ops.ema_codebook_update import ema_apply_
 from . import _compat
 from .kmeans import kmeans
@@ -56,8 +57,8 @@ class LossBreakdown(NamedTuple):
             with ``commitment_use_cross_entropy_loss``). With ``decay=None``
             the codebook loss ``mean ||sg(z) - z_q||^2`` has the same value (its gradient goes to
             the codebook instead), and the loss is ``(beta + 1) * commitment + ...``.
-        codebook_diversity: always 0 (tsvq has no codebook-diversity term: it needs the N x K
-            soft assignments).
+        codebook_diversity: the codebook-diversity term ``-mean_n H(mean p)`` (see
+            ``codebook_diversity_loss_weight``), 0 where it is not computed (weight 0 or eval mode).
         orthogonal_reg: the orthogonal regulariser, 0 where it is not computed (weight 0, eval
             mode or frozen codebook).
         inplace_optimize: always 0 (no in-place codebook optimiser).
@@ -69,16 +70,26 @@ class LossBreakdown(NamedTuple):
     inplace_optimize: torch.Tensor
 
 
-_CE_CHUNK_LOGITS = 1 << 22  # rows x K logits per chunk of the cross-entropy commitment loss (16 MiB in float32)
+_CHUNK_LOGITS = 1 << 22  # rows x K logits per chunk (cross-entropy, sampling, diversity; 16 MiB in float32)
+
+
+def _logits(rows: torch.Tensor, codebook: torch.Tensor, cosine: bool) -> torch.Tensor:
+    """``Tensor[R, K]`` logits of ``VectorQuantize``: ``-||x_r - e_k||`` (its cdist, squared
+    distance clamped at 1e-8), or ``x_r . e_k`` for the cosine metric. For chunks of rows only."""
+    if cosine:
+        return rows @ codebook.T
+    d2 = rows.square().sum(1, keepdim=True) + codebook.square().sum(1) - 2 * (rows @ codebook.T)
+    return -d2.clamp_min(1e-8).sqrt()
+
+
+def _chunk_rows(K: int) -> int:
+    """Rows per chunk so that a chunk's logits hold at most ``_CHUNK_LOGITS`` values."""
+    return max(1, _CHUNK_LOGITS // K)
 
 
 def _ce_chunk(rows: torch.Tensor, codebook: torch.Tensor, target: torch.Tensor, weight: torch.Tensor,
               cosine: bool) -> torch.Tensor:
-    if cosine:
-        logits = rows @ codebook.T
-    else:  # -||x - e||, clamped as VectorQuantize's cdist
-        d2 = rows.square().sum(1, keepdim=True) + codebook.square().sum(1) - 2 * (rows @ codebook.T)
-        logits = -d2.clamp_min(1e-8).sqrt()
+    logits = _logits(rows, codebook, cosine)
     ce = torch.logsumexp(logits, 1) - logits.gather(1, target.unsqueeze(1)).squeeze(1)
     return (ce * weight).sum()
 
@@ -87,14 +98,100 @@ def _cross_entropy_sum(rows: torch.Tensor, codebook: torch.Tensor, target: torch
                        cosine: bool) -> torch.Tensor:
     """``sum_n weight_n * CE(logits_n, target_n)`` with ``logits_nk = -||x_n - e_k||`` (cosine:
     ``x_n . e_k``), in chunks of rows that are recomputed in the backward pass
-    (``torch.utils.checkpoint``), so that at most ``_CE_CHUNK_LOGITS`` logits exist at once."""
-    step = max(1, _CE_CHUNK_LOGITS // codebook.shape[0])
+    (``torch.utils.checkpoint``), so that at most ``_CHUNK_LOGITS`` logits exist at once."""
+    step = _chunk_rows(codebook.shape[0])
     grad = torch.is_grad_enabled() and (rows.requires_grad or codebook.requires_grad)
     total = rows.new_zeros(())
     for s in range(0, rows.shape[0], step):
         args = (rows[s:s + step], codebook, target[s:s + step], weight[s:s + step], cosine)
         total = total + (checkpoint(_ce_chunk, *args, use_reentrant=False) if grad else _ce_chunk(*args))
     return total
+
+
+def _gumbel_sample(rows: torch.Tensor, codebook: torch.Tensor, temperature: float, cosine: bool) -> torch.Tensor:
+    """int64 ``[R]``: a code per row drawn from ``softmax_k(logits_rk / temperature)`` by the
+    Gumbel-max trick, ``argmax_k logits_rk / temperature + g_rk`` with ``g = -log(-log u)``,
+    ``u ~ U(0, 1)`` (logs clamped at 1e-20, as ``VectorQuantize``'s ``gumbel_noise``), one chunk
+    of rows at a time in row order; no gradient. On a CPU the noise is the same stream as
+    ``VectorQuantize``'s ``uniform_`` over its whole ``[rows, K]`` matrix (CPU sampling is serial)."""
+    step = _chunk_rows(codebook.shape[0])
+    out = torch.empty(rows.shape[0], dtype=torch.long, device=rows.device)
+    for s in range(0, rows.shape[0], step):
+        logits = _logits(rows[s:s + step], codebook, cosine)
+        u = torch.zeros_like(logits).uniform_(0, 1)
+        gumbel = -u.clamp_min(1e-20).log().neg().clamp_min(1e-20).log()
+        out[s:s + step] = (logits / temperature + gumbel).argmax(1)
+    return out
+
+
+def _neg_entropy_of_mean(sums: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+    """``-mean_n H(sums_n / count_n)`` over the positions n with ``count_n > 0``, ``H(p) = -sum_k p_k
+    log max(p_k, 1e-5)`` (``VectorQuantize``'s ``entropy``)."""
+    present = count > 0
+    mean = sums / count.clamp_min(1).unsqueeze(1)
+    entropy = -(mean * mean.clamp_min(1e-5).log()).sum(1)
+    return -(entropy * present).sum() / present.sum().clamp_min(1)
+
+
+def _diversity_groups(flat, codebook, pos, weight, groups: int, K: int):
+    """(rows, codes, positions, weights) of each codebook: one group, or with separate codebooks
+    head j's rows ``flat[j::groups]`` against codes ``j*K .. (j+1)*K - 1``."""
+    if groups == 1:
+        return [(flat, codebook, pos, weight)]
+    rows, pos, weight = flat.view(-1, groups, flat.shape[1]), pos.view(-1, groups), weight.view(-1, groups)
+    return [(rows[:, j], codebook[j * K:(j + 1) * K], pos[:, j], weight[:, j]) for j in range(groups)]
+
+
+class _CodebookDiversity(torch.autograd.Function):
+    """The codebook-diversity loss of ``VectorQuantize``: ``-mean_n H(mean_r p_r)``, where
+    ``p_r = softmax_k(temperature * logits_rk)`` (``logits`` as :func:`_logits`) and the inner mean
+    runs over the rows r at sequence position n (all batch elements and heads; with one position
+    for ``[B, D]`` input). Rows of weight 0 (padding) take no part. Forward sums the ``[positions,
+    K]`` probabilities chunk by chunk; backward recomputes each chunk's softmax, so at most
+    ``_CHUNK_LOGITS`` logits exist at once (never N x K)."""
+
+    @staticmethod
+    def forward(ctx, flat, codebook, pos, weight, groups: int, K: int, n_pos: int, temperature: float,
+                cosine: bool):
+        sums = flat.new_zeros(n_pos, K)
+        step = _chunk_rows(K)
+        for rows, codes, p, w in _diversity_groups(flat, codebook, pos, weight, groups, K):
+            for s in range(0, rows.shape[0], step):
+                prob = torch.softmax(temperature * _logits(rows[s:s + step], codes, cosine), 1)
+                sums.index_add_(0, p[s:s + step], prob * w[s:s + step].unsqueeze(1))
+        count = flat.new_zeros(n_pos).index_add_(0, pos, weight)
+        ctx.save_for_backward(flat, codebook, pos, weight, sums, count)
+        ctx.config = (groups, K, temperature, cosine)
+        return _neg_entropy_of_mean(sums, count)
+
+    @staticmethod
+    def backward(ctx, grad):
+        flat, codebook, pos, weight, sums, count = ctx.saved_tensors
+        groups, K, temperature, cosine = ctx.config
+        with torch.enable_grad():
+            leaf = sums.detach().requires_grad_()
+            (g_sums,) = torch.autograd.grad(_neg_entropy_of_mean(leaf, count), leaf, grad)
+        need = ctx.needs_input_grad[:2]
+        g_flat = torch.zeros_like(flat) if need[0] else None
+        g_codebook = torch.zeros_like(codebook) if need[1] else None
+        g_groups = _diversity_groups(g_flat if need[0] else flat, g_codebook if need[1] else codebook,
+                                     pos, weight, groups, K)
+        step = _chunk_rows(K)
+        for (rows, codes, p, w), (g_rows, g_codes, _, _) in zip(
+                _diversity_groups(flat, codebook, pos, weight, groups, K), g_groups):
+            for s in range(0, rows.shape[0], step):
+                with torch.enable_grad():
+                    r = rows[s:s + step].detach().requires_grad_(need[0])
+                    c = codes.detach().requires_grad_(need[1])
+                    prob = torch.softmax(temperature * _logits(r, c, cosine), 1)
+                    target = g_sums[p[s:s + step]] * w[s:s + step].unsqueeze(1)
+                    inputs = [t for t, n in ((r, need[0]), (c, need[1])) if n]
+                    grads = list(torch.autograd.grad((prob * target).sum(), inputs))
+                if need[0]:
+                    g_rows[s:s + step] += grads.pop(0)
+                if need[1]:
+                    g_codes += grads.pop(0)
+        return g_flat, g_codebook, None, None, None, None, None, None, None
 
 
 _NORM_EPS = 1e-6  # norm clamp of vector_quantize_pytorch (its l2norm and safe_div): rotation trick, orthogonal reg
@@ -201,6 +298,26 @@ class VectorQuantizer(nn.Module):
             gradient pulls z towards its code and away from the others). Computed in chunks of
             rows recomputed in the backward pass, never N x K at once. With ``decay=None`` the
             codebook loss is still added (``VectorQuantize`` then drops it). Default False.
+        stochastic_sample_codes: in training, draw each vector's code from
+            ``softmax_k(-||z - e_k|| / sample_codebook_temp)`` (cosine: ``z . e_k``) by the Gumbel-max
+            trick instead of taking the nearest one (as ``VectorQuantize``'s option; Gumbel 1954,
+            Maddison et al. 2014), in chunks of rows (never N x K at once, matrix products instead of
+            the search kernel). The sampled code is used everywhere the nearest one would be (output,
+            losses, EMA update); the gradient is still the straight-through estimator (or the rotation
+            trick). Eval mode and temperature 0 take the nearest code. On a CPU, with the same seed, the
+            draws are ``VectorQuantize``'s. Default False.
+        sample_codebook_temp: the sampling temperature, >= 0 (default 1.0); also per call,
+            ``forward(..., sample_codebook_temp=...)``.
+        codebook_diversity_loss_weight: weight of ``VectorQuantize``'s codebook-diversity term, added
+            to the loss in training: ``-mean_n H(mean_r softmax_k(T * logits_rk))``, the negative
+            entropy of the average soft assignment, where the average runs over the rows r (batch
+            elements and heads) at each sequence position n (one position for ``[B, D]`` input) and
+            ``logits`` are ``-||z - e_k||`` (cosine: ``z . e_k``). Maximising that entropy spreads the
+            batch over the codebook. Computed in chunks of rows, recomputed in the backward pass (at
+            most ``[positions, K]`` and one chunk's logits in memory); padding under ``mask`` is left out
+            (``VectorQuantize`` counts it). The gradient reaches the codebook when it is trained by
+            gradient (``decay=None``) and not frozen. Default 0 (off).
+        codebook_diversity_temperature: T above, > 0 (default 100.0, as ``VectorQuantize``).
         orthogonal_reg_weight: weight of the orthogonal codebook regulariser (Shin et al. 2023,
             "Exploration into Translation-Equivariant Image Quantization", eq. 2):
             ``sum_ij (c_i . c_j)^2 / n^2 - 1/n`` over the n L2-normalised codes, added to the loss
@@ -220,7 +337,7 @@ class VectorQuantizer(nn.Module):
             ``torch.distributed`` is initialised with more than one rank.
         **vqp_kwargs: other ``VectorQuantize`` keywords, taken only at the values that ask for what
             tsvq does (``sync_kmeans=True``, ``learnable_codebook=False``, ``ema_update=True``,
-            ``stochastic_sample_codes=False``, ``accept_3d_fmap=False``, ...; see
+            ``straight_through=False``, ``accept_3d_fmap=False``, ...; see
             ``tsvq/nn/_compat.py``), so that a configuration spelling them out runs unchanged.
 
     Shapes:
@@ -239,7 +356,8 @@ class VectorQuantizer(nn.Module):
             provide: the message says what to use instead), wrong input rank or D, empty batch, NaN/inf input
             on CPU (on CUDA such vectors give a NaN loss, see :func:`tsvq.ops.nearest_code`;
             padding under ``mask`` may hold anything), a ``mask`` or ``lens`` of the wrong shape
-            or device, both of them, or either with input that is not a sequence.
+            or device, both of them, or either with input that is not a sequence, a
+            ``sample_codebook_temp`` that is negative, NaN or inf.
         TypeError: an unknown keyword, non-float input, non-bool ``mask``, non-integer ``lens``.
     """
 
@@ -259,6 +377,10 @@ class VectorQuantizer(nn.Module):
         use_cosine_sim: bool = False,
         rotation_trick: bool = False,
         commitment_use_cross_entropy_loss: bool = False,
+        stochastic_sample_codes: bool = False,
+        sample_codebook_temp: float = 1.0,
+        codebook_diversity_loss_weight: float = 0.0,
+        codebook_diversity_temperature: float = 100.0,
         orthogonal_reg_weight: float = 0.0,
         orthogonal_reg_active_codes_only: bool = False,
         orthogonal_reg_max_codes: int | None = None,
@@ -292,6 +414,13 @@ class VectorQuantizer(nn.Module):
             raise ValueError(f"kmeans_iters must be >= 0, got {kmeans_iters}")
         if threshold_ema_dead_code < 0:
             raise ValueError(f"threshold_ema_dead_code must be >= 0, got {threshold_ema_dead_code}")
+        if not 0.0 <= sample_codebook_temp < math.inf:
+            raise ValueError(f"sample_codebook_temp must be a finite float >= 0, got {sample_codebook_temp}")
+        if not 0.0 <= codebook_diversity_loss_weight < math.inf:
+            raise ValueError("codebook_diversity_loss_weight must be a finite float >= 0, "
+                             f"got {codebook_diversity_loss_weight}")
+        if not 0.0 < codebook_diversity_temperature < math.inf:
+            raise ValueError(f"codebook_diversity_temperature must be a finite float > 0, got {codebook_diversity_temperature}")
         if not 0.0 <= orthogonal_reg_weight < math.inf:
             raise ValueError(f"orthogonal_reg_weight must be a finite float >= 0, got {orthogonal_reg_weight}")
         if orthogonal_reg_max_codes is not None and orthogonal_reg_max_codes < 1:
@@ -310,6 +439,10 @@ class VectorQuantizer(nn.Module):
         self.use_cosine_sim = use_cosine_sim
         self.rotation_trick = bool(rotation_trick)
         self.commitment_use_cross_entropy_loss = bool(commitment_use_cross_entropy_loss)
+        self.stochastic_sample_codes = bool(stochastic_sample_codes)
+        self.sample_codebook_temp = float(sample_codebook_temp)
+        self.codebook_diversity_loss_weight = float(codebook_diversity_loss_weight)
+        self.codebook_diversity_temperature = float(codebook_diversity_temperature)
         self.orthogonal_reg_weight = float(orthogonal_reg_weight)
         self.orthogonal_reg_active_codes_only = bool(orthogonal_reg_active_codes_only)
         self.orthogonal_reg_max_codes = orthogonal_reg_max_codes
@@ -515,8 +648,8 @@ class VectorQuantizer(nn.Module):
 
     # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, lens: torch.Tensor | None = None, *,
-                freeze_codebook: bool | None = None, return_loss_breakdown: bool = False
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                freeze_codebook: bool | None = None, sample_codebook_temp: float | None = None,
+                return_loss_breakdown: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Quantise ``x``; see the class docstring for shapes.
 
         Args:
@@ -531,6 +664,8 @@ class VectorQuantizer(nn.Module):
                 (as ``VectorQuantize``'s ``lens``). At most one of ``mask`` and ``lens``.
             freeze_codebook: for this call, in place of the attribute ``freeze_codebook``
                 (default None: the attribute), as ``VectorQuantize``'s keyword.
+            sample_codebook_temp: for this call, in place of the attribute ``sample_codebook_temp``
+                (default None: the attribute); used only with ``stochastic_sample_codes``.
             return_loss_breakdown: also return the unweighted loss terms as a
                 :class:`LossBreakdown` (default False), as ``VectorQuantize``.
 
@@ -539,7 +674,7 @@ class VectorQuantizer(nn.Module):
             ``return_loss_breakdown``.
         """
         out, indices, loss, breakdown, _ = self._forward(x, mask, lens, self._frozen(freeze_codebook),
-                                                         defer_update=False)
+                                                         defer_update=False, sample_codebook_temp=sample_codebook_temp)
         return (out, indices, loss, breakdown) if return_loss_breakdown else (out, indices, loss)
 
     def _frozen(self, freeze_codebook: bool | None) -> bool:
@@ -547,7 +682,7 @@ class VectorQuantizer(nn.Module):
         return self.freeze_codebook if freeze_codebook is None else bool(freeze_codebook)
 
     def _forward(self, x: torch.Tensor, mask: torch.Tensor | None, lens: torch.Tensor | None, frozen: bool,
-                 defer_update: bool):
+                 defer_update: bool, sample_codebook_temp: float | None = None):
         """``forward``'s work: (quantized, indices, loss, breakdown, deferred). With ``defer_update``
         (a residual quantiser's shared codebook) the codebook is searched and trained by gradient as
         usual but its EMA update and restarts are left to the caller: ``deferred`` is then the
@@ -583,7 +718,11 @@ class VectorQuantizer(nn.Module):
             codebook = self._state()[2].to(work)  # [G*K, Dc]
             if self.use_cosine_sim:
                 codebook = F.normalize(codebook, dim=-1)
-            indices, head_indices = self._search(flat.detach(), codebook.detach())
+            temperature = self.sample_codebook_temp if sample_codebook_temp is None else float(sample_codebook_temp)
+            if not 0.0 <= temperature < math.inf:
+                raise ValueError(f"sample_codebook_temp must be a finite float >= 0, got {sample_codebook_temp}")
+            sample = self.training and self.stochastic_sample_codes and temperature > 0
+            indices, head_indices = self._search(flat.detach(), codebook.detach(), temperature if sample else None, B, N)
             # Gather before the in-place EMA update: z_q uses the codebook the search used.
             quantized = F.embedding(indices.clamp_min(0), codebook)  # -1: a NaN row on CUDA
             mse = F.mse_loss if valid is None else functools.partial(_masked_mse, valid=valid)
@@ -591,6 +730,9 @@ class VectorQuantizer(nn.Module):
                 commitment = self._cross_entropy_commitment(flat, codebook, head_indices, valid)
             else:
                 commitment = mse(flat, quantized.detach())
+            diversity = None
+            if self.training and self.codebook_diversity_loss_weight > 0:  # before the EMA update, as VectorQuantize
+                diversity = self._codebook_diversity(flat, codebook, valid, B, N, frozen)
             deferred = (flat.detach(), indices, valid) if defer_update and self.training and not frozen else None
             if self.training and not frozen and not defer_update:
                 counts = self._update_codebook(flat.detach(), indices, valid)
@@ -598,6 +740,8 @@ class VectorQuantizer(nn.Module):
                 counts = _counts(indices.clamp_min(0), valid, codebook.shape[0], self.batch_counts.dtype)
             self.batch_counts.copy_(counts.view_as(self.batch_counts))
             loss = self.commitment_weight * commitment
+            if diversity is not None:
+                loss = loss + self.codebook_diversity_loss_weight * diversity
             if self.decay is None:
                 loss = loss + mse(quantized.detach() if frozen else quantized, flat.detach())
             orthogonal = None
@@ -618,8 +762,23 @@ class VectorQuantizer(nn.Module):
         elif self._channel_first(x):
             indices = indices.reshape(B, *x.shape[2:], *indices.shape[2:])
         zero = loss.new_zeros(())
-        breakdown = LossBreakdown(commitment, zero, zero if orthogonal is None else orthogonal, zero)
+        breakdown = LossBreakdown(commitment, zero if diversity is None else diversity,
+                                  zero if orthogonal is None else orthogonal, zero)
         return self._from_vectors(out, x).to(x.dtype), indices, loss, breakdown, deferred
+
+    def _codebook_diversity(self, flat: torch.Tensor, codebook: torch.Tensor, valid: torch.Tensor | None, B: int,
+                            N: int, frozen: bool) -> torch.Tensor:
+        """The codebook-diversity term (see ``codebook_diversity_loss_weight``); the gradient reaches
+        the codebook when it is trained by gradient and not frozen."""
+        if self.decay is not None:
+            codebook = codebook.detach().clone()  # the EMA update changes it in place before the backward pass
+        elif frozen:
+            codebook = codebook.detach()
+        h = self.heads
+        pos = torch.arange(N, device=flat.device).view(1, N, 1).expand(B, N, h).reshape(-1)
+        weight = torch.ones(flat.shape[0], dtype=flat.dtype, device=flat.device) if valid is None else valid.to(flat.dtype)
+        return _CodebookDiversity.apply(flat, codebook, pos, weight, self._num_codebooks, self.codebook_size, N,
+                                        self.codebook_diversity_temperature, self.use_cosine_sim)
 
     def _cross_entropy_commitment(self, flat: torch.Tensor, codebook: torch.Tensor, head_indices: torch.Tensor,
                                   valid: torch.Tensor | None) -> torch.Tensor:
@@ -638,15 +797,31 @@ class VectorQuantizer(nn.Module):
                         for j, (rows, cb) in enumerate(self._heads(flat, codebook)))
         return total / weight.sum().clamp_min(1)
 
-    def _search(self, flat: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Nearest codeword of every row of ``flat`` (``[R, Dc]``) in ``codebook`` (``[G*K, Dc]``):
-        (indices into the stacked G*K codes, each head's own indices in [0, K)), both ``[R]`` and
-        the same tensor for one codebook. With separate codebooks, head j's rows (``flat[j::h]``)
-        search codes ``j*K .. (j+1)*K - 1``, one kernel call per head. -1 (a NaN row on CUDA) stays -1."""
+    def _search(self, flat: torch.Tensor, codebook: torch.Tensor, temperature: float | None, B: int, N: int
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Nearest codeword of every row of ``flat`` (``[R, Dc]``, rows (b, n, head)) in ``codebook``
+        (``[G*K, Dc]``), or with a ``temperature`` a code drawn from ``softmax(logits / temperature)``
+        (:func:`_gumbel_sample`): (indices into the stacked G*K codes, each head's own indices in
+        [0, K)), both ``[R]`` and the same tensor for one codebook. With separate codebooks, head j's
+        rows (``flat[j::h]``) search codes ``j*K .. (j+1)*K - 1``, one kernel call per head. -1 (a
+        NaN row on CUDA) stays -1. Sampling visits the rows in ``VectorQuantize``'s order (head-major
+        with separate codebooks, (b, head, n) with a shared one), so that on a CPU it draws the same
+        noise for the same row."""
+        if temperature is None:
+            search = lambda rows, cb: nearest_code(rows, cb)[0]  # noqa: E731
+        else:
+            if flat.device.type == "cpu":
+                _check_finite_on_cpu(flat, codebook)
+            search = functools.partial(_gumbel_sample, temperature=temperature, cosine=self.use_cosine_sim)
         if not self.separate_codebook_per_head:
-            indices = nearest_code(flat, codebook)[0]
+            h = self.heads
+            if temperature is None or h == 1 or N == 1:
+                indices = search(flat, codebook)
+            else:
+                rows = flat.view(B, N, h, -1).transpose(1, 2).reshape(B * h * N, -1)
+                indices = search(rows, codebook).view(B, h, N).transpose(1, 2).reshape(-1)
             return indices, indices
-        local = torch.stack([nearest_code(rows, cb)[0] for rows, cb in self._heads(flat, codebook)], 1)
+        local = torch.stack([search(rows, cb) for rows, cb in self._heads(flat, codebook)], 1)
         return torch.where(local >= 0, local + self._head_offsets(local.device), -1).view(-1), local.view(-1)
 
     def _heads(self, rows: torch.Tensor, codebook: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
