@@ -87,3 +87,11 @@ def test_layer_training_step_separate_heads(benchmark, impl, device, shape):
     """The layer step with 4 heads, one 1024-code codebook of dimension 16 per head."""
     pytest.importorskip("vector_quantize_pytorch")
     run_case(benchmark, layer_step_case(*shape, device, heads=4), impl, device, _rounds(shape, device))
+
+
+@pytest.mark.parametrize("impl", ["tsvq", "vector_quantize_pytorch"])
+@pytest.mark.parametrize("device, shape", list(cases([(65536, 1024, 64)], cpu_max_rows=65536)))
+def test_layer_training_step_sampling_diversity(benchmark, impl, device, shape):
+    """The layer step with sampled codes (temperature 0.5) and the codebook-diversity loss."""
+    pytest.importorskip("vector_quantize_pytorch")
+    run_case(benchmark, layer_step_case(*shape, device, sampling=True), impl, device, _rounds(shape, device))

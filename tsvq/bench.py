@@ -170,13 +170,16 @@ def ema_update_case(N: int, K: int, D: int, device) -> Case:
                 dict(op="ema_codebook_update", N=N, K=K, D=D))
 
 
-def layer_step_case(N: int, K: int, D: int, device, rotation_trick: bool = False, heads: int = 1) -> Case:
+def layer_step_case(N: int, K: int, D: int, device, rotation_trick: bool = False, heads: int = 1,
+                    sampling: bool = False) -> Case:
     """Forward + backward + EMA codebook update of :class:`tsvq.nn.VectorQuantizer` on ``N`` vectors
     (batches of 1024, or 128 for N = 5120) against ``vector_quantize_pytorch.VectorQuantize`` from
     the same codebook (decay 0.8, beta 1), both with the straight-through estimator or both with
     the rotation trick (``VectorQuantize``'s default); with ``heads`` > 1, multi-head quantisation
-    with one codebook of dimension D / heads per head (no projection). Raises ImportError without
-    that package."""
+    with one codebook of dimension D / heads per head (no projection); with ``sampling``, codes
+    drawn at temperature 0.5 (``stochastic_sample_codes``) and the codebook-diversity loss (weight
+    0.1), the two options computed from the N x K logits, which tsvq forms in chunks. Raises
+    ImportError without that package."""
     import vector_quantize_pytorch as vqp
 
     from .nn import VectorQuantizer
@@ -188,6 +191,8 @@ def layer_step_case(N: int, K: int, D: int, device, rotation_trick: bool = False
     kw = dict(decay=0.8, commitment_weight=1.0, rotation_trick=rotation_trick)
     if heads > 1:
         kw.update(heads=heads, codebook_dim=D // heads, separate_codebook_per_head=True)
+    if sampling:
+        kw.update(stochastic_sample_codes=True, sample_codebook_temp=0.5, codebook_diversity_loss_weight=0.1)
     torch.manual_seed(0)
     ours = VectorQuantizer(D, K, **kw)
     theirs = vqp.VectorQuantize(D, K, **kw)
@@ -195,17 +200,20 @@ def layer_step_case(N: int, K: int, D: int, device, rotation_trick: bool = False
     theirs._codebook.embed_avg.data.copy_(ours.codebook.reshape(theirs._codebook.embed.shape))
     rt = " rotation trick" if rotation_trick else ""
     mh = f" {heads} heads (separate codebooks)" if heads > 1 else ""
-    return _quantizer_step_case(f"vq layer step{rt}{mh} {torch.device(device).type} N={N} K={K} D={D}", ours, theirs, x,
-                                device, dict(op="layer_step", N=N, K=K, D=D, rotation_trick=rotation_trick,
-                                             heads=heads))
+    sd = " sampling + diversity loss" if sampling else ""
+    return _quantizer_step_case(f"vq layer step{rt}{mh}{sd} {torch.device(device).type} N={N} K={K} D={D}", ours,
+                                theirs, x, device, dict(op="layer_step", N=N, K=K, D=D, rotation_trick=rotation_trick,
+                                                        heads=heads, sampling=sampling))
 
 
 def _quantizer_step_case(group: str, ours, theirs, x: torch.Tensor, device, info: dict) -> Case:
     """A training step (forward, backward of output and losses, EMA updates) of two quantisers
-    that return ``(quantized, indices, loss or losses)``, after checking they pick the same codes."""
+    that return ``(quantized, indices, loss or losses)``, after checking they pick the same codes
+    (the nearest ones: temperature 0 where codes are sampled)."""
     ours, theirs = ours.to(device).train(), theirs.to(device).train()
     with torch.no_grad():
-        if (ours(x)[1] == theirs(x)[1]).float().mean() <= 0.999:
+        check = {"sample_codebook_temp": 0.0} if getattr(ours, "stochastic_sample_codes", False) else {}
+        if (ours(x, **check)[1] == theirs(x, **check)[1]).float().mean() <= 0.999:
             raise AssertionError(f"{group}: tsvq and vector_quantize_pytorch chose different codes")
 
     def make_step(layer):
