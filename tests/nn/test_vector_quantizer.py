@@ -745,6 +745,93 @@ def test_sampling_and_diversity_bad_values_are_refused():
         vq(x)
 
 
+@pytest.mark.parametrize("shape, kw", [((4, 50, 16), {}), ((4, 16, 50), {"channel_last": False}),
+                                       ((4, 50, 16), {"use_cosine_sim": True}),
+                                       ((4, 50, 16), {"heads": 2, "codebook_dim": 8}),
+                                       ((4, 50, 16), {"heads": 2, "codebook_dim": 8, "separate_codebook_per_head": True})],
+                         ids=["plain", "channel-first", "cosine", "heads", "separate-heads"])
+def test_target_indices_cross_entropy_matches_vector_quantize_pytorch(shape, kw):
+    # forward(indices=codes): the cross-entropy of given codes (-1 ignored) and its input gradient,
+    # in eval mode and in a frozen training step; in an EMA training step the same value and update.
+    ours, theirs = _pair(**kw)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(*shape, generator=g)
+    codes = torch.randint(0, 8, ours.eval()(x)[1].shape, generator=g)
+    codes[0, :5] = -1
+    for mode, freeze in (("eval", None), ("train", True)):
+        res = []
+        for m in (ours, theirs):
+            m.train(mode == "train")
+            xr = x.clone().requires_grad_()
+            out = m(xr, indices=codes, freeze_codebook=freeze) if m is ours else m(xr, codes, freeze_codebook=freeze)
+            assert len(out) == 2
+            out[1].backward()
+            res.append((out[1].detach(), xr.grad))
+        torch.testing.assert_close(res[0][0], res[1][0], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(res[0][1], res[1][1], rtol=1e-4, atol=1e-6)
+    ce1, ce2 = ours.train()(x, indices=codes)[1], theirs.train()(x, codes)[1]
+    torch.testing.assert_close(ce1, ce2, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(ours.codebook, theirs.codebook.reshape(ours.codebook.shape), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("decay", [0.5, None])
+def test_target_indices_cross_entropy_against_its_definition(decay, monkeypatch):
+    # float64 oracle over the real vectors with a target (padding and -1 left out), in chunks of
+    # 3 rows; taken with the codebook before the step's EMA update; a loss-trained codebook gets
+    # its gradient (none when frozen).
+    monkeypatch.setattr(vq_module, "_CHUNK_LOGITS", 48)
+    torch.manual_seed(0)
+    vq = VectorQuantizer(8, 16, decay=decay).double()
+    x = torch.randn(5, 7, 8, dtype=torch.float64)
+    mask = torch.rand(5, 7) < 0.7
+    codes = torch.randint(-1, 16, (5, 7))
+    before = vq.codebook.detach().clone()
+    xr = x.clone().requires_grad_()
+    q, ce = vq(xr, mask=mask, indices=codes)
+    ce.backward()
+    keep = mask & (codes >= 0)
+    xe = x.clone().requires_grad_()
+    e = before.clone().requires_grad_()
+    expected = F.cross_entropy(-torch.cdist(xe[keep], e), codes[keep])
+    expected.backward()
+    torch.testing.assert_close(ce, expected.detach())
+    torch.testing.assert_close(xr.grad, xe.grad)
+    assert q.shape == x.shape and (q[~mask] == 0).all()
+    if decay is None:
+        torch.testing.assert_close(vq.codebook.grad, e.grad)
+        vq.codebook.grad = None
+        vq(x.clone().requires_grad_(), mask=mask, indices=codes, freeze_codebook=True)[1].backward()
+        assert vq.codebook.grad is None
+    else:
+        assert not torch.equal(vq.codebook, before)
+
+
+def test_target_indices_bad_values_are_refused():
+    vq = VectorQuantizer(8, 4, heads=2, codebook_dim=4)
+    x = torch.randn(3, 5, 8)
+    with pytest.raises(TypeError, match="indices must be an integer tensor"):
+        vq(x, indices=torch.zeros(3, 5, 2))
+    with pytest.raises(ValueError, match=r"shape of forward's indices, \[3, 5, 2\]"):
+        vq(x, indices=torch.zeros(3, 5, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"in \[-1, K = 4\)"):
+        vq(x, indices=torch.full((3, 5, 2), 4))
+    with pytest.raises(ValueError, match=r"in \[-1, K = 4\)"):
+        vq(x, indices=torch.full((3, 5, 2), -2))
+    q, ce = VectorQuantizer(8, 4)(torch.randn(6, 8), indices=torch.tensor([0, 1, 2, 3, -1, 0]))
+    assert q.shape == (6, 8) and ce.dim() == 0
+
+
+def test_frozen_loss_trained_codebook_gets_no_cross_entropy_gradient():
+    # freeze_codebook: no gradient reaches the codebook from the cross-entropy commitment loss either.
+    torch.manual_seed(0)
+    vq = VectorQuantizer(8, 16, decay=None, commitment_use_cross_entropy_loss=True)
+    x = torch.randn(4, 10, 8, requires_grad=True)
+    vq(x, freeze_codebook=True)[2].backward()
+    assert vq.codebook.grad is None and x.grad.abs().sum() > 0
+    vq(x)[2].backward()
+    assert vq.codebook.grad.abs().sum() > 0
+
+
 def test_freeze_codebook_per_call_matches_vector_quantize_pytorch():
     # forward(freeze_codebook=...) overrides the attribute for one call, both ways, as VectorQuantize.
     # (No dead-code restarts here: their random replacements differ between the two.)

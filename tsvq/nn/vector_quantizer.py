@@ -648,8 +648,8 @@ class VectorQuantizer(nn.Module):
 
     # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, lens: torch.Tensor | None = None, *,
-                freeze_codebook: bool | None = None, sample_codebook_temp: float | None = None,
-                return_loss_breakdown: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                indices: torch.Tensor | None = None, freeze_codebook: bool | None = None,
+                sample_codebook_temp: float | None = None, return_loss_breakdown: bool = False):
         """Quantise ``x``; see the class docstring for shapes.
 
         Args:
@@ -662,6 +662,16 @@ class VectorQuantizer(nn.Module):
             lens: optional integer ``Tensor[B]``, the number of real vectors at the start of each
                 sequence (the rest is padding): the same as ``mask = arange(N) < lens[:, None]``
                 (as ``VectorQuantize``'s ``lens``). At most one of ``mask`` and ``lens``.
+            indices: optional target codes, int64 of the shape ``forward`` returns its indices in
+                (``[B]``, ``[B, N]`` or ``[B, *S]``, ending in h with heads; keyword-only, where
+                ``VectorQuantize`` takes it second): instead of the usual loss, return the
+                cross-entropy of these codes under ``softmax_k(-||z - e_k||)`` (cosine:
+                ``z . e_k``), averaged over the vectors whose target is not -1 (and that are not
+                padding), as ``VectorQuantize(x, indices=...)`` (the loss that pulls a model's
+                continuous output towards given codes, as in NaturalSpeech 2's training of its
+                diffusion model). Computed in chunks of rows, with the codebook as it was before this
+                step's EMA update; everything else (search, updates in training) runs as usual. The
+                values are checked on the host (a synchronisation on CUDA).
             freeze_codebook: for this call, in place of the attribute ``freeze_codebook``
                 (default None: the attribute), as ``VectorQuantize``'s keyword.
             sample_codebook_temp: for this call, in place of the attribute ``sample_codebook_temp``
@@ -671,22 +681,31 @@ class VectorQuantizer(nn.Module):
 
         Returns:
             (quantized, indices, loss), or (quantized, indices, loss, breakdown) with
-            ``return_loss_breakdown``.
+            ``return_loss_breakdown``; with target ``indices``, (quantized, cross_entropy) as
+            ``VectorQuantize`` (but ``quantized`` in the layout of ``x``, after ``project_out``).
+
+        Raises:
+            ValueError / TypeError: as the class docstring; target ``indices`` that are not an
+                integer tensor of that shape with values in [-1, K).
         """
-        out, indices, loss, breakdown, _ = self._forward(x, mask, lens, self._frozen(freeze_codebook),
-                                                         defer_update=False, sample_codebook_temp=sample_codebook_temp)
-        return (out, indices, loss, breakdown) if return_loss_breakdown else (out, indices, loss)
+        out, codes, loss, breakdown, _ = self._forward(x, mask, lens, self._frozen(freeze_codebook),
+                                                       defer_update=False, sample_codebook_temp=sample_codebook_temp,
+                                                       target=indices)
+        if indices is not None:
+            return out, loss
+        return (out, codes, loss, breakdown) if return_loss_breakdown else (out, codes, loss)
 
     def _frozen(self, freeze_codebook: bool | None) -> bool:
         """Whether this call leaves the codebook alone: ``forward``'s keyword, else the attribute."""
         return self.freeze_codebook if freeze_codebook is None else bool(freeze_codebook)
 
     def _forward(self, x: torch.Tensor, mask: torch.Tensor | None, lens: torch.Tensor | None, frozen: bool,
-                 defer_update: bool, sample_codebook_temp: float | None = None):
+                 defer_update: bool, sample_codebook_temp: float | None = None, target: torch.Tensor | None = None):
         """``forward``'s work: (quantized, indices, loss, breakdown, deferred). With ``defer_update``
         (a residual quantiser's shared codebook) the codebook is searched and trained by gradient as
         usual but its EMA update and restarts are left to the caller: ``deferred`` is then the
-        update's input ``(rows, stacked indices, valid)`` (else None), for :meth:`_update_codebook`."""
+        update's input ``(rows, stacked indices, valid)`` (else None), for :meth:`_update_codebook`.
+        With ``target`` codes, ``loss`` is their cross-entropy (``forward(indices=...)``)."""
         if not isinstance(x, torch.Tensor) or not x.is_floating_point():
             raise TypeError(f"x must be a float tensor, got {getattr(x, 'dtype', type(x).__name__)}")
         vectors = self._to_vectors(x)
@@ -726,8 +745,14 @@ class VectorQuantizer(nn.Module):
             # Gather before the in-place EMA update: z_q uses the codebook the search used.
             quantized = F.embedding(indices.clamp_min(0), codebook)  # -1: a NaN row on CUDA
             mse = F.mse_loss if valid is None else functools.partial(_masked_mse, valid=valid)
+            ce_codebook = codebook.detach() if frozen else codebook
+            target_ce = None
+            if target is not None:  # before the EMA update changes the codebook
+                rows = self._target_rows(target, x, B, N)
+                keep = rows >= 0 if valid is None else (rows >= 0) & valid
+                target_ce = self._cross_entropy_commitment(flat, ce_codebook, rows, keep)
             if self.commitment_use_cross_entropy_loss:  # before the EMA update changes the codebook
-                commitment = self._cross_entropy_commitment(flat, codebook, head_indices, valid)
+                commitment = self._cross_entropy_commitment(flat, ce_codebook, head_indices, valid)
             else:
                 commitment = mse(flat, quantized.detach())
             diversity = None
@@ -764,7 +789,26 @@ class VectorQuantizer(nn.Module):
         zero = loss.new_zeros(())
         breakdown = LossBreakdown(commitment, zero if diversity is None else diversity,
                                   zero if orthogonal is None else orthogonal, zero)
+        if target_ce is not None:
+            loss = target_ce
         return self._from_vectors(out, x).to(x.dtype), indices, loss, breakdown, deferred
+
+    def _target_rows(self, target: torch.Tensor, x: torch.Tensor, B: int, N: int) -> torch.Tensor:
+        """Target codes of ``forward(indices=...)`` as int64 ``[B * N * h]`` rows, after checking
+        their type, shape (that of the indices ``forward`` returns) and values (-1 or a code)."""
+        if not isinstance(target, torch.Tensor) or target.is_floating_point() or target.is_complex() \
+                or target.dtype == torch.bool:
+            raise TypeError(f"indices must be an integer tensor, got {getattr(target, 'dtype', type(target).__name__)}")
+        lead = (B,) if x.dim() == 2 else (B, *x.shape[2:]) if self._channel_first(x) else (B, N)
+        shape = lead + ((self.heads,) if self.heads > 1 else ())
+        if tuple(target.shape) != shape:
+            raise ValueError(f"indices must have the shape of forward's indices, {list(shape)}, got {list(target.shape)}")
+        if target.device != x.device:
+            raise ValueError(f"indices is on {target.device}, x on {x.device}: they must be on the same device")
+        lo, hi = (int(v) for v in torch.aminmax(target))
+        if lo < -1 or hi >= self.codebook_size:
+            raise ValueError(f"indices must be in [-1, K = {self.codebook_size}) (-1: ignored), got values in [{lo}, {hi}]")
+        return target.reshape(-1).long()
 
     def _codebook_diversity(self, flat: torch.Tensor, codebook: torch.Tensor, valid: torch.Tensor | None, B: int,
                             N: int, frozen: bool) -> torch.Tensor:
