@@ -57,6 +57,23 @@ def test_matches_residual_vq_over_training_steps(kw, masked):
             torch.testing.assert_close(a.codebook, b.codebook.reshape(a.codebook.shape), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("frac", [0.5, 1.0])
+def test_quant_grad_frac_matches_residual_vq(frac):
+    # A fraction of each layer's output gradient flows on through the next residual: the same
+    # input gradients as ResidualVQ over EMA training steps (and different from frac = 0).
+    ours, theirs = _pair(quant_grad_frac=frac)
+    g = torch.Generator().manual_seed(1)
+    for step in range(3):
+        x = torch.randn(4, 20, 16, generator=g) * (1 + step)
+        _assert_same_step(ours, theirs, x)
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ours.eval()
+    (ours(xa)[0].square().sum()).backward()
+    ours.quant_grad_frac = 0.0
+    (ours(xb)[0].square().sum()).backward()
+    assert not torch.allclose(xa.grad, xb.grad)
+
+
 def test_stochastic_sampling_matches_residual_vq():
     # Every layer draws its codes (same seed, same draws as ResidualVQ's layers on a CPU), with the
     # codebook diversity term; the per-call temperature reaches every layer. Frozen codebooks for

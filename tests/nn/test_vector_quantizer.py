@@ -507,7 +507,7 @@ def test_vector_quantize_keywords_tsvq_does_not_provide_are_refused_with_a_hint(
 
 
 @pytest.mark.parametrize("kw, exc, match", [(dict(beam_size=4), ValueError, "beam search"),
-                                            (dict(quant_grad_frac=0.5), ValueError, "quant_grad_frac"),
+                                            (dict(quant_grad_frac=1.5), ValueError, r"quant_grad_frac must be in \[0, 1\]"),
                                             (dict(no_such_option=1), TypeError, "no_such_option")])
 def test_residual_vq_keywords_tsvq_does_not_provide_are_refused(kw, exc, match):
     from tsvq.nn import ResidualVectorQuantizer

@@ -55,7 +55,6 @@ RESIDUAL_VQ: dict[str, _Rule] = {
     "beam_size": (lambda v, ctx: v is None or v == 1, "beam search is not provided"),
     "eval_beam_size": (lambda v, ctx: v is None or v == 1, "beam search is not provided"),
     "beam_score_quantizer_weights": (_any, ""),  # used only with beam search
-    "quant_grad_frac": (lambda v, ctx: v == 0, "not provided: each layer quantises r - sg(q) of the previous"),
     "diveq": (_off, "not provided"),
 }
 

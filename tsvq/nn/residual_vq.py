@@ -58,8 +58,12 @@ class ResidualVectorQuantizer(nn.Module):
             Default False; ignored when Q = 1 (as ``ResidualVQ``).
         quantize_dropout_cutoff_index: the fewest layers kept is this + 1, in [0, Q). Default 0.
         quantize_dropout_multiple_of: keep a multiple of this many layers, >= 1. Default 1.
+        quant_grad_frac: the fraction of a layer's output gradient that also flows back through
+            the residual it leaves to the next layer, ``r_{q+1} = r_q - (f q + (1 - f) sg(q))``
+            (as ``ResidualVQ``'s keyword), in [0, 1]. Default 0: the next layer quantises
+            ``r_q - sg(q)`` (SoundStream).
         **kwargs: ``ResidualVQ`` keywords at the values that ask for what tsvq does
-            (``beam_size=None``, ``quant_grad_frac=0``, ``implicit_neural_codebook=False``, ...), and
+            (``beam_size=None``, ``implicit_neural_codebook=False``, ...), and
             the rest passed to every :class:`VectorQuantizer` (``decay``, ``commitment_weight``,
             ``kmeans_init``, ``threshold_ema_dead_code``, ``use_cosine_sim``, ``rotation_trick``,
             ``channel_last``, ``accept_image_fmap``, ...), with the same defaults.
@@ -78,13 +82,14 @@ class ResidualVectorQuantizer(nn.Module):
         ValueError: ``num_quantizers`` < 1 (or missing with one ``codebook_size``), a
             ``codebook_size`` sequence of another length, different sizes with ``shared_codebook``,
             ``codebook_dim`` < 1, ``heads`` != 1, a
-            quantize-dropout setting out of range, ``orthogonal_reg_weight`` > 0 with
+            quantize-dropout setting or ``quant_grad_frac`` out of range, ``orthogonal_reg_weight`` > 0 with
             ``shared_codebook``, or what :class:`VectorQuantizer` raises.
     """
 
     def __init__(self, dim: int, num_quantizers: int | None = None, codebook_size: int | Sequence[int] | None = None,
                  codebook_dim: int | None = None, shared_codebook: bool = False, quantize_dropout: bool = False,
-                 quantize_dropout_cutoff_index: int = 0, quantize_dropout_multiple_of: int = 1, **kwargs):
+                 quantize_dropout_cutoff_index: int = 0, quantize_dropout_multiple_of: int = 1,
+                 quant_grad_frac: float = 0.0, **kwargs):
         super().__init__()
         _compat.check(type(self).__name__, {k: kwargs.pop(k) for k in list(kwargs) if k in _compat.RESIDUAL_VQ},
                       _compat.RESIDUAL_VQ)
@@ -116,6 +121,8 @@ class ResidualVectorQuantizer(nn.Module):
             raise ValueError("orthogonal_reg_weight > 0 is not supported with shared_codebook=True")
         if quantize_dropout_multiple_of < 1:
             raise ValueError(f"quantize_dropout_multiple_of must be >= 1, got {quantize_dropout_multiple_of}")
+        if not 0.0 <= quant_grad_frac <= 1.0:
+            raise ValueError(f"quant_grad_frac must be in [0, 1], got {quant_grad_frac}")
         self.codebook_dim = codebook_dim
         needs_projection = codebook_dim != dim
         self.project_in = nn.Linear(dim, codebook_dim) if needs_projection else nn.Identity()
@@ -129,6 +136,7 @@ class ResidualVectorQuantizer(nn.Module):
         self.quantize_dropout = bool(quantize_dropout) and num_quantizers > 1
         self.quantize_dropout_cutoff_index = quantize_dropout_cutoff_index
         self.quantize_dropout_multiple_of = quantize_dropout_multiple_of
+        self.quant_grad_frac = float(quant_grad_frac)
 
     @property
     def num_quantizers(self) -> int:
@@ -177,7 +185,8 @@ class ResidualVectorQuantizer(nn.Module):
                                                                sample_codebook_temp=sample_codebook_temp)
             if rows is not None:
                 deferred.append(rows)
-            residual = residual - quantized.detach()
+            frac = self.quant_grad_frac  # the next residual is r - sg(q), or with a fraction of q's gradient
+            residual = residual - (quantized.detach() if frac == 0 else frac * quantized + (1 - frac) * quantized.detach())
             quantized_out = quantized if quantized_out is None else quantized_out + quantized
             all_indices.append(indices)
             losses.append(loss)
