@@ -83,3 +83,26 @@ def test_rotation_trick_reaches_the_encoder():
     assert not torch.allclose(grads[0], grads[1])
     m = create_model("vqvae", length=64, d=16, n_resnet_blocks=1, two_branch=True, threshold_ema_dead_code=2.0)
     assert all(b.vq.threshold_ema_dead_code == 2.0 for b in m.branches)
+
+
+@pytest.mark.parametrize("name,overrides", [("vqvae", {}), ("vqvae", {"two_branch": True}),
+                                            ("ncvqvae", {"projector_widths": (32, 32)})], ids=str)
+def test_tokenizers_compile_without_graph_breaks(name, overrides):
+    # The whole training forward (STFT, encoder, quantiser with its EMA update, decoder, ISTFT; for
+    # ncvqvae the augmented view, projector and Barlow Twins loss) traces as one graph, and the
+    # compiled step equals the eager one: loss, gradients and buffers (EMA codebook, BatchNorm).
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    eager = create_model(name, length=48, d=16, n_resnet_blocks=1, **overrides).train()
+    model = create_model(name, length=48, d=16, n_resnet_blocks=1, **overrides).train()
+    model.load_state_dict(eager.state_dict())
+    compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
+    x = torch.randn(6, 1, 48)
+    outs = []
+    for m in (compiled, eager):
+        torch.manual_seed(1)  # the same augmentation draws
+        loss = m(x)["loss"]
+        loss.backward()
+        outs.append((loss.detach(), [p.grad for p in m.parameters()]))
+    torch.testing.assert_close(outs[0], outs[1])
+    torch.testing.assert_close(dict(model.named_buffers()), dict(eager.named_buffers()))

@@ -1056,6 +1056,44 @@ def test_compiles_without_graph_breaks(ops):
                 compiled(bad)
 
 
+class _ConvTokenizer(torch.nn.Module):
+    """Conv encoder -> channel-first VectorQuantizer -> conv decoder, the tokenizers' layout."""
+
+    def __init__(self):
+        super().__init__()
+        self.enc = torch.nn.Conv2d(2, 16, 3, padding=1)
+        self.vq = VectorQuantizer(16, 32, decay=0.5, accept_image_fmap=True)
+        self.dec = torch.nn.Conv2d(16, 2, 3, padding=1)
+
+    def forward(self, x):
+        z_q, _, loss = self.vq(self.enc(x))
+        return self.dec(z_q), loss
+
+
+def test_inductor_compiled_layer_matches_eager():
+    # With Inductor (the default backend), the gather z_q = codebook[indices] was fused into the
+    # decoder's input kernel, scheduled after the in-place EMA op had overwritten the codebook: a
+    # silently different output (by 0.4 here) and gradients. Under torch.compile the EMA update now
+    # runs in ATen ops (tsvq.ops.ema_codebook_update_). Two steps: the second searches the
+    # codebook the first one updated.
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    eager = _ConvTokenizer().train()
+    model = _ConvTokenizer().train()
+    model.load_state_dict(eager.state_dict())
+    compiled = torch.compile(model, fullgraph=True)
+    for step in range(2):
+        x = torch.randn(6, 2, 5, 8, generator=torch.Generator().manual_seed(step))
+        outs = []
+        for m in (compiled, eager):
+            m.zero_grad()
+            y, loss = m(x)
+            (y.square().mean() + loss).backward()
+            outs.append((y.detach(), loss.detach(), [p.grad for p in m.parameters()]))
+        torch.testing.assert_close(outs[0], outs[1], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(dict(model.named_buffers()), dict(eager.named_buffers()))
+
+
 @pytest.mark.parametrize(
     "make, x, exc, match",
     [

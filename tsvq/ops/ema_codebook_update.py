@@ -5,6 +5,7 @@ import torch
 
 from .. import _extension
 from . import _checks, reference
+from .code_stats import code_stats
 
 
 def ema_codebook_update_(
@@ -40,8 +41,19 @@ def ema_codebook_update_(
     Raises:
         ValueError, TypeError, IndexError: as :func:`code_stats`, plus state shapes/dtypes,
         ``decay`` outside [0, 1] and ``eps`` < 0.
+
+    Under ``torch.compile`` this runs :func:`code_stats` and then the update in ATen ops, which
+    Inductor fuses, instead of the in-place op: with torch 2.13's Inductor, a read of the codebook
+    placed before the in-place op (the layer's ``z_q = codebook[indices]``) can be fused into a kernel
+    that runs after it and see the updated codebook, a silently wrong result (see
+    ``tests/nn/test_vector_quantizer.py::test_inductor_compiled_layer_matches_eager``). Input
+    mutations in ATen ops are ordered correctly.
     """
     _checks.check_ema_state(cluster_size, embed_sum, codebook, x, indices, decay, eps)
+    if torch.compiler.is_compiling():  # see the docstring's last paragraph
+        counts, sums = code_stats(x, indices, codebook.shape[0])
+        reference.ema_apply_(cluster_size, embed_sum, codebook, counts, sums, float(decay), float(eps))
+        return counts
     if _extension.has_ops(codebook.device):
         return torch.ops.tsvq.ema_codebook_update_(cluster_size, embed_sum, codebook, x, indices,
                                                    float(decay), float(eps))
@@ -67,8 +79,13 @@ def ema_apply_(cluster_size: torch.Tensor, embed_sum: torch.Tensor, codebook: to
     Raises:
         ValueError, TypeError: state as in :func:`ema_codebook_update_`; ``counts`` / ``sums``
             of the wrong shape, dtype or device.
+
+    Under ``torch.compile``, ATen ops instead of the in-place op, as :func:`ema_codebook_update_`.
     """
     _checks.check_ema_apply(cluster_size, embed_sum, codebook, counts, sums, decay, eps)
+    if torch.compiler.is_compiling():
+        reference.ema_apply_(cluster_size, embed_sum, codebook, counts, sums, float(decay), float(eps))
+        return
     if _extension.has_ops(codebook.device):
         torch.ops.tsvq._ema_apply_(cluster_size, embed_sum, codebook, counts, sums, float(decay), float(eps))
         return
