@@ -209,3 +209,17 @@ def test_barlow_twins_distributed_uses_global_batch():
     # single-process gradient, the same convention as DDP's gradient averaging undoing it.
     grad = torch.cat([out[0][1], out[1][1]])
     torch.testing.assert_close(grad, 2 * a.grad, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("make", [BarlowTwinsLoss, VICRegLoss, VIbCRegLoss, NTXentLoss],
+                         ids=lambda c: c.__name__)
+def test_losses_compile_without_graph_breaks(make):
+    torch._dynamo.reset()
+    z1, z2 = _views()
+    z1.requires_grad_()
+    loss = make()
+    eager = loss(z1, z2)
+    (g_eager,) = torch.autograd.grad(eager, z1)
+    compiled = torch.compile(loss, fullgraph=True, backend="aot_eager")(z1, z2)
+    (g_compiled,) = torch.autograd.grad(compiled, z1)
+    torch.testing.assert_close((compiled, g_compiled), (eager, g_eager))

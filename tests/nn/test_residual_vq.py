@@ -514,3 +514,30 @@ def test_projection_acts_on_the_channels_and_decodes(kw, shape):
         assert (q_ref[1, 3:] == 0).all() and (q_ref[2] == 0).all()
     torch.testing.assert_close(rvq.indices_to_codes(idx), q)
     assert rvq.codebooks.shape == (3, 8, 6) and rvq.get_codes_from_indices(idx).shape[0] == 3
+
+
+@pytest.mark.parametrize("make", [lambda: ResidualVectorQuantizer(8, 3, 16, decay=0.9),
+                                  lambda: ResidualVectorQuantizer(8, 3, 16, decay=0.9, shared_codebook=True),
+                                  lambda: ResidualVectorQuantizer(8, 3, 16, decay=0.9, quantize_dropout=True),
+                                  lambda: GroupedResidualVectorQuantizer(8, groups=2, num_quantizers=2, codebook_size=16,
+                                                                         decay=0.9)],
+                         ids=["residual", "shared-codebook", "quantize-dropout", "grouped"])
+def test_compiled_step_matches_eager(make):
+    # One graph (fullgraph=True), except under quantize dropout: its draw of the number of layers is
+    # data-dependent control flow, a graph break per step (fullgraph=True refuses it).
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    eager = make().train()
+    model = make().train()
+    model.load_state_dict(eager.state_dict())
+    dropout = getattr(eager, "quantize_dropout", False)
+    compiled = torch.compile(model, fullgraph=not dropout, backend="aot_eager")
+    for step in range(3):
+        x = torch.randn(4, 10, 8, generator=torch.Generator().manual_seed(step))
+        outs = []
+        for m in (compiled, eager):
+            torch.manual_seed(10 + step)  # the same dropout draw
+            q, idx, losses = m(x)
+            outs.append((q, idx, losses))
+        torch.testing.assert_close(outs[0], outs[1])
+        torch.testing.assert_close(dict(model.named_buffers()), dict(eager.named_buffers()))
