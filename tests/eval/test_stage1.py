@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -20,6 +22,22 @@ def test_probes_separate_blobs_and_fail_on_noise():
     assert set(knn) == {1, 5, 10} and min(knn.values()) > 0.95
     rng = np.random.default_rng(2)
     assert E.linear_probe(rng.normal(size=(60, 5)), y, rng.normal(size=(60, 5)), yg) < 0.6
+
+
+def test_linear_probe_converges_where_libsvm_shrinking_cycled():
+    # Pooled z_q of a Coffee tokenizer (paper preset, seed 2, epoch 650: 28 train / 28 test series, two
+    # groups of duplicate rows) on which SVC(kernel="linear") with libsvm's shrinking heuristic ran
+    # without end (a training run stalled in its probe for 25 min); linear_probe converges (no
+    # ConvergenceWarning at its iteration cap) and gets 0.75, which the capped shrinking solver's
+    # last iterate also gives.
+    from pathlib import Path
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    d = np.load(Path(__file__).with_name("probe_cycling_features.npz"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        assert E.linear_probe(d["train"], d["y_train"], d["test"], d["y_test"]) == 0.75
 
 
 def test_silhouette_intrinsic_dim_mse_codebook():
