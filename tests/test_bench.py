@@ -2,6 +2,7 @@
 timing, the paired timing measures what it says, and `tsvq bench` reports the SPEC targets."""
 import json
 import time
+import types
 
 import pytest
 import torch
@@ -73,11 +74,26 @@ def test_iterations_fill_a_round():
     assert bench.iterations_per_round(lambda: time.sleep(2 * bench.MIN_ROUND_S)) == 1
 
 
-def test_paired_medians_time_each_function():
-    slow, fast = (lambda: time.sleep(0.006)), (lambda: time.sleep(0.002))
-    base, ours = bench.paired_medians(slow, 1, fast, 1, rounds=5)
-    assert 0.006 <= base < 0.05 and 0.002 <= ours < 0.03 and base > ours
-    assert 1.3 < bench.paired_speedup(slow, 1, fast, rounds=5) < 4
+def test_paired_medians_time_each_function(monkeypatch):
+    # A fake clock that only the timed calls move, so that the check is exact under any load (its
+    # sleep-based version failed on a loaded machine): slow calls take 6 ms except one 100 ms
+    # outlier, fast ones 2 ms; medians per call, rounds alternating which function goes first.
+    now, order = [0.0], []
+    monkeypatch.setattr(bench, "time", types.SimpleNamespace(perf_counter=lambda: now[0]))
+    slow_times = iter([0.006, 0.006, 0.1] + [0.006] * 10_000)
+
+    def slow():
+        now[0] += next(slow_times)
+        order.append("slow")
+
+    def fast():
+        now[0] += 0.002
+        order.append("fast")
+
+    base, ours = bench.paired_medians(slow, 1, fast, 2, rounds=5)
+    assert (base, ours) == pytest.approx((0.006, 0.002))
+    assert order == ["fast", "fast", "slow", "slow", "fast", "fast"] * 2 + ["fast", "fast", "slow"]
+    assert bench.paired_speedup(slow, 1, fast, rounds=5) == pytest.approx(3.0)
     with pytest.raises(ValueError, match="rounds"):
         bench.paired_medians(slow, 1, fast, 1, rounds=0)
 
