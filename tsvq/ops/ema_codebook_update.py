@@ -46,8 +46,8 @@ def ema_codebook_update_(
     Inductor fuses, instead of the in-place op: with torch 2.13's Inductor, a read of the codebook
     placed before the in-place op (the layer's ``z_q = codebook[indices]``) can be fused into a kernel
     that runs after it and see the updated codebook, a silently wrong result (see
-    ``tests/nn/test_vector_quantizer.py::test_inductor_compiled_layer_matches_eager``). Input
-    mutations in ATen ops are ordered correctly.
+    ``tests/nn/test_vector_quantizer.py::test_inductor_compiled_layer_matches_eager``). With the
+    update in ATen ops the same layer compiles to the eager result (that test).
     """
     _checks.check_ema_state(cluster_size, embed_sum, codebook, x, indices, decay, eps)
     if torch.compiler.is_compiling():  # see the docstring's last paragraph
