@@ -1,4 +1,4 @@
-import warnings
+import math
 
 import numpy as np
 import pytest
@@ -24,20 +24,30 @@ def test_probes_separate_blobs_and_fail_on_noise():
     assert E.linear_probe(rng.normal(size=(60, 5)), y, rng.normal(size=(60, 5)), yg) < 0.6
 
 
-def test_linear_probe_converges_where_libsvm_shrinking_cycled():
-    # Pooled z_q of a Coffee tokenizer (paper preset, seed 2, epoch 650: 28 train / 28 test series, two
-    # groups of duplicate rows) on which SVC(kernel="linear") with libsvm's shrinking heuristic ran
-    # without end (a training run stalled in its probe for 25 min); linear_probe converges (no
-    # ConvergenceWarning at its iteration cap) and gets 0.75, which the capped shrinking solver's
-    # last iterate also gives.
-    from pathlib import Path
+def test_linear_probe_runs_libsvm_without_shrinking_and_with_an_iteration_cap(monkeypatch):
+    # With libsvm's shrinking heuristic, SVC(kernel="linear") cycled without end on the pooled z_q
+    # of a Coffee tokenizer (paper preset, seed 2, epoch 650; 28 series, two groups of duplicate
+    # rows) and stalled the training run in its probe; without it, the same problem converged in 43
+    # iterations to the same accuracy (0.75). Those features are model outputs of a run, not kept in
+    # the repository, so this checks the solver settings that avoid the hang, and that the probe's
+    # result is that of the classifier it fits.
+    from sklearn import svm
 
-    from sklearn.exceptions import ConvergenceWarning
+    from tsvq.eval import stage1
 
-    d = np.load(Path(__file__).with_name("probe_cycling_features.npz"))
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", ConvergenceWarning)
-        assert E.linear_probe(d["train"], d["y_train"], d["test"], d["y_test"]) == 0.75
+    made = []
+
+    class Recording(svm.SVC):
+        def __init__(self, **kw):
+            super().__init__(**kw)
+            made.append(kw)
+
+    monkeypatch.setattr(stage1, "SVC", Recording)
+    f, y = _blobs()
+    g, yg = _blobs(seed=1)
+    assert E.linear_probe(f, y, g, yg) == 1.0
+    assert made == [dict(kernel="linear", shrinking=False, max_iter=stage1._SVM_MAX_ITER)]
+    assert 0 < stage1._SVM_MAX_ITER < math.inf
 
 
 def test_silhouette_intrinsic_dim_mse_codebook():
