@@ -26,3 +26,15 @@ def noncontiguous(t: torch.Tensor) -> torch.Tensor:
 
 def requires_ucr(name: str):
     return pytest.mark.skipif(not (UCR_DIR / name).exists(), reason=f"{UCR_DIR / name} not found")
+
+
+def compiled_twin(make, **compile_kwargs):
+    """(compiled, model, eager): ``torch.compile(**compile_kwargs)`` of ``model``, one module from
+    ``make()``, and an eager one from ``make()`` with the same state (parameters and buffers), after
+    resetting Dynamo."""
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    eager = make().train()
+    model = make().train()
+    model.load_state_dict(eager.state_dict())
+    return torch.compile(model, **compile_kwargs), model, eager

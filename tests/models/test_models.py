@@ -1,6 +1,8 @@
 import pytest
 import torch
 
+from helpers import compiled_twin
+
 from tsvq.models import MODELS, create_model, make_config
 
 VARIANTS = [
@@ -91,12 +93,8 @@ def test_tokenizers_compile_without_graph_breaks(name, overrides):
     # The whole training forward (STFT, encoder, quantiser with its EMA update, decoder, ISTFT; for
     # ncvqvae the augmented view, projector and Barlow Twins loss) traces as one graph, and the
     # compiled step equals the eager one: loss, gradients and buffers (EMA codebook, BatchNorm).
-    torch._dynamo.reset()
-    torch.manual_seed(0)
-    eager = create_model(name, length=48, d=16, n_resnet_blocks=1, **overrides).train()
-    model = create_model(name, length=48, d=16, n_resnet_blocks=1, **overrides).train()
-    model.load_state_dict(eager.state_dict())
-    compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
+    compiled, model, eager = compiled_twin(lambda: create_model(name, length=48, d=16, n_resnet_blocks=1, **overrides),
+                                           fullgraph=True, backend="aot_eager")
     x = torch.randn(6, 1, 48)
     outs = []
     for m in (compiled, eager):

@@ -3,6 +3,8 @@ import random
 import pytest
 import torch
 
+from helpers import compiled_twin
+
 from tsvq.nn import GroupedResidualVectorQuantizer, ResidualVectorQuantizer, VectorQuantizer
 
 vqp = pytest.importorskip("vector_quantize_pytorch")
@@ -525,13 +527,8 @@ def test_projection_acts_on_the_channels_and_decodes(kw, shape):
 def test_compiled_step_matches_eager(make):
     # One graph (fullgraph=True), except under quantize dropout: its draw of the number of layers is
     # data-dependent control flow, a graph break per step (fullgraph=True refuses it).
-    torch._dynamo.reset()
-    torch.manual_seed(0)
-    eager = make().train()
-    model = make().train()
-    model.load_state_dict(eager.state_dict())
-    dropout = getattr(eager, "quantize_dropout", False)
-    compiled = torch.compile(model, fullgraph=not dropout, backend="aot_eager")
+    dropout = getattr(make(), "quantize_dropout", False)
+    compiled, model, eager = compiled_twin(make, fullgraph=not dropout, backend="aot_eager")
     for step in range(3):
         x = torch.randn(4, 10, 8, generator=torch.Generator().manual_seed(step))
         outs = []

@@ -6,6 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from helpers import compiled_twin
+
 from tsvq._extension import reference_ops
 from tsvq.nn import VectorQuantizer, kmeans
 from tsvq.nn import vector_quantizer as vq_module
@@ -1076,12 +1078,7 @@ def test_inductor_compiled_layer_matches_eager():
     # silently different output (by 0.4 here) and gradients. Under torch.compile the EMA update now
     # runs in ATen ops (tsvq.ops.ema_codebook_update_). Two steps: the second searches the
     # codebook the first one updated.
-    torch._dynamo.reset()
-    torch.manual_seed(0)
-    eager = _ConvTokenizer().train()
-    model = _ConvTokenizer().train()
-    model.load_state_dict(eager.state_dict())
-    compiled = torch.compile(model, fullgraph=True)
+    compiled, model, eager = compiled_twin(_ConvTokenizer, fullgraph=True)
     for step in range(2):
         x = torch.randn(6, 2, 5, 8, generator=torch.Generator().manual_seed(step))
         outs = []
