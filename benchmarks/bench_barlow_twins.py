@@ -3,14 +3,14 @@
 Shapes (N, D): (128, 4096) and (512, 4096) = NC-VQVAE projector outputs (Gram path, N < D),
 and on CUDA (2048, 8192). Baseline: the explicit D x D cross-correlation matrix
 (tsvq.ops.reference.barlow_twins_loss, facebookresearch/barlowtwins semantics); the losses are
-asserted equal before timing (tsvq.bench.barlow_twins_case).
+asserted equal before timing (harness.barlow_twins_case).
 """
 from __future__ import annotations
 
 import pytest
 from conftest import cases, run_case
 
-from tsvq.bench import barlow_twins_case
+from harness import barlow_twins_case
 
 SHAPES = [(128, 4096), (512, 4096), (2048, 8192)]
 

@@ -5,14 +5,14 @@
 
 Groups (one per shape and device) hold tsvq and ``reference.ema_codebook_update_`` (index_add
 statistics, then the ATen element-wise update); the two are checked equal before timing
-(tsvq.bench.ema_update_case). Shapes (N, K, D) as in bench_vq.py.
+(harness.ema_update_case). Shapes (N, K, D) as in bench_vq.py.
 """
 from __future__ import annotations
 
 import pytest
 from conftest import cases, run_case
 
-from tsvq.bench import ema_update_case
+from harness import ema_update_case
 
 SHAPES = [(5120, 32, 64), (65536, 1024, 64), (262144, 8192, 256)]
 

@@ -11,7 +11,7 @@ tokenizer settings (n_fft 8, d 64, K 32). Baseline ("reference"): the same weigh
 run inside ``tsvq._extension.reference_ops()``, so every tsvq op takes its pure-PyTorch
 reference (torch.stft / torch.istft, addmm + argmin, a D x D Barlow Twins loss) and nothing else
 changes; tests/models/test_reference_ops.py checks that the two give the same step, and
-tsvq.bench.training_step_case checks the losses before timing. Models: ``ncvqvae`` with the quick
+harness.training_step_case checks the losses before timing. Models: ``ncvqvae`` with the quick
 preset's projector (1024 wide) and the paper's (4096), and ``vqvae``.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ import pytest
 import torch
 from conftest import DEVICES, run_case
 
-from tsvq.bench import TRAINING_STEP_MODELS, training_step_case
+from harness import TRAINING_STEP_MODELS, training_step_case
 
 
 @pytest.mark.parametrize("impl", ["tsvq", "reference"])

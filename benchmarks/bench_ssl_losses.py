@@ -3,14 +3,14 @@ the N x N Gram matrix when 2N <= D against the same loss with the explicit D x D
 
 Shapes (N, D): (128, 4096) = the NC-VQVAE head (batch 128, 4096-wide projector; Gram path),
 (512, 4096) (Gram path at its largest N), and on CUDA (2048, 8192) (the D x D path on both
-sides). The losses are asserted equal before timing (tsvq.bench.ssl_loss_case).
+sides). The losses are asserted equal before timing (harness.ssl_loss_case).
 """
 from __future__ import annotations
 
 import pytest
 from conftest import cases, run_case
 
-from tsvq.bench import ssl_loss_case
+from harness import ssl_loss_case
 
 SHAPES = [(128, 4096), (512, 4096), (2048, 8192)]
 

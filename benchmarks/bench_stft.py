@@ -8,7 +8,7 @@ fused FFT path at 32 (csrc/ops/stft/stft_cpu.cpp) and pocketfft at 64 / 256; on 
 test_fused_kernels_vs_fft_path times the fused kernels against the FFT path in the same process.
 Baseline: torch.stft / torch.istft (tsvq.ops.reference), which for the inverse also reads the
 window envelope back to the host (NOLA check); outputs (and for the round trip, gradients) are
-asserted equal before timing (tsvq.bench.stft_case / istft_case / stft_round_trip_case). The
+asserted equal before timing (harness.stft_case / istft_case / stft_round_trip_case). The
 baseline rows also time tsvq in alternating rounds and record the paired speed-up, which
 summarize.py reports.
 """
@@ -19,7 +19,7 @@ import itertools
 import pytest
 from conftest import cases, run_case
 
-from tsvq.bench import istft_case, stft_case, stft_round_trip_case
+from harness import istft_case, stft_case, stft_round_trip_case
 
 SHAPES = [(bc, L, n) for bc, L, n in itertools.product([128, 1024, 4096], [128, 1024], [8, 32, 64, 256])
           if L > n // 2]  # reflect padding needs L > n_fft // 2
@@ -71,7 +71,7 @@ def test_stft_analysis_small_candidate_cuda(benchmark, impl, shape):
     need its basis cached on the device instead of rebuilt per call)."""
     import torch
 
-    from tsvq.bench import Case
+    from harness import Case
     from tsvq.ops import reference, stft
 
     if not torch.cuda.is_available():
@@ -105,7 +105,7 @@ def test_istft_synthesis_small_candidate_cuda(benchmark, impl, shape):
     torch.istft and tsvq's public istft (the FFT path on GPUs)."""
     import torch
 
-    from tsvq.bench import Case
+    from harness import Case
     from tsvq.ops import istft, reference
 
     if not torch.cuda.is_available():

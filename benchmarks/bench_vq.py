@@ -6,7 +6,7 @@ the straight-through estimator, with the rotation trick, with 4 heads of separat
     python benchmarks/summarize.py out.json   # ratios to the reference, Markdown
 
 Groups (one per shape and device) hold tsvq and its baselines; correctness is asserted before
-timing (tsvq.bench.nearest_code_case / layer_step_case / residual_vq_step_case). Shapes (N, K, D): (5120, 32, 64) = one
+timing (harness.nearest_code_case / layer_step_case / residual_vq_step_case). Shapes (N, K, D): (5120, 32, 64) = one
 NC-VQVAE batch of latents, (65536, 1024, 64), and on CUDA also (262144, 8192, 256).
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import pytest
 from conftest import cases, run_case
 
-from tsvq.bench import layer_step_case, nearest_code_case, residual_vq_step_case
+from harness import layer_step_case, nearest_code_case, residual_vq_step_case
 
 SHAPES = [(5120, 32, 64), (65536, 1024, 64), (262144, 8192, 256)]
 
@@ -32,7 +32,7 @@ def test_nearest_code_tiled_candidate_cuda(benchmark, impl, shape):
     the numbers that decide whether nearest_code switches to it."""
     import torch
 
-    from tsvq.bench import Case
+    from harness import Case
     from tsvq.ops import reference
 
     if not torch.cuda.is_available():

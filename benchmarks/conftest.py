@@ -1,5 +1,5 @@
 """Benchmark helpers: devices, and one pytest-benchmark row per implementation of a
-:class:`tsvq.bench.Case` (the comparisons and timing rules shared with ``tsvq bench``).
+:class:`harness.Case` (the comparisons and timing rules shared with ``benchmarks/targets.py``).
 Run: pytest benchmarks/ (see README)."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import os
 import pytest
 import torch
 
-from tsvq.bench import Case, iterations_per_round, paired_speedup, peak_memory, synced
+from harness import Case, iterations_per_round, paired_speedup, peak_memory, synced
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -26,9 +26,9 @@ def run_case(benchmark, case: Case, impl: str, device, rounds: int) -> None:
     """Time ``impl`` of ``case`` ("tsvq" or a baseline name) as one pytest-benchmark row, with
     throughput, peak memory and, for a baseline, the paired speed-up of tsvq in extra_info.
 
-    ``rounds`` rounds of :func:`tsvq.bench.iterations_per_round` calls each; pytest-benchmark reports
+    ``rounds`` rounds of :func:`harness.iterations_per_round` calls each; pytest-benchmark reports
     the time per call. For a baseline, ``extra_info["paired_speedup"]`` is tsvq's speed-up over it
-    from rounds of both timed alternately (:func:`tsvq.bench.paired_speedup`).
+    from rounds of both timed alternately (:func:`harness.paired_speedup`).
     """
     call = synced(case.tsvq if impl == "tsvq" else case.baselines[impl], device)
     benchmark.group = case.group

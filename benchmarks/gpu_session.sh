@@ -11,7 +11,7 @@
 #   1. build with CUDA for the visible GPU's architecture (skipped when tsvq._C already loads with
 #      CUDA kernels)                                                -> build.log, info.json
 #   2. the CUDA tests (pytest -m cuda: every device-grid case and GPU-only test)  -> tests-cuda.log
-#   3. `tsvq bench --device cuda` (the SPEC targets, one table)                  -> summary.md;
+#   3. `benchmarks/targets.py --device cuda` (the speed targets, one table)     -> summary.md;
 #      the benchmark files on CUDA (-k cuda) in capped parts (PART_CAPS), merged -> <date>-<gpu>.json,
 #      bench.log, summary.md (benchmarks/summarize.py); the JSON is what to commit under benchmarks/results/
 #   4. whether errors raised in C++ kernels reach Python (benchmarks/check_cpp_errors.py) -> stages.txt
@@ -30,6 +30,10 @@
 # ../shared (UCR data, FCN weights) does not travel: the tests that read it skip unless
 # TSVQ_SHARED_DIR points at a carried copy.
 #
+# Every built CUDA kernel runs (TSVQ_CUDA_KERNELS=all): the timings here decide which kernels the
+# ops use by default on CUDA (tsvq/ops/_cuda_defaults.py, docs/kernels.md); the benchmarks' torch
+# baselines are the library paths the ops take otherwise.
+#
 # On a machine without a GPU the same stages run on the CPU (stage 2 then runs nothing), which
 # is how the script itself is checked: `bash benchmarks/gpu_session.sh 120` must end in time.
 set -uo pipefail
@@ -41,6 +45,7 @@ mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 PY=$(command -v "${PYTHON:-python3}") && PY=$(realpath -s "$PY") || { echo "no python: ${PYTHON:-python3}" >&2; exit 2; }
 export PYTHONUNBUFFERED=1
+export TSVQ_CUDA_KERNELS=all
 : > "$OUT/stages.txt"
 rc=0
 
@@ -102,16 +107,16 @@ tests() {  # tests NAME CAP_S PYTEST_ARGS...
 # 2. CUDA tests.
 tests cuda 150 -m cuda
 
-# 3a. The SPEC speed targets in one table (tsvq bench), the first lines of summary.md.
+# 3a. The speed targets in one table (benchmarks/targets.py), the first lines of summary.md.
 DEV=cpu; "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" && DEV=cuda
-if (( $(left) < 120 )); then stage "tsvq bench" "not run" "out of budget"; rc=1
+if (( $(left) < 120 )); then stage "targets" "not run" "out of budget"; rc=1
 else
-  echo "== tsvq bench --device $DEV -> $OUT/summary.md"
-  { echo "## tsvq bench --device $DEV"; echo; } > "$OUT/summary.md"
-  capped 120 "$PY" -m tsvq.cli.main bench --device "$DEV" --rounds 20 >> "$OUT/summary.md" 2> "$OUT/bench.log"
+  echo "== benchmarks/targets.py --device $DEV -> $OUT/summary.md"
+  { echo "## benchmarks/targets.py --device $DEV"; echo; } > "$OUT/summary.md"
+  capped 120 "$PY" benchmarks/targets.py --device "$DEV" --rounds 20 >> "$OUT/summary.md" 2> "$OUT/bench.log"
   r=$?; tail -14 "$OUT/summary.md"
-  case $r in 0) stage "tsvq bench" ok ;; 124|137) stage "tsvq bench" "cut off" "budget"; rc=1 ;;
-             *) stage "tsvq bench" failed "exit $r"; tail -5 "$OUT/bench.log"; rc=1 ;; esac
+  case $r in 0) stage "targets" ok ;; 124|137) stage "targets" "cut off" "budget"; rc=1 ;;
+             *) stage "targets" failed "exit $r"; tail -5 "$OUT/bench.log"; rc=1 ;; esac
 fi
 
 # 3b. Benchmarks: one pytest run per part, each capped (PART_CAPS, seconds, and the time left) so

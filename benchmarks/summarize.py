@@ -47,7 +47,7 @@ def summarize(path: str) -> str:
     lines.append("")
     lines.append(f"machine: {machine.get('cpu', {}).get('brand_raw', machine.get('processor', '?'))}, "
                  f"torch threads as run; speed-up = reference median / tsvq median, or, marked (paired), the "
-                 f"same ratio from rounds of both timed alternately (tsvq.bench.paired_speedup)")
+                 f"same ratio from rounds of both timed alternately (harness.paired_speedup)")
     return "\n".join(lines)
 
 

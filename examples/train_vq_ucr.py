@@ -1,6 +1,6 @@
 """Train a small VQ autoencoder with tsvq.nn.VectorQuantizer on a real UCR dataset (CPU, ~1 min).
 
-    TSVQ_DATA_DIR=../shared/data/UCRArchive_2018 python examples/train_vq_ucr.py --dataset GunPoint
+    TSVQ_DATA_DIR=~/data/UCRArchive_2018 python examples/train_vq_ucr.py --dataset GunPoint
 
 Encoder: two stride-2 Conv1d blocks -> VectorQuantizer (K codes of D dims, EMA codebook, one
 token per 4 time steps) -> mirrored ConvTranspose1d decoder. Series are scaled with one mean

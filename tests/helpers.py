@@ -38,3 +38,25 @@ def compiled_twin(make, **compile_kwargs):
     model = make().train()
     model.load_state_dict(eager.state_dict())
     return torch.compile(model, **compile_kwargs), model, eager
+
+
+class LockHolder:
+    """Another process holding a run directory's lock (as a second ``tsvq train --out`` would):
+    ``with LockHolder(path) as pid: ...``; the process ends on exit."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __enter__(self) -> int:
+        import subprocess
+        import sys
+
+        code = ("import sys, time; from tsvq.engine.run_dir import RunDir; RunDir(sys.argv[1]).lock(); "
+                "print('locked', flush=True); time.sleep(120)")
+        self.proc = subprocess.Popen([sys.executable, "-c", code, str(self.path)], stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout.readline().strip() == "locked"
+        return self.proc.pid
+
+    def __exit__(self, *exc):
+        self.proc.kill()
+        self.proc.wait()

@@ -1,5 +1,5 @@
-"""tsvq.bench: the comparisons behind `pytest benchmarks/` and `tsvq bench` check correctness before
-timing, the paired timing measures what it says, and `tsvq bench` reports the SPEC targets."""
+"""benchmarks/harness.py: the comparisons behind `pytest benchmarks/` and `benchmarks/targets.py` check
+correctness before timing, the paired timing measures what it says, and targets.py reports the targets."""
 import json
 import time
 import types
@@ -10,9 +10,9 @@ import torch
 import tsvq
 import tsvq.nn
 import tsvq.ops
-from tsvq import bench
+import harness as bench
 from tsvq._extension import reference_ops
-from tsvq.cli.main import main
+import targets
 
 needs_ops = pytest.mark.skipif(not tsvq.has_ops(), reason="tsvq._C not built")
 
@@ -111,12 +111,12 @@ def test_run_targets_measures_and_reports(capsys, tmp_path):
     assert all(f"{r['speedup']:.2f}x" in table for r in rows)
 
     out = tmp_path / "bench.json"
-    assert main(["bench", "-k", "istft BC=1024 L=1024 n_fft=8", "--rounds", "1", "--json", str(out)]) == 0
+    assert targets.main(["-k", "istft BC=1024 L=1024 n_fft=8", "--rounds", "1", "--json", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "| istft BC=1024 L=1024 n_fft=8 | torch |" in printed and "never slower on a CPU" in printed
     assert [r["name"] for r in json.loads(out.read_text())] == ["istft BC=1024 L=1024 n_fft=8"]
-    assert main(["bench", "-k", "istft BC=1024 L=1024 n_fft=8", "--json", str(tmp_path)]) == 2  # before timing
-    assert "tsvq bench: error: --json must be a file name" in capsys.readouterr().err
+    assert targets.main(["-k", "istft BC=1024 L=1024 n_fft=8", "--json", str(tmp_path)]) == 2  # before timing
+    assert "targets.py: error: --json must be a file name" in capsys.readouterr().err
 
 
 def test_targets_cover_the_spec():

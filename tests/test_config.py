@@ -2,8 +2,8 @@
 written to a run directory before every setting has been accepted."""
 import pytest
 
-from tsvq.generate import resolve_prior_config
-from tsvq.train import RunConfig, resolve_config, train
+from tsvq.config import RunConfig, resolve_config, resolve_prior_config
+from tsvq.recipes.stage1 import train
 
 from helpers import UCR_DIR, requires_ucr
 
@@ -34,7 +34,7 @@ def test_run_fields_are_converted_to_their_type(item, field, expected):
     ("decay=0.8", "decay", 0.8),
 ])
 def test_model_fields_are_converted_to_their_type(item, field, expected):
-    assert resolve_config("ncvqvae", "GunPoint", "quick", [item]).model_config[field] == expected
+    assert getattr(resolve_config("ncvqvae", "GunPoint", "quick", [item]).model_config, field) == expected
 
 
 @pytest.mark.parametrize("item, match", [
@@ -73,7 +73,7 @@ def test_bad_values_name_the_field(item, match):
 ])
 def test_prior_sets(item, match):
     if match is None:
-        assert resolve_prior_config("paper", [item]).model_config["guidance_scale"] == 2.0
+        assert resolve_prior_config("paper", [item]).model_config.guidance_scale == 2.0
         return
     with pytest.raises(ValueError, match=match):
         resolve_prior_config("quick", [item])
@@ -114,13 +114,12 @@ def test_cli_reports_bad_settings_without_a_traceback(tmp_path, capsys):
 
 def test_presets_are_the_cli_choices_and_timevqvae_is_the_two_branch_tokenizer():
     from tsvq.cli.main import PRESET_NAMES
-    from tsvq.generate import PRIOR_PRESETS
-    from tsvq.train import PRESETS
+    from tsvq.config import PRESETS, PRIOR_PRESETS
 
     assert PRESET_NAMES == list(PRESETS) == list(PRIOR_PRESETS)
     for model in ("vqvae", "ncvqvae"):
         cfg = resolve_config(model, "GunPoint", "timevqvae")
-        assert (cfg.epochs, cfg.max_steps, cfg.model_config) == (2000, -1, {"two_branch": True, "decay": 0.8})
+        assert (cfg.epochs, cfg.max_steps, cfg.model_config.two_branch, cfg.model_config.decay) == (2000, -1, True, 0.8)
     assert resolve_prior_config("timevqvae") == resolve_prior_config("paper").__class__(
         **{**resolve_prior_config("paper").__dict__, "preset": "timevqvae"})
     with pytest.raises(ValueError, match="preset 'timevqvae'.*not 'vae'"):

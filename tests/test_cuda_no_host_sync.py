@@ -130,10 +130,10 @@ def test_residual_vector_quantizer_quantize_dropout_step_no_sync(cls, kw):
 ], ids=["vqvae", "vqvae-two-branch", "ncvqvae-bt-slice", "ncvqvae-vicreg-warp", "ncvqvae-vibcreg-gauss"])
 def test_tokenizer_training_step_no_sync(name, kw):
     """A whole tokenizer step (views, STFT, encoder, quantiser with EMA update, decoder, ISTFT, SSL
-    loss, backward, AdamW) as the benchmarks time it (tsvq.bench.adamw_step): a host
+    loss, backward, AdamW) as the benchmarks time it (benchmarks/harness.py adamw_step): a host
     synchronisation here would bound the SPEC's NC-VQVAE step target on a GPU. The first step
     (k-means initialisation included) is the warm-up."""
-    from tsvq.bench import adamw_step
+    from harness import adamw_step
     from tsvq.models import create_model
 
     torch.manual_seed(0)

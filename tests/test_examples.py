@@ -4,7 +4,8 @@ from helpers import REPO, UCR_DIR, requires_ucr
 
 
 def _load(name):
-    spec = importlib.util.spec_from_file_location(name, REPO / "examples" / f"{name}.py")
+    folder = "examples" if (REPO / "examples" / f"{name}.py").exists() else "experiments"
+    spec = importlib.util.spec_from_file_location(name, REPO / folder / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -109,7 +110,8 @@ def test_stage1_table_zoo_variant_marks_missing_metrics(tmp_path):
 
 @requires_ucr("GunPoint")
 def test_compare_reconstructions_plots_runs_side_by_side(tmp_path, capsys):
-    from tsvq.train import resolve_config, train
+    from tsvq.config import resolve_config
+    from tsvq.recipes.stage1 import train
 
     runs = []
     for model in ("vae", "mssim_vae"):

@@ -5,8 +5,9 @@ import scipy.linalg
 import torch
 
 from tsvq.data import load_ucr
-from tsvq.eval import cas, fid, inception_score
-from tsvq.models.fcn import fcn_predict, fcn_scale, load_supervised_fcn, train_fcn
+from tsvq.eval import fid, inception_score
+from tsvq.models.fcn import fcn_predict, fcn_scale, load_supervised_fcn
+from tsvq.recipes.fcn import cas, train_fcn
 
 from helpers import FCN_DIR, UCR_DIR, requires_ucr
 

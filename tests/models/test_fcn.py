@@ -4,7 +4,8 @@ import torch
 
 from tsvq.data import load_ucr
 from tsvq.models import create_model
-from tsvq.models.fcn import fcn_predict, fcn_scale, load_supervised_fcn, train_fcn
+from tsvq.models.fcn import fcn_predict, fcn_scale, load_supervised_fcn
+from tsvq.recipes.fcn import train_fcn
 
 from helpers import FCN_DIR, UCR_DIR
 

@@ -42,6 +42,20 @@ def test_every_model_forward_backward_shapes(name, overrides, L):
     assert model.pooled(x).shape == (6, 16 * (2 if overrides.get("two_branch") else 1))
 
 
+def test_registry_refuses_duplicates_and_feeds_the_cli():
+    from tsvq.cli.main import build_parser
+    from tsvq.models import TOKENIZERS, TRAINABLE, VAEConfig, register_model
+
+    with pytest.raises(ValueError, match="'vqvae' is already registered"):
+        register_model("vqvae", VAEConfig)
+    with pytest.raises(ValueError, match="must be a dataclass"):
+        register_model("new_model", dict)
+    assert "new_model" not in MODELS
+    train = next(a for a in build_parser()._subparsers._group_actions[0].choices["train"]._actions
+                 if a.dest == "model")
+    assert list(train.choices) == list(TRAINABLE) and set(TOKENIZERS) <= set(TRAINABLE) <= set(MODELS)
+
+
 def test_registry_errors():
     assert set(MODELS) >= {"vqvae", "ncvqvae"}
     with pytest.raises(ValueError, match="unknown model"):
@@ -52,6 +66,11 @@ def test_registry_errors():
         create_model("ncvqvae", ssl_loss="simsiam")
     with pytest.raises(ValueError, match="augmentation"):
         create_model("ncvqvae", augmentation="mixup")
+    with pytest.raises(ValueError, match="ssl_weight must be a finite number >= 0"):
+        create_model("ncvqvae", ssl_weight=-1.0)
+    for widths in ((0,), (-5, 8), (8, 2.5)):
+        with pytest.raises(ValueError, match="projector widths must be ints >= 1"):
+            create_model("ncvqvae", projector_widths=widths)
     m = create_model("vqvae", length=64)
     with pytest.raises(ValueError, match=r"Tensor\[B, 1, 64\]"):
         m(torch.randn(2, 1, 65))

@@ -4,11 +4,11 @@ import math
 import pytest
 import torch
 
-from tsvq.eval.ssim import ms_ssim_1d, ms_ssim_scales, ssim_1d
-from tsvq.models import TRAINABLE, create_model
+from tsvq.nn.ssim import ms_ssim_1d, ms_ssim_scales, ssim_1d
+from tsvq.models import TOKENIZERS, TRAINABLE, create_model
 from tsvq.models.vae import VAE
 
-ZOO = ["vae", "mssim_vae", "simclr", "byol", "barlow_twins", "vicreg", "vibcreg"]
+ZOO = [name for name in TRAINABLE if name not in TOKENIZERS]  # every registered zoo model
 SMALL = {"projector_widths": (64, 32), "predictor_hidden": 32, "widths": (16, 32)}
 
 

@@ -5,9 +5,10 @@ import argparse
 import json
 import sys
 
+from ..config import PRESETS
 from ..models import TRAINABLE
 
-PRESET_NAMES = ["quick", "paper", "timevqvae"]  # tsvq.train.PRESETS / tsvq.generate.PRIOR_PRESETS (tested equal)
+PRESET_NAMES = list(PRESETS)  # the prior's presets have the same names (tested)
 
 
 def _info(args) -> int:
@@ -23,26 +24,10 @@ def _info(args) -> int:
     return 0
 
 
-def _bench(args) -> int:
-    from pathlib import Path
-
-    from ..bench import format_targets, run_targets
-    from ..train import _atomic_write
-
-    if args.json and Path(args.json).is_dir():  # checked before the timing, not after
-        raise ValueError(f"--json must be a file name, got the directory {args.json}")
-    rows = run_targets(args.device, args.rounds, args.k,
-                       progress=lambda name: print(f"timing {name} ...", file=sys.stderr, flush=True))
-    print(format_targets(rows))
-    print(f"\ndevice {args.device}, {args.rounds} paired rounds; speed-up = baseline median / tsvq median; target: "
-          + ("SPEC section 6 (stated for an H100)" if args.device == "cuda" else "1x (SPEC: never slower on a CPU)"))
-    if args.json:
-        _atomic_write(Path(args.json), json.dumps(rows, indent=2))
-    return 0
-
-
 def _train(args) -> int:
-    from ..train import format_table, resolve_config, train
+    from ..config import resolve_config
+    from ..recipes.stage1 import train
+    from ..report.tables import format_table
 
     cfg = resolve_config(args.model, args.dataset, args.preset, args.set, args.seed, args.data_dir)
     out = args.out or f"runs/{args.model}-{args.dataset}-{args.preset}-seed{args.seed}"
@@ -53,8 +38,8 @@ def _train(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from ..generate import evaluate_all
-    from ..train import format_table
+    from ..recipes.generation import evaluate_all
+    from ..report.tables import format_table
 
     metrics = evaluate_all(args.run_dir, args.checkpoint, args.fcn_weights, args.seed)
     print(format_table(metrics))
@@ -62,8 +47,9 @@ def _evaluate(args) -> int:
 
 
 def _prior(args) -> int:
-    from ..generate import resolve_prior_config, train_prior
-    from ..train import format_table
+    from ..config import resolve_prior_config
+    from ..recipes.prior import train_prior
+    from ..report.tables import format_table
 
     cfg = resolve_prior_config(args.preset, args.set, args.seed)
     summary = train_prior(args.run_dir, cfg, resume=args.resume, progress=not args.no_progress)
@@ -73,7 +59,7 @@ def _prior(args) -> int:
 
 
 def _sample(args) -> int:
-    from ..generate import sample_to_file
+    from ..recipes.prior import sample_to_file
 
     info = sample_to_file(args.run_dir, args.out, args.n, args.class_index, args.guidance, args.seed)
     print(f"wrote {info['n']} samples ({info['units']} units) to {info['path']} and a plot next to it")
@@ -83,17 +69,29 @@ def _sample(args) -> int:
 def _pipeline(args) -> int:
     from pathlib import Path
 
-    from ..generate import evaluate_all, resolve_prior_config, train_prior
-    from ..train import format_table, resolve_config, train
+    from ..config import resolve_config, resolve_prior_config
+    from ..engine.run_dir import RunDir
+    from ..recipes.fcn import check_fcn_weights
+    from ..recipes.generation import evaluate_all
+    from ..recipes.prior import check_prior_config, prior_dir, train_prior
+    from ..recipes.stage1 import train
+    from ..report.tables import format_table
 
     cfg = resolve_config(args.model, args.dataset, args.preset, args.set, args.seed, args.data_dir)
     pcfg = resolve_prior_config(args.preset, args.prior_set, args.seed)
     out = Path(args.out or f"runs/{args.model}-{args.dataset}-{args.preset}-seed{args.seed}")
+    # Every input of every stage is checked before the first one starts: both configs against
+    # what OUT already holds (a finished stage is reused only with the same config), the prior's
+    # settings, and the FCN weights.
+    stage1, prior = RunDir(out), prior_dir(out)
+    stage1.check_config(cfg, stage1.last_checkpoint.exists(), "use another --out or the same settings")
+    prior.check_config(pcfg, prior.last_checkpoint.exists(), "use another --out or the same --prior-set")
+    check_prior_config(pcfg)
+    check_fcn_weights(args.fcn_weights, args.dataset)
     if not (out / "metrics.json").exists():  # stage 1 (resumes an interrupted run)
-        train(cfg, out, resume=(out / "checkpoints" / "last.ckpt").exists(), progress=not args.no_progress)
-    prior_last = out / "prior" / "checkpoints" / "last.ckpt"
+        train(cfg, out, resume=stage1.last_checkpoint.exists(), progress=not args.no_progress)
     if not (out / "prior" / "summary.json").exists():
-        train_prior(out, pcfg, resume=prior_last.exists(), progress=not args.no_progress)
+        train_prior(out, pcfg, resume=prior.last_checkpoint.exists(), progress=not args.no_progress)
     metrics = evaluate_all(out, "best", args.fcn_weights, args.seed)
     print(f"\n{args.model} + maskgit on {args.dataset} ({args.preset}, seed {args.seed}) -> {out}")
     print(format_table(metrics))
@@ -106,18 +104,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="print what was built (torch, CUDA kernels, arch list, OpenMP)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_info)
-
-    p = sub.add_parser("bench", help="time the kernels against their pure-PyTorch references (SPEC speed targets)",
-                       description="Time tsvq against its pure-PyTorch reference at the SPEC section 6 target shapes "
-                                   "(nearest-codeword search, vector quantiser step, STFT / ISTFT, Barlow Twins loss, "
-                                   "a whole NC-VQVAE training step), outputs checked equal first, and print one "
-                                   "table with the speed-ups and whether each target is met. The full shape grids "
-                                   "are `pytest benchmarks/` in a source checkout.")
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="device to time on (default cpu)")
-    p.add_argument("--rounds", type=int, default=10, help="paired timing rounds per target (default 10)")
-    p.add_argument("-k", default=None, metavar="TEXT", help="only the targets whose name contains TEXT")
-    p.add_argument("--json", default=None, metavar="PATH", help="also write the rows to PATH as JSON")
-    p.set_defaults(func=_bench)
 
     p = sub.add_parser("train", help="train a stage-1 model on a UCR dataset and evaluate it",
                        description="Train MODEL on a UCR dataset (official split) with PyTorch Lightning, then "
@@ -205,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
 # What bad command-line input raises in tsvq (each message names the argument and what was
 # expected): the command prints the message, like argparse's own usage errors, instead of a
 # traceback. Anything else (a TypeError, a RuntimeError) is a bug and keeps its traceback.
-USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError)
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, PermissionError, NotADirectoryError, IsADirectoryError)
 
 
 def main(argv=None) -> int:

@@ -49,8 +49,22 @@ def _find(root: Path, name: str, split: str) -> Path | None:
 
 
 def _read(path: Path, name: str, resample_to: int | None) -> tuple[np.ndarray, np.ndarray]:
-    table = np.loadtxt(path, delimiter="\t", dtype=np.float64, ndmin=2)
+    import warnings
+
+    try:
+        with warnings.catch_warnings():  # an empty file: numpy warns, then returns an empty table
+            warnings.simplefilter("ignore", UserWarning)
+            table = np.loadtxt(path, delimiter="\t", dtype=np.float64, ndmin=2)
+    except ValueError as e:
+        raise ValueError(f"{path} is not a UCR table (label, then the series, tab-separated): {e}") from None
+    if table.shape[0] == 0 or table.shape[1] < 2:
+        raise ValueError(f"{path} holds no series (a UCR table has one series per row: label, then the values)")
     labels, x = table[:, 0], table[:, 1:]
+    if np.isnan(labels).any():
+        raise ValueError(f"{path}: row {int(np.isnan(labels).argmax())} has no label (NaN in the first column)")
+    empty = np.isnan(x).all(1)
+    if empty.any():
+        raise ValueError(f"{path}: row {int(empty.argmax())} holds no values (every value is NaN)")
     if np.isnan(x).any():
         if resample_to is None:
             raise ValueError(
@@ -146,12 +160,16 @@ def load_ucr(
         :class:`UCRDataset`.
 
     Raises:
-        FileNotFoundError: the dataset is neither on disk nor loadable through aeon (the
-            message says where the files should be).
-        ValueError: NaN-padded (variable-length) series without ``resample_to``.
+        FileNotFoundError: ``data_dir`` (or ``$TSVQ_DATA_DIR``) names no folder, or the dataset is
+            neither on disk nor loadable through aeon (the message says where the files should be).
+        ValueError: an empty or malformed table, a row without values or label, or NaN-padded
+            (variable-length) series without ``resample_to``.
     """
     root = data_dir if data_dir is not None else os.environ.get(ENV_DATA_DIR)
     root = Path(root) if root is not None else None
+    if root is not None and not root.is_dir():
+        what = "data_dir" if data_dir is not None else f"${ENV_DATA_DIR}"
+        raise FileNotFoundError(f"{what} {root} is not a folder (the UCR archive root, holding <Name>/<Name>_TRAIN.tsv)")
     train = _find(root, name, "TRAIN") if root is not None else None
     if train is None:
         loaded = _load_aeon(name, resample_to)

@@ -1,6 +1,7 @@
 """Generation metrics the field reports (TimeVQVAE, Lee et al. AISTATS 2023, section 4): FID and
-IS on the features / softmax of a supervised FCN, and CAS (classification accuracy score,
-train-on-synthetic-test-on-real, Ravuri & Vinyals 2019).
+IS on the features / softmax of a supervised FCN, and the accuracy behind CAS (classification
+accuracy score, train-on-synthetic-test-on-real, Ravuri & Vinyals 2019; the classifier is trained
+by :func:`tsvq.recipes.generation.cas`).
 """
 from __future__ import annotations
 
@@ -8,9 +9,7 @@ import warnings
 
 import numpy as np
 import scipy.linalg
-import torch
-
-from .stage1 import _np
+from .stage1 import as_numpy
 
 
 def fid(features_real, features_fake) -> float:
@@ -27,7 +26,7 @@ def fid(features_real, features_fake) -> float:
     Raises:
         ValueError: wrong rank, different D, fewer than 2 rows, or non-finite features.
     """
-    a, b = _np(features_real).astype(np.float64), _np(features_fake).astype(np.float64)
+    a, b = as_numpy(features_real).astype(np.float64), as_numpy(features_fake).astype(np.float64)
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
         raise ValueError(f"features must be [N, D] with the same D, got {a.shape} and {b.shape}")
     if len(a) < 2 or len(b) < 2:
@@ -65,7 +64,7 @@ def inception_score(probs, n_splits: int = 10, seed: int = 0) -> tuple[float, fl
     Raises:
         ValueError: not a probability matrix, or fewer rows than ``n_splits``.
     """
-    p = _np(probs).astype(np.float64)
+    p = as_numpy(probs).astype(np.float64)
     if p.ndim != 2 or p.shape[1] < 1:
         raise ValueError(f"probs must be [N, n_classes], got {p.shape}")
     if n_splits < 1 or len(p) < n_splits:
@@ -82,23 +81,14 @@ def inception_score(probs, n_splits: int = 10, seed: int = 0) -> tuple[float, fl
     return float(np.mean(scores)), float(np.std(scores))
 
 
-def cas(x_synthetic: torch.Tensor, y_synthetic: torch.Tensor, x_test: torch.Tensor, y_test: torch.Tensor,
-        n_classes: int, epochs: int = 1000, seed: int = 0, device: str | torch.device = "cpu") -> float:
-    """Classification accuracy score (TSTR): train a fresh FCN (:func:`tsvq.models.fcn.train_fcn`,
-    the published recipe) on class-conditional samples and report its accuracy on the real test
-    set. All series must already be scaled with :func:`tsvq.models.fcn.fcn_scale`.
-
-    Args:
-        x_synthetic: ``Tensor[N, C, L]`` generated series, y_synthetic: ``int64[N]`` the classes they
-            were generated for. x_test / y_test: the real test split. epochs: FCN training epochs.
+def accuracy(probs, y) -> float:
+    """Fraction of rows of ``probs: [N, n_classes]`` whose argmax equals ``y: int[N]`` (the CAS and
+    evaluator accuracies).
 
     Raises:
-        ValueError: see :func:`~tsvq.models.fcn.train_fcn`; label range or shape mismatch of the test set.
+        ValueError: shapes that do not match, or no rows.
     """
-    from ..models.fcn import fcn_predict, train_fcn
-
-    if len(x_test) != len(y_test) or len(x_test) == 0:
-        raise ValueError(f"x_test / y_test: need the same non-zero length, got {len(x_test)} and {len(y_test)}")
-    model = train_fcn(x_synthetic, y_synthetic, n_classes, epochs=epochs, seed=seed, device=device)
-    _, probs = fcn_predict(model, x_test)
-    return float((probs.argmax(1) == y_test.cpu().long()).double().mean())
+    p, t = as_numpy(probs), as_numpy(y)
+    if p.ndim != 2 or t.ndim != 1 or len(p) != len(t) or len(t) == 0:
+        raise ValueError(f"probs must be [N, n_classes] and y [N] with the same N >= 1, got {p.shape} and {t.shape}")
+    return float((p.argmax(1) == t).mean())

@@ -17,14 +17,14 @@ from sklearn.preprocessing import MinMaxScaler
 from sklearn.svm import SVC
 
 
-def _np(a) -> np.ndarray:
+def as_numpy(a) -> np.ndarray:
     if isinstance(a, torch.Tensor):
         a = a.detach().cpu().numpy()
     return np.asarray(a)
 
 
 def _matrix(a, name: str) -> np.ndarray:
-    f = _np(a).astype(np.float64)
+    f = as_numpy(a).astype(np.float64)
     if f.ndim != 2 or len(f) == 0:
         raise ValueError(f"{name} must be a non-empty [N, D] array, got shape {f.shape}")
     if not np.isfinite(f).all():
@@ -41,7 +41,7 @@ def _features(train, test):
 
 
 def _labels(y, n: int, name: str) -> np.ndarray:
-    y = _np(y)
+    y = as_numpy(y)
     if y.ndim != 1 or len(y) != n:
         raise ValueError(f"{name} must be [N] labels with N == {n} (rows of the features), got shape {y.shape}")
     return y
@@ -163,7 +163,7 @@ def reconstruction_mse(x, x_hat) -> float:
     Raises:
         ValueError: different shapes, or no elements.
     """
-    x, x_hat = _np(x).astype(np.float64), _np(x_hat).astype(np.float64)
+    x, x_hat = as_numpy(x).astype(np.float64), as_numpy(x_hat).astype(np.float64)
     if x.shape != x_hat.shape:
         raise ValueError(f"x and x_hat must have the same shape, got {x.shape} and {x_hat.shape}")
     if x.size == 0:
@@ -187,7 +187,7 @@ def codebook_stats(indices, codebook_size: int) -> dict[str, float]:
     Raises:
         ValueError: K < 1, indices out of range. TypeError: non-integer indices.
     """
-    raw = _np(indices)
+    raw = as_numpy(indices)
     if raw.size and not np.issubdtype(raw.dtype, np.integer):
         raise TypeError(f"indices must be integer codes, got dtype {raw.dtype}")
     idx = raw.astype(np.int64).ravel()

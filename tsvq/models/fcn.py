@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..optim import adamw
+from .registry import register_model
+
 
 
 @dataclass
@@ -52,6 +53,7 @@ class _ConvBlock(nn.Module):
         return F.relu(self.bn(self.conv(F.pad(x, self.pad))))
 
 
+@register_model("fcn", FCNConfig)
 class FCN(nn.Module):
     """``features(x: Tensor[B, C, L]) -> Tensor[B, 128]`` (pooled), ``forward(x) -> logits [B, n_classes]``."""
 
@@ -123,48 +125,6 @@ def load_supervised_fcn(path: str | os.PathLike, in_channels: int = 1) -> FCN:
     model = FCN(FCNConfig(in_channels=in_channels, n_classes=mapped["head.weight"].shape[0], widths=widths,
                           kernel_sizes=kernels))
     model.load_state_dict(mapped, strict=True)
-    return model.eval()
-
-
-def train_fcn(x: torch.Tensor, y: torch.Tensor, n_classes: int, epochs: int = 1000, batch_size: int = 256,
-              lr: float = 1e-3, weight_decay: float = 1e-5, seed: int = 0, device: str | torch.device = "cpu") -> FCN:
-    """Train an :class:`FCN` on ``x: Tensor[N, C, L]`` (already :func:`fcn_scale`-d) and labels
-    ``y: int64[N]`` in ``[0, n_classes)`` with the published recipe (AdamW, cosine schedule over
-    all steps, cross-entropy, batch 256, 1000 epochs; the last weights are kept). Returned in eval
-    mode on ``device``.
-
-    Raises:
-        ValueError: shape mismatch, empty data, labels out of range, epochs < 1.
-    """
-    if x.dim() != 3 or y.dim() != 1 or len(x) != len(y):
-        raise ValueError(f"x must be [N, C, L] and y [N] with the same N, got {list(x.shape)} and {list(y.shape)}")
-    if len(x) == 0:
-        raise ValueError("x: empty training set")
-    if epochs < 1:
-        raise ValueError(f"epochs must be >= 1, got {epochs}")
-    y = y.long()
-    if int(y.min()) < 0 or int(y.max()) >= n_classes:
-        raise ValueError(f"y must be in [0, {n_classes}), got range [{int(y.min())}, {int(y.max())}]")
-    g = torch.Generator().manual_seed(seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = FCN(FCNConfig(in_channels=x.shape[1], n_classes=n_classes)).to(device)
-    opt = adamw(model.parameters(), lr, weight_decay)
-    steps_per_epoch = math.ceil(len(x) / batch_size)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
-    x, y = x.to(device), y.to(device)
-    model.train()
-    for _ in range(epochs):
-        perm = torch.randperm(len(x), generator=g).to(device)
-        for i in range(0, len(x), batch_size):
-            idx = perm[i:i + batch_size]
-            if len(idx) < 2:  # BatchNorm needs two series
-                continue
-            loss = F.cross_entropy(model(x[idx]), y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
     return model.eval()
 
 

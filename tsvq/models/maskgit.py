@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import _random
+from .registry import register_model
 
 
 @dataclass
@@ -114,6 +115,7 @@ class _TokenTransformer(nn.Module):
         return self.out_proj(h) @ self.tok_emb.weight[:self.K].t() + self.bias
 
 
+@register_model("maskgit", MaskGITConfig)
 class MaskGIT(nn.Module):
     """Class-conditional MaskGIT prior over the tokens of a frozen stage-1 tokenizer.
 

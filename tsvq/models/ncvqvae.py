@@ -9,12 +9,14 @@ with Barlow Twins, VICReg or VIbCReg. Total loss = VQ-VAE loss (on the original 
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
 
 from ..data.augment import PRESETS, augment
 from ..nn import BarlowTwinsLoss, Projector, VIbCRegLoss, VICRegLoss
+from .registry import register_model
 from .vqvae import VQVAE, VQVAEConfig
 
 SSL_LOSSES = ("barlow_twins", "vicreg", "vibcreg")
@@ -43,6 +45,7 @@ class NCVQVAEConfig(VQVAEConfig):
     projector_widths: tuple[int, ...] = field(default_factory=lambda: (4096, 4096, 4096))
 
 
+@register_model("ncvqvae", NCVQVAEConfig, trainable=True, tokenizer=True)
 class NCVQVAE(VQVAE):
     """VQ-VAE + non-contrastive SSL on the encoder. ``forward(x, generator=None)`` adds
     ``ssl`` to the loss breakdown of :class:`~tsvq.models.vqvae.VQVAE`."""
@@ -54,6 +57,8 @@ class NCVQVAE(VQVAE):
             raise ValueError(f"ssl_loss must be one of {SSL_LOSSES}, got {cfg.ssl_loss!r}")
         if cfg.augmentation not in PRESETS:
             raise ValueError(f"augmentation must be one of {sorted(PRESETS)}, got {cfg.augmentation!r}")
+        if cfg.ssl_weight is not None and not 0.0 <= cfg.ssl_weight < math.inf:
+            raise ValueError(f"ssl_weight must be a finite number >= 0 or None (the loss's default), got {cfg.ssl_weight}")
         if cfg.pooling not in ("gap_gmp", "gmp"):
             raise ValueError(f"pooling must be 'gap_gmp' or 'gmp', got {cfg.pooling!r}")
         super().__init__(cfg)

@@ -23,6 +23,7 @@ from torch import nn
 
 from ..data.augment import PRESETS, augment
 from ..nn import BarlowTwinsLoss, NTXentLoss, Projector, VIbCRegLoss, VICRegLoss
+from .registry import register_model
 
 
 class _ResBlock1d(nn.Module):
@@ -136,6 +137,7 @@ class SSLEncoder(nn.Module):
         return {"loss": loss, "ssl": loss.detach()}
 
 
+@register_model("simclr", SSLConfig, trainable=True)
 class SimCLR(SSLEncoder):
     """SimCLR: NT-Xent over the 2N projected views (temperature ``cfg.temperature``)."""
 
@@ -145,6 +147,7 @@ class SimCLR(SSLEncoder):
         return NTXentLoss(cfg.temperature)
 
 
+@register_model("barlow_twins", SSLConfig, trainable=True)
 class BarlowTwins(SSLEncoder):
     """Barlow Twins: cross-correlation of the standardised projections towards the identity."""
 
@@ -154,6 +157,7 @@ class BarlowTwins(SSLEncoder):
         return BarlowTwinsLoss(lambd=cfg.lambd)
 
 
+@register_model("vicreg", SSLConfig, trainable=True)
 class VICReg(SSLEncoder):
     """VICReg: invariance 25, variance 25, covariance 1."""
 
@@ -163,6 +167,7 @@ class VICReg(SSLEncoder):
         return VICRegLoss(25.0, 25.0, 1.0)
 
 
+@register_model("vibcreg", SSLConfig, trainable=True)
 class VIbCReg(SSLEncoder):
     """VIbCReg: invariance 25, variance 25, normalised covariance 200, IterNorm after the projector."""
 
@@ -172,6 +177,7 @@ class VIbCReg(SSLEncoder):
         return VIbCRegLoss(25.0, 25.0, 200.0)
 
 
+@register_model("byol", SSLConfig, trainable=True)
 class BYOL(SSLEncoder):
     """BYOL: online backbone + projector + predictor regress the target network's projection of
     the other view; symmetric loss ``2 - 2 cos(q(z1), sg(z2')) + 2 - 2 cos(q(z2), sg(z1'))``

@@ -25,7 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import _random
-from ..eval.ssim import ms_ssim_1d
+from ..nn.ssim import ms_ssim_1d
+from .registry import register_model
 
 
 @dataclass
@@ -60,6 +61,8 @@ class MSSIMVAEConfig(VAEConfig):
     recon: str = "ms_ssim"
 
 
+@register_model("mssim_vae", MSSIMVAEConfig, trainable=True)
+@register_model("vae", VAEConfig, trainable=True)
 class VAE(nn.Module):
     """Gaussian VAE over ``Tensor[B, C, L]``. ``forward(x, generator=None)`` returns ``loss``,
     ``recon``, ``kl``, ``beta`` (current weight), ``neg_elbo`` (recon + KL, beta = 1), ``x_hat``."""

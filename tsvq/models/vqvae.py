@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..nn import ISTFT, STFT, VectorQuantizer
+from .registry import register_model
 
 
 @dataclass
@@ -120,6 +121,7 @@ class _Branch(nn.Module):
         self.decoder = Decoder(2 * cfg.in_channels, cfg.d, n_down, cfg.n_resnet_blocks, (n_freqs, n_frames))
 
 
+@register_model("vqvae", VQVAEConfig, trainable=True, tokenizer=True)
 class VQVAE(nn.Module):
     """TimeVQVAE stage-1 tokenizer. Build with ``create_model("vqvae", length=L, ...)``.
 

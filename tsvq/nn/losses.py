@@ -283,6 +283,9 @@ class Projector(nn.Module):
         super().__init__()
         if not widths:
             raise ValueError("widths must name at least one layer")
+        for w in (in_dim, *widths):
+            if isinstance(w, bool) or not isinstance(w, int) or w < 1:
+                raise ValueError(f"projector widths must be ints >= 1, got in_dim={in_dim!r}, widths={tuple(widths)!r}")
         layers: list[nn.Module] = []
         dims = (in_dim, *widths)
         for i in range(len(widths) - 1):

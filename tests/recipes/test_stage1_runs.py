@@ -6,7 +6,9 @@ import pytest
 import yaml
 
 from tsvq.cli.main import main
-from tsvq.train import evaluate_run, resolve_config, train, write_config
+from tsvq.config import resolve_config
+from tsvq.engine.run_dir import RunDir
+from tsvq.recipes.stage1 import evaluate_run, train
 
 from helpers import UCR_DIR, requires_ucr
 
@@ -63,7 +65,7 @@ def test_resolve_config_errors():
     with pytest.raises(ValueError, match="key=value"):
         resolve_config("vqvae", "GunPoint", sets=["epochs"])
     cfg = resolve_config("ncvqvae", "GunPoint", "paper", ["ssl_loss=vibcreg", "lr=0.0005"])
-    assert cfg.epochs == 1000 and cfg.lr == 0.0005 and cfg.model_config == {"ssl_loss": "vibcreg"}
+    assert cfg.epochs == 1000 and cfg.lr == 0.0005 and cfg.model_config.ssl_loss == "vibcreg"
 
 
 def test_probe_every_logs_probe_accuracies_and_max_steps_caps_training(tmp_path):
@@ -107,7 +109,7 @@ def test_resume_from_a_checkpoint_saved_before_the_end(tmp_path):
 def test_zoo_families_train_and_evaluate_on_real_data(tmp_path, model, sets):
     from helpers import FCN_DIR
 
-    from tsvq.generate import evaluate_all
+    from tsvq.recipes.generation import evaluate_all
 
     cfg = resolve_config(model, "GunPoint", "quick", ["epochs=3"] + sets, data_dir=str(UCR_DIR))
     metrics = train(cfg, tmp_path / model, progress=False)
@@ -127,7 +129,7 @@ def test_zoo_families_train_and_evaluate_on_real_data(tmp_path, model, sets):
 def test_holdout_evaluates_on_a_stratified_part_of_train(tmp_path):
     from helpers import SHARED
 
-    from tsvq.train import load_data
+    from tsvq.recipes.stage1 import load_data
 
     cfg = resolve_config("vqvae", "GunPoint", "quick", FAST + ["epochs=1", "holdout=0.3"], data_dir=str(UCR_DIR))
     ds, x_train, x_test, _ = load_data(cfg)
@@ -148,8 +150,8 @@ def test_write_config_accepts_a_run_written_before_a_field_existed(tmp_path):
     stored = dataclasses.asdict(cfg)
     del stored["holdout"]  # a config.yaml from a version without this field (default 0.0)
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(stored, sort_keys=False))
-    write_config(tmp_path, cfg, resume=True, hint="x")
+    RunDir(tmp_path).write_config(cfg, resume=False, hint="x")
     assert yaml.safe_load((tmp_path / "config.yaml").read_text())["holdout"] == 0.0
     other = dataclasses.replace(cfg, holdout=0.2)
     with pytest.raises(FileExistsError, match="another config.yaml; x"):
-        write_config(tmp_path, other, resume=True, hint="x")
+        RunDir(tmp_path).write_config(other, resume=False, hint="x")

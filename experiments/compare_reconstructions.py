@@ -5,7 +5,7 @@ the same dataset. Rows are test series (the first ``--per-class`` of each class)
 runs; each panel shows the test series and the run's reconstruction, with the run's test MSE and
 MS-SSIM over the whole test split (from its ``metrics.json``) in the column title:
 
-    python examples/compare_reconstructions.py runs/stage1/GunPoint-vae-quick-seed0 \
+    python experiments/compare_reconstructions.py runs/stage1/GunPoint-vae-quick-seed0 \
         runs/stage1/GunPoint-mssim_vae-quick-seed0 --out docs/figures/vae-vs-mssim-vae-GunPoint.png
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from tsvq.train import load_run  # noqa: E402
+from tsvq.recipes.stage1 import load_run  # noqa: E402
 
 
 def main(argv=None) -> int:

@@ -1,7 +1,6 @@
 import torch
 
-from tsvq.optim import adamw
-from tsvq.train import adamw_cosine
+from tsvq.engine.optim import adamw, adamw_cosine
 
 
 def test_adamw_is_fused_on_cpu_and_steps_like_the_per_parameter_loop():

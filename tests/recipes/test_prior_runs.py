@@ -1,5 +1,6 @@
 """End to end on real data: stage 1 -> MaskGIT prior -> samples -> FID / IS / CAS (tiny settings:
 the pipeline and its files, not the quality)."""
+import dataclasses
 import json
 
 import numpy as np
@@ -8,8 +9,10 @@ import torch
 import yaml
 
 from tsvq.cli.main import main
-from tsvq.generate import class_counts, evaluate_generation, resolve_prior_config, train_prior
-from tsvq.train import resolve_config, train
+from tsvq.config import resolve_config, resolve_prior_config
+from tsvq.recipes.generation import class_counts, evaluate_generation
+from tsvq.recipes.prior import train_prior
+from tsvq.recipes.stage1 import train
 
 from helpers import FCN_DIR, UCR_DIR, requires_ucr
 
@@ -64,7 +67,8 @@ def test_prior_sample_and_evaluate_with_published_fcn(run_dir, tmp_path, capsys)
 
 def test_own_fcn_is_trained_once_and_cached(run_dir):
     from tsvq.data import load_ucr
-    from tsvq.generate import _fcn_evaluator
+    from tsvq.engine.run_dir import RunDir
+    from tsvq.recipes.fcn import fcn_evaluator
 
     if not (run_dir / "prior" / "config.yaml").exists():
         train_prior(run_dir, resolve_prior_config("quick", PRIOR), progress=False)
@@ -72,9 +76,9 @@ def test_own_fcn_is_trained_once_and_cached(run_dir):
     assert (run_dir / "fcn" / "fcn.pt").exists() and "cached" not in first["fcn_source"]
     assert 0.0 <= first["fcn_test_accuracy"] <= 1.0 and np.isfinite(first["fid"])
     ds = load_ucr("GunPoint", UCR_DIR)
-    model, source = _fcn_evaluator(run_dir, ds, None, epochs=2, seed=0)
+    model, source = fcn_evaluator(RunDir(run_dir), ds, None, epochs=2, seed=0)
     assert "cached" in source
-    _, other = _fcn_evaluator(run_dir, ds, None, epochs=3, seed=0)  # other settings: trained again
+    _, other = fcn_evaluator(RunDir(run_dir), ds, None, epochs=3, seed=0)  # other settings: trained again
     assert "cached" not in other
 
 
@@ -86,15 +90,15 @@ def test_class_counts_follow_the_train_proportions():
 
 def test_prior_config_errors_and_overrides():
     cfg = resolve_prior_config("paper", ["hidden=128", "lr=0.0005"])
-    assert cfg.epochs == 10000 and cfg.lr == 0.0005 and cfg.model_config == {"hidden": 128}
-    assert resolve_prior_config("quick").model_config == {"hidden": 128, "n_layers": 2}
+    assert cfg.epochs == 10000 and cfg.lr == 0.0005 and cfg.model_config.hidden == 128
+    assert (resolve_prior_config("quick").model_config.hidden, resolve_prior_config("quick").model_config.n_layers) == (128, 2)
     with pytest.raises(ValueError, match="unknown --set key"):
         resolve_prior_config("quick", ["nope=1"])
     with pytest.raises(ValueError, match="unknown preset"):
         resolve_prior_config("fast")
     with pytest.raises(ValueError, match="checkpoint"):
         resolve_prior_config("quick", ["checkpoint=first"])
-    assert yaml.safe_load(yaml.safe_dump(cfg.__dict__))["model_config"] == {"hidden": 128}
+    assert yaml.safe_load(yaml.safe_dump(dataclasses.asdict(cfg)))["model_config"]["hidden"] == 128
 
 
 def test_evaluate_without_prior_needs_no_fcn(tmp_path, capsys):
@@ -114,7 +118,7 @@ def test_evaluate_without_prior_needs_no_fcn(tmp_path, capsys):
 
 
 def test_two_branch_tokenizer_prior_samples_lf_then_hf(tmp_path):
-    from tsvq.generate import generate, load_prior
+    from tsvq.recipes.prior import generate, load_prior
 
     out = tmp_path / "two"
     train(resolve_config("vqvae", "GunPoint", "quick", STAGE1 + ["two_branch=true"], data_dir=str(UCR_DIR)), out,
@@ -133,12 +137,12 @@ def test_sample_plot_has_one_row_per_kind_of_sample(tmp_path, conditional_classe
     """Unconditional models (the VAEs) get only the "all classes" row, no empty class panels."""
     import matplotlib.image
     from types import SimpleNamespace
-    from tsvq.generate import _sample_plot
+    from tsvq.report.plots import sample_plot
 
     ds = SimpleNamespace(x_test=torch.randn(9, 1, 20), y_test=torch.arange(9) % 3, n_classes=3, classes=["a", "b", "c"])
     y = torch.tensor(conditional_classes, dtype=torch.long).repeat_interleave(2)
     fake_uncond = torch.randn(4, 1, 20) if len(conditional_classes) != 1 else torch.zeros(0, 1, 20)
-    _sample_plot(tmp_path, fake_uncond, ds, torch.randn(len(y), 1, 20), y, path=tmp_path / "s.png")
+    sample_plot(tmp_path / "s.png", fake_uncond, ds, torch.randn(len(y), 1, 20), y)
     height = matplotlib.image.imread(tmp_path / "s.png").shape[0]
     assert height == round(100 * 1.9 * max(rows, 1.5))
 

@@ -2,10 +2,10 @@
 TimeVQVAE paper's figures (SPEC section 5).
 
 For each (dataset, seed) it runs the ``tsvq pipeline`` steps that are not finished yet (a stage-1
-run directory with ``metrics.json`` is reused, e.g. one of ``examples/stage1_table.py`` with the
+run directory with ``metrics.json`` is reused, e.g. one of ``experiments/stage1_table.py`` with the
 same ``--runs``), so an interrupted sweep resumes:
 
-    python examples/generation_table.py --datasets GunPoint ECG200 --seeds 0 \
+    python experiments/generation_table.py --datasets GunPoint ECG200 --seeds 0 \
         --data-dir ../shared/data/UCRArchive_2018 --fcn-weights ../shared/fcn/supervised_fcn_v1 \
         --runs runs/stage1 --out docs/results-generation-table.md
 """
@@ -17,8 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from tsvq.generate import evaluate_all, resolve_prior_config, train_prior
-from tsvq.train import resolve_config, train
+from tsvq.config import resolve_config, resolve_prior_config
+from tsvq.recipes.generation import evaluate_all
+from tsvq.recipes.prior import train_prior
+from tsvq.recipes.stage1 import train
 
 # TimeVQVAE (Lee et al. 2023), two-branch, 2000 + 10000 epochs: FID, IS, CAS (%) (SPEC section 5)
 PAPER = {"GunPoint": (0.8, 1.9, 99.1), "ECG200": (1.9, 1.5, 89.0), "CBF": (2.3, 2.7, 96.5),

@@ -1,6 +1,7 @@
 """tsvq against its pure-PyTorch reference: the comparisons and the timing rules shared by
-``pytest benchmarks/`` (full shape grids, pytest-benchmark JSON) and ``tsvq bench`` (the SPEC
-section 6 targets on this machine, one table).
+``pytest benchmarks/`` (full shape grids, pytest-benchmark JSON) and ``benchmarks/targets.py``
+(the project's speed targets on this machine, one table). Not part of the installed package:
+the baselines include the test-only ``vector_quantize_pytorch``.
 
 A :class:`Case` holds a tsvq callable and its baselines, built from the same inputs; building it
 checks that they compute the same thing (correctness before timing). Timing rules:
@@ -23,8 +24,8 @@ from typing import Any, Callable
 
 import torch
 
-from . import _extension
-from .optim import adamw
+from tsvq import _extension
+from tsvq.engine.optim import adamw
 
 MIN_ROUND_S = 2e-3  # a round repeats a short call until it lasts about this long
 
@@ -129,7 +130,7 @@ def _need_ops() -> None:
 def nearest_code_case(N: int, K: int, D: int, device) -> Case:
     """Nearest-codeword search of ``N`` random vectors in a ``K x D`` codebook; baselines
     ``reference_addmm`` (addmm + argmin, the fallback) and ``cdist`` (cdist + argmin)."""
-    from .ops import nearest_code, reference
+    from tsvq.ops import nearest_code, reference
 
     _need_ops()
     g = torch.Generator().manual_seed(0)
@@ -151,7 +152,7 @@ def ema_update_case(N: int, K: int, D: int, device) -> Case:
     """One EMA codebook update (statistics of ``N`` vectors, then the ``K x D`` state) against
     ``reference.ema_codebook_update_`` (index_add statistics and the ATen element-wise update),
     each on its own copy of the state, checked equal after one update first."""
-    from .ops import ema_codebook_update_, reference
+    from tsvq.ops import ema_codebook_update_, reference
 
     _need_ops()
     g = torch.Generator().manual_seed(0)
@@ -182,7 +183,7 @@ def layer_step_case(N: int, K: int, D: int, device, rotation_trick: bool = False
     ImportError without that package."""
     import vector_quantize_pytorch as vqp
 
-    from .nn import VectorQuantizer
+    from tsvq.nn import VectorQuantizer
 
     _need_ops()
     n = 128 if N == 5120 else 1024
@@ -233,7 +234,7 @@ def residual_vq_step_case(N: int, K: int, D: int, Q: int, device) -> Case:
     codebooks (decay 0.8, beta 1, straight-through). Raises ImportError without that package."""
     import vector_quantize_pytorch as vqp
 
-    from .nn import ResidualVectorQuantizer
+    from tsvq.nn import ResidualVectorQuantizer
 
     _need_ops()
     torch.manual_seed(0)
@@ -257,7 +258,7 @@ def _series(BC: int, L: int, n_fft: int, device):
 def stft_case(BC: int, L: int, n_fft: int, device) -> Case:
     """STFT of ``BC`` series of ``L`` samples (Hann window, hop n_fft // 4, center, reflect) against
     ``torch.stft``."""
-    from .ops import reference, stft
+    from tsvq.ops import reference, stft
 
     _need_ops()
     x, w, hop = _series(BC, L, n_fft, device)
@@ -270,7 +271,7 @@ def stft_case(BC: int, L: int, n_fft: int, device) -> Case:
 def istft_case(BC: int, L: int, n_fft: int, device) -> Case:
     """ISTFT back to ``BC`` series of ``L`` samples against ``torch.istft`` (which also reads the window
     envelope back to the host for its NOLA check)."""
-    from .ops import istft, reference
+    from tsvq.ops import istft, reference
 
     _need_ops()
     x, w, hop = _series(BC, L, n_fft, device)
@@ -284,7 +285,7 @@ def istft_case(BC: int, L: int, n_fft: int, device) -> Case:
 
 def stft_round_trip_case(BC: int, L: int, n_fft: int, device) -> Case:
     """The training round trip stft -> istft, forward + backward, against torch.stft / torch.istft."""
-    from .ops import istft, reference, stft
+    from tsvq.ops import istft, reference, stft
 
     _need_ops()
     x, w, hop = _series(BC, L, n_fft, device)
@@ -310,7 +311,7 @@ def stft_round_trip_case(BC: int, L: int, n_fft: int, device) -> Case:
 def barlow_twins_case(N: int, D: int, device) -> Case:
     """Barlow Twins loss forward + backward (lambda 0.005, scale_by_dim) on ``N x D`` embeddings against
     the explicit D x D cross-correlation matrix (facebookresearch/barlowtwins semantics)."""
-    from .ops import barlow_twins_loss, reference
+    from tsvq.ops import barlow_twins_loss, reference
 
     _need_ops()
     g = torch.Generator().manual_seed(0)
@@ -346,7 +347,7 @@ def ssl_loss_case(name: str, N: int, D: int, device) -> Case:
     outputs, against the same loss with its covariance term from the explicit D x D matrix (the
     formulation of the papers' code); the losses are checked equal first. ``name``: "vicreg" or
     "vibcreg"."""
-    from .nn import VIbCRegLoss, VICRegLoss
+    from tsvq.nn import VIbCRegLoss, VICRegLoss
 
     losses = {"vicreg": (VICRegLoss, False), "vibcreg": (VIbCRegLoss, True)}
     if name not in losses:
@@ -381,7 +382,7 @@ TRAINING_STEP_MODELS = {  # name -> (registry name, overrides)
 
 
 def adamw_step(model: torch.nn.Module, x: torch.Tensor) -> Callable[[], torch.Tensor]:
-    """A training step of ``model`` on ``x`` with its own AdamW (:func:`tsvq.optim.adamw`, the training
+    """A training step of ``model`` on ``x`` with its own AdamW (:func:`tsvq.engine.optim.adamw`, the training
     loop's; lr 1e-3, weight decay 1e-3): zero the gradients, ``model(x)["loss"]``, backward,
     optimiser step; returns the loss."""
     opt = adamw(model.parameters(), 1e-3, 1e-3)
@@ -400,8 +401,8 @@ def training_step_case(model: str, device, B: int = 128, L: int = 150) -> Case:
     :data:`TRAINING_STEP_MODELS` on ``B`` series of ``L`` samples, against the same weights run inside
     :func:`tsvq._extension.reference_ops` (every tsvq op on its pure-PyTorch reference, nothing else
     changed); the two losses of a first step from the same random streams are checked equal."""
-    from ._extension import reference_ops
-    from .models import create_model
+    from tsvq._extension import reference_ops
+    from tsvq.models import create_model
 
     _need_ops()
     if model not in TRAINING_STEP_MODELS:

@@ -3,10 +3,10 @@ or (``--variants ssl``) vqvae vs ncvqvae with Barlow Twins + slice alone, or (``
 straight-through estimator vs the rotation trick (without and with dead-code restarts), or
 (``--variants gradient-ssl``) the same two gradients for ncvqvae (Barlow Twins + slice).
 
-Trains every (variant, dataset, seed) with ``tsvq.train`` (skipping runs whose metrics.json
+Trains every (variant, dataset, seed) with ``tsvq.recipes.stage1`` (skipping runs whose metrics.json
 exists, so an interrupted sweep resumes) and writes a Markdown table of mean ± std over seeds:
 
-    python examples/stage1_table.py --datasets GunPoint ECG200 --seeds 0 1 2 \
+    python experiments/stage1_table.py --datasets GunPoint ECG200 --seeds 0 1 2 \
         --data-dir ../shared/data/UCRArchive_2018 --runs runs/stage1 --out docs/results-stage1-table.md
 
 With ``--fcn-weights DIR`` the VAEs are also evaluated with FID / IS of their samples
@@ -23,9 +23,10 @@ import numpy as np
 
 import dataclasses
 
-from tsvq.generate import evaluate_all
+from tsvq.recipes.generation import evaluate_all
 from tsvq.models import MODELS
-from tsvq.train import TRAIN_FIELDS, resolve_config, train
+from tsvq.config import TRAIN_FIELDS, resolve_config
+from tsvq.recipes.stage1 import train
 
 VARIANTS = {
     "vqvae": ("vqvae", []),
