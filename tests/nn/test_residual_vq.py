@@ -7,7 +7,11 @@ from helpers import compiled_twin
 
 from tsvq.nn import GroupedResidualVectorQuantizer, ResidualVectorQuantizer, VectorQuantizer
 
-vqp = pytest.importorskip("vector_quantize_pytorch")
+try:  # the parity target; only the parity tests need it
+    import vector_quantize_pytorch as vqp
+except ImportError:
+    vqp = None
+needs_vqp = pytest.mark.skipif(vqp is None, reason="vector_quantize_pytorch (the parity target) is not installed")
 
 
 def _pair(Q=3, K=8, dim=16, **kw):
@@ -43,6 +47,7 @@ def _assert_same_step(ours, theirs, x, mask=None, seed=None, **forward_kw):
     return q1, i1
 
 
+@needs_vqp
 @pytest.mark.parametrize("kw, masked", [({}, False), ({"rotation_trick": True}, False), ({}, True),
                                         ({"commitment_weight": 0.25, "threshold_ema_dead_code": 0}, False),
                                         ({"codebook_dim": 6}, False), ({"codebook_dim": 6}, True)],
@@ -59,6 +64,7 @@ def test_matches_residual_vq_over_training_steps(kw, masked):
             torch.testing.assert_close(a.codebook, b.codebook.reshape(a.codebook.shape), rtol=1e-5, atol=1e-5)
 
 
+@needs_vqp
 @pytest.mark.parametrize("frac", [0.5, 1.0])
 def test_quant_grad_frac_matches_residual_vq(frac):
     # A fraction of each layer's output gradient flows on through the next residual: the same
@@ -76,6 +82,7 @@ def test_quant_grad_frac_matches_residual_vq(frac):
     assert not torch.allclose(xa.grad, xb.grad)
 
 
+@needs_vqp
 def test_stochastic_sampling_matches_residual_vq():
     # Every layer draws its codes (same seed, same draws as ResidualVQ's layers on a CPU), with the
     # codebook diversity term; the per-call temperature reaches every layer. Frozen codebooks for
@@ -184,6 +191,7 @@ def _residual_vq_dropout_seed(d, cutoff, Q, multiple_of):
     raise AssertionError(d)
 
 
+@needs_vqp
 @pytest.mark.parametrize("multiple_of", [1, 2])
 def test_quantize_dropout_matches_residual_vq_over_training_steps(multiple_of):
     # Each step tsvq draws d; ResidualVQ gets a seed that makes it draw the same d. Then outputs,
@@ -256,6 +264,7 @@ def test_quantize_dropout_keeps_the_dropped_layers_untouched_and_decodes():
         raise AssertionError("no draw dropped a layer")
 
 
+@needs_vqp
 @pytest.mark.parametrize("q", [3, 2, 1])
 def test_codes_from_indices_match_residual_vq(q):
     # get_codes_from_indices: every layer's codes, [Q, ...]; get_output_from_indices: their sum.
@@ -277,6 +286,7 @@ def test_codes_from_indices_match_residual_vq(q):
     torch.testing.assert_close(ours.indices_to_codes(idx), codes.sum(0))
 
 
+@needs_vqp
 @pytest.mark.parametrize("quantize_dropout", [False, True])
 def test_return_all_codes_and_freeze_codebook_match_residual_vq(quantize_dropout):
     # return_all_codes: a fourth output, every layer's codes [Q, ...] (0 where dropped), as ResidualVQ;
@@ -313,6 +323,7 @@ def _shared_pair(Q=3, K=16, dim=8, **kw):
     return ours, theirs
 
 
+@needs_vqp
 @pytest.mark.parametrize("masked", [False, True])
 def test_shared_codebook_matches_residual_vq_within_a_step_and_in_eval(masked):
     # One codebook for every depth. A training step: every depth searches the codebook as it was
@@ -335,6 +346,7 @@ def test_shared_codebook_matches_residual_vq_within_a_step_and_in_eval(masked):
         torch.testing.assert_close(q1, q2, rtol=1e-5, atol=1e-5)
 
 
+@needs_vqp
 @pytest.mark.parametrize("masked", [False, True])
 def test_shared_codebook_takes_one_ema_step_on_every_depths_vectors(masked):
     # Oracle: the residuals of every depth searched against the start-of-step codebook (reference
@@ -392,6 +404,7 @@ def test_shared_codebook_restarts_loss_trained_and_frozen():
         ResidualVectorQuantizer(8, 3, 16, shared_codebook=True, orthogonal_reg_weight=1.0)
 
 
+@needs_vqp
 @pytest.mark.parametrize("masked", [False, True])
 def test_grouped_matches_grouped_residual_vq_over_training_steps(masked):
     torch.manual_seed(0)
@@ -455,6 +468,7 @@ def test_grouped_quantize_dropout_keeps_the_same_layers_in_every_group():
     assert len(seen) > 1
 
 
+@needs_vqp
 def test_per_layer_codebook_sizes_match_residual_vq():
     # codebook_size=(16, 8, 4): one K per layer (num_quantizers implied), as ResidualVQ.
     torch.manual_seed(0)

@@ -13,7 +13,11 @@ from tsvq.nn import VectorQuantizer, kmeans
 from tsvq.nn import vector_quantizer as vq_module
 from tsvq.nn.vector_quantizer import _RotationTrick, _orthogonal_reg_loss
 
-vqp = pytest.importorskip("vector_quantize_pytorch")
+try:  # the parity target; only the parity tests need it
+    import vector_quantize_pytorch as vqp
+except ImportError:
+    vqp = None
+needs_vqp = pytest.mark.skipif(vqp is None, reason="vector_quantize_pytorch (the parity target) is not installed")
 
 
 def _pair(dim=16, K=8, decay=0.9, **kw):
@@ -49,6 +53,7 @@ def _assert_same_step(ours, theirs, x, w, mask=None, seed=None, **forward_kw):
     return i1
 
 
+@needs_vqp
 @pytest.mark.parametrize(
     "shape, kw",
     [
@@ -73,6 +78,7 @@ def test_matches_vector_quantize_pytorch_over_training_steps(shape, kw):
         torch.testing.assert_close(ours.cluster_size, theirs._codebook.cluster_size[0], rtol=1e-5, atol=1e-6)
 
 
+@needs_vqp
 @pytest.mark.parametrize(
     "shape, kw",
     [
@@ -161,6 +167,7 @@ def test_straight_through_gradient_and_commitment_gradient():
     torch.testing.assert_close(gl, 0.25 * 2 * (x - codes).detach() / x.numel())
 
 
+@needs_vqp
 @pytest.mark.parametrize(
     "shape, kw",
     [
@@ -258,6 +265,7 @@ def test_gradient_options_compile_without_graph_breaks(kw):
     torch.testing.assert_close(outs[0], outs[1])
 
 
+@needs_vqp
 @pytest.mark.parametrize("kw", [{}, {"orthogonal_reg_active_codes_only": True}, {"orthogonal_reg_max_codes": 64},
                                 {"use_cosine_sim": True}, {"heads": 2, "codebook_dim": 8},
                                 {"heads": 2, "codebook_dim": 8, "separate_codebook_per_head": True}])
@@ -331,6 +339,7 @@ def test_orthogonal_reg_max_codes_draws_uniformly_among_the_kept_codes(monkeypat
     assert cb.shape[0] == M and w.sum() == 2
 
 
+@needs_vqp
 @pytest.mark.parametrize("shape, kw", [((4, 20, 16), {}), ((4, 16, 20), {"channel_last": False}),
                                        ((4, 20, 16), {"rotation_trick": True})])
 def test_mask_matches_vector_quantize_pytorch(shape, kw):
@@ -415,6 +424,7 @@ def test_bad_mask(kw, x, mask, exc, match):
         VectorQuantizer(8, 4, **kw)(x, mask=mask)
 
 
+@needs_vqp
 @pytest.mark.parametrize("shape, kw", [((4, 20, 16), {}), ((4, 16, 20), {"channel_last": False}),
                                        ((4, 20, 16), {"heads": 2, "codebook_dim": 8, "separate_codebook_per_head": True})])
 def test_lens_is_the_mask_of_the_leading_vectors(shape, kw):
@@ -455,6 +465,7 @@ def test_bad_lens(kw, x, lens, exc, match):
                               lens=torch.ones(4, dtype=torch.long))
 
 
+@needs_vqp
 def test_freeze_codebook_matches_vector_quantize_pytorch():
     ours, theirs = _pair(freeze_codebook=True, threshold_ema_dead_code=2.0)
     before = ours.codebook.clone()
@@ -469,6 +480,7 @@ def test_freeze_codebook_matches_vector_quantize_pytorch():
     assert ours.fraction_used > 0  # the batch statistics are still kept
 
 
+@needs_vqp
 def test_every_vector_quantize_keyword_at_its_default_is_accepted():
     # A VectorQuantize configuration that spells out all of its keywords at their defaults runs
     # unchanged (rotation_trick set: its default None means True, tsvq asks for a bool) and gives
@@ -517,6 +529,7 @@ def test_residual_vq_keywords_tsvq_does_not_provide_are_refused(kw, exc, match):
         ResidualVectorQuantizer(8, 2, 4, **kw)
 
 
+@needs_vqp
 @pytest.mark.parametrize("shape, kw, masked", [
     ((4, 50, 16), {}, False), ((4, 50, 16), {}, True), ((4, 16, 50), {"channel_last": False}, False),
     ((4, 50, 16), {"use_cosine_sim": True}, False),
@@ -588,6 +601,7 @@ _SAMPLING_CASES = [
 _SAMPLING_IDS = ["plain", "2d", "mask", "channel-first", "image-fmap", "cosine", "heads", "separate-heads"]
 
 
+@needs_vqp
 @pytest.mark.parametrize("shape, kw, masked", _SAMPLING_CASES, ids=_SAMPLING_IDS)
 def test_stochastic_sampling_matches_vector_quantize_pytorch(shape, kw, masked):
     # Codes drawn from softmax(-||z - e|| / temperature): with the same seed, the same draws as
@@ -635,6 +649,7 @@ def test_stochastic_sampling_draws_from_the_softmax_of_negative_distances():
     assert (vq.eval()(x)[1] == nearest).all()
 
 
+@needs_vqp
 @pytest.mark.parametrize("shape, kw, masked", [c for c in _SAMPLING_CASES if not c[2]],
                          ids=[i for i, c in zip(_SAMPLING_IDS, _SAMPLING_CASES) if not c[2]])
 def test_codebook_diversity_loss_matches_vector_quantize_pytorch(shape, kw, masked):
@@ -747,6 +762,7 @@ def test_sampling_and_diversity_bad_values_are_refused():
         vq(x)
 
 
+@needs_vqp
 @pytest.mark.parametrize("shape, kw", [((4, 50, 16), {}), ((4, 16, 50), {"channel_last": False}),
                                        ((4, 50, 16), {"use_cosine_sim": True}),
                                        ((4, 50, 16), {"heads": 2, "codebook_dim": 8}),
@@ -834,6 +850,7 @@ def test_frozen_loss_trained_codebook_gets_no_cross_entropy_gradient():
     assert vq.codebook.grad.abs().sum() > 0
 
 
+@needs_vqp
 def test_freeze_codebook_per_call_matches_vector_quantize_pytorch():
     # forward(freeze_codebook=...) overrides the attribute for one call, both ways, as VectorQuantize.
     # (No dead-code restarts here: their random replacements differ between the two.)
@@ -854,6 +871,7 @@ def test_freeze_codebook_per_call_matches_vector_quantize_pytorch():
     assert not torch.equal(ours.codebook, before)
 
 
+@needs_vqp
 @pytest.mark.parametrize("kw", [{}, {"orthogonal_reg_weight": 10.0}, {"commitment_weight": 0.25, "decay": None},
                                 {"heads": 2, "codebook_dim": 8, "separate_codebook_per_head": True,
                                  "orthogonal_reg_weight": 3.0}])
@@ -1114,7 +1132,11 @@ def test_bad_input(make, x, exc, match):
      ({"eps": float("nan")}, "eps"), ({"threshold_ema_dead_code": -1}, "threshold"),
      ({"orthogonal_reg_weight": -1.0}, "orthogonal_reg_weight"),
      ({"orthogonal_reg_weight": float("inf")}, "orthogonal_reg_weight"),
-     ({"orthogonal_reg_max_codes": 0}, "orthogonal_reg_max_codes"), ({"heads": 0}, "heads")],
+     ({"orthogonal_reg_max_codes": 0}, "orthogonal_reg_max_codes"), ({"heads": 0}, "heads"),
+     ({"codebook_size": 16.5}, r"codebook_size \(K\) must be an int >= 1, got 16.5"), ({"dim": True}, "dim must be an int"),
+     ({"kmeans_iters": 2.0}, "kmeans_iters must be an int"),
+     ({"eps": 0.0, "decay": 0.8}, "eps must be a finite float > 0 with an EMA codebook"),
+     ({"threshold_ema_dead_code": float("nan")}, "threshold_ema_dead_code must be a finite number")],
 )
 def test_bad_constructor(kw, match):
     args = {"dim": 4, "codebook_size": 8, **kw}
@@ -1163,3 +1185,42 @@ def test_distributed_replicas_keep_the_same_codebook(kw):
         assert torch.equal(s0[k], s1[k]), k
     # Statistics are the global batch's: the ranks' counts add up to both batches.
     assert s0["cluster_size"].sum() > 0
+
+
+def test_eps_zero_is_allowed_for_a_loss_trained_codebook():
+    VectorQuantizer(4, 8, decay=None, eps=0.0)
+
+
+def test_a_nan_batch_at_kmeans_init_leaves_the_layer_as_it_was():
+    vq = VectorQuantizer(4, 8, kmeans_init=True, kmeans_iters=0).train()
+    before = {k: v.clone() for k, v in vq.state_dict().items()}
+    x = torch.randn(2, 10, 4)
+    x[1, 3, 2] = float("nan")
+    with pytest.raises(ValueError, match="k-means initialisation of the codebook needs finite vectors"):
+        vq(x)
+    for k, v in vq.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    assert not vq.initted and torch.isfinite(vq(torch.randn(2, 10, 4))[0]).all() and vq.initted
+
+
+def test_kmeans_init_waits_for_a_batch_with_real_vectors():
+    vq = VectorQuantizer(4, 8, kmeans_init=True).train()
+    x = torch.randn(2, 10, 4)
+    out, idx, _ = vq(x, mask=torch.zeros(2, 10, dtype=torch.bool))  # all padding: no init, no error
+    assert not vq.initted and out.shape == x.shape
+    vq(x, mask=torch.ones(2, 10, dtype=torch.bool))
+    assert vq.initted
+
+
+def test_ema_update_never_writes_nan_into_the_codebook():
+    from tsvq.ops import ema_codebook_update_
+
+    vq = VectorQuantizer(4, 8, decay=0.8).train()
+    for _ in range(3):
+        vq(torch.randn(16, 4))
+    cb, cs, es = vq.codebook.detach().clone(), vq.cluster_size.clone(), vq.embed_sum.clone()
+    x = torch.randn(5, 4)
+    x[2, 0] = float("inf")
+    with pytest.raises(ValueError, match="x contains NaN or inf"):
+        ema_codebook_update_(cs, es, cb, x, torch.zeros(5, dtype=torch.long), 0.8)
+    assert torch.equal(cb, vq.codebook) and torch.equal(cs, vq.cluster_size)

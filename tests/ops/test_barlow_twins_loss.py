@@ -196,6 +196,8 @@ def test_compiles_without_graph_break():
         (torch.ones(4, 3, dtype=torch.long), torch.ones(4, 3, dtype=torch.long), {}, TypeError, "z1 must be float"),
         (torch.randn(4, 3), torch.randn(4, 3, dtype=torch.float64), {}, TypeError, "same dtype"),
         (torch.randn(4, 3), torch.randn(4, 3), {"lambd": -1.0}, ValueError, "lambd"),
+        (torch.randn(4, 3), torch.randn(4, 3), {"eps": float("inf")}, ValueError, "eps must be a finite float"),
+        (torch.randn(4, 3), torch.randn(4, 3), {"eps": float("nan")}, ValueError, "eps must be a finite float"),
         (torch.randn(4, 3), torch.randn(4, 3, device="meta"), {}, ValueError, "same device"),
     ],
 )

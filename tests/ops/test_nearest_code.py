@@ -165,7 +165,7 @@ def test_cpu_nonfinite_input_is_refused_before_the_kernel(where):
 
 
 def test_cpu_finiteness_check_is_one_reduction_and_tolerates_an_overflowing_sum():
-    # The pre-check above reads each tensor once (a sum) when everything is finite: the
+    # The pre-check above reads each tensor once (a sum of squares) when everything is finite: the
     # elementwise isfinite pass cost more than the search itself on CPUs.
     from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -181,14 +181,29 @@ def test_cpu_finiteness_check_is_one_reduction_and_tolerates_an_overflowing_sum(
     x, cb = torch.randn(50, 8), torch.randn(6, 8)
     with Record() as rec:
         nearest_code(x, cb)
-    assert rec.ops.count("aten.sum") == 2 and "aten.isfinite" not in rec.ops, rec.ops
-    # finite float16 values whose sum overflows float16: the elementwise pass clears them
+    assert rec.ops.count("aten.dot") == 2 and "aten.isfinite" not in rec.ops, rec.ops
+    # finite float16 values whose sum overflows float16 (the kernel accumulates in float32): the
+    # elementwise pass clears them
     x = torch.full((64, 4), 60000.0, dtype=torch.float16)
     x[::4] = -60000.0
     cb = torch.tensor([[60000.0] * 4, [-60000.0] * 4], dtype=torch.float16)
     assert not torch.isfinite(x.sum())
     indices, _ = nearest_code(x, cb)
     assert torch.equal(indices, (x[:, 0] < 0).long())
+
+
+def test_finite_inputs_whose_squared_norms_overflow_are_named_as_such():
+    with pytest.raises(ValueError, match=r"is finite, but the squared norm of code 0 .* overflows torch.float32"):
+        nearest_code(torch.randn(10, 8) * 1e20, torch.randn(5, 8) * 1e20)
+    with pytest.raises(ValueError, match="x is finite, but the squared norm of row 2"):
+        x = torch.randn(10, 8)
+        x[2] = 1e20
+        nearest_code(x, torch.randn(5, 8))
+    # the total overflows, no single row does: accepted, same result as the reference
+    x, cb = torch.full((4096, 64), 1e17), torch.randn(5, 64)
+    x[::2] *= -1
+    assert not torch.isfinite(torch.dot(x.reshape(-1), x.reshape(-1)))
+    torch.testing.assert_close(nearest_code(x, cb)[0], reference.nearest_code(x, cb)[0])
 
 
 @pytest.mark.cuda

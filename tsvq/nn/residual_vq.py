@@ -9,7 +9,7 @@ import torch.distributed as dist
 import torch.nn as nn
 
 from . import _compat
-from .vector_quantizer import VectorQuantizer, _distributed
+from .vector_quantizer import VectorQuantizer, is_distributed
 
 
 class ResidualVectorQuantizer(nn.Module):
@@ -234,7 +234,7 @@ class ResidualVectorQuantizer(nn.Module):
         d = int(torch.randint(self.quantize_dropout_cutoff_index, self.num_quantizers, ()))
         m = self.quantize_dropout_multiple_of
         d = -(-(d + 1) // m) * m - 1  # d + 1 rounded up to a multiple of m
-        if _distributed():
+        if is_distributed():
             t = torch.tensor(d, device=device)
             dist.broadcast(t, src=0)
             d = int(t)

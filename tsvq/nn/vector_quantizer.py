@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 from typing import NamedTuple
 
 import torch
@@ -12,7 +13,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from ..ops import code_stats, ema_codebook_update_, nearest_code
-from ..ops.nearest_code import _check_finite_on_cpu
+from ..ops._checks import check_finite_on_cpu
 from ..ops.ema_codebook_update import ema_apply_
 from . import _compat
 from .kmeans import kmeans
@@ -20,7 +21,8 @@ from .kmeans import kmeans
 _USAGE_DECAY = 0.99  # EMA of code usage kept for statistics when the codebook is loss-trained
 
 
-def _distributed() -> bool:
+def is_distributed() -> bool:
+    """Whether torch.distributed runs with more than one process (the codebook statistics are then all-reduced)."""
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
@@ -395,25 +397,21 @@ class VectorQuantizer(nn.Module):
         if rotation_trick is None:  # VectorQuantize's default: None = True for dim > 1
             raise ValueError("rotation_trick must be True or False, got None (VectorQuantize reads None as True "
                              "for dim > 1; tsvq's default is False, the straight-through estimator)")
-        if dim < 1:
-            raise ValueError(f"dim must be >= 1, got {dim}")
-        if codebook_size < 1:
-            raise ValueError(f"codebook_size (K) must be >= 1, got {codebook_size}")
         codebook_dim = dim if codebook_dim is None else codebook_dim
-        if codebook_dim < 1:
-            raise ValueError(f"codebook_dim must be >= 1, got {codebook_dim}")
-        if heads < 1:
-            raise ValueError(f"heads must be >= 1, got {heads}")
+        for name, value, low in (("dim", dim, 1), ("codebook_size (K)", codebook_size, 1),
+                                 ("codebook_dim", codebook_dim, 1), ("heads", heads, 1), ("kmeans_iters", kmeans_iters, 0)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+                raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
         if decay is not None and not 0.0 <= decay < 1.0:
             raise ValueError(f"decay must be in [0, 1) or None (loss-trained codebook), got {decay}")
-        if not 0.0 <= eps < math.inf:
-            raise ValueError(f"eps must be a finite float >= 0, got {eps}")
+        if not 0.0 <= eps < math.inf or (decay is not None and eps == 0.0):
+            # eps = 0 divides an unused code's EMA sum by its EMA count: 0 / 0 once the count underflows
+            raise ValueError(f"eps must be a finite float > 0 with an EMA codebook (>= 0 without), got {eps}")
         if not 0.0 <= commitment_weight < math.inf:
             raise ValueError(f"commitment_weight must be a finite float >= 0, got {commitment_weight}")
-        if kmeans_iters < 0:
-            raise ValueError(f"kmeans_iters must be >= 0, got {kmeans_iters}")
-        if threshold_ema_dead_code < 0:
-            raise ValueError(f"threshold_ema_dead_code must be >= 0, got {threshold_ema_dead_code}")
+        if not 0.0 <= threshold_ema_dead_code < math.inf:
+            raise ValueError(f"threshold_ema_dead_code must be a finite number >= 0 (0: no restarts), "
+                             f"got {threshold_ema_dead_code}")
         if not 0.0 <= sample_codebook_temp < math.inf:
             raise ValueError(f"sample_codebook_temp must be a finite float >= 0, got {sample_codebook_temp}")
         if not 0.0 <= codebook_diversity_loss_weight < math.inf:
@@ -547,12 +545,21 @@ class VectorQuantizer(nn.Module):
 
     # ------------------------------------------------------------------ codebook updates
     def _sync(self) -> bool:
-        return _distributed() if self.sync_codebook is None else bool(self.sync_codebook and _distributed())
+        return is_distributed() if self.sync_codebook is None else bool(self.sync_codebook and is_distributed())
 
     @torch.no_grad()
     def _kmeans_init(self, flat: torch.Tensor, valid: torch.Tensor | None) -> None:
         """k-means on the rows with ``valid`` True (all when None); per head with separate
-        codebooks (head j's rows are ``flat[j::h]``)."""
+        codebooks (head j's rows are ``flat[j::h]``). A batch with no valid row leaves the layer
+        uninitialised (the next batch with vectors initialises it); a batch with NaN or inf raises
+        before the codebook is touched."""
+        rows = flat if valid is None else flat[valid]
+        if rows.shape[0] == 0:
+            return
+        bad = ~torch.isfinite(rows).all(1)
+        if bool(bad.any()):
+            raise ValueError(f"x contains NaN or inf (first at vector {int(bad.nonzero()[0, 0])} of the batch): "
+                             "k-means initialisation of the codebook needs finite vectors")
         run = functools.partial(kmeans, num_clusters=self.codebook_size, num_iters=self.kmeans_iters,
                                 use_cosine_sim=self.use_cosine_sim, sync=self._sync())
         if self.separate_codebook_per_head:
@@ -855,7 +862,7 @@ class VectorQuantizer(nn.Module):
             search = lambda rows, cb: nearest_code(rows, cb)[0]  # noqa: E731
         else:
             if flat.device.type == "cpu":
-                _check_finite_on_cpu(flat, codebook)
+                check_finite_on_cpu(flat, codebook)
             search = functools.partial(_gumbel_sample, temperature=temperature, cosine=self.use_cosine_sim)
         if not self.separate_codebook_per_head:
             h = self.heads

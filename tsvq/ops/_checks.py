@@ -5,6 +5,8 @@ Each message names the argument and what was expected.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
@@ -124,5 +126,39 @@ def check_barlow_twins(z1, z2, lambd, eps) -> None:
         raise ValueError("z1 and z2 need D >= 1 columns")
     if float(lambd) < 0:
         raise ValueError(f"lambd must be >= 0, got {lambd}")
-    if float(eps) < 0:
-        raise ValueError(f"eps must be >= 0, got {eps}")
+    if not 0.0 <= float(eps) < math.inf:
+        raise ValueError(f"eps must be a finite float >= 0, got {eps}")
+
+
+def check_finite_on_cpu(x: torch.Tensor, codebook: torch.Tensor, names: tuple[str, ...] = ("codebook", "x"),
+                        squared_norms: bool = True) -> None:
+    """The CPU kernel's NaN/inf errors, raised in Python first (same words): with some toolchains an
+    exception thrown inside a C++ kernel ends the process instead of reaching Python
+    (``benchmarks/check_cpp_errors.py``), and a diverging model's NaN is the one such error the
+    public API can reach. With ``squared_norms``, finite inputs whose squared row norms overflow
+    the dtype (so every distance would be inf) get their own message.
+
+    One vectorised reduction per tensor: a sum of squares is finite only if every element is and
+    no squared norm overflows, so the usual case costs one read of each tensor (a small fraction
+    of the search), where ``isfinite(x).all(1)`` costs more than the search itself on CPUs. Only a
+    non-finite sum takes the elementwise pass, which finds the first bad row for the message."""
+    for name, t, what in (("codebook", codebook, "code"), ("x", x, "row")):
+        if name not in names or t.numel() == 0:
+            continue
+        flat = t.reshape(-1)
+        if flat.dtype not in (torch.float32, torch.float64):
+            flat = flat.float()
+        if math.isfinite(float(torch.dot(flat, flat) if squared_norms else flat.sum())):
+            continue
+        bad = ~torch.isfinite(t).all(1)
+        if bool(bad.any()):
+            suffix = "" if name == "codebook" or not squared_norms else ": the nearest codeword of a non-finite vector is undefined"
+            raise ValueError(f"{name} contains NaN or inf (first at {what} {int(bad.nonzero()[0, 0])}){suffix}")
+        if squared_norms:
+            acc = torch.float64 if t.dtype == torch.float64 else torch.float32  # the kernels' accumulator
+            norms = t.double().square().sum(1)
+            over = norms >= torch.finfo(acc).max
+            if bool(over.any()):
+                raise ValueError(f"{name} is finite, but the squared norm of {what} {int(over.nonzero()[0, 0])} "
+                                 f"({float(norms.max()):.3g}) overflows {acc}, so every distance would be "
+                                 "inf: rescale the inputs or use float64")

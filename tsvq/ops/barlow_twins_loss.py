@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from .. import _extension
-from . import _checks, reference
+from . import _checks, _cuda_defaults, reference
 
 
 def barlow_twins_loss(
@@ -50,7 +50,7 @@ def barlow_twins_loss(
         TypeError: non-float or mismatched dtypes.
     """
     _checks.check_barlow_twins(z1, z2, lambd, eps)
-    if _extension.has_ops(z1.device):
+    if _extension.has_ops(z1.device) and (not z1.is_cuda or _cuda_defaults.use_cuda_kernel("barlow_twins_loss")):
         return torch.ops.tsvq.barlow_twins_loss(z1, z2, float(lambd), float(eps), bool(unbiased), bool(scale_by_dim))
     _extension.warn_if_missing(z1.device)
     return reference.barlow_twins_loss(z1, z2, lambd, eps, unbiased, scale_by_dim)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from .. import _extension
-from . import _checks, reference
+from . import _checks, _cuda_defaults, reference
 from .code_stats import code_stats
 
 
@@ -40,7 +40,8 @@ def ema_codebook_update_(
 
     Raises:
         ValueError, TypeError, IndexError: as :func:`code_stats`, plus state shapes/dtypes,
-        ``decay`` outside [0, 1] and ``eps`` < 0.
+        ``decay`` outside [0, 1], ``eps`` < 0, and (on CPUs, before anything is written) NaN or
+        inf in ``x``. On GPUs ``x`` is not checked: that would synchronise with the host.
 
     Under ``torch.compile`` this runs :func:`code_stats` and then the update in ATen ops, which
     Inductor fuses, instead of the in-place op: with torch 2.13's Inductor, a read of the codebook
@@ -50,10 +51,13 @@ def ema_codebook_update_(
     update in ATen ops the same layer compiles to the eager result (that test).
     """
     _checks.check_ema_state(cluster_size, embed_sum, codebook, x, indices, decay, eps)
-    if torch.compiler.is_compiling():  # see the docstring's last paragraph
+    if torch.compiler.is_compiling() or (codebook.is_cuda and not _cuda_defaults.use_cuda_kernel("ema_codebook_update_")):
+        # see the docstring's last paragraph; on CUDA the code_stats kernel plus ATen ops by default
         counts, sums = code_stats(x, indices, codebook.shape[0])
         reference.ema_apply_(cluster_size, embed_sum, codebook, counts, sums, float(decay), float(eps))
         return counts
+    if x.device.type == "cpu":
+        _checks.check_finite_on_cpu(x, codebook, names=("x",), squared_norms=False)
     if _extension.has_ops(codebook.device):
         return torch.ops.tsvq.ema_codebook_update_(cluster_size, embed_sum, codebook, x, indices,
                                                    float(decay), float(eps))
@@ -83,7 +87,7 @@ def ema_apply_(cluster_size: torch.Tensor, embed_sum: torch.Tensor, codebook: to
     Under ``torch.compile``, ATen ops instead of the in-place op, as :func:`ema_codebook_update_`.
     """
     _checks.check_ema_apply(cluster_size, embed_sum, codebook, counts, sums, decay, eps)
-    if torch.compiler.is_compiling():
+    if torch.compiler.is_compiling() or (codebook.is_cuda and not _cuda_defaults.use_cuda_kernel("ema_apply_")):
         reference.ema_apply_(cluster_size, embed_sum, codebook, counts, sums, float(decay), float(eps))
         return
     if _extension.has_ops(codebook.device):

@@ -1,12 +1,13 @@
 """Nearest-codeword search: ``torch.ops.tsvq.nearest_code``."""
 from __future__ import annotations
 
-import math
-
 import torch
 
 from .. import _extension
-from . import _checks, reference
+from . import _checks, _cuda_defaults, reference
+
+# Rows per addmm of the library path: at most 2^24 distances (64 MiB in float32) at a time.
+_GEMM_CHUNK_ELEMENTS = 1 << 24
 
 
 def nearest_code(x: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -39,34 +40,43 @@ def nearest_code(x: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.Tensor,
         get index -1 and dist NaN (a VectorQuantizer's loss then becomes NaN, visibly).
     """
     _checks.check_nearest_code(x, codebook)
+    if x.is_cuda and not _cuda_defaults.use_cuda_kernel("nearest_code", codebook.shape[0], codebook.shape[1]):
+        return nearest_code_gemm(x, codebook)
     if _extension.has_ops(x.device):
         if x.device.type == "cpu" and not torch.compiler.is_compiling():
-            _check_finite_on_cpu(x, codebook)
+            _checks.check_finite_on_cpu(x, codebook)
         return torch.ops.tsvq.nearest_code(x, codebook)
     _extension.warn_if_missing(x.device)
     return reference.nearest_code(x, codebook)
 
 
-def _check_finite_on_cpu(x: torch.Tensor, codebook: torch.Tensor) -> None:
-    """The CPU kernel's NaN/inf errors, raised here first (same words). On the GPU machine of the
-    first GPU session (torch 2.11, extension built with that image's GCC) an error raised inside a
-    tsvq C++ kernel ended the process with a segmentation fault instead of reaching Python
-    (benchmarks/check_cpp_errors.py); a diverging model's NaN is the one such error the public API
-    can reach, so it is caught before the kernel.
+def nearest_code_gemm(x: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`nearest_code` by ``addmm`` (cuBLAS / MKL) and ``argmin`` over chunks of rows: at most
+    ``2^24`` distances in memory at a time, no host synchronisation (the library path on CUDA where
+    the tsvq kernel is not the faster one, see ``tsvq/ops/_cuda_defaults.py``).
 
-    One vectorised reduction per tensor: a sum is finite only if every element is (NaN and inf
-    propagate through it), so the usual all-finite case costs one read of ``x`` (~1/25 of the
-    search at K = 32, D = 64), where ``isfinite(x).all(1)`` costs more than the search itself on
-    CPUs (four elementwise passes with temporaries and a row reduction). Only a non-finite sum (a
-    bad element, or an overflowing sum of finite ones) takes the elementwise pass, which finds the
-    first bad row for the message."""
-    for name, t, what in (("codebook", codebook, "code"), ("x", x, "row")):
-        if math.isfinite(t.sum().item()):
-            continue
-        bad = ~torch.isfinite(t).all(1)
-        if bool(bad.any()):
-            suffix = "" if name == "codebook" else ": the nearest codeword of a non-finite vector is undefined"
-            raise ValueError(f"{name} contains NaN or inf (first at {what} {int(bad.nonzero()[0, 0])}){suffix}")
+    Same contract as :func:`nearest_code`, except that the data is not checked: a row with NaN or
+    inf gets index -1 and distance NaN (as the CUDA kernel). ``dist`` is recomputed from the chosen
+    codes, so it is differentiable in ``x`` and ``codebook``.
+    """
+    _checks.check_nearest_code(x, codebook)
+    n, k = x.shape[0], codebook.shape[0]
+    if n == 0:
+        return x.new_empty(0, dtype=torch.long), x.new_empty(0)
+    acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+    cf = codebook.detach().to(acc)
+    cnorm = cf.pow(2).sum(1).unsqueeze(0)
+    rows = max(1, _GEMM_CHUNK_ELEMENTS // k)
+    parts = []
+    for i in range(0, n, rows):  # ||c||^2 - 2 x.c per row; ||x||^2 does not change the argmin
+        xf = x[i:i + rows].detach().to(acc)
+        parts.append(torch.addmm(cnorm, xf, cf.t(), beta=1.0, alpha=-2.0).argmin(1))
+    indices = torch.cat(parts)
+    finite = torch.isfinite(x).all(1)
+    indices = torch.where(finite, indices, -1)
+    diff = x.to(acc) - codebook.to(acc)[indices.clamp_min(0)]
+    dist = torch.where(finite, diff.pow(2).sum(1), float("nan"))
+    return indices, dist.to(x.dtype)
 
 
 if _extension.built():

@@ -19,10 +19,9 @@ of 8 frames (framing, real FFT and output layout in one pass, or inverse FFT and
 above that the op uses ``torch.fft`` internally, around one-pass framing (centre padding by index
 arithmetic, window) and overlap-add (window, envelope division, trimming) loops. On GPUs a power-of-two ``n_fft <= 64`` runs one fused kernel per op:
 framing, real FFT (in registers, across the lanes of a warp) and output layout; or inverse FFT,
-overlap-add and envelope division (csrc/ops/stft/stft_fft_small.cuh; not yet timed on a GPU:
-benchmarks/RESULTS.md, 2026-12-01); other n_fft take the ``torch.fft`` path with one framing and
-one overlap-add kernel (the CUDA direct-DFT kernels measured 0.12x-0.72x of torch's cuFFT path on
-an H200, 2026-11-30, and are not dispatched). The window
+overlap-add and envelope division (csrc/ops/stft/stft_fft_small.cuh); other n_fft take the
+``torch.fft`` path with one framing and one overlap-add kernel (the CUDA direct-DFT kernels were
+slower than torch's cuFFT path and are not dispatched; docs/kernels.md). The window
 tables (DFT bases, inverse envelope) are cached per window: by value on CPUs, on GPUs by tensor
 and version counter (an in-place change rebuilds them; a write through ``.data`` is not seen, as
 for autograd's saved tensors).
@@ -38,7 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import _extension
-from . import _checks, reference
+from . import _checks, _cuda_defaults, reference
 
 PAD_MODES = ("constant", "reflect", "replicate", "circular")
 _NOLA_EPS = 1e-11  # torch.istft's threshold on the window envelope
@@ -204,12 +203,14 @@ def check_nola(window: torch.Tensor | None, n_fft: int, hop_length: int, win_len
 
 def _uses_direct_dft(n_fft: int, device: torch.device) -> bool:
     """Whether the C++ op takes the direct-DFT kernels (mirror of ``use_direct`` in csrc/ops/stft/stft.cpp:
-    n_fft <= 16 on CPU, never on GPUs, where they measured slower than cuFFT); otherwise it runs
+    n_fft <= 16 on CPU, never on GPUs, where they are slower than cuFFT); otherwise it runs
     torch.fft inside the op."""
     return n_fft <= (16 if device.type == "cpu" else 0)
 
 
-def _use_ops() -> bool:
+def _use_ops(device: torch.device) -> bool:
+    if device.type == "cuda" and not _cuda_defaults.use_cuda_kernel("stft"):
+        return False  # torch.stft / torch.istft (cuFFT): faster than this op's CUDA paths as measured
     if _extension.has_ops():
         return True
     _extension.warn_if_missing()
@@ -223,7 +224,7 @@ def _stft_impl(x, n_fft, hop_length, win_length, window, center, pad_mode, norma
     hop_length, w, _ = _resolve(n_fft, hop_length, win_length, window, dtype, x.device, "x")
     if x.dtype != dtype:
         x = x.to(dtype)
-    if _use_ops():
+    if _use_ops(x.device):
         out = torch.ops.tsvq.stft(x, n_fft, hop_length, w, bool(center), pad_mode, bool(normalized),
                                   bool(onesided), bool(stacked))
         return out if stacked else torch.view_as_complex(out)
@@ -266,7 +267,7 @@ def _istft_impl(spec, n_fft, hop_length, win_length, window, center, normalized,
         spec = spec.to(dtype)
     else:
         spec = spec.to(torch.complex128 if dtype == torch.float64 else torch.complex64).resolve_conj()
-    if _use_ops():
+    if _use_ops(spec.device):
         inp = spec if stacked else torch.view_as_real(spec)
         return torch.ops.tsvq.istft(inp, n_fft, hop_length, w, bool(center), bool(normalized), bool(onesided),
                                     -1 if length is None else int(length), bool(stacked))
