@@ -44,11 +44,10 @@ namespace tsvq {
 namespace {
 
 // Largest n_fft evaluated by the direct-DFT kernels (mirrored by _uses_direct_dft in
-// tsvq/ops/stft.py). CPUs: the O(n_fft^2) direct DFT only beats pocketfft/MKL for small transforms
-// (benchmarks/RESULTS.md, 2026-11-21). GPUs: none for now. On an H200 (2026-11-30) the CUDA direct
-// kernels ran at 0.12x-0.72x of torch's cuFFT path for n_fft 8..64, while this op's FFT path (the
-// same ATen calls as torch) ran at 0.81x-0.90x; so GPUs take the FFT path until the kernels beat
-// it. The kernels stay built and tested through the private ops _stft_analysis / _stft_synthesis.
+// tsvq/ops/stft.py). CPUs: the O(n_fft^2) direct DFT only beats pocketfft/MKL for small transforms.
+// GPUs: none. The CUDA direct kernels run at 0.12x-0.72x of torch's cuFFT path for n_fft 8..64,
+// this op's FFT path (the same ATen calls as torch) at 0.81x-0.90x (docs/kernels.md), so GPUs take
+// the FFT path. The kernels stay built and tested through the private ops _stft_analysis / _stft_synthesis.
 constexpr int64_t kDirectMaxNfftCpu = 16;
 constexpr int64_t kDirectMaxNfftGpu = 0;
 

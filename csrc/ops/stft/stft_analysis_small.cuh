@@ -3,8 +3,8 @@
 // n_fft = 8 once a GPU run has timed it against torch.stft (benchmarks/bench_stft.py,
 // test_stft_analysis_small_candidate_cuda).
 //
-// The first H200 run measured the tiled analysis_kernel of stft_cuda.cu at 0.50x of torch.stft
-// at n_fft = 8: its blocks own 64 frames of one row (4096 x 9 blocks for BC = 4096, L = 1024,
+// The tiled analysis_kernel of stft_cuda.cu runs at 0.50x of torch.stft at n_fft = 8
+// (docs/kernels.md): its blocks own 64 frames of one row (4096 x 9 blocks for BC = 4096, L = 1024,
 // the last of each row holding one frame) and read the basis from global memory per tap. Here the
 // grid is flat over all R x T frames, one thread per frame: the thread reads its N taps straight
 // from x (neighbouring frames overlap, so the loads hit L1; the centre padding is index

@@ -35,7 +35,7 @@ namespace {
 #if defined(__GNUC__) && !defined(__clang__) && (defined(__x86_64__) || defined(_M_X64))
 #define TSVQ_MULTIVERSION __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 // The fused FFT path's kV = 8-frame loops: no AVX-512 clone (GCC's x86-64-v4 code for them ran 3-4x
-// slower than the AVX2 one on the EPYC CI machine).
+// slower than the AVX2 one on an AMD Zen CPU, benchmarks/RESULTS.md).
 #define TSVQ_MULTIVERSION_AVX2 __attribute__((target_clones("arch=x86-64-v3", "default")))
 #else
 #define TSVQ_MULTIVERSION
@@ -361,8 +361,8 @@ at::Tensor stft_synthesis_cpu(const at::Tensor& spec_in, const at::Tensor& basis
 // tensor, no separate FFT call: one pass over the input and one over the output. Between the
 // frame-major memory layouts (frames of the row, interleaved [T, F, 2] spectra, the overlap-add)
 // and the block's sample-major one, kV x kV transposes in registers (transpose_kv): without them
-// the block's scalar loads and stores cost more than its FFT and lost to MKL's FFT path on an
-// Intel Xeon (benchmarks/RESULTS.md, 2026-12-02).
+// the block's scalar loads and stores cost more than its FFT and lose to MKL's FFT path
+// (benchmarks/RESULTS.md).
 constexpr int kV = 8;  // frames per block
 
 // Twiddles of the radix-2 decimation-in-frequency stages (half-size h at offset h - 1, entries
@@ -799,13 +799,10 @@ void fft_synthesis_rows(const T* spec, int64_t R, const int64_t* strides, int64_
   });
 }
 
-// The fused path takes n_fft = 32 only on CPUs: measured against the pocketfft path in the same
-// process (benchmarks/RESULTS.md, 2026-12-01) it won or tied at every benchmark shape at 32, and lost
-// at 64 except on the largest batch (and at 128 / 256 everywhere); on an Intel Xeon with MKL
-// (2026-12-02), 1.15-1.73x (STFT) and 1.36-3.0x (ISTFT) of the FFT path at 32 after the register
-// transposes. Rechecked at 64 after blocking frames across rows (2026-12-02, same Xeon): 0.8-1.4x
-// of the FFT path at batches of 128-1024 series (1.6-2.3x at 4096 x 1024), not a clear win, so 32
-// stays the only size.
+// The fused path takes n_fft = 32 only on CPUs: against the FFT path in the same process it wins
+// or ties at every benchmark shape at 32 (1.15-1.73x STFT, 1.36-3.0x ISTFT with MKL), and at 64 it
+// is 0.8-1.4x at batches of 128-1024 series, not a clear win; 128 and 256 lose everywhere
+// (benchmarks/RESULTS.md, docs/kernels.md).
 constexpr int64_t kFusedNfftCpu = 32;
 
 // Calls f with P = n_fft / 2 for the fused CPU path's n_fft (the kernels are written for any

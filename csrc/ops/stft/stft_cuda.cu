@@ -1,6 +1,6 @@
 // CUDA framing kernels of the direct-DFT path (the private ops _stft_analysis / _stft_synthesis);
-// the math is that of stft_cpu.cpp. Not dispatched by tsvq::stft / tsvq::istft on GPUs for now:
-// slower than cuFFT on an H200 (use_direct in stft.cpp, benchmarks/RESULTS.md).
+// the math is that of stft_cpu.cpp. Not dispatched by tsvq::stft / tsvq::istft on GPUs: slower
+// than cuFFT at the benchmark shapes (use_direct in stft.cpp, docs/kernels.md).
 //
 // _stft_analysis: n_fft <= 16 runs stft_analysis_small.cuh (one thread per frame over a flat
 //   grid). Above that, one block per (row, tile of kTT frames). The block reads the samples its
@@ -70,8 +70,8 @@ __global__ void analysis_kernel(const T* __restrict__ x, int64_t L, const T* __r
   const int64_t F = J / 2;
   // 32-bit indices (N <= 64, J <= 2N + 2, H * M fits the shared memory) and no division in the
   // tap loop: sample n = rr + k * hop of frame tl is ph[rr][tl + k], so the taps are walked
-  // phase by phase. (The first GPU run, 2026-11-30, measured this kernel with n % hop and n / hop
-  // in 64-bit arithmetic per tap: 2.5-17x slower than torch.stft.)
+  // phase by phase (with n % hop and n / hop in 64-bit arithmetic per tap this kernel was 2.5-17x
+  // slower than torch.stft).
   const int Ni = static_cast<int>(N), Ji = static_cast<int>(J), hopi = static_cast<int>(hop),
             Hi = static_cast<int>(H), Mi = static_cast<int>(M);
   constexpr int kTTi = static_cast<int>(kTT);
@@ -423,10 +423,10 @@ bool cuda_tables_cacheable(const at::Device& device) {
   return c10::cuda::currentStreamCaptureStatusMayInitCtx() == c10::cuda::CaptureStatus::None;
 }
 
-// The fused kernels take every power-of-two n_fft in [2, 64], dispatched before any GPU measurement
-// of them (benchmarks/RESULTS.md, 2026-12-01): each replaces three to five kernels and the frames
-// tensor's round trip through memory with one kernel. The next GPU run's bench_stft rows
-// (test_fused_kernels_vs_fft_path) decide whether the range stays.
+// The fused kernels take every power-of-two n_fft in [2, 64]: each replaces three to five kernels
+// and the frames tensor's round trip through memory with one kernel. Their GPU timings against the
+// FFT path (bench_stft.py::test_fused_kernels_vs_fft_path) decide whether the range stays
+// (docs/kernels.md).
 constexpr int64_t kFusedMaxNfftCuda = 64;
 
 const StftDeviceKernels kCudaKernels{&frame_cuda,        &overlap_add_cuda,   2, kFusedMaxNfftCuda,

@@ -7,9 +7,8 @@
 //
 // Why: torch.stft on a GPU is pad + unfold + multiply + cuFFT (four passes over memory, the
 // frames written and read back), and torch.istft adds unfold_backward and the envelope; the
-// FFT path of this op before these kernels was the same passes with fused framing (0.81x-0.90x
-// of torch on an H200, 2026-11-30). A direct DFT (O(N^2) per frame) lost to cuFFT at n_fft
-// 32-64 there. These kernels do the O(N log N) FFT in registers instead:
+// FFT path of this op without these kernels is the same passes with fused framing (0.81x-0.90x
+// of torch, docs/kernels.md). A direct DFT (O(N^2) per frame) loses to cuFFT at n_fft 32-64. These kernels do the O(N log N) FFT in registers instead:
 //
 // The real FFT of a frame x[0..N) is computed as the complex FFT of size P = N / 2 of
 // z[j] = x[2j] + i x[2j+1] (the standard real-input trick), by P lanes of a warp, lane j holding

@@ -2,8 +2,8 @@
 // runs for those N (stft_cuda.cu). Candidate for dispatch by tsvq::istft on GPUs once a GPU run
 // has timed it against torch.istft (benchmarks/bench_stft.py, test_istft_synthesis_small_candidate_cuda).
 //
-// The first H200 run measured the tiled synthesis_kernel of stft_cuda.cu at 0.57x-0.72x of
-// torch.istft at n_fft = 8. Here the grid is flat over all R x length output samples, one thread
+// The tiled synthesis_kernel of stft_cuda.cu runs at 0.57x-0.72x of torch.istft at n_fft = 8
+// (docs/kernels.md). Here the grid is flat over all R x length output samples, one thread
 // per sample: y[p] = scale[q] * sum_t sum_j spec[j, t] basis[j, q - t hop] (q = p + start) over
 // the at most ceil(N / hop) frames that cover q, read straight from spec (neighbouring samples
 // share frames, so the loads hit L1), with the basis staged once per block in shared memory.
