@@ -1,8 +1,12 @@
 """``--set key=value``: values converted to the config field's type, ranges checked, and nothing
 written to a run directory before every setting has been accepted."""
+import dataclasses
+
 import pytest
+import yaml
 
 from tsvq.config import RunConfig, resolve_config, resolve_prior_config
+from tsvq.engine.run_dir import RunDir
 from tsvq.recipes.stage1 import train
 
 from helpers import UCR_DIR, requires_ucr
@@ -124,3 +128,28 @@ def test_presets_are_the_cli_choices_and_timevqvae_is_the_two_branch_tokenizer()
         **{**resolve_prior_config("paper").__dict__, "preset": "timevqvae"})
     with pytest.raises(ValueError, match="preset 'timevqvae'.*not 'vae'"):
         resolve_config("vae", "GunPoint", "timevqvae")
+
+
+def test_resolve_config_errors():
+    with pytest.raises(ValueError, match="unknown model"):
+        resolve_config("gan", "GunPoint")
+    with pytest.raises(ValueError, match="unknown preset"):
+        resolve_config("vqvae", "GunPoint", "slow")
+    with pytest.raises(ValueError, match="unknown --set key"):
+        resolve_config("vqvae", "GunPoint", sets=["nope=1"])
+    with pytest.raises(ValueError, match="key=value"):
+        resolve_config("vqvae", "GunPoint", sets=["epochs"])
+    cfg = resolve_config("ncvqvae", "GunPoint", "paper", ["ssl_loss=vibcreg", "lr=0.0005"])
+    assert cfg.epochs == 1000 and cfg.lr == 0.0005 and cfg.model_config.ssl_loss == "vibcreg"
+
+
+def test_write_config_accepts_a_run_written_before_a_field_existed(tmp_path):
+    cfg = resolve_config("vqvae", "GunPoint", "quick", ["epochs=3"], seed=0, data_dir="/data/ucr")
+    stored = dataclasses.asdict(cfg)
+    del stored["holdout"]  # a config.yaml from a version without this field (default 0.0)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(stored, sort_keys=False))
+    RunDir(tmp_path).write_config(cfg, resume=False, hint="x")
+    assert yaml.safe_load((tmp_path / "config.yaml").read_text())["holdout"] == 0.0
+    other = dataclasses.replace(cfg, holdout=0.2)
+    with pytest.raises(FileExistsError, match="another config.yaml; x"):
+        RunDir(tmp_path).write_config(other, resume=False, hint="x")

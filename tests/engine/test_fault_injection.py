@@ -5,12 +5,10 @@ import json
 import os
 import random
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 
 from helpers import UCR_DIR, requires_ucr

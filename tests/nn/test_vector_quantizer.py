@@ -10,8 +10,8 @@ from helpers import compiled_twin
 
 from tsvq._extension import reference_ops
 from tsvq.nn import VectorQuantizer, kmeans
-from tsvq.nn import vector_quantizer as vq_module
-from tsvq.nn.vector_quantizer import _RotationTrick, _orthogonal_reg_loss
+from tsvq.nn.quantize import functional as vq_functional
+from tsvq.nn.quantize.functional import RotationTrick, orthogonal_reg_loss
 
 try:  # the parity target; only the parity tests need it
     import vector_quantize_pytorch as vqp
@@ -220,7 +220,7 @@ def test_rotation_trick_gradient_is_the_rotation(dtype):
     codes = torch.cat([codes, codes[2:3]])
     g = torch.cat([g, torch.randn(1, D, dtype=dtype)])
     xr = x.clone().requires_grad_()
-    (grad,) = torch.autograd.grad((_RotationTrick.apply(xr, codes) * g).sum(), xr)
+    (grad,) = torch.autograd.grad((RotationTrick.apply(xr, codes) * g).sum(), xr)
     assert torch.isfinite(grad).all()
     for n in range(x.shape[0]):
         e, c = x[n].double(), codes[n].double()
@@ -301,7 +301,7 @@ def test_orthogonal_reg_matches_vector_quantize_pytorch(kw):
 
 
 @pytest.mark.parametrize("K, D", [(40, 6), (5, 12)], ids=["KxK-larger-than-DxD", "KxK"])
-def test_orthogonal_reg_loss_against_the_cosine_matrix(K, D):
+def testorthogonal_reg_loss_against_the_cosine_matrix(K, D):
     g = torch.Generator().manual_seed(0)
     cb = torch.randn(K, D, generator=g, dtype=torch.float64, requires_grad=True)
     w = (torch.rand(K, generator=g) < 0.6).double()
@@ -309,10 +309,10 @@ def test_orthogonal_reg_loss_against_the_cosine_matrix(K, D):
     c = F.normalize(cb[w.bool()], dim=-1)
     n = c.shape[0]
     expected = (c @ c.T).square().sum() / n**2 - 1 / n
-    torch.testing.assert_close(_orthogonal_reg_loss(cb, w), expected)
-    assert torch.autograd.gradcheck(lambda t: _orthogonal_reg_loss(t, w), (cb,))
+    torch.testing.assert_close(orthogonal_reg_loss(cb, w), expected)
+    assert torch.autograd.gradcheck(lambda t: orthogonal_reg_loss(t, w), (cb,))
     q, _ = torch.linalg.qr(torch.randn(D, D, dtype=torch.float64, generator=g))
-    assert abs(_orthogonal_reg_loss(q[: min(K, D)], torch.ones(min(K, D), dtype=torch.float64))) < 1e-12
+    assert abs(orthogonal_reg_loss(q[: min(K, D)], torch.ones(min(K, D), dtype=torch.float64))) < 1e-12
 
 
 def test_orthogonal_reg_max_codes_draws_uniformly_among_the_kept_codes(monkeypatch):
@@ -321,7 +321,7 @@ def test_orthogonal_reg_max_codes_draws_uniformly_among_the_kept_codes(monkeypat
                          orthogonal_reg_max_codes=M)
     seen = []
     # [G = 1, M, D] and [1, M] for one codebook
-    monkeypatch.setattr(vq_module, "_orthogonal_reg_loss", lambda cb, w: seen.append((cb[0], w[0])) or cb.sum() * 0)
+    monkeypatch.setattr(vq_functional, "orthogonal_reg_loss", lambda cb, w: seen.append((cb[0], w[0])) or cb.sum() * 0)
     counts = torch.tensor([3.0, 0, 1, 1, 0, 2, 5, 0, 1, 0, 0, 4])  # 7 used codes
     picked = torch.zeros(K)
     torch.manual_seed(0)
@@ -563,7 +563,7 @@ def test_cross_entropy_commitment_in_chunks_equals_one_chunk(monkeypatch):
     x = torch.randn(300, 8, dtype=torch.float64)
     res = []
     for chunk in (1 << 22, 64):  # one chunk; 64 logits = 4 rows a chunk
-        monkeypatch.setattr(vq_module, "_CHUNK_LOGITS", chunk)
+        monkeypatch.setattr(vq_functional, "CHUNK_LOGITS", chunk)
         torch.manual_seed(1)
         vq = VectorQuantizer(8, 16, decay=None, commitment_use_cross_entropy_loss=True).double()
         xr = x.clone().requires_grad_()
@@ -706,7 +706,7 @@ def test_codebook_diversity_loss_against_its_definition(chunk, decay, monkeypatc
     # a position with no real vector; in chunks of 3 rows too. The gradients (input; codebook when
     # trained by gradient) are those of the returned loss, taken with the codebook before this
     # step's EMA update.
-    monkeypatch.setattr(vq_module, "_CHUNK_LOGITS", chunk)  # 48 logits = 3 rows of K = 16
+    monkeypatch.setattr(vq_functional, "CHUNK_LOGITS", chunk)  # 48 logits = 3 rows of K = 16
     torch.manual_seed(0)
     vq = VectorQuantizer(8, 16, decay=decay, commitment_weight=0.0, codebook_diversity_loss_weight=1.0,
                          codebook_diversity_temperature=2.0).double()
@@ -797,7 +797,7 @@ def test_target_indices_cross_entropy_against_its_definition(decay, monkeypatch)
     # float64 oracle over the real vectors with a target (padding and -1 left out), in chunks of
     # 3 rows; taken with the codebook before the step's EMA update; a loss-trained codebook gets
     # its gradient (none when frozen).
-    monkeypatch.setattr(vq_module, "_CHUNK_LOGITS", 48)
+    monkeypatch.setattr(vq_functional, "CHUNK_LOGITS", 48)
     torch.manual_seed(0)
     vq = VectorQuantizer(8, 16, decay=decay).double()
     x = torch.randn(5, 7, 8, dtype=torch.float64)

@@ -1,8 +1,6 @@
 """Run-layer guarantees on real and deliberately bad data: the checkpoint on disk is the model the
 metrics describe, bad input is refused before anything is written, finished runs resume safely."""
-import json
 
-import numpy as np
 import pytest
 import torch
 

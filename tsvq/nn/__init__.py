@@ -1,9 +1,8 @@
-"""Neural-network layers of tsvq: the vector quantizer and the SSL losses/projector."""
-from .kmeans import kmeans
+"""Neural-network layers of tsvq: the vector quantizers (:mod:`.quantize`), the SSL losses and
+projector, STFT modules and SSIM."""
 from .losses import BarlowTwinsLoss, IterNorm, NTXentLoss, Projector, VIbCRegLoss, VICRegLoss
-from .residual_vq import GroupedResidualVectorQuantizer, ResidualVectorQuantizer
+from .quantize import GroupedResidualVectorQuantizer, LossBreakdown, ResidualVectorQuantizer, VectorQuantizer, kmeans
 from .stft import ISTFT, STFT
-from .vector_quantizer import LossBreakdown, VectorQuantizer
 
-__all__ = ["VectorQuantizer", "LossBreakdown", "ResidualVectorQuantizer", "GroupedResidualVectorQuantizer", "STFT", "ISTFT", "kmeans", "BarlowTwinsLoss", "VICRegLoss", "VIbCRegLoss", "NTXentLoss",
-           "IterNorm", "Projector"]
+__all__ = ["VectorQuantizer", "LossBreakdown", "ResidualVectorQuantizer", "GroupedResidualVectorQuantizer", "STFT", "ISTFT",
+           "kmeans", "BarlowTwinsLoss", "VICRegLoss", "VIbCRegLoss", "NTXentLoss", "IterNorm", "Projector"]

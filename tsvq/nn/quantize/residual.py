@@ -8,8 +8,9 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-from . import _compat
-from .vector_quantizer import VectorQuantizer, is_distributed
+from . import compat
+from .functional import is_distributed
+from .vector_quantizer import VectorQuantizer
 
 
 class ResidualVectorQuantizer(nn.Module):
@@ -91,8 +92,8 @@ class ResidualVectorQuantizer(nn.Module):
                  quantize_dropout_cutoff_index: int = 0, quantize_dropout_multiple_of: int = 1,
                  quant_grad_frac: float = 0.0, **kwargs):
         super().__init__()
-        _compat.check(type(self).__name__, {k: kwargs.pop(k) for k in list(kwargs) if k in _compat.RESIDUAL_VQ},
-                      _compat.RESIDUAL_VQ)
+        compat.check(type(self).__name__, {k: kwargs.pop(k) for k in list(kwargs) if k in compat.RESIDUAL_VQ},
+                      compat.RESIDUAL_VQ)
         if codebook_size is None:
             raise ValueError("codebook_size is required: one K for every layer, or a sequence of one K per layer")
         if isinstance(codebook_size, int):

@@ -5,7 +5,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from ..ops import code_stats, nearest_code
+from ...ops import code_stats, nearest_code
 
 
 def kmeans(

@@ -1,0 +1,17 @@
+"""The vector quantizers.
+
+- :mod:`.vector_quantizer`: :class:`VectorQuantizer`, the layer's forward as a short pipeline
+  (layout, projection, search or sampling, losses, codebook update, gradient estimator);
+- :mod:`.codebook`: its codebook state (EMA update, k-means initialisation, dead-code restarts,
+  data-parallel synchronisation, usage statistics);
+- :mod:`.functional`: stateless pieces (chunked logits for the cross-entropy commitment loss,
+  Gumbel sampling and the diversity loss; the orthogonal regulariser; the rotation trick);
+- :mod:`.residual`: residual and grouped residual quantizers;
+- :mod:`.kmeans`: k-means on the tsvq kernels; :mod:`.compat`: ``vector_quantize_pytorch``
+  keywords that tsvq accepts at their default values.
+"""
+from .kmeans import kmeans
+from .residual import GroupedResidualVectorQuantizer, ResidualVectorQuantizer
+from .vector_quantizer import LossBreakdown, VectorQuantizer
+
+__all__ = ["VectorQuantizer", "LossBreakdown", "ResidualVectorQuantizer", "GroupedResidualVectorQuantizer", "kmeans"]
