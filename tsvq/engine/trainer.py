@@ -9,9 +9,12 @@ Checkpoint files are written atomically with the umask's mode (:func:`tsvq.engin
 """
 from __future__ import annotations
 
+import contextlib
 import io
+import logging
 import math
 import time
+import warnings
 
 import lightning.pytorch as pl
 import torch
@@ -91,6 +94,26 @@ def make_trainer(cfg, run_dir: RunDir, steps_per_epoch: int, progress: bool = Tr
     """
     total_epochs = min(cfg.epochs, math.ceil(cfg.max_steps / steps_per_epoch)) if cfg.max_steps > 0 else cfg.epochs
     every = max(1, min(math.ceil(cfg.checkpoint_every / steps_per_epoch), total_epochs))
+    with _quiet_lightning():  # its accelerator lines and advertisement "Tip" lines
+        return _trainer(cfg, run_dir, steps_per_epoch, progress, every)
+
+
+@contextlib.contextmanager
+def _quiet_lightning():
+    """Lightning's info lines and third-party deprecation notices the user can do nothing about
+    (warnings about the user's own settings still show)."""
+    log = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    level = log.level
+    log.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
+            yield
+    finally:
+        log.setLevel(level)
+
+
+def _trainer(cfg, run_dir: RunDir, steps_per_epoch: int, progress: bool, every: int) -> pl.Trainer:
     # best.ckpt is only ever loaded for its weights, never resumed from, so it can be chosen at
     # epoch end, where the epoch's loss is known.
     best = ModelCheckpoint(dirpath=run_dir.checkpoints, filename="best", monitor="loss", mode="min",
@@ -114,5 +137,6 @@ def fit(trainer: pl.Trainer, module: pl.LightningModule, loader, run_dir: RunDir
     last = run_dir.last_checkpoint
     saved = run_dir.load_checkpoint("last").get("tsvq_run_info") if resume else None
     t0 = time.perf_counter()
-    trainer.fit(module, loader, ckpt_path=str(last) if resume else None)
+    with _quiet_lightning():
+        trainer.fit(module, loader, ckpt_path=str(last) if resume else None)
     return {**run_info(trainer, saved), "train_wall_s_this_session": time.perf_counter() - t0}
