@@ -109,10 +109,12 @@ def test_bad_input():
 def test_decode_returns_the_tokenizer_length():
     tok = create_model("vqvae", length=77, d=8, n_resnet_blocks=1).eval()
     _, _, idx = tok.encode(torch.randn(2, 1, 77))
-    prior = create_model("maskgit", [tok.branches[0].vq.codebook.detach()], [tuple(idx.shape[1:])], 2, hidden=32,
+    prior = create_model("maskgit", [tok.branches[0].vq.codebook.detach()], [tuple(idx[0].shape[1:])], 2, hidden=32,
                          n_layers=1)
     grids = prior.sample(3, classes=0, generator=torch.Generator().manual_seed(0))
-    assert tok.decode_indices(grids[0]).shape == (3, 1, 77)
+    assert tok.decode_indices(grids).shape == (3, 1, 77)
+    with pytest.raises(ValueError, match="indices must be a list of 1 tensors"):
+        tok.decode_indices(grids * 2)
 
 
 def test_prior_learns_a_class_conditional_token_distribution():

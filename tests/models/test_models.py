@@ -36,6 +36,10 @@ def test_every_model_forward_backward_shapes(name, overrides, L):
     assert any(g is not None for g in grads) and all(torch.isfinite(g).all() for g in grads if g is not None)
     model.eval()
     z, z_q, idx = model.encode(x)
+    n_branches = 2 if overrides.get("two_branch") else 1
+    assert len(z) == len(z_q) == len(idx) == len(out["z"]) == n_branches  # always one entry per branch
+    for branch, q, i in zip(model.branches, z_q, idx):
+        torch.testing.assert_close(q, branch.vq.codebook[i].permute(0, 3, 1, 2))  # z_q is the chosen codewords (eval mode)
     x_hat = model.decode(z_q)
     assert x_hat.shape == (6, 2, L) and torch.isfinite(x_hat).all()
     torch.testing.assert_close(model.decode_indices(idx), x_hat)

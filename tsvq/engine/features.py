@@ -31,11 +31,11 @@ def encode_split(model, x: torch.Tensor, batch_size: int = 256, data_range: floa
         xb = x[i:i + batch_size].to(device)
         if tokenizer:
             _, z_q, codes = model.encode(xb)
-            add("features", torch.cat([t.mean(dim=(2, 3)) for t in as_branches(z_q)], 1))
+            add("features", torch.cat([t.mean(dim=(2, 3)) for t in z_q], 1))
             x_hat = model.decode(z_q)
             u, u_hat = model.to_time_frequency(xb), model.to_time_frequency(x_hat)
             add("mse_timefreq", ((u_hat - u) ** 2).mean(dim=(1, 2, 3)))
-            add("codes", torch.cat([c.flatten(1) for c in as_branches(codes)], 1))
+            add("codes", torch.cat([c.flatten(1) for c in codes], 1))
         else:
             add("features", model.representation(xb))
             x_hat = model.reconstruct(xb) if hasattr(model, "reconstruct") else None
@@ -46,11 +46,6 @@ def encode_split(model, x: torch.Tensor, batch_size: int = 256, data_range: floa
     return {k: torch.cat(v) for k, v in parts.items()}
 
 
-def as_branches(x) -> list:
-    """A tokenizer output (one tensor, or a tuple of one per LF/HF branch) as a list of branches."""
-    return list(x) if isinstance(x, (tuple, list)) else [x]
-
-
 @torch.no_grad()
 def tokenize(tokenizer, x: torch.Tensor, batch_size: int = 256) -> list[torch.Tensor]:
     """Codes of ``x: Tensor[N, C, L]`` (tokenizer units) under the frozen tokenizer: one
@@ -59,6 +54,6 @@ def tokenize(tokenizer, x: torch.Tensor, batch_size: int = 256) -> list[torch.Te
     device = _device(tokenizer)
     out: list[list[torch.Tensor]] | None = None
     for i in range(0, len(x), batch_size):
-        codes = as_branches(tokenizer.encode(x[i:i + batch_size].to(device))[2])
+        codes = tokenizer.encode(x[i:i + batch_size].to(device))[2]
         out = [[c.cpu()] for c in codes] if out is None else [o + [c.cpu()] for o, c in zip(out, codes)]
     return [torch.cat(o) for o in out]

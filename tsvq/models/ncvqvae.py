@@ -74,8 +74,7 @@ class NCVQVAE(VQVAE):
             self.ssl = VIbCRegLoss(25.0, 25.0, 100.0)
         self.ssl_weight = DEFAULT_SSL_WEIGHT[cfg.ssl_loss] if cfg.ssl_weight is None else cfg.ssl_weight
 
-    def _pool(self, z) -> torch.Tensor:
-        zs = list(z) if isinstance(z, tuple) else [z]
+    def _pool(self, zs: list[torch.Tensor]) -> torch.Tensor:
         feats = []
         for t in zs:
             if self.cfg.pooling == "gap_gmp":
@@ -86,8 +85,7 @@ class NCVQVAE(VQVAE):
 
     def _latent(self, x: torch.Tensor):
         u = self.to_time_frequency(x)
-        zs = [b.encoder(p) for b, p in zip(self.branches, self._split(u))]
-        return zs[0] if len(zs) == 1 else tuple(zs)
+        return [b.encoder(p) for b, p in zip(self.branches, self._split(u))]
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         out = super().forward(x, generator)

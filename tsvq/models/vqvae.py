@@ -126,7 +126,8 @@ class VQVAE(nn.Module):
     """TimeVQVAE stage-1 tokenizer. Build with ``create_model("vqvae", length=L, ...)``.
 
     ``forward(x: Tensor[B, C, L])`` returns a dict: ``loss`` (scalar to minimise), its parts
-    (``recon_time``, ``recon_timefreq``, ``vq``), ``perplexity`` and ``x_hat`` [B, C, L].
+    (``recon_time``, ``recon_timefreq``, ``vq``), ``perplexity``, ``x_hat`` [B, C, L] and ``z``.
+    Latents and codes are always lists with one entry per branch (one, or LF and HF).
     """
 
     name = "vqvae"
@@ -169,9 +170,9 @@ class VQVAE(nn.Module):
 
     # ----------------------------------------------------------------- API
     def encode(self, x: torch.Tensor):
-        """``x: Tensor[B, C, L]`` -> ``(z, z_q, indices)``: continuous latent ``[B, d, F, T']``,
-        quantised latent (same shape, straight-through) and codes ``int64[B, F, T']``. Tuples of
-        (LF, HF) tensors for the two-branch model."""
+        """``x: Tensor[B, C, L]`` -> ``(z, z_q, indices)``, each a list with one entry per branch:
+        continuous latents ``[B, d, F, T']``, quantised latents (same shapes, straight-through)
+        and codes ``int64[B, F, T']``."""
         self._check(x)
         zs, zqs, idx = [], [], []
         for branch, u in zip(self.branches, self._split(self.to_time_frequency(x))):
@@ -180,27 +181,35 @@ class VQVAE(nn.Module):
             zs.append(z)
             zqs.append(z_q)
             idx.append(codes)
-        if not self.cfg.two_branch:
-            return zs[0], zqs[0], idx[0]
-        return tuple(zs), tuple(zqs), tuple(idx)
+        return zs, zqs, idx
 
-    def decode(self, z_q) -> torch.Tensor:
-        """Quantised latent(s) from :meth:`encode` -> ``x_hat: Tensor[B, C, L]``."""
-        zqs = list(z_q) if self.cfg.two_branch else [z_q]
+    def _branch_list(self, values, name: str) -> list[torch.Tensor]:
+        values = list(values)
+        if len(values) != len(self.branches):
+            raise ValueError(f"{name} must be a list of {len(self.branches)} tensors (one per branch), got {len(values)}")
+        return values
+
+    def decode(self, z_q: list[torch.Tensor]) -> torch.Tensor:
+        """Quantised latents from :meth:`encode` (a list, one per branch) -> ``x_hat: Tensor[B, C, L]``.
+
+        Raises:
+            ValueError: not one latent per branch."""
+        zqs = self._branch_list(z_q, "z_q")
         u_hat = sum(b.decoder(z) for b, z in zip(self.branches, zqs))
         return self.to_time(u_hat)
 
-    def decode_indices(self, indices) -> torch.Tensor:
-        """Codes ``int64[B, F, T']`` (tuple for two branches) -> ``x_hat: Tensor[B, C, L]``."""
-        idx = list(indices) if self.cfg.two_branch else [indices]
-        zqs = [b.vq.get_codes_from_indices(i) for b, i in zip(self.branches, idx)]  # [B, d, F, T']
-        return self.decode(tuple(zqs) if self.cfg.two_branch else zqs[0])
+    def decode_indices(self, indices: list[torch.Tensor]) -> torch.Tensor:
+        """Codes ``int64[B, F, T']``, a list with one grid per branch -> ``x_hat: Tensor[B, C, L]``.
+
+        Raises:
+            ValueError: not one grid per branch."""
+        idx = self._branch_list(indices, "indices")
+        return self.decode([b.vq.get_codes_from_indices(i) for b, i in zip(self.branches, idx)])  # [B, d, F, T']
 
     def pooled(self, x: torch.Tensor, flatten: bool = False) -> torch.Tensor:
         """Probe features: global-average-pooled z_q ``[B, d * branches]`` (or flattened z_q)."""
         _, z_q, _ = self.encode(x)
-        zqs = list(z_q) if self.cfg.two_branch else [z_q]
-        return torch.cat([z.flatten(1) if flatten else z.mean(dim=(2, 3)) for z in zqs], 1)
+        return torch.cat([z.flatten(1) if flatten else z.mean(dim=(2, 3)) for z in z_q], 1)
 
     def representation(self, x: torch.Tensor) -> torch.Tensor:
         """Probe features (the model-zoo interface): global-average-pooled z_q, as :meth:`pooled`."""
@@ -237,5 +246,5 @@ class VQVAE(nn.Module):
         out["loss"] = recon_time + recon_tf + vq_loss
         out["perplexity"] = torch.stack(ppl).mean()
         out["x_hat"] = x_hat
-        out["z"] = latents[0] if not self.cfg.two_branch else tuple(latents)
+        out["z"] = latents
         return out

@@ -73,8 +73,7 @@ def generate(tokenizer, prior, n: int, classes=None, guidance_scale: float | Non
     for i in range(0, n, batch_size):
         m = min(batch_size, n - i)
         grids = prior.sample(m, None if cls is None else cls[i:i + m], guidance_scale=guidance_scale, generator=g)
-        idx = tuple(t.to(next(tokenizer.parameters()).device) for t in grids)
-        out.append(tokenizer.decode_indices(idx if len(idx) > 1 else idx[0]).cpu())
+        out.append(tokenizer.decode_indices([t.to(next(tokenizer.parameters()).device) for t in grids]).cpu())
     return torch.cat(out)
 
 
