@@ -108,6 +108,8 @@ def _quiet_lightning():
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
+            # a resumed run writes into its own checkpoint folder: expected, not a problem
+            warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
             yield
     finally:
         log.setLevel(level)
