@@ -23,34 +23,6 @@ def _rounds(shape, device):
     return 30 if device == "cuda" else (20 if shape[0] * shape[1] < 1e7 else 5)
 
 
-# The candidate kernel first: on a GPU machine the session's time budget may cut the end of a file.
-@pytest.mark.parametrize("impl", ["tsvq", "tsvq_current", "cdist"])
-@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "-".join(map(str, s)))
-def test_nearest_code_tiled_candidate_cuda(benchmark, impl, shape):
-    """The register-tiled CUDA kernel (csrc/ops/nearest_code/nearest_code_tiled.cuh, private op
-    tsvq::_nearest_code_tiled) as "tsvq", against the kernel nearest_code dispatches now and cdist:
-    the numbers that decide whether nearest_code switches to it."""
-    import torch
-
-    from harness import Case
-    from tsvq.ops import reference
-
-    if not torch.cuda.is_available():
-        pytest.skip("needs a CUDA device")
-    base = nearest_code_case(*shape, "cuda")  # builds the inputs and checks the current kernel and cdist
-    g = torch.Generator().manual_seed(0)  # the same inputs as nearest_code_case
-    x = torch.randn(shape[0], shape[2], generator=g).cuda()
-    cb = torch.randn(shape[1], shape[2], generator=g).cuda()
-    ridx, rdist = reference.nearest_code(x, cb)
-    idx, dist = torch.ops.tsvq._nearest_code_tiled(x, cb)
-    assert (idx == ridx).float().mean() > 0.999, "the tiled kernel disagrees with the reference"
-    torch.testing.assert_close(dist, rdist, rtol=1e-3, atol=1e-3)
-    case = Case(base.group + " (tiled candidate)", lambda: torch.ops.tsvq._nearest_code_tiled(x, cb),
-                {"tsvq_current": base.tsvq, "cdist": base.baselines["cdist"]}, base.items, base.unit,
-                dict(base.info, kernel="tiled candidate"))
-    run_case(benchmark, case, impl, "cuda", _rounds(shape, "cuda"))
-
-
 @pytest.mark.parametrize("impl", ["tsvq", "reference_addmm", "cdist"])
 @pytest.mark.parametrize("device, shape", list(cases(SHAPES, cpu_max_rows=65536)))
 def test_nearest_code(benchmark, impl, device, shape):

@@ -122,10 +122,9 @@ fi
 # 3b. Benchmarks: one pytest run per part, each capped (PART_CAPS, seconds, and the time left) so
 # that a slow part cannot take the time of those after it; pytest-benchmark writes its JSON only at
 # the end of a run, so a part cut off loses its own rows and no other. Most important first: the
-# fused STFT kernels against the FFT path they replaced (dispatched on GPUs unmeasured, 2026-12-01),
-# the Barlow Twins op (three kernels since 2026-12-02), the quantiser (the tiled candidate first),
-# the whole training step, the EMA update (four kernels since 2026-12-02), the VICReg / VIbCReg losses
-# (Gram path since 2026-12-03), then the rest of the STFT grid. On a GPU only the CUDA cases (CPU
+# kernels not yet measured on a GPU (the fused STFT kernels, the Barlow Twins op's kernels), the
+# quantiser, the whole training step, the EMA update's kernels, the VICReg / VIbCReg losses, then
+# the rest of the STFT grid. On a GPU only the CUDA cases (CPU
 # numbers come from the CPU machines).
 GPU=$("$PY" -c "import torch; n = torch.cuda.get_device_name().split() if torch.cuda.is_available() else ['cpu']
 print(n[min(1, len(n) - 1)].lower())")  # 'NVIDIA H200' -> h200

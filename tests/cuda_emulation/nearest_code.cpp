@@ -1,23 +1,19 @@
-// Driver: the two CUDA nearest-codeword kernels, csrc/ops/nearest_code/nearest_code_4x4.cuh (the
-// dispatched one, float32 and float64) and nearest_code_tiled.cuh (the float32 candidate), run
-// through emu.h against a brute-force search in double. Exit status 1 (with the first failures
+// Driver: the CUDA nearest-codeword kernel, csrc/ops/nearest_code/nearest_code_4x4.cuh (float32
+// and float64), run through emu.h against a brute-force search in double. Exit status 1 (with the first failures
 // printed) on any wrong row.
 #include "emu.h"
 #include "../../csrc/ops/nearest_code/nearest_code_4x4.cuh"
-#include "../../csrc/ops/nearest_code/nearest_code_tiled.cuh"
 
 #include <cstdio>
 #include <limits>
 #include <random>
 #include <type_traits>
 
-enum class Kernel { k4x4, kTiled };
-
 // Random x [N, D] and codebook [K, D]. dup_codes: codes K/2.. repeat codes 0.., and every row of
 // x is one of the first codes (the lower twin must win). nan_row: row 3 holds a NaN (index -1,
 // dist NaN expected).
 template <typename T>
-int check(Kernel kernel, int64_t N, int K, int64_t D, unsigned seed, bool dup_codes = false, bool nan_row = false) {
+int check(int64_t N, int K, int64_t D, unsigned seed, bool dup_codes = false, bool nan_row = false) {
   std::mt19937 gen(seed);
   std::normal_distribution<T> normal;
   std::vector<T> x(N * D), cb(int64_t(K) * D), cnorm(K);
@@ -37,15 +33,9 @@ int check(Kernel kernel, int64_t N, int K, int64_t D, unsigned seed, bool dup_co
   }
   std::vector<int64_t> idx(N, -7);
   std::vector<T> dist(N, T(-7));
-  if (kernel == Kernel::k4x4) {
-    launch(static_cast<unsigned>((N + tsvq::tile4::kBM - 1) / tsvq::tile4::kBM), tsvq::tile4::kThreads, [&] {
-      tsvq::tile4::nearest_code_kernel<T, T>(x.data(), cb.data(), cnorm.data(), N, K, D, idx.data(), dist.data());
-    });
-  } else if constexpr (std::is_same_v<T, float>) {
-    launch(static_cast<unsigned>((N + tsvq::tiled::kBM - 1) / tsvq::tiled::kBM), tsvq::tiled::kThreads, [&] {
-      tsvq::tiled::nearest_code_tiled_kernel(x.data(), cb.data(), cnorm.data(), N, K, D, idx.data(), dist.data());
-    });
-  }
+  launch(static_cast<unsigned>((N + tsvq::tile4::kBM - 1) / tsvq::tile4::kBM), tsvq::tile4::kThreads, [&] {
+    tsvq::tile4::nearest_code_kernel<T, T>(x.data(), cb.data(), cnorm.data(), N, K, D, idx.data(), dist.data());
+  });
   auto sq = [&](int64_t r, int64_t k) {
     double s = 0;
     for (int64_t d = 0; d < D; ++d) {
@@ -80,25 +70,25 @@ int check(Kernel kernel, int64_t N, int K, int64_t D, unsigned seed, bool dup_co
     near_ties += idx[r] != best_k;
   }
   std::printf("%s %s N=%ld K=%d D=%ld%s%s: %d wrong rows, %d other codes on near-ties\n",
-              kernel == Kernel::k4x4 ? "4x4" : "tiled", sizeof(T) == 4 ? "float" : "double", long(N), K, long(D),
+              "4x4", sizeof(T) == 4 ? "float" : "double", long(N), K, long(D),
               dup_codes ? " duplicates" : "", nan_row ? " NaN row" : "", bad, near_ties);
   return bad;
 }
 
 int main() {
   int bad = 0;
-  for (Kernel kernel : {Kernel::k4x4, Kernel::kTiled}) {
-    bad += check<float>(kernel, 1, 1, 1, 1);                    // smallest
-    bad += check<float>(kernel, 5, 3, 1, 2);                    // D < one staged slice
-    bad += check<float>(kernel, 9, 7, 3, 3);
-    bad += check<float>(kernel, 130, 129, 9, 4);                // just past one row block and one code tile
-    bad += check<float>(kernel, 300, 1025, 8, 5);               // many code tiles, the last with one code
-    bad += check<float>(kernel, 257, 200, 64, 6, false, true);  // NaN row
-    bad += check<float>(kernel, 128, 256, 17, 7, true);         // ties across code tiles
-    bad += check<float>(kernel, 200, 37, 40, 8);
+  {
+    bad += check<float>(1, 1, 1, 1);                    // smallest
+    bad += check<float>(5, 3, 1, 2);                    // D < one staged slice
+    bad += check<float>(9, 7, 3, 3);
+    bad += check<float>(130, 129, 9, 4);                // just past one row block and one code tile
+    bad += check<float>(300, 1025, 8, 5);               // many code tiles, the last with one code
+    bad += check<float>(257, 200, 64, 6, false, true);  // NaN row
+    bad += check<float>(128, 256, 17, 7, true);         // ties across code tiles
+    bad += check<float>(200, 37, 40, 8);
   }
-  bad += check<double>(Kernel::k4x4, 65, 65, 17, 9);            // float64: one past a row block, a code tile, a slice
-  bad += check<double>(Kernel::k4x4, 100, 130, 33, 10, true);   // ties across code tiles
-  bad += check<double>(Kernel::k4x4, 70, 20, 5, 11, false, true);
+  bad += check<double>(65, 65, 17, 9);            // float64: one past a row block, a code tile, a slice
+  bad += check<double>(100, 130, 33, 10, true);   // ties across code tiles
+  bad += check<double>(70, 20, 5, 11, false, true);
   return bad ? 1 : 0;
 }

@@ -82,7 +82,6 @@ def nearest_code_gemm(x: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.Te
 if _extension.built():
 
     @torch.library.register_fake("tsvq::nearest_code")
-    @torch.library.register_fake("tsvq::_nearest_code_tiled")
     def _(x, codebook):
         n = x.shape[0]
         return x.new_empty(n, dtype=torch.long), x.new_empty(n)

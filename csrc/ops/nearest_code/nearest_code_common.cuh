@@ -1,5 +1,5 @@
-// Device helpers shared by the two nearest-codeword kernels (nearest_code_4x4.cuh,
-// nearest_code_tiled.cuh): the (min, argmin) combination and reduction, and the row epilogue.
+// Device helpers of the nearest-codeword kernel (nearest_code_4x4.cuh): the (min, argmin)
+// combination and reduction, and the row epilogue.
 #pragma once
 
 #include <cmath>

@@ -1,7 +1,6 @@
-// CUDA nearest-codeword search: squared-L2 argmin without an N x K buffer. The launchers of the
-// dispatched kernel (nearest_code_4x4.cuh: 64 rows a block, a 4 x 4 register tile a thread, every
-// dtype) and of the float32 register-tiled candidate behind the private op _nearest_code_tiled
-// (nearest_code_tiled.cuh: 128 rows, 8 x 8 a thread).
+// CUDA nearest-codeword search: squared-L2 argmin without an N x K buffer. The launcher of
+// nearest_code_4x4.cuh (64 rows a block, a 4 x 4 register tile a thread, every dtype). Which K x D
+// the public op sends here by default: tsvq/ops/_cuda_defaults.py.
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -12,12 +11,11 @@
 #include "../../common/cuda_utils.cuh"
 #include "nearest_code.h"
 #include "nearest_code_4x4.cuh"
-#include "nearest_code_tiled.cuh"
 
 namespace tsvq {
 namespace {
 
-// What both kernels' launchers share: checks, outputs, contiguous operands, ||c||^2.
+// The launch: checks, outputs, contiguous operands, ||c||^2.
 struct Launch {
   at::Tensor x, cb, cnorm, indices, dist;
   int64_t N, K, D;
@@ -57,27 +55,10 @@ std::tuple<at::Tensor, at::Tensor> nearest_code_cuda(const at::Tensor& x_in,
   return {l.indices, l.dist};
 }
 
-// The register-tiled candidate (nearest_code_tiled.cuh), float32 only.
-std::tuple<at::Tensor, at::Tensor> nearest_code_tiled_cuda(const at::Tensor& x_in,
-                                                            const at::Tensor& codebook_in) {
-  TORCH_CHECK_TYPE(x_in.scalar_type() == at::kFloat, "_nearest_code_tiled takes float32, got ", x_in.scalar_type());
-  TORCH_CHECK_VALUE(codebook_in.dim() < 1 || codebook_in.size(0) <= std::numeric_limits<int32_t>::max(),
-                    "codebook has too many codes: ", codebook_in.size(0));
-  auto l = prepare(x_in, codebook_in, tiled::kBM);
-  const c10::cuda::CUDAGuard guard(x_in.device());
-  if (l.N == 0) return {l.indices, l.dist};
-  tiled::nearest_code_tiled_kernel<<<l.blocks, tiled::kThreads, 0, c10::cuda::getCurrentCUDAStream()>>>(
-      l.x.data_ptr<float>(), l.cb.data_ptr<float>(), l.cnorm.data_ptr<float>(), l.N, static_cast<int>(l.K), l.D,
-      l.indices.data_ptr<int64_t>(), l.dist.data_ptr<float>());
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
-  return {l.indices, l.dist};
-}
-
 }  // namespace
 
 TORCH_LIBRARY_IMPL(tsvq, CUDA, m) {
   m.impl("nearest_code", &nearest_code_cuda);
-  m.impl("_nearest_code_tiled", &nearest_code_tiled_cuda);
 }
 
 }  // namespace tsvq
