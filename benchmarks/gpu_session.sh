@@ -131,13 +131,13 @@ print(n[min(1, len(n) - 1)].lower())")  # 'NVIDIA H200' -> h200
 JSON="$OUT/$(date +%F)-$GPU.json"
 PARTS=$(mktemp -d)
 PART_CAPS=(  # name file cap_s -k expression ("" for the whole file)
-  "stft-fused-ab bench_stft 70 fused_kernels_vs_fft_path"
+  "stft-fused-ab bench_stft 70 test_fused_kernels"
   "barlow-twins bench_barlow_twins 50 "
   "vq bench_vq 90 not sampling_diversity"
   "model-step bench_model_step 60 "
   "ema bench_ema_codebook_update 30 "
   "ssl-losses bench_ssl_losses 30 "
-  "stft-rest bench_stft 130 not fused_kernels_vs_fft_path"
+  "stft-rest bench_stft 130 not test_fused_kernels"
 )
 for part in "${PART_CAPS[@]}"; do
   read -r name f cap expr <<< "$part"

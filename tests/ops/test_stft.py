@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import tsvq
+from tsvq._extension import reference_ops
 from tsvq.nn import ISTFT, STFT
 from tsvq.ops import from_time_frequency, istft, reference, stft, to_time_frequency
 
@@ -295,10 +296,10 @@ def test_bad_dtype_raises_type_error():
 
 @pytest.mark.parametrize("n_fft,hop", [(5, 3), (8, 2), (16, 4), (32, 8), (64, 16), (64, 1), (17, 20)])
 @pytest.mark.parametrize("interleaved", [False, True])
-def test_private_framing_kernels_match_the_dft(device, n_fft, hop, interleaved):
-    """The direct kernels through the private ops, at the sizes they were built for (up to 64; dispatch
-    takes them only on CPUs up to n_fft 16), on every device: they stay correct while not dispatched on GPUs.
-    On CUDA n_fft <= 16 runs csrc/ops/stft/stft_analysis_small.cuh, larger ones the tiled kernel."""
+def test_private_framing_kernels_match_the_dft(n_fft, hop, interleaved):
+    """The CPU direct kernels through the private ops, at the sizes they were built for (up to 64;
+    dispatch takes them up to n_fft 16)."""
+    device = "cpu"
     R, L = 5, 150
     x = torch.randn(R, L, dtype=torch.float64, device=device)
     w = torch.hann_window(n_fft, dtype=torch.float64, device=device) + 0.1
@@ -510,8 +511,8 @@ def test_fused_path_blocks_frames_across_rows(L, hop, stacked, onesided):
     """The CPU fused kernels take frames kV at a time across the rows of a group (csrc/ops/stft/
     stft_cpu.cpp, rows_per_group), so blocks straddle rows, groups and the end of each thread's
     chunk; rows of 513 frames go alone. 74 series of 4 to 513 frames: stft, istft and both adjoints
-    equal the FFT path (the same op with tsvq::_stft_set_fused(False)); the inverse of a contiguous
-    and a non-contiguous spectrum."""
+    equal the pure-PyTorch reference (torch.stft / torch.istft, autograd for the adjoints); the
+    inverse of a contiguous and a non-contiguous spectrum."""
     n_fft = 32
     x = torch.randn(2, 37, L, dtype=torch.float64, requires_grad=True)
     w = torch.hann_window(n_fft, dtype=torch.float64) + 0.1
@@ -533,46 +534,8 @@ def test_fused_path_blocks_frames_across_rows(L, hop, stacked, onesided):
         return spec.detach(), y.detach(), x.grad.clone()
 
     fused = run()
-    torch.ops.tsvq._stft_set_fused(False)
-    try:
+    with reference_ops():
         path = run()
-    finally:
-        torch.ops.tsvq._stft_set_fused(True)
     for a, b in zip(fused, path):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(fused[1], 0.5 * x.detach(), rtol=1e-10, atol=1e-12)
-
-
-@pytest.mark.parametrize("device_", [pytest.param("cpu", id="cpu"),
-                                     pytest.param("cuda", id="cuda", marks=[CUDA, pytest.mark.cuda])])
-def test_fused_switch_sends_every_op_to_the_fft_path_and_back(device_):
-    """The benchmark switch tsvq::_stft_set_fused(False) makes stft / istft and both adjoints take the
-    FFT path (ATen's rfft / irfft) where the fused kernels run (CPUs: n_fft 32, GPUs: <= 64), with the
-    same results; it returns the previous setting and True restores the fused path."""
-    n_fft, hop, L = 32, 8, 300
-    x = torch.randn(3, 2, L, dtype=torch.float64, device=device_, requires_grad=True)
-    w = torch.hann_window(n_fft, dtype=torch.float64, device=device_)
-    g = torch.randn(3, 2, L, dtype=torch.float64, device=device_)
-
-    def run():
-        x.grad = None
-        spec = stft(x, n_fft, hop, window=w)
-        y = istft(spec * 0.5, n_fft, hop, window=w, length=L)
-        (y * g).sum().backward()
-        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-            x.grad = None
-            (istft(stft(x, n_fft, hop, window=w) * 0.5, n_fft, hop, window=w, length=L) * g).sum().backward()
-        ffts = [e.name for e in prof.events() if e.name.startswith("aten::_fft")]
-        return y.detach(), x.grad.clone(), ffts
-
-    y_fused, g_fused, ffts_fused = run()
-    assert torch.ops.tsvq._stft_set_fused(False) is True
-    try:
-        y_path, g_path, ffts_path = run()
-    finally:
-        assert torch.ops.tsvq._stft_set_fused(True) is False
-    assert not ffts_fused and len(ffts_path) == 4, (ffts_fused, ffts_path)  # stft, istft, two adjoints
-    torch.testing.assert_close(y_fused, y_path, rtol=1e-10, atol=1e-12)
-    torch.testing.assert_close(g_fused, g_path, rtol=1e-10, atol=1e-12)
-    torch.testing.assert_close(y_path, 0.5 * x.detach(), rtol=1e-10, atol=1e-12)
-    assert run()[2] == []  # restored

@@ -10,7 +10,7 @@
 //        backward is the forward op).
 // Direct path (n_fft <= 16 on CPUs; not taken on GPUs, see use_direct): the DFT is a real GEMM against a basis matrix whose columns are
 // w[n] cos(2 pi f n / N) and -w[n] sin(2 pi f n / N) (window and normalisation folded in),
-// evaluated by the private framing kernels _stft_analysis / _stft_synthesis (CPU + CUDA), which
+// evaluated by the private framing kernels _stft_analysis / _stft_synthesis (CPU only), which
 // read the centre padding by index arithmetic and overlap-add in the same pass. Above that the op
 // uses ATen's FFTs (rfft / irfft) with the same padding, windowing and overlap-add, each a single
 // pass: frame / overlap_add below (one-pass loops on CPUs, stft_cpu.cpp; one kernel each on CUDA,
@@ -45,22 +45,14 @@ namespace {
 
 // Largest n_fft evaluated by the direct-DFT kernels (mirrored by _uses_direct_dft in
 // tsvq/ops/stft.py). CPUs: the O(n_fft^2) direct DFT only beats pocketfft/MKL for small transforms.
-// GPUs: none. The CUDA direct kernels run at 0.12x-0.72x of torch's cuFFT path for n_fft 8..64,
-// this op's FFT path (the same ATen calls as torch) at 0.81x-0.90x (docs/kernels.md), so GPUs take
-// the FFT path. The kernels stay built and tested through the private ops _stft_analysis / _stft_synthesis.
+// GPUs: none. CUDA direct kernels ran at 0.12x-0.72x of torch's cuFFT path for n_fft 8..64, this
+// op's FFT path at 0.81x-0.90x (docs/kernels.md), so GPUs take the FFT path or the fused kernels.
 constexpr int64_t kDirectMaxNfftCpu = 16;
 constexpr int64_t kDirectMaxNfftGpu = 0;
 
 bool use_direct(int64_t n_fft, const at::Device& device) {
   return n_fft <= (device.is_cpu() ? kDirectMaxNfftCpu : kDirectMaxNfftGpu);
 }
-
-// Benchmark switch (private op _stft_set_fused): false sends every n_fft to the FFT path, so that
-// the fused kernels can be timed against it in one process (benchmarks/bench_stft.py). Process-wide,
-// not per thread: the autograd engine runs CUDA backward passes on its own threads.
-std::atomic<bool> g_fused_enabled{true};
-
-bool set_fused(bool enabled) { return g_fused_enabled.exchange(enabled); }
 
 constexpr size_t kDeviceTypes = static_cast<size_t>(c10::DeviceType::COMPILE_TIME_MAX_DEVICE_TYPES);
 
@@ -74,7 +66,6 @@ std::atomic<const StftDeviceKernels*>* kernel_registry() {
 // frame / overlap_add around ATen's FFT. The ranges and their measurements are in the device files:
 // kFusedNfftCpu (stft_cpu.cpp), kFusedMaxNfftCuda (stft_cuda.cu).
 bool use_fused_fft(int64_t n_fft, const at::Device& device) {
-  if (!g_fused_enabled.load(std::memory_order_relaxed)) return false;
   if (n_fft < 2 || (n_fft & (n_fft - 1)) != 0) return false;
   const StftDeviceKernels* k = stft_device_kernels(device.type());
   return k != nullptr && n_fft >= k->fused_min_nfft && n_fft <= k->fused_max_nfft;
@@ -621,14 +612,11 @@ TORCH_LIBRARY_FRAGMENT(tsvq, m) {
         "str pad_mode, bool normalized, bool onesided, bool stacked) -> Tensor");
   m.def("_istft_backward(Tensor grad, int n_freqs, int n_frames, int n_fft, int hop_length, Tensor window, "
         "bool center, bool normalized, bool onesided, bool stacked) -> Tensor");
-  // Private framing kernels (CPU + CUDA), see stft_cpu.cpp.
+  // Private framing kernels of the direct path (CPU), see stft_cpu.cpp.
   m.def("_stft_analysis(Tensor x, Tensor basis, Tensor? scale, int hop_length, int n_frames, int pad_left, "
         "int pad_mode, bool interleaved) -> Tensor");
   m.def("_stft_synthesis(Tensor spec, Tensor basis, Tensor? scale, int hop_length, int start, int length, "
         "bool interleaved) -> Tensor");
-  // Benchmark switch: enabled=False makes stft / istft and their adjoints take the FFT path at every
-  // n_fft (no fused kernels, see use_fused_fft); returns the previous setting. Process-wide.
-  m.def("_stft_set_fused(bool enabled) -> bool", &set_fused);
 }
 
 TORCH_LIBRARY_IMPL(tsvq, CompositeExplicitAutograd, m) {

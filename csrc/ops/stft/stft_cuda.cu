@@ -1,25 +1,12 @@
-// CUDA framing kernels of the direct-DFT path (the private ops _stft_analysis / _stft_synthesis);
-// the math is that of stft_cpu.cpp. Not dispatched by tsvq::stft / tsvq::istft on GPUs: slower
-// than cuFFT at the benchmark shapes (use_direct in stft.cpp, docs/kernels.md).
-//
-// _stft_analysis: n_fft <= 16 runs stft_analysis_small.cuh (one thread per frame over a flat
-//   grid). Above that, one block per (row, tile of kTT frames). The block reads the samples its
-//   frames cover once, resolving the centre padding by index arithmetic, and stores them in
-//   shared memory split into hop phases (ph[n % hop][t + n / hop]) so that threads of a warp,
-//   which handle consecutive frames of one basis column, read consecutive words (no bank
-//   conflicts). Output writes are coalesced along frames.
-// _stft_synthesis: n_fft <= 16 runs stft_synthesis_small.cuh (one thread per output sample over a
-//   flat grid). Above that, one block per (row, tile of P output samples). The frames that overlap the
-//   tile are formed in shared memory (sum_j spec[j, t] basis[j, n]) and overlap-added and
-//   scaled (window envelope) by the thread that owns each output sample: no atomics, no second
-//   pass, no host synchronisation.
-// Grids are flattened into x (rows x tiles), so the number of rows is not limited to 65535.
-// fft_analysis_cuda / fft_synthesis_cuda: tsvq::stft / istft and their backward on GPUs for
-// power-of-two n_fft in [2, 64], one fused kernel each (framing + real FFT in registers + output
-// layout; inverse real FFT + overlap-add + envelope): stft_fft_small.cuh.
-// frame_cuda / overlap_add_cuda: the framing and overlap-add of the FFT path (the other n_fft on
-// GPUs, around cuFFT), one kernel each (stft_framing.cuh).
+// CUDA kernels of tsvq::stft / istft and their backward:
+// fft_analysis_cuda / fft_synthesis_cuda: power-of-two n_fft in [2, 64], one fused kernel each
+// (framing + real FFT in registers + output layout; inverse real FFT + overlap-add + envelope):
+// stft_fft_small.cuh.
+// frame_cuda / overlap_add_cuda: the framing and overlap-add of the FFT path (the other n_fft,
+// around cuFFT), one kernel each (stft_framing.cuh).
 // All four are this file's StftDeviceKernels table (stft.h), registered for CUDA at load time.
+// GPUs never take the direct-DFT path (use_direct in stft.cpp): its CUDA kernels were slower than
+// cuFFT (docs/kernels.md) and were removed; the private framing ops are CPU-only.
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAGraphsC10Utils.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -32,204 +19,11 @@
 
 #include "../../common/cuda_utils.cuh"
 #include "stft.h"
-#include "stft_analysis_small.cuh"
 #include "stft_fft_small.cuh"
 #include "stft_framing.cuh"
-#include "stft_synthesis_small.cuh"
 
 namespace tsvq {
 namespace {
-
-constexpr int kThreads = 256;
-constexpr int64_t kTT = 64;                  // frames per analysis block
-constexpr int64_t kSmemBytes = 48 * 1024;    // default dynamic shared memory limit
-
-template <typename T>
-__global__ void analysis_kernel(const T* __restrict__ x, int64_t L, const T* __restrict__ basis,
-                                int64_t N, int64_t J, const T* __restrict__ scale, int64_t hop,
-                                int64_t n_frames, int64_t pad_left, int64_t mode, int64_t H,
-                                int64_t M, int64_t n_tiles, bool interleaved, T* __restrict__ out) {
-  extern __shared__ unsigned char smem_raw[];
-  T* ph = reinterpret_cast<T*>(smem_raw);
-  const int64_t r = blockIdx.x / n_tiles;
-  const int64_t t0 = (blockIdx.x % n_tiles) * kTT;
-  const int64_t Qv = (n_frames - 1) * hop + N;
-  const T* xr = x + r * L;
-  for (int64_t i = threadIdx.x; i < H * M; i += blockDim.x) {
-    const int64_t rr = i / M, m = i % M;
-    const int64_t q = (t0 + m) * hop + rr;
-    T v = T(0);
-    if (q < Qv) {
-      const int64_t s = pad_source(q, pad_left, L, mode);
-      if (s >= 0) v = scale ? xr[s] * scale[q] : xr[s];
-    }
-    ph[i] = v;
-  }
-  __syncthreads();
-  const int nt = static_cast<int>(min(kTT, n_frames - t0));
-  const int64_t F = J / 2;
-  // 32-bit indices (N <= 64, J <= 2N + 2, H * M fits the shared memory) and no division in the
-  // tap loop: sample n = rr + k * hop of frame tl is ph[rr][tl + k], so the taps are walked
-  // phase by phase (with n % hop and n / hop in 64-bit arithmetic per tap this kernel was 2.5-17x
-  // slower than torch.stft).
-  const int Ni = static_cast<int>(N), Ji = static_cast<int>(J), hopi = static_cast<int>(hop),
-            Hi = static_cast<int>(H), Mi = static_cast<int>(M);
-  constexpr int kTTi = static_cast<int>(kTT);
-  for (int i = threadIdx.x; i < Ji * kTTi; i += blockDim.x) {
-    const int j = i / kTTi, tl = i % kTTi;  // kTT is a power of two: shifts
-    if (tl >= nt) continue;
-    T acc = T(0);
-    const T* bj = basis + j;
-    for (int rr = 0; rr < Hi; ++rr) {
-      const T* pr = ph + rr * Mi + tl;
-      for (int n = rr, k = 0; n < Ni; n += hopi, ++k) acc += bj[n * Ji] * pr[k];
-    }
-    const int64_t t = t0 + tl;
-    if (!interleaved) {
-      out[(r * J + j) * n_frames + t] = acc;
-    } else {
-      const int64_t z = j / F, f = j - z * F;
-      out[((r * F + f) * n_frames + t) * 2 + z] = acc;
-    }
-  }
-}
-
-template <typename T>
-__global__ void synthesis_kernel(const T* __restrict__ spec, int64_t J, int64_t n_frames,
-                                 bool interleaved, const T* __restrict__ basis, int64_t N,
-                                 const T* __restrict__ scale, int64_t hop, int64_t start,
-                                 int64_t length, int64_t P, int64_t n_tiles, T* __restrict__ y) {
-  extern __shared__ unsigned char smem_raw[];
-  T* frames = reinterpret_cast<T*>(smem_raw);
-  const int64_t r = blockIdx.x / n_tiles;
-  const int64_t p0 = (blockIdx.x % n_tiles) * P;
-  const int64_t p1 = min(p0 + P, length);
-  const int64_t Q = (n_frames - 1) * hop + N;
-  const int64_t q0 = p0 + start, q1 = min(p1 + start, Q);  // covered samples [q0, q1)
-  int64_t t_lo = 0, t_hi = -1;
-  if (q0 < q1) {
-    t_lo = q0 - N + 1 <= 0 ? 0 : ceil_div(q0 - N + 1, hop);
-    t_hi = min(n_frames - 1, (q1 - 1) / hop);
-  }
-  const int64_t nt = t_hi - t_lo + 1;
-  const int64_t F = J / 2;
-  for (int64_t i = threadIdx.x; i < nt * N; i += blockDim.x) {
-    const int64_t t = t_lo + i / N, n = i % N;
-    T acc = T(0);
-    if (!interleaved) {
-      const T* s = spec + r * J * n_frames + t;
-      for (int64_t j = 0; j < J; ++j) acc += s[j * n_frames] * basis[j * N + n];
-    } else {
-      const T* s = spec + (r * F * n_frames + t) * 2;
-      for (int64_t f = 0; f < F; ++f) {
-        acc += s[f * n_frames * 2] * basis[f * N + n];
-        acc += s[f * n_frames * 2 + 1] * basis[(F + f) * N + n];
-      }
-    }
-    frames[i] = acc;
-  }
-  __syncthreads();
-  for (int64_t p = p0 + threadIdx.x; p < p1; p += blockDim.x) {
-    const int64_t q = p + start;
-    T v = T(0);
-    if (q < Q && nt > 0) {
-      const int64_t lo = max(t_lo, q - N + 1 <= 0 ? int64_t(0) : ceil_div(q - N + 1, hop));
-      const int64_t hi = min(t_hi, q / hop);
-      for (int64_t t = lo; t <= hi; ++t) v += frames[(t - t_lo) * N + (q - t * hop)];
-      if (scale) v *= scale[q];
-    }
-    y[r * length + p] = v;
-  }
-}
-
-at::Tensor stft_analysis_cuda(const at::Tensor& x_in, const at::Tensor& basis_in,
-                              const c10::optional<at::Tensor>& scale_in, int64_t hop,
-                              int64_t n_frames, int64_t pad_left, int64_t mode, bool interleaved) {
-  check_analysis_inputs(x_in, basis_in, scale_in, hop, n_frames, pad_left, mode, interleaved);
-  const c10::cuda::CUDAGuard guard(x_in.device());
-  const int64_t R = x_in.size(0), L = x_in.size(1), N = basis_in.size(0), J = basis_in.size(1);
-  auto out = interleaved ? at::empty({R, J / 2, n_frames, 2}, x_in.options())
-                         : at::empty({R, J, n_frames}, x_in.options());
-  if (R == 0 || J == 0) return out;
-  auto x = x_in.contiguous();
-  auto basis = basis_in.contiguous();
-  auto scale = contiguous_scale(scale_in);
-  const int64_t H = std::min(hop, N);
-  const int64_t M = kTT + (N - 1) / hop + 1;
-  const int64_t n_tiles = ceil_div(n_frames, kTT);
-  TORCH_CHECK(R * n_tiles < (int64_t(1) << 31), "_stft_analysis: too many rows x frame tiles for one launch");
-  auto stream = c10::cuda::getCurrentCUDAStream();
-  if (N <= small_analysis::kMaxN && J <= small_analysis::kMaxJ) {  // stft_analysis_small.cuh
-    const int64_t blocks = ceil_div(R * n_frames, small_analysis::kThreads);
-    TORCH_CHECK(blocks < (int64_t(1) << 31), "_stft_analysis: too many frames for one launch");
-    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "stft_analysis_small_cuda", [&] {
-      auto kernel = N <= 8 ? small_analysis::stft_analysis_small_kernel<scalar_t, 8>
-                           : small_analysis::stft_analysis_small_kernel<scalar_t, small_analysis::kMaxN>;
-      kernel<<<static_cast<unsigned>(blocks), small_analysis::kThreads, 0, stream>>>(
-          x.data_ptr<scalar_t>(), R, L, basis.data_ptr<scalar_t>(), static_cast<int>(N), static_cast<int>(J),
-          scale.defined() ? scale.data_ptr<scalar_t>() : nullptr, hop, n_frames, pad_left, mode, interleaved,
-          out.data_ptr<scalar_t>());
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-    });
-    return out;
-  }
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "stft_analysis_cuda", [&] {
-    const size_t smem = static_cast<size_t>(H * M) * sizeof(scalar_t);
-    TORCH_CHECK(smem <= static_cast<size_t>(kSmemBytes), "_stft_analysis: n_fft too large for the direct path");
-    analysis_kernel<scalar_t><<<static_cast<unsigned>(R * n_tiles), kThreads, smem, stream>>>(
-        x.data_ptr<scalar_t>(), L, basis.data_ptr<scalar_t>(), N, J,
-        scale.defined() ? scale.data_ptr<scalar_t>() : nullptr, hop, n_frames, pad_left, mode, H, M,
-        n_tiles, interleaved, out.data_ptr<scalar_t>());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-  });
-  return out;
-}
-
-at::Tensor stft_synthesis_cuda(const at::Tensor& spec_in, const at::Tensor& basis_in,
-                               const c10::optional<at::Tensor>& scale_in, int64_t hop, int64_t start,
-                               int64_t length, bool interleaved) {
-  check_synthesis_inputs(spec_in, basis_in, scale_in, hop, start, length, interleaved);
-  const c10::cuda::CUDAGuard guard(spec_in.device());
-  const int64_t R = spec_in.size(0), n_frames = spec_in.size(2), J = basis_in.size(0),
-                N = basis_in.size(1);
-  auto y = at::empty({R, length}, spec_in.options());
-  if (R == 0 || length == 0) return y;
-  if (n_frames == 0 || N == 0) return y.zero_();
-  auto spec = spec_in.contiguous();
-  auto basis = basis_in.contiguous();
-  auto scale = contiguous_scale(scale_in);
-  auto stream = c10::cuda::getCurrentCUDAStream();
-  if (N <= small_synthesis::kMaxN && J <= small_synthesis::kMaxJ) {  // stft_synthesis_small.cuh
-    const int64_t blocks = ceil_div(R * length, small_synthesis::kThreads);
-    TORCH_CHECK(blocks < (int64_t(1) << 31), "_stft_synthesis: too many samples for one launch");
-    AT_DISPATCH_FLOATING_TYPES(spec.scalar_type(), "stft_synthesis_small_cuda", [&] {
-      small_synthesis::stft_synthesis_small_kernel<scalar_t>
-          <<<static_cast<unsigned>(blocks), small_synthesis::kThreads, 0, stream>>>(
-              spec.data_ptr<scalar_t>(), R, static_cast<int>(J), n_frames, interleaved,
-              basis.data_ptr<scalar_t>(), static_cast<int>(N), scale.defined() ? scale.data_ptr<scalar_t>() : nullptr,
-              hop, start, length, y.data_ptr<scalar_t>());
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-    });
-    return y;
-  }
-  AT_DISPATCH_FLOATING_TYPES(spec.scalar_type(), "stft_synthesis_cuda", [&] {
-    // Frames overlapping P outputs: at most (P + N - 2) / hop + 2; keep them within kSmemBytes.
-    const int64_t max_frames = kSmemBytes / (N * static_cast<int64_t>(sizeof(scalar_t)));
-    TORCH_CHECK(max_frames >= 2 + (N - 1) / hop, "_stft_synthesis: n_fft too large for the direct path");
-    int64_t P = std::min<int64_t>(1024, (max_frames - 2) * hop - N + 2);
-    P = std::max<int64_t>(1, std::min(P, length));
-    const int64_t nt_max = (P + N - 2) / hop + 2;
-    const size_t smem = static_cast<size_t>(nt_max * N) * sizeof(scalar_t);
-    const int64_t n_tiles = ceil_div(length, P);
-    TORCH_CHECK(R * n_tiles < (int64_t(1) << 31), "_stft_synthesis: too many rows x tiles for one launch");
-    synthesis_kernel<scalar_t><<<static_cast<unsigned>(R * n_tiles), kThreads, smem, stream>>>(
-        spec.data_ptr<scalar_t>(), J, n_frames, interleaved, basis.data_ptr<scalar_t>(), N,
-        scale.defined() ? scale.data_ptr<scalar_t>() : nullptr, hop, start, length, P, n_tiles,
-        y.data_ptr<scalar_t>());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-  });
-  return y;
-}
 
 // Blocks of a grid-stride launch over `total` outputs: enough to fill the GPU, capped so that the
 // stride (blocks x threads) keeps 32-bit index arithmetic from overflowing.
@@ -424,9 +218,9 @@ bool cuda_tables_cacheable(const at::Device& device) {
 }
 
 // The fused kernels take every power-of-two n_fft in [2, 64]: each replaces three to five kernels
-// and the frames tensor's round trip through memory with one kernel. Their GPU timings against the
-// FFT path (bench_stft.py::test_fused_kernels_vs_fft_path) decide whether the range stays
-// (docs/kernels.md).
+// and the frames tensor's round trip through memory with one kernel. The public ops reach them on
+// CUDA only under TSVQ_CUDA_KERNELS=all until a GPU run (bench_stft.py::test_fused_kernels) shows
+// them at least as fast as torch (tsvq/ops/_cuda_defaults.py, docs/kernels.md).
 constexpr int64_t kFusedMaxNfftCuda = 64;
 
 const StftDeviceKernels kCudaKernels{&frame_cuda,        &overlap_add_cuda,   2, kFusedMaxNfftCuda,
@@ -434,10 +228,5 @@ const StftDeviceKernels kCudaKernels{&frame_cuda,        &overlap_add_cuda,   2,
 const StftKernelsRegistration kCudaRegistration(c10::DeviceType::CUDA, &kCudaKernels);
 
 }  // namespace
-
-TORCH_LIBRARY_IMPL(tsvq, CUDA, m) {
-  m.impl("_stft_analysis", &stft_analysis_cuda);
-  m.impl("_stft_synthesis", &stft_synthesis_cuda);
-}
 
 }  // namespace tsvq
