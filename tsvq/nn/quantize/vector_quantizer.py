@@ -308,59 +308,33 @@ class VectorQuantizer(CodebookState, nn.Module):
         (a residual quantiser's shared codebook) the codebook is searched and trained by gradient as
         usual but its EMA update and restarts are left to the caller: ``deferred`` is then the
         update's input ``(rows, stacked indices, valid)`` (else None), for :meth:`_update_codebook`.
-        With ``target`` codes, ``loss`` is their cross-entropy (``forward(indices=...)``)."""
-        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-            raise TypeError(f"x must be a float tensor, got {getattr(x, 'dtype', type(x).__name__)}")
-        vectors = self._to_vectors(x)
-        if vectors.shape[-1] != self.dim:
-            where = "dim 1 (channel-first)" if self._channel_first(x) else "the last dim"
-            raise ValueError(f"x must have D == dim == {self.dim} in {where}, got shape {list(x.shape)}")
-        if vectors.shape[0] * vectors.shape[1] == 0:
-            raise ValueError(f"x is an empty batch (shape {list(x.shape)}): nothing to quantise")
-        valid = None
-        if lens is not None:
-            mask = self._lens_to_mask(lens, mask, x, vectors)
-        if mask is not None:
-            self._check_mask(mask, x, vectors)
-            vectors = torch.where(mask.unsqueeze(-1), vectors, 0.0)  # padding may be NaN
-            valid = mask.reshape(-1)
+        With ``target`` codes, ``loss`` is their cross-entropy (``forward(indices=...)``).
+
+        The pipeline: input -> rows (projection, heads, cosine) -> k-means init -> search (or sampled
+        codes) -> the codewords and every loss that reads the codebook -> the codebook update ->
+        the total loss and the gradient estimator -> the input's layout. Whatever reads the codebook
+        runs before the in-place update, so outputs and losses use the codebook the search used."""
+        vectors, mask, valid = self._input_vectors(x, mask, lens)
         z = self.project_in(vectors)
         B, N, h, Dc = z.shape[0], z.shape[1], self.heads, self.codebook_dim
         if h > 1 and valid is not None:
             valid = valid.repeat_interleave(h)  # rows are (b, n, head)
+        temperature = self.sample_codebook_temp if sample_codebook_temp is None else float(sample_codebook_temp)
+        if not 0.0 <= temperature < math.inf:
+            raise ValueError(f"sample_codebook_temp must be a finite float >= 0, got {sample_codebook_temp}")
         with torch.autocast(device_type=z.device.type, enabled=False):
             work = torch.float64 if torch.float64 in (z.dtype, self.codebook.dtype) else torch.float32
-            flat = z.reshape(B * N * h, Dc).to(work)
-            if self.use_cosine_sim:
-                flat = F.normalize(flat, dim=-1)
-            if valid is not None and not isinstance(self.project_in, nn.Identity):
-                flat = torch.where(valid.unsqueeze(1), flat, 0.0)  # project_in's bias made padding nonzero
+            flat = self._rows(z, valid, work)
             if self.training and not self._initted:
                 self._kmeans_init(flat, valid)
             codebook = self._state()[2].to(work)  # [G*K, Dc]
             if self.use_cosine_sim:
                 codebook = F.normalize(codebook, dim=-1)
-            temperature = self.sample_codebook_temp if sample_codebook_temp is None else float(sample_codebook_temp)
-            if not 0.0 <= temperature < math.inf:
-                raise ValueError(f"sample_codebook_temp must be a finite float >= 0, got {sample_codebook_temp}")
             sample = self.training and self.stochastic_sample_codes and temperature > 0
             indices, head_indices = self._search(flat.detach(), codebook.detach(), temperature if sample else None, B, N)
-            # Gather before the in-place EMA update: z_q uses the codebook the search used.
             quantized = F.embedding(indices.clamp_min(0), codebook)  # -1: a NaN row on CUDA
-            mse = F.mse_loss if valid is None else functools.partial(fq.masked_mse, valid=valid)
-            ce_codebook = codebook.detach() if frozen else codebook
-            target_ce = None
-            if target is not None:  # before the EMA update changes the codebook
-                rows = self._target_rows(target, x, B, N)
-                keep = rows >= 0 if valid is None else (rows >= 0) & valid
-                target_ce = self._cross_entropy_commitment(flat, ce_codebook, rows, keep)
-            if self.commitment_use_cross_entropy_loss:  # before the EMA update changes the codebook
-                commitment = self._cross_entropy_commitment(flat, ce_codebook, head_indices, valid)
-            else:
-                commitment = mse(flat, quantized.detach())
-            diversity = None
-            if self.training and self.codebook_diversity_loss_weight > 0:  # before the EMA update, as VectorQuantize
-                diversity = self._codebook_diversity(flat, codebook, valid, B, N, frozen)
+            commitment, diversity, target_ce = self._codebook_losses(flat, codebook, quantized, head_indices, valid,
+                                                                     frozen, target, x, B, N)
             deferred = (flat.detach(), indices, valid) if defer_update and self.training and not frozen else None
             if self.training and not frozen and not defer_update:
                 counts = self._update_codebook(flat.detach(), indices, valid)
@@ -370,8 +344,8 @@ class VectorQuantizer(CodebookState, nn.Module):
             loss = self.commitment_weight * commitment
             if diversity is not None:
                 loss = loss + self.codebook_diversity_loss_weight * diversity
-            if self.decay is None:
-                loss = loss + mse(quantized.detach() if frozen else quantized, flat.detach())
+            if self.decay is None:  # the codebook loss of a loss-trained codebook (VQ-VAE eq. 3)
+                loss = loss + self._mse(valid)(quantized.detach() if frozen else quantized, flat.detach())
             orthogonal = None
             if self.training and self.orthogonal_reg_weight > 0 and not frozen and not defer_update:
                 orthogonal = self._orthogonal_reg(counts, work)
@@ -381,6 +355,66 @@ class VectorQuantizer(CodebookState, nn.Module):
             else:
                 out = flat + (quantized - flat).detach()  # straight-through estimator
         out = self.project_out(out.reshape(B, N, h * Dc).to(z.dtype))
+        out, indices = self._output_layout(out, head_indices, mask, x, B, N)
+        zero = loss.new_zeros(())
+        breakdown = LossBreakdown(commitment, zero if diversity is None else diversity,
+                                  zero if orthogonal is None else orthogonal, zero)
+        return out, indices, loss if target_ce is None else target_ce, breakdown, deferred
+
+    def _input_vectors(self, x: torch.Tensor, mask: torch.Tensor | None, lens: torch.Tensor | None):
+        """Checked input as ``Tensor[B, N, dim]`` with padding zeroed, the mask (from ``lens`` if
+        given) and ``valid``, the mask as ``[B * N]`` rows (None without padding)."""
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+            raise TypeError(f"x must be a float tensor, got {getattr(x, 'dtype', type(x).__name__)}")
+        vectors = self._to_vectors(x)
+        if vectors.shape[-1] != self.dim:
+            where = "dim 1 (channel-first)" if self._channel_first(x) else "the last dim"
+            raise ValueError(f"x must have D == dim == {self.dim} in {where}, got shape {list(x.shape)}")
+        if vectors.shape[0] * vectors.shape[1] == 0:
+            raise ValueError(f"x is an empty batch (shape {list(x.shape)}): nothing to quantise")
+        if lens is not None:
+            mask = self._lens_to_mask(lens, mask, x, vectors)
+        if mask is None:
+            return vectors, None, None
+        self._check_mask(mask, x, vectors)
+        return torch.where(mask.unsqueeze(-1), vectors, 0.0), mask, mask.reshape(-1)  # padding may be NaN
+
+    def _rows(self, z: torch.Tensor, valid: torch.Tensor | None, work: torch.dtype) -> torch.Tensor:
+        """The projected vectors as ``[B * N * h, codebook_dim]`` rows in ``work`` precision
+        (normalised with cosine similarity; padding rows zero)."""
+        flat = z.reshape(-1, self.codebook_dim).to(work)
+        if self.use_cosine_sim:
+            flat = F.normalize(flat, dim=-1)
+        if valid is not None and not isinstance(self.project_in, nn.Identity):
+            flat = torch.where(valid.unsqueeze(1), flat, 0.0)  # project_in's bias made padding nonzero
+        return flat
+
+    @staticmethod
+    def _mse(valid: torch.Tensor | None):
+        return F.mse_loss if valid is None else functools.partial(fq.masked_mse, valid=valid)
+
+    def _codebook_losses(self, flat, codebook, quantized, head_indices, valid, frozen: bool, target, x, B: int, N: int):
+        """``(commitment, diversity or None, target cross-entropy or None)``: the losses that read the
+        codebook, computed before the EMA update changes it (as ``VectorQuantize``)."""
+        ce_codebook = codebook.detach() if frozen else codebook
+        target_ce = None
+        if target is not None:
+            rows = self._target_rows(target, x, B, N)
+            keep = rows >= 0 if valid is None else (rows >= 0) & valid
+            target_ce = self._cross_entropy_commitment(flat, ce_codebook, rows, keep)
+        if self.commitment_use_cross_entropy_loss:
+            commitment = self._cross_entropy_commitment(flat, ce_codebook, head_indices, valid)
+        else:
+            commitment = self._mse(valid)(flat, quantized.detach())
+        diversity = None
+        if self.training and self.codebook_diversity_loss_weight > 0:
+            diversity = self._codebook_diversity(flat, codebook, valid, B, N, frozen)
+        return commitment, diversity, target_ce
+
+    def _output_layout(self, out: torch.Tensor, head_indices: torch.Tensor, mask: torch.Tensor | None,
+                       x: torch.Tensor, B: int, N: int):
+        """``out: [B, N, dim]`` and the row indices back in the layout of ``x`` (padding: 0 and -1)."""
+        h = self.heads
         indices = head_indices.reshape(B, N, h) if h > 1 else head_indices.reshape(B, N)
         if mask is not None:
             out = torch.where(mask.unsqueeze(-1), out, 0.0)
@@ -389,12 +423,7 @@ class VectorQuantizer(CodebookState, nn.Module):
             indices = indices[:, 0]
         elif self._channel_first(x):
             indices = indices.reshape(B, *x.shape[2:], *indices.shape[2:])
-        zero = loss.new_zeros(())
-        breakdown = LossBreakdown(commitment, zero if diversity is None else diversity,
-                                  zero if orthogonal is None else orthogonal, zero)
-        if target_ce is not None:
-            loss = target_ce
-        return self._from_vectors(out, x).to(x.dtype), indices, loss, breakdown, deferred
+        return self._from_vectors(out, x).to(x.dtype), indices
 
     def _target_rows(self, target: torch.Tensor, x: torch.Tensor, B: int, N: int) -> torch.Tensor:
         """Target codes of ``forward(indices=...)`` as int64 ``[B * N * h]`` rows, after checking
