@@ -132,21 +132,6 @@ def test_two_branch_tokenizer_prior_samples_lf_then_hf(tmp_path):
                                            guidance_scale=1.5, seed=3))
 
 
-@pytest.mark.parametrize("conditional_classes,rows", [((), 1), ((1,), 1), ((0, 1, 2), 4)])
-def test_sample_plot_has_one_row_per_kind_of_sample(tmp_path, conditional_classes, rows):
-    """Unconditional models (the VAEs) get only the "all classes" row, no empty class panels."""
-    import matplotlib.image
-    from types import SimpleNamespace
-    from tsvq.report.plots import sample_plot
-
-    ds = SimpleNamespace(x_test=torch.randn(9, 1, 20), y_test=torch.arange(9) % 3, n_classes=3, classes=["a", "b", "c"])
-    y = torch.tensor(conditional_classes, dtype=torch.long).repeat_interleave(2)
-    fake_uncond = torch.randn(4, 1, 20) if len(conditional_classes) != 1 else torch.zeros(0, 1, 20)
-    sample_plot(tmp_path / "s.png", fake_uncond, ds, torch.randn(len(y), 1, 20), y)
-    height = matplotlib.image.imread(tmp_path / "s.png").shape[0]
-    assert height == round(100 * 1.9 * max(rows, 1.5))
-
-
 def test_prior_resumes_from_a_checkpoint_saved_before_the_end(tmp_path):
     import shutil
 
