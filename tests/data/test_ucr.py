@@ -37,8 +37,12 @@ def test_gz_variable_length_and_errors(tmp_path):
         load_ucr("Toy", tmp_path)
     d = load_ucr("Toy", tmp_path, resample_to=3)
     torch.testing.assert_close(d.x_train[1, 0], torch.tensor([5.0, 5.5, 6.0]))
-    with pytest.raises(FileNotFoundError, match="UCR dataset 'Nope' not found.*Toy"):
+    with pytest.raises(FileNotFoundError, match="dataset 'Nope' not found: .*Offline through aeon: .*GunPoint.*Toy"):
         load_ucr("Nope", tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"dataset 'toi' not found \(did you mean Toy\?\)"):
+        load_ucr("toi", tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"\(did you mean GunPoint\?\)"):
+        load_ucr("Gunpoint", tmp_path)
     shutil.move(folder / "Toy_TEST.tsv.gz", tmp_path / "elsewhere.gz")
     with pytest.raises(FileNotFoundError, match="TEST"):
         load_ucr("Toy", tmp_path, resample_to=3)

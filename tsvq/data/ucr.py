@@ -84,6 +84,20 @@ def _resample(row: np.ndarray, length: int) -> np.ndarray:
     return np.interp(np.linspace(0, row.size - 1, length), np.arange(row.size), row)
 
 
+# Classification datasets aeon's wheel ships (no download needed).
+AEON_OFFLINE = ("ACSF1", "ArrowHead", "BasicMotions", "GunPoint", "ItalyPowerDemand", "JapaneseVowels", "OSULeaf",
+                "PickupGestureWiimoteZ")
+ARCHIVE_URL = "https://www.timeseriesclassification.com"
+
+
+def _close_names(name: str, candidates) -> list[str]:
+    import difflib
+
+    by_lower = {c.lower(): c for c in candidates}
+    exact = by_lower.get(name.lower())
+    return [exact] if exact else [by_lower[m] for m in difflib.get_close_matches(name.lower(), list(by_lower), n=3)]
+
+
 def _has_aeon() -> bool:
     try:
         import aeon.datasets  # noqa: F401
@@ -178,11 +192,15 @@ def load_ucr(
         where = (f"{root / name / (name + '_TRAIN.tsv')} not found" if root is not None
                  else f"no archive directory given (data_dir or ${ENV_DATA_DIR})")
         available = sorted(p.name for p in root.iterdir() if p.is_dir()) if root is not None and root.is_dir() else []
+        close = _close_names(name, set(available) | set(AEON_OFFLINE))
         raise FileNotFoundError(
-            f"UCR dataset {name!r} not found: {where}, and aeon could not load it"
-            f"{' (aeon is not installed: pip install aeon)' if not _has_aeon() else ' (offline, or not a UCR/UEA name)'}."
-            f" Put <Name>/<Name>_TRAIN.tsv and <Name>/<Name>_TEST.tsv under a folder and pass it as data_dir or "
-            f"${ENV_DATA_DIR}" + (f"; datasets under {root}: {', '.join(available)}" if available else ""))
+            f"dataset {name!r} not found"
+            + (f" (did you mean {' or '.join(close)}?)" if close else "")
+            + f": {where}, and aeon could not load it"
+            + (" (aeon is not installed: pip install aeon)." if not _has_aeon() else " (offline, or not a UCR/UEA name).")
+            + f" Offline through aeon: {', '.join(AEON_OFFLINE)}. Others: download the UCR 2018 / UEA archives "
+            f"({ARCHIVE_URL}, <Name>/<Name>_TRAIN.tsv and _TEST.tsv) and pass the folder as data_dir (--data-dir) "
+            f"or ${ENV_DATA_DIR}" + (f"; datasets under {root}: {', '.join(available)}" if available else ""))
     test = _find(root, name, "TEST")
     if test is None and require_test:
         raise FileNotFoundError(f"{root / name / (name + '_TEST.tsv')} not found (train-only copy? "
