@@ -211,9 +211,9 @@ def _uses_direct_dft(n_fft: int, device: torch.device) -> bool:
 def _use_ops(device: torch.device) -> bool:
     if device.type == "cuda" and not _cuda_defaults.use_cuda_kernel("stft"):
         return False  # torch.stft / torch.istft (cuFFT): faster than this op's CUDA paths as measured
-    if _extension.has_ops():
+    if _extension.has_ops(device):
         return True
-    _extension.warn_if_missing()
+    _extension.warn_if_missing(device)
     return False
 
 

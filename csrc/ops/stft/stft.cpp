@@ -1,6 +1,7 @@
 // STFT / ISTFT with torch.stft / torch.istft semantics, forward and adjoint backward.
 //
-// Public ops (CompositeExplicitAutograd, one implementation for every device):
+// Public ops (schemas here; each device file registers its implementation for its dispatch key,
+// the bodies below with the device's kernels, stft.h):
 //   stft(x[B, C, L], n_fft, hop_length, window[n_fft], center, pad_mode, normalized, onesided,
 //        stacked) -> [B, C, F, T, 2] (real, imaginary last) or, when stacked, [B, 2C, F, T]
 //        (channel 2c real, 2c + 1 imaginary: the TimeVQVAE layout), written in that layout.
@@ -14,7 +15,7 @@
 // read the centre padding by index arithmetic and overlap-add in the same pass. Above that the op
 // uses ATen's FFTs (rfft / irfft) with the same padding, windowing and overlap-add, each a single
 // pass: frame / overlap_add below (one-pass loops on CPUs, stft_cpu.cpp; one kernel each on CUDA,
-// stft_framing.cuh; each device file registers its kernels as a StftDeviceKernels table, stft.h).
+// stft_framing.cuh; each device file passes its kernels as a StftDeviceKernels table, stft.h).
 // On CUDA, power-of-two n_fft in [2, 64] instead take one fused kernel per op
 // (framing + real FFT in registers, or inverse FFT + overlap-add + envelope: stft_fft_small.cuh),
 // and on CPUs n_fft = 32 the same algorithm on blocks of frames (stft_cpu.cpp); see use_fused_fft
@@ -54,37 +55,13 @@ bool use_direct(int64_t n_fft, const at::Device& device) {
   return n_fft <= (device.is_cpu() ? kDirectMaxNfftCpu : kDirectMaxNfftGpu);
 }
 
-constexpr size_t kDeviceTypes = static_cast<size_t>(c10::DeviceType::COMPILE_TIME_MAX_DEVICE_TYPES);
-
-std::atomic<const StftDeviceKernels*>* kernel_registry() {
-  static std::atomic<const StftDeviceKernels*> tables[kDeviceTypes] = {};
-  return tables;
-}
-
 // The fused kernels (framing, FFT and output layout in one pass; inverse FFT, overlap-add and
 // envelope in one) take the power-of-two n_fft in the range the device registered, in place of
 // frame / overlap_add around ATen's FFT. The ranges and their measurements are in the device files:
 // kFusedNfftCpu (stft_cpu.cpp), kFusedMaxNfftCuda (stft_cuda.cu).
-bool use_fused_fft(int64_t n_fft, const at::Device& device) {
+bool use_fused_fft(const StftDeviceKernels& k, int64_t n_fft) {
   if (n_fft < 2 || (n_fft & (n_fft - 1)) != 0) return false;
-  const StftDeviceKernels* k = stft_device_kernels(device.type());
-  return k != nullptr && n_fft >= k->fused_min_nfft && n_fft <= k->fused_max_nfft;
-}
-
-// The fused kernels of the device (use_fused_fft said yes); semantics in stft.h.
-at::Tensor fused_analysis(const at::Tensor& x, const at::Tensor& window, const at::Tensor& scale, int64_t hop,
-                          int64_t n_frames, int64_t pad_left, int64_t mode, double edge, double interior,
-                          int64_t n_bins, bool zero_two_sided, bool stacked) {
-  return stft_device_kernels(x.device().type())
-      ->fused_analysis(x, window, scale, hop, n_frames, pad_left, mode, edge, interior, n_bins, zero_two_sided,
-                       stacked);
-}
-
-at::Tensor fused_synthesis(const at::Tensor& spec, bool interleaved, int64_t n_fft, const at::Tensor& window,
-                           const at::Tensor& scale, int64_t hop, int64_t start, int64_t length, double edge,
-                           double interior) {
-  return stft_device_kernels(spec.device().type())
-      ->fused_synthesis(spec, interleaved, n_fft, window, scale, hop, start, length, edge, interior);
+  return n_fft >= k.fused_min_nfft && n_fft <= k.fused_max_nfft;
 }
 
 int64_t pad_mode_code(c10::string_view mode) {
@@ -192,9 +169,8 @@ std::string table_key(TableKind kind, const at::TensorOptions& opts, std::initia
   return key;
 }
 
-bool device_tables_cacheable(const at::Device& device) {
-  const StftDeviceKernels* k = stft_device_kernels(device.type());
-  return k != nullptr && k->tables_cacheable != nullptr && k->tables_cacheable(device);
+bool device_tables_cacheable(const StftDeviceKernels& k, const at::Device& device) {
+  return k.tables_cacheable != nullptr && k.tables_cacheable(device);
 }
 
 struct DeviceTable {
@@ -209,8 +185,8 @@ struct DeviceTable {
 // The table `build()` makes for (kind, window, params) in `opts`; window undefined for tables of
 // the parameters alone.
 template <typename Build>
-at::Tensor cached_table(TableKind kind, const at::Tensor& window, const at::TensorOptions& opts,
-                        std::initializer_list<int64_t> params, Build build) {
+at::Tensor cached_table(const StftDeviceKernels& k, TableKind kind, const at::Tensor& window,
+                        const at::TensorOptions& opts, std::initializer_list<int64_t> params, Build build) {
   const at::Device device = opts.device();
   std::string key = table_key(kind, opts, params);
   if (device.is_cpu()) {
@@ -232,7 +208,7 @@ at::Tensor cached_table(TableKind kind, const at::Tensor& window, const at::Tens
     cache->emplace(std::move(key), table);
     return table;
   }
-  if (!device_tables_cacheable(device)) return build();
+  if (!device_tables_cacheable(k, device)) return build();
   uint32_t version = 0;
   if (window.defined()) {
     if (window.is_inference() || window.key_set().has(c10::DispatchKey::Python)) return build();
@@ -275,44 +251,9 @@ at::Tensor cached_table(TableKind kind, const at::Tensor& window, const at::Tens
 }
 
 template <typename Build>
-at::Tensor window_table(TableKind kind, const at::Tensor& window, std::initializer_list<int64_t> params,
-                        Build build) {
-  return cached_table(kind, window, window.options(), params, build);
-}
-
-// The FFT path's framing and overlap-add (semantics in stft.h): the device's registered kernels
-// (one-pass loops on CPUs, one kernel each on CUDA: stft_framing.cuh), and ATen's pad + unfold +
-// multiply / multiply + unfold_backward + narrow elsewhere (other devices, CUDA tensors in a build
-// without CUDA kernels).
-at::Tensor frame(const at::Tensor& x, const at::Tensor& window, const at::Tensor& scale, int64_t hop,
-                 int64_t n_frames, int64_t pad_left, int64_t mode) {
-  if (const StftDeviceKernels* k = stft_device_kernels(x.device().type()))
-    return k->frame(x, window, scale, hop, n_frames, pad_left, mode);
-  const int64_t L = x.size(1), N = window.size(0), Qv = (n_frames - 1) * hop + N;
-  const int64_t right = std::max<int64_t>(0, Qv - pad_left - L);  // <= pad_left unless mode is constant
-  auto xp = pad_left > 0 || right > 0
-                ? at::pad(x, {pad_left, right}, pad_mode_name(mode),
-                          mode == kPadConstant ? c10::optional<double>(0.0) : c10::nullopt)
-                : x;
-  xp = xp.narrow(1, 0, Qv);
-  if (scale.defined()) xp = xp * scale.narrow(0, 0, Qv);
-  return xp.unfold(1, N, hop) * window;
-}
-
-at::Tensor overlap_add(const at::Tensor& frames, const at::Tensor& window, const at::Tensor& scale, int64_t hop,
-                       int64_t start, int64_t length) {
-  if (const StftDeviceKernels* k = stft_device_kernels(frames.device().type()))
-    return k->overlap_add(frames, window, scale, hop, start, length);
-  const int64_t R = frames.size(0), T = frames.size(1), N = frames.size(2), Q = (T - 1) * hop + N;
-  const int64_t avail = std::max<int64_t>(0, std::min(length, Q - start));  // samples the frames cover
-  if (avail == 0) return at::zeros({R, length}, frames.options());
-  auto full = at::unfold_backward(frames * window, {R, Q}, 1, N, hop);  // [R, Q]
-  auto kept = full.narrow(1, start, avail);
-  if (scale.defined()) kept = kept * scale.narrow(0, start, avail);
-  if (avail == length) return kept.contiguous();
-  auto y = at::zeros({R, length}, frames.options());
-  y.narrow(1, 0, avail).copy_(kept);
-  return y;
+at::Tensor window_table(const StftDeviceKernels& k, TableKind kind, const at::Tensor& window,
+                        std::initializer_list<int64_t> params, Build build) {
+  return cached_table(k, kind, window, window.options(), params, build);
 }
 
 // Adjoint of the centre padding: gradient of the padded series [R, L + 2 pad] -> [R, L].
@@ -431,28 +372,33 @@ at::Tensor shape_stft_output(const at::Tensor& out, const Geometry& g, bool stac
   return out.view({g.B, g.C, g.F, g.T, 2});
 }
 
-at::Tensor stft(const at::Tensor& x, int64_t n_fft, int64_t hop, const at::Tensor& window, bool center,
-                c10::string_view pad_mode, bool normalized, bool onesided, bool stacked) {
+}  // namespace
+
+at::Tensor stft_impl(const StftDeviceKernels& k, const at::Tensor& x, int64_t n_fft, int64_t hop,
+                     const at::Tensor& window, bool center, c10::string_view pad_mode, bool normalized,
+                     bool onesided, bool stacked) {
   const auto g = stft_geometry(x, n_fft, hop, window, center, pad_mode, onesided);
   const int64_t R = g.B * g.C;
   auto x2 = x.reshape({R, g.L});
   at::Tensor out;
   if (use_direct(n_fft, x.device())) {
-    auto basis = window_table(kAnalysisNJ, window, {n_fft, g.F, normalized}, [&] {
+    auto basis = window_table(k, kAnalysisNJ, window, {n_fft, g.F, normalized}, [&] {
       return analysis_rows(n_fft, g.F, window, normalized).t().contiguous();  // [N, 2F]
     });
     out = analysis_op().call(x2, basis, c10::nullopt, hop, g.T, g.pad, g.mode, !stacked);
-  } else if (use_fused_fft(n_fft, x.device())) {
+  } else if (use_fused_fft(k, n_fft)) {
     const double s = normalized ? 1.0 / std::sqrt(static_cast<double>(n_fft)) : 1.0;
-    out = fused_analysis(x2, window, at::Tensor(), hop, g.T, g.pad, g.mode, s, s, g.F, false, stacked);
+    out = k.fused_analysis(x2, window, at::Tensor(), hop, g.T, g.pad, g.mode, s, s, g.F, false, stacked);
   } else {
-    auto frames = frame(x2, window, at::Tensor(), hop, g.T, g.pad, g.mode);  // [R, T, N]
+    auto frames = k.frame(x2, window, at::Tensor(), hop, g.T, g.pad, g.mode);  // [R, T, N]
     auto norm = normalized ? "ortho" : "backward";
     auto z = onesided ? at::fft_rfft(frames, n_fft, -1, norm) : at::fft_fft(frames, n_fft, -1, norm);
     out = from_complex_frames(z, !stacked);
   }
   return shape_stft_output(out, g, stacked);
 }
+
+namespace {
 
 // spec of the public layout -> [R, F, T, 2] (interleaved) or [R, 2F, T], plus B, C, F, T.
 std::tuple<at::Tensor, int64_t, int64_t, int64_t, int64_t> flatten_spec(const at::Tensor& spec, bool stacked,
@@ -494,31 +440,35 @@ InverseGeometry istft_geometry(const at::Tensor& spec, int64_t B, int64_t C, int
   return {B, C, F, T, n_fft, hop, start, out_len, Q};
 }
 
-at::Tensor istft(const at::Tensor& spec_in, int64_t n_fft, int64_t hop, const at::Tensor& window, bool center,
-                 bool normalized, bool onesided, int64_t length, bool stacked) {
+}  // namespace
+
+at::Tensor istft_impl(const StftDeviceKernels& k, const at::Tensor& spec_in, int64_t n_fft, int64_t hop,
+                      const at::Tensor& window, bool center, bool normalized, bool onesided, int64_t length,
+                      bool stacked) {
   auto [spec, B, C, F, T] = flatten_spec(spec_in, stacked, "spec");
   const auto g = istft_geometry(spec_in, B, C, F, T, n_fft, hop, window, center, onesided, length);
-  auto inv_env = window_table(kInvEnvelope, window, {hop, T}, [&] { return inverse_envelope(window, hop, T); });
+  auto inv_env = window_table(k, kInvEnvelope, window, {hop, T}, [&] { return inverse_envelope(window, hop, T); });
   at::Tensor y;
   if (use_direct(n_fft, spec.device())) {
-    auto basis = window_table(kSynthesisJN, window, {n_fft, F, normalized}, [&] {
+    auto basis = window_table(k, kSynthesisJN, window, {n_fft, F, normalized}, [&] {
       return synthesis_rows(n_fft, F, window, normalized);  // [2F, N]
     });
     y = synthesis_op().call(spec, basis, inv_env, hop, g.start, g.length, !stacked);
-  } else if (use_fused_fft(n_fft, spec.device())) {
+  } else if (use_fused_fft(k, n_fft)) {
     const double s = normalized ? 1.0 / std::sqrt(static_cast<double>(n_fft)) : 1.0 / static_cast<double>(n_fft);
-    y = fused_synthesis(spec, !stacked, n_fft, window, inv_env, hop, g.start, g.length, s, s);
+    y = k.fused_synthesis(spec, !stacked, n_fft, window, inv_env, hop, g.start, g.length, s, s);
   } else {
     auto z = to_complex_frames(spec, F, !stacked);  // [R, T, F]
     if (!onesided) z = z.narrow(2, 0, n_fft / 2 + 1);
     auto frames = at::fft_irfft(z, n_fft, -1, normalized ? "ortho" : "backward");  // [R, T, N]
-    y = overlap_add(frames, window, inv_env, hop, g.start, g.length);
+    y = k.overlap_add(frames, window, inv_env, hop, g.start, g.length);
   }
   return y.view({B, C, g.length});
 }
 
-at::Tensor stft_backward(const at::Tensor& grad_in, int64_t L, int64_t n_fft, int64_t hop, const at::Tensor& window,
-                         bool center, c10::string_view pad_mode, bool normalized, bool onesided, bool stacked) {
+at::Tensor stft_backward_impl(const StftDeviceKernels& k, const at::Tensor& grad_in, int64_t L, int64_t n_fft,
+                              int64_t hop, const at::Tensor& window, bool center, c10::string_view pad_mode,
+                              bool normalized, bool onesided, bool stacked) {
   auto [grad, B, C, F, T] = flatten_spec(grad_in, stacked, "grad");
   check_real_float(grad_in, "grad");
   TORCH_CHECK_VALUE(n_fft >= 1 && hop >= 1, "n_fft and hop_length must be >= 1");
@@ -528,56 +478,57 @@ at::Tensor stft_backward(const at::Tensor& grad_in, int64_t L, int64_t n_fft, in
   TORCH_CHECK_VALUE(Q <= Lp && F == (onesided ? n_fft / 2 + 1 : n_fft), "grad does not match an STFT of length ", L);
   at::Tensor gp;  // [R, Lp]
   if (use_direct(n_fft, grad.device())) {
-    auto basis = window_table(kAnalysisJN, window, {n_fft, F, normalized}, [&] {
+    auto basis = window_table(k, kAnalysisJN, window, {n_fft, F, normalized}, [&] {
       return analysis_rows(n_fft, F, window, normalized);  // [2F, N]
     });
     gp = synthesis_op().call(grad, basis, c10::nullopt, hop, 0, Lp, !stacked);
-  } else if (onesided && use_fused_fft(n_fft, grad.device())) {
+  } else if (onesided && use_fused_fft(k, n_fft)) {
     // frames = n_fft irfft(bins x (1, 1/2, ..., 1/2, 1)), times the (scaled) window
     const double s = normalized ? 1.0 / std::sqrt(static_cast<double>(n_fft)) : 1.0;
-    gp = fused_synthesis(grad, !stacked, n_fft, window, at::Tensor(), hop, 0, Lp, s, 0.5 * s);
+    gp = k.fused_synthesis(grad, !stacked, n_fft, window, at::Tensor(), hop, 0, Lp, s, 0.5 * s);
   } else {
     auto z = to_complex_frames(grad, F, !stacked);  // [R, T, F]
     at::Tensor frames;
     if (onesided) {
       const auto opts = z.options().dtype(grad.scalar_type());
-      auto w = cached_table(kAdjointBinWeights, at::Tensor(), opts, {n_fft, F},
+      auto w = cached_table(k, kAdjointBinWeights, at::Tensor(), opts, {n_fft, F},
                             [&] { return onesided_bin_weights(n_fft, F, 0.5, opts); });
       frames = at::fft_irfft(z * w, n_fft, -1, "forward");  // = n_fft * irfft(...)
     } else {
       frames = at::real(at::fft_ifft(z, n_fft, -1, "forward"));
     }
-    const auto w = !normalized ? window : window_table(kScaledWindow, window, {n_fft}, [&] {
+    const auto w = !normalized ? window : window_table(k, kScaledWindow, window, {n_fft}, [&] {
       return window * (1.0 / std::sqrt(static_cast<double>(n_fft)));
     });
-    gp = overlap_add(frames, w, at::Tensor(), hop, 0, Lp);
+    gp = k.overlap_add(frames, w, at::Tensor(), hop, 0, Lp);
   }
   return pad_adjoint(gp, L, pad, mode).view({B, C, L});
 }
 
-at::Tensor istft_backward(const at::Tensor& grad_y, int64_t F, int64_t T, int64_t n_fft, int64_t hop,
-                          const at::Tensor& window, bool center, bool normalized, bool onesided, bool stacked) {
+at::Tensor istft_backward_impl(const StftDeviceKernels& k, const at::Tensor& grad_y, int64_t F, int64_t T,
+                               int64_t n_fft, int64_t hop, const at::Tensor& window, bool center, bool normalized,
+                               bool onesided, bool stacked) {
   check_rank(grad_y, 3, "grad", "Tensor[B, C, L]");
   check_real_float(grad_y, "grad");
   const int64_t B = grad_y.size(0), C = grad_y.size(1), R = B * C, length = grad_y.size(2);
   const auto g = istft_geometry(grad_y, B, C, F, T, n_fft, hop, window, center, onesided, length);
-  auto inv_env = window_table(kInvEnvelope, window, {hop, T}, [&] { return inverse_envelope(window, hop, T); });
+  auto inv_env = window_table(k, kInvEnvelope, window, {hop, T}, [&] { return inverse_envelope(window, hop, T); });
   auto gy = grad_y.reshape({R, length});
   at::Tensor out;  // [R, F, T, 2] or [R, 2F, T]
   if (use_direct(n_fft, grad_y.device())) {
-    auto basis = window_table(kSynthesisNJ, window, {n_fft, F, normalized}, [&] {
+    auto basis = window_table(k, kSynthesisNJ, window, {n_fft, F, normalized}, [&] {
       return synthesis_rows(n_fft, F, window, normalized).t().contiguous();  // [N, 2F]
     });
     out = analysis_op().call(gy, basis, inv_env, hop, T, g.start, kPadConstant, !stacked);
-  } else if (use_fused_fft(n_fft, grad_y.device())) {
+  } else if (use_fused_fft(k, n_fft)) {
     // rfft of the framed (envelope-scaled, windowed) gradient times the one-sided inverse's weights
     const double s = normalized ? 1.0 / std::sqrt(static_cast<double>(n_fft)) : 1.0 / static_cast<double>(n_fft);
-    out = fused_analysis(gy, window, inv_env, hop, T, g.start, kPadConstant, s, 2.0 * s, F, true, stacked);
+    out = k.fused_analysis(gy, window, inv_env, hop, T, g.start, kPadConstant, s, 2.0 * s, F, true, stacked);
   } else {
-    auto frames = frame(gy, window, inv_env, hop, T, g.start, kPadConstant);  // [R, T, N]
+    auto frames = k.frame(gy, window, inv_env, hop, T, g.start, kPadConstant);  // [R, T, N]
     const int64_t used = n_fft / 2 + 1;
     auto z = at::fft_rfft(frames, n_fft, -1, "backward");  // [R, T, used]
-    auto cs = cached_table(kInverseBinWeights, at::Tensor(), frames.options(), {n_fft, normalized}, [&] {
+    auto cs = cached_table(k, kInverseBinWeights, at::Tensor(), frames.options(), {n_fft, normalized}, [&] {
       const double s = normalized ? 1.0 / std::sqrt(static_cast<double>(n_fft)) : 1.0 / static_cast<double>(n_fft);
       return onesided_bin_weights(n_fft, used, 2.0, frames.options()) * s;
     });
@@ -587,20 +538,6 @@ at::Tensor istft_backward(const at::Tensor& grad_y, int64_t F, int64_t T, int64_
   }
   if (stacked) return out.view({B, 2 * C, F, T});
   return out.view({B, C, F, T, 2});
-}
-
-}  // namespace
-
-const StftDeviceKernels* stft_device_kernels(c10::DeviceType type) {
-  const auto i = static_cast<size_t>(type);
-  return i < kDeviceTypes ? kernel_registry()[i].load(std::memory_order_acquire) : nullptr;
-}
-
-StftKernelsRegistration::StftKernelsRegistration(c10::DeviceType type, const StftDeviceKernels* kernels) {
-  const auto i = static_cast<size_t>(type);
-  TORCH_CHECK(i < kDeviceTypes && kernels != nullptr, "StftKernelsRegistration: bad device type or table");
-  const StftDeviceKernels* previous = kernel_registry()[i].exchange(kernels, std::memory_order_acq_rel);
-  TORCH_CHECK(previous == nullptr, "STFT kernels registered twice for device type ", type);
 }
 
 TORCH_LIBRARY_FRAGMENT(tsvq, m) {
@@ -619,11 +556,5 @@ TORCH_LIBRARY_FRAGMENT(tsvq, m) {
         "bool interleaved) -> Tensor");
 }
 
-TORCH_LIBRARY_IMPL(tsvq, CompositeExplicitAutograd, m) {
-  m.impl("stft", &stft);
-  m.impl("istft", &istft);
-  m.impl("_stft_backward", &stft_backward);
-  m.impl("_istft_backward", &istft_backward);
-}
 
 }  // namespace tsvq

@@ -80,12 +80,11 @@ inline FramingOperands framing_operands(const at::Tensor& input, const at::Tenso
   return {input.contiguous(), window.contiguous(), scale.defined() ? scale.contiguous() : at::Tensor()};
 }
 
-// The FFT path's kernels of one device type, semantics below. stft_cpu.cpp registers the CPU table
-// and stft_cuda.cu (compiled only in builds with CUDA kernels) the CUDA one, each through a static
-// StftKernelsRegistration at load time (ATen's DispatchStub pattern: one implementation per device,
-// no device branches in the op code). The ops in stft.cpp look the table up by the tensor's device
-// type and use ATen's pad + unfold + multiply / unfold_backward + narrow where none is registered
-// (other devices, CUDA tensors in a build without CUDA kernels), and never the fused kernels there.
+// The FFT path's kernels of one device type, semantics below. stft_cpu.cpp (CPU) and stft_cuda.cu
+// (CUDA, compiled only in builds with CUDA kernels) each register the public ops for their dispatch
+// key as the *_impl bodies of stft.cpp with their own table: one implementation per dispatch key,
+// no device branches in the op code. Other devices (and CUDA tensors in a build without CUDA
+// kernels) have no implementation: the Python wrappers take the pure-PyTorch reference there.
 //
 // frame: x [R, L] -> frames [R, n_frames, N], frames[r, t, n] = window[n] * scale[q] * xpad[r, q],
 //   q = t * hop + n, xpad the series padded by pad_left with `mode` (scale undefined: 1).
@@ -118,12 +117,41 @@ struct StftDeviceKernels {
   bool (*tables_cacheable)(const at::Device& device);
 };
 
-// The kernels registered for `type`, or nullptr (stft.cpp).
-const StftDeviceKernels* stft_device_kernels(c10::DeviceType type);
+// The bodies of the public ops (stft.cpp) for a device with kernels `k`; schemas in stft.cpp.
+at::Tensor stft_impl(const StftDeviceKernels& k, const at::Tensor& x, int64_t n_fft, int64_t hop,
+                     const at::Tensor& window, bool center, c10::string_view pad_mode, bool normalized,
+                     bool onesided, bool stacked);
+at::Tensor istft_impl(const StftDeviceKernels& k, const at::Tensor& spec, int64_t n_fft, int64_t hop,
+                      const at::Tensor& window, bool center, bool normalized, bool onesided, int64_t length,
+                      bool stacked);
+at::Tensor stft_backward_impl(const StftDeviceKernels& k, const at::Tensor& grad, int64_t L, int64_t n_fft,
+                              int64_t hop, const at::Tensor& window, bool center, c10::string_view pad_mode,
+                              bool normalized, bool onesided, bool stacked);
+at::Tensor istft_backward_impl(const StftDeviceKernels& k, const at::Tensor& grad_y, int64_t F, int64_t T,
+                               int64_t n_fft, int64_t hop, const at::Tensor& window, bool center, bool normalized,
+                               bool onesided, bool stacked);
 
-// Registers `kernels` (static storage) for `type`; a second registration for a type is an error.
-struct StftKernelsRegistration {
-  StftKernelsRegistration(c10::DeviceType type, const StftDeviceKernels* kernels);
+// The public ops' implementations for the dispatch key of kernels `K` (a static table).
+template <const StftDeviceKernels& K>
+struct StftOps {
+  static at::Tensor stft(const at::Tensor& x, int64_t n_fft, int64_t hop, const at::Tensor& window, bool center,
+                         c10::string_view pad_mode, bool normalized, bool onesided, bool stacked) {
+    return stft_impl(K, x, n_fft, hop, window, center, pad_mode, normalized, onesided, stacked);
+  }
+  static at::Tensor istft(const at::Tensor& spec, int64_t n_fft, int64_t hop, const at::Tensor& window,
+                          bool center, bool normalized, bool onesided, int64_t length, bool stacked) {
+    return istft_impl(K, spec, n_fft, hop, window, center, normalized, onesided, length, stacked);
+  }
+  static at::Tensor stft_backward(const at::Tensor& grad, int64_t L, int64_t n_fft, int64_t hop,
+                                  const at::Tensor& window, bool center, c10::string_view pad_mode, bool normalized,
+                                  bool onesided, bool stacked) {
+    return stft_backward_impl(K, grad, L, n_fft, hop, window, center, pad_mode, normalized, onesided, stacked);
+  }
+  static at::Tensor istft_backward(const at::Tensor& grad_y, int64_t F, int64_t T, int64_t n_fft, int64_t hop,
+                                   const at::Tensor& window, bool center, bool normalized, bool onesided,
+                                   bool stacked) {
+    return istft_backward_impl(K, grad_y, F, T, n_fft, hop, window, center, normalized, onesided, stacked);
+  }
 };
 
 }  // namespace tsvq

@@ -897,16 +897,17 @@ at::Tensor fft_synthesis_cpu(const at::Tensor& spec, bool interleaved, int64_t n
   return y;
 }
 
-namespace {
-
 // No tables_cacheable: CPU window tables are cached by value in cached_table (stft.cpp).
+extern const StftDeviceKernels kCpuKernels;
 const StftDeviceKernels kCpuKernels{&frame_cpu,        &overlap_add_cpu,   kFusedNfftCpu, kFusedNfftCpu,
                                     &fft_analysis_cpu, &fft_synthesis_cpu, nullptr};
-const StftKernelsRegistration kCpuRegistration(c10::DeviceType::CPU, &kCpuKernels);
-
-}  // namespace
 
 TORCH_LIBRARY_IMPL(tsvq, CPU, m) {
+  using Ops = StftOps<kCpuKernels>;
+  m.impl("stft", &Ops::stft);
+  m.impl("istft", &Ops::istft);
+  m.impl("_stft_backward", &Ops::stft_backward);
+  m.impl("_istft_backward", &Ops::istft_backward);
   m.impl("_stft_analysis", &stft_analysis_cpu);
   m.impl("_stft_synthesis", &stft_synthesis_cpu);
 }

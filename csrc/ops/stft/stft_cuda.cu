@@ -4,7 +4,8 @@
 // stft_fft_small.cuh.
 // frame_cuda / overlap_add_cuda: the framing and overlap-add of the FFT path (the other n_fft,
 // around cuFFT), one kernel each (stft_framing.cuh).
-// All four are this file's StftDeviceKernels table (stft.h), registered for CUDA at load time.
+// All four are this file's StftDeviceKernels table (stft.h), with which it registers the public
+// ops for the CUDA dispatch key.
 // GPUs never take the direct-DFT path (use_direct in stft.cpp): its CUDA kernels were slower than
 // cuFFT (docs/kernels.md) and were removed; the private framing ops are CPU-only.
 #include <ATen/ATen.h>
@@ -223,10 +224,18 @@ bool cuda_tables_cacheable(const at::Device& device) {
 // them at least as fast as torch (tsvq/ops/_cuda_defaults.py, docs/kernels.md).
 constexpr int64_t kFusedMaxNfftCuda = 64;
 
+}  // namespace
+
+extern const StftDeviceKernels kCudaKernels;
 const StftDeviceKernels kCudaKernels{&frame_cuda,        &overlap_add_cuda,   2, kFusedMaxNfftCuda,
                                      &fft_analysis_cuda, &fft_synthesis_cuda, &cuda_tables_cacheable};
-const StftKernelsRegistration kCudaRegistration(c10::DeviceType::CUDA, &kCudaKernels);
 
-}  // namespace
+TORCH_LIBRARY_IMPL(tsvq, CUDA, m) {
+  using Ops = StftOps<kCudaKernels>;
+  m.impl("stft", &Ops::stft);
+  m.impl("istft", &Ops::istft);
+  m.impl("_stft_backward", &Ops::stft_backward);
+  m.impl("_istft_backward", &Ops::istft_backward);
+}
 
 }  // namespace tsvq
