@@ -24,8 +24,6 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from .run_dir import RunDir, atomic_write
 
-RUN_INFO_KEYS = ("epochs", "steps", "epoch_time_s", "final_train_loss")
-
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """``torch.save`` into memory, then :func:`atomic_write` (temporary file, fsync, rename)."""
