@@ -55,6 +55,45 @@ class _LastCheckpoint(Callback):
         trainer.save_checkpoint(self.path, weights_only=False)
 
 
+class RunProgress(Callback):
+    """One progress bar over the run's optimiser steps (total, rate, ETA, the last epoch's loss), on
+    stderr, instead of Lightning's bar per epoch. A resumed run starts at its saved step.
+
+    Args:
+        total: the run's optimiser steps (:func:`tsvq.engine.optim.total_steps`).
+    """
+
+    def __init__(self, total: int):
+        self.total = total
+        self.bar = None
+
+    def on_train_start(self, trainer, pl_module):
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=self.total, initial=trainer.global_step, unit="step", desc="training",
+                        dynamic_ncols=True, leave=True)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if self.bar is not None:
+            self.bar.update(trainer.global_step - self.bar.n)
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        loss = trainer.callback_metrics.get("loss")
+        if self.bar is not None and loss is not None:
+            self.bar.set_postfix(epoch=trainer.current_epoch + 1, loss=f"{float(loss):.4f}", refresh=False)
+
+    def on_train_end(self, trainer, pl_module):
+        self.close()
+
+    def on_exception(self, trainer, pl_module, exception):
+        self.close()
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
 class _RunInfo(Callback):
     def on_save_checkpoint(self, trainer, pl_module, checkpoint):
         checkpoint["tsvq_run_info"] = run_info(trainer)
@@ -118,12 +157,16 @@ def _trainer(cfg, run_dir: RunDir, steps_per_epoch: int, progress: bool, every: 
     # epoch end, where the epoch's loss is known.
     best = ModelCheckpoint(dirpath=run_dir.checkpoints, filename="best", monitor="loss", mode="min",
                            enable_version_counter=False, every_n_epochs=every, save_on_train_epoch_end=True)
+    callbacks = [_RunInfo(), best, _LastCheckpoint(run_dir.last_checkpoint, every)]
+    if progress:
+        from .optim import total_steps
+
+        callbacks.append(RunProgress(total_steps(cfg, steps_per_epoch)))
     return pl.Trainer(max_epochs=cfg.epochs, max_steps=cfg.max_steps, accelerator=cfg.accelerator,
                       devices=cfg.devices, precision=cfg.precision,
                       logger=CSVLogger(run_dir.path, name="logs", version=run_dir.next_session()),
-                      callbacks=[_RunInfo(), best, _LastCheckpoint(run_dir.last_checkpoint, every)],
-                      plugins=[AtomicCheckpointIO()], enable_progress_bar=progress, enable_model_summary=False,
-                      log_every_n_steps=1, deterministic=False)
+                      callbacks=callbacks, plugins=[AtomicCheckpointIO()], enable_progress_bar=False,
+                      enable_model_summary=False, log_every_n_steps=1, deterministic=False)
 
 
 def fit(trainer: pl.Trainer, module: pl.LightningModule, loader, run_dir: RunDir, resume: bool) -> dict:
