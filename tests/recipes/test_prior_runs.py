@@ -65,15 +65,20 @@ def test_prior_sample_and_evaluate_with_published_fcn(run_dir, tmp_path, capsys)
     assert (run_dir / "samples.png").exists() and "fid" in (run_dir / "metrics.md").read_text()
 
 
-def test_own_fcn_is_trained_once_and_cached(run_dir):
+def test_own_fcn_is_trained_once_and_cached(run_dir, capsys):
     from tsvq.data import load_ucr
     from tsvq.engine.run_dir import RunDir
     from tsvq.recipes.fcn import fcn_evaluator
 
     if not (run_dir / "prior" / "config.yaml").exists():
         train_prior(run_dir, resolve_prior_config("quick", PRIOR), progress=False)
+    capsys.readouterr()
     first = evaluate_generation(run_dir, None)
     assert (run_dir / "fcn" / "fcn.pt").exists() and "cached" not in first["fcn_source"]
+    err = capsys.readouterr().err.replace("\r", "\n")  # every long phase announces itself, with a bar for loops
+    for phase in ("FCN evaluator on GunPoint train", "sampling 256 unconditional series",
+                  "sampling 1000 class-conditional series for CAS", "CAS classifier on the samples"):
+        assert phase in err, phase
     assert 0.0 <= first["fcn_test_accuracy"] <= 1.0 and np.isfinite(first["fid"])
     ds = load_ucr("GunPoint", UCR_DIR)
     model, source = fcn_evaluator(RunDir(run_dir), ds, None, epochs=2, seed=0)

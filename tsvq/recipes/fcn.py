@@ -18,7 +18,8 @@ from ..models.fcn import FCN, FCNConfig, fcn_predict, fcn_scale, load_supervised
 
 
 def train_fcn(x: torch.Tensor, y: torch.Tensor, n_classes: int, epochs: int = 1000, batch_size: int = 256,
-              lr: float = 1e-3, weight_decay: float = 1e-5, seed: int = 0, device: str | torch.device = "cpu") -> FCN:
+              lr: float = 1e-3, weight_decay: float = 1e-5, seed: int = 0, device: str | torch.device = "cpu",
+              progress: str | None = None) -> FCN:
     """Train an :class:`FCN` on ``x: Tensor[N, C, L]`` (already :func:`fcn_scale`-d) and labels
     ``y: int64[N]`` in ``[0, n_classes)`` with the published recipe (AdamW, cosine schedule over
     all steps, cross-entropy, batch 256, 1000 epochs; the last weights are kept). Returned in eval
@@ -45,7 +46,12 @@ def train_fcn(x: torch.Tensor, y: torch.Tensor, n_classes: int, epochs: int = 10
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
     x, y = x.to(device), y.to(device)
     model.train()
-    for _ in range(epochs):
+    epochs_iter = range(epochs)
+    if progress:  # a bar over the epochs on stderr, labelled `progress`
+        from tqdm.auto import tqdm
+
+        epochs_iter = tqdm(epochs_iter, desc=progress, unit="epoch", dynamic_ncols=True)
+    for _ in epochs_iter:
         perm = torch.randperm(len(x), generator=g).to(device)
         for i in range(0, len(x), batch_size):
             idx = perm[i:i + batch_size]
@@ -96,7 +102,8 @@ def fcn_evaluator(run_dir: RunDir, ds, fcn_weights, epochs: int, seed: int) -> t
             model = FCN(FCNConfig(**saved["config"]))
             model.load_state_dict(saved["state_dict"])
             return model.eval(), f"tsvq FCN ({epochs} epochs, cached)"
-    model = train_fcn(fcn_scale(ds.x_train, ds.x_train), ds.y_train, ds.n_classes, epochs=epochs, seed=seed)
+    model = train_fcn(fcn_scale(ds.x_train, ds.x_train), ds.y_train, ds.n_classes, epochs=epochs, seed=seed,
+                      progress=f"FCN evaluator on {ds.name} train")
     buf = io.BytesIO()
     torch.save({"config": asdict(model.cfg), "state_dict": model.state_dict(), "epochs": epochs, "seed": seed}, buf)
     run_dir.write_bytes("fcn/fcn.pt", buf.getvalue())
@@ -111,7 +118,8 @@ def fcn_on_test(fcn: FCN, ds) -> tuple[torch.Tensor, float, torch.Tensor]:
 
 
 def cas(x_synthetic: torch.Tensor, y_synthetic: torch.Tensor, x_test: torch.Tensor, y_test: torch.Tensor,
-        n_classes: int, epochs: int = 1000, seed: int = 0, device: str | torch.device = "cpu") -> float:
+        n_classes: int, epochs: int = 1000, seed: int = 0, device: str | torch.device = "cpu",
+        progress: str | None = None) -> float:
     """Classification accuracy score (TSTR, Ravuri & Vinyals 2019): train a fresh FCN
     (:func:`train_fcn`, the published recipe) on class-conditional samples and report its accuracy
     on the real test set. All series must already be scaled with :func:`tsvq.models.fcn.fcn_scale`.
@@ -119,12 +127,13 @@ def cas(x_synthetic: torch.Tensor, y_synthetic: torch.Tensor, x_test: torch.Tens
     Args:
         x_synthetic: ``Tensor[N, C, L]`` generated series, y_synthetic: ``int64[N]`` the classes they
             were generated for. x_test / y_test: the real test split. epochs: FCN training epochs.
+        progress: label of a progress bar over the epochs (stderr); None: no bar.
 
     Raises:
         ValueError: see :func:`train_fcn`; label range or shape mismatch of the test set.
     """
     if len(x_test) != len(y_test) or len(x_test) == 0:
         raise ValueError(f"x_test / y_test: need the same non-zero length, got {len(x_test)} and {len(y_test)}")
-    model = train_fcn(x_synthetic, y_synthetic, n_classes, epochs=epochs, seed=seed, device=device)
+    model = train_fcn(x_synthetic, y_synthetic, n_classes, epochs=epochs, seed=seed, device=device, progress=progress)
     _, probs = fcn_predict(model, x_test)
     return accuracy(probs, y_test.cpu().long())
