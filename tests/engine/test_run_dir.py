@@ -55,6 +55,8 @@ def test_damaged_files_give_clear_errors(tmp_path):
     run.config_file.write_text(text[: len(text) // 2].rsplit("\n", 1)[0] + "\n  - [")
     with pytest.raises(ValueError, match="config.yaml"):
         run.read_config(RunConfig)
+    with pytest.raises(ValueError, match="config.yaml is not valid YAML"):  # not "another config"
+        run.check_config(cfg, resume=False, hint="x")
     run.config_file.write_text("just text")
     with pytest.raises(ValueError, match="does not hold a RunConfig"):
         run.read_config(RunConfig)

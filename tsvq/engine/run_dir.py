@@ -191,16 +191,14 @@ class RunDir:
             FileExistsError: the stored config differs (the message ends with ``hint``), or the run
                 has checkpoints and ``resume`` is False.
             FileNotFoundError: ``resume`` but there is no ``last.ckpt`` to resume from.
+            ValueError: ``config.yaml`` is not a readable config of this kind (named in the message).
         """
         if resume and not self.last_checkpoint.exists():
             raise FileNotFoundError(f"nothing to resume in {self.path}: no checkpoints/last.ckpt; "
                                     "run without --resume to start it")
         cfg_text = yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False)
         if self.config_file.exists():
-            try:
-                previous = dataclasses.asdict(self.read_config(type(cfg)))
-            except ValueError:  # a field this version does not know, or an unreadable file
-                previous = None
+            previous = dataclasses.asdict(self.read_config(type(cfg)))  # ValueError names a damaged file
             if yaml.safe_load(yaml.safe_dump(previous, sort_keys=False)) != yaml.safe_load(cfg_text):
                 raise FileExistsError(f"{self.path} holds a run with another config.yaml; {hint}")
             if self.last_checkpoint.exists() and not resume:
