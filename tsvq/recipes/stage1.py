@@ -230,12 +230,17 @@ def load_run(run_dir: str | os.PathLike, which: str = "best"):
     Raises:
         FileNotFoundError: not a run directory, or no checkpoint. ValueError: unreadable files.
     """
+    return _load_run(run_dir, which)[:5]
+
+
+def _load_run(run_dir, which: str):
+    """:func:`load_run` plus the optimiser step of the checkpoint it loaded (read once)."""
     run = RunDir(run_dir)
     cfg = run.read_config(RunConfig)
     ds, x_train, x_test, _ = load_data(cfg)
     model = build_model(cfg, x_train.shape[1], x_train.shape[2], float(x_train.max() - x_train.min()))
-    run.load_model_state(model, which)
-    return cfg, model, ds, x_train, x_test
+    step = int(run.load_model_state(model, which)["global_step"])
+    return cfg, model, ds, x_train, x_test, step
 
 
 RUN_INFO = ("epochs", "steps", "train_wall_s_this_session", "epoch_time_s", "final_train_loss")
@@ -249,10 +254,9 @@ def evaluate_run(run_dir: str | os.PathLike, which: str = "best", extra: dict | 
         FileNotFoundError: not a run directory, or no checkpoint. ValueError: unreadable run files.
     """
     run = RunDir(run_dir)
-    cfg, model, ds, x_train, x_test = load_run(run_dir, which)
+    cfg, model, ds, x_train, x_test, step = _load_run(run_dir, which)
     previous = run.read_json("metrics.json", {})
     keep = {k: v for k, v in previous.items() if k in RUN_INFO}
-    step = int(run.load_checkpoint(which)["global_step"])
     with run:
         return write_report(run, cfg, model, ds, x_train, x_test,
                             {**keep, "checkpoint": which, "checkpoint_step": step, **(extra or {})})
