@@ -25,6 +25,7 @@ from typing import Any, Callable
 import torch
 
 from tsvq import _extension
+from tsvq.engine.module import stage1_step
 from tsvq.engine.optim import adamw
 
 MIN_ROUND_S = 2e-3  # a round repeats a short call until it lasts about this long
@@ -384,12 +385,13 @@ TRAINING_STEP_MODELS = {  # name -> (registry name, overrides)
 def adamw_step(model: torch.nn.Module, x: torch.Tensor) -> Callable[[], torch.Tensor]:
     """A training step of ``model`` on ``x`` with its own AdamW (:func:`tsvq.engine.optim.adamw`, the training
     loop's; lr 1e-3, weight decay 1e-3): zero the gradients, ``model(x)["loss"]``, backward,
-    optimiser step; returns the loss."""
+    optimiser step (views and schedules as the training loop: :func:`tsvq.engine.module.stage1_step`);
+    returns the loss."""
     opt = adamw(model.parameters(), 1e-3, 1e-3)
 
     def step():
         opt.zero_grad(set_to_none=True)
-        out = model(x)["loss"]
+        out = stage1_step(model, (x,), None, 0, 1)["loss"]
         out.backward()
         opt.step()
         return out
@@ -413,9 +415,9 @@ def training_step_case(model: str, device, B: int = 128, L: int = 150) -> Case:
     theirs = copy.deepcopy(ours)
     x = torch.randn(B, 1, L, generator=torch.Generator().manual_seed(0)).to(device)
     with torch.no_grad():  # one forward each from equal states (EMA and BatchNorm updates alike)
-        loss = ours(x, generator=torch.Generator().manual_seed(1))["loss"]
+        loss = stage1_step(ours, (x,), torch.Generator().manual_seed(1), 0, 1)["loss"]
         with reference_ops():
-            ref_loss = theirs(x, generator=torch.Generator().manual_seed(1))["loss"]
+            ref_loss = stage1_step(theirs, (x,), torch.Generator().manual_seed(1), 0, 1)["loss"]
     torch.testing.assert_close(loss, ref_loss, rtol=1e-3, atol=1e-4, msg="training step loss")
 
     def make_step(m, reference: bool):

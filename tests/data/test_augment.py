@@ -68,3 +68,21 @@ def test_bad_input():
         A.jitter(torch.randn(5, 10))
     with pytest.raises(ValueError, match="n_segments"):
         A.slice_and_shuffle(_x(L=3), 5)
+
+
+def test_make_views_draws_in_order_and_keeps_the_original():
+    from tsvq.data import ViewSpec, make_views
+    x = torch.randn(5, 2, 40, generator=torch.Generator().manual_seed(0))
+    a, b = make_views(x, ViewSpec("gauss", with_original=True), torch.Generator().manual_seed(1))
+    assert a is x  # the original view is the series itself (NC-VQVAE reuses its latents)
+    torch.testing.assert_close(b, A.augment(x, "gauss", torch.Generator().manual_seed(1)))
+    g = torch.Generator().manual_seed(2)
+    first, second = A.augment(x, "gauss", g), A.augment(x, "gauss", g)
+    a, b = make_views(x, ViewSpec("gauss"), torch.Generator().manual_seed(2))
+    torch.testing.assert_close(a, first)
+    torch.testing.assert_close(b, second)
+    assert not torch.equal(a, b)
+    with pytest.raises(ValueError, match="augmentation must be one of"):
+        ViewSpec("mixup")
+    with pytest.raises(ValueError, match="at least 2 series"):
+        make_views(x[:1], ViewSpec("gauss"))

@@ -3,6 +3,7 @@ import torch
 
 from helpers import compiled_twin
 
+from tsvq.engine.module import stage1_step
 from tsvq.models import MODELS, create_model, make_config
 
 VARIANTS = [
@@ -27,7 +28,7 @@ def test_every_model_forward_backward_shapes(name, overrides, L):
         kw["projector_widths"] = (64, 64)
     model = create_model(name, length=L, in_channels=2, d=16, n_resnet_blocks=1, **kw)
     x = torch.randn(6, 2, L)
-    out = model(x)
+    out = stage1_step(model, (x,), None, 0, 1)
     assert out["x_hat"].shape == x.shape
     for k in ("loss", "recon_time", "recon_timefreq", "vq"):
         assert out[k].dim() == 0 and torch.isfinite(out[k]), k
@@ -84,7 +85,7 @@ def test_ncvqvae_ssl_term_is_weighted_and_dropped_in_eval():
     m = create_model("ncvqvae", length=64, d=16, n_resnet_blocks=1, projector_widths=(32, 32), ssl_loss="vibcreg")
     assert m.ssl_weight == 0.01
     x = torch.randn(8, 1, 64)
-    out = m(x, generator=torch.Generator().manual_seed(0))
+    out = stage1_step(m, (x,), torch.Generator().manual_seed(0), 0, 1)
     parts = out["recon_time"] + out["recon_timefreq"] + out["vq"] + 0.01 * out["ssl"]
     torch.testing.assert_close(out["loss"], parts)
     m.eval()
@@ -114,16 +115,45 @@ def test_rotation_trick_reaches_the_encoder():
                                             ("ncvqvae", {"projector_widths": (32, 32)})], ids=str)
 def test_tokenizers_compile_without_graph_breaks(name, overrides):
     # The whole training forward (STFT, encoder, quantiser with its EMA update, decoder, ISTFT; for
-    # ncvqvae the augmented view, projector and Barlow Twins loss) traces as one graph, and the
-    # compiled step equals the eager one: loss, gradients and buffers (EMA codebook, BatchNorm).
+    # ncvqvae the augmented view's encoder pass, projector and Barlow Twins loss) traces as one
+    # graph, and the compiled step equals the eager one: loss, gradients and buffers (EMA codebook,
+    # BatchNorm).
+    from tsvq.data import make_views
     compiled, model, eager = compiled_twin(lambda: create_model(name, length=48, d=16, n_resnet_blocks=1, **overrides),
                                            fullgraph=True, backend="aot_eager")
     x = torch.randn(6, 1, 48)
+    kw = {"views": make_views(x, eager.view_spec, torch.Generator().manual_seed(1))} if name == "ncvqvae" else {}
     outs = []
     for m in (compiled, eager):
-        torch.manual_seed(1)  # the same augmentation draws
-        loss = m(x)["loss"]
+        loss = m(x, **kw)["loss"]
         loss.backward()
         outs.append((loss.detach(), [p.grad for p in m.parameters()]))
     torch.testing.assert_close(outs[0], outs[1])
     torch.testing.assert_close(dict(model.named_buffers()), dict(eager.named_buffers()))
+
+
+def test_ncvqvae_ssl_term_is_the_loss_of_the_given_views():
+    # The model draws nothing itself: given views, the SSL term is the loss of their projections,
+    # whatever the generator; the original view reuses the reconstruction pass's latents.
+    from tsvq.data import make_views
+    torch.manual_seed(0)
+    m = create_model("ncvqvae", length=64, d=16, n_resnet_blocks=1, projector_widths=(32, 32), augmentation="gauss")
+    assert m.view_spec.with_original and m.view_spec.augmentation == "gauss"
+    x = torch.randn(8, 1, 64)
+    views = make_views(x, m.view_spec, torch.Generator().manual_seed(3))
+    m.eval()  # BatchNorm statistics fixed, so separate passes are comparable
+    with torch.no_grad():
+        expected = m.ssl(m.projector(m._pool(m._latent(x))), m.projector(m._pool(m._latent(views[1]))))
+    m.train()
+    for m_ in m.modules():
+        if isinstance(m_, torch.nn.modules.batchnorm._BatchNorm):
+            m_.eval()
+    outs = [m(x, views=views, generator=torch.Generator().manual_seed(s))["ssl"].detach() for s in (0, 1)]
+    torch.testing.assert_close(outs[0], expected)
+    torch.testing.assert_close(outs[1], expected)
+    swapped = m(x, views=(views[1], x))["ssl"].detach()
+    torch.testing.assert_close(swapped, m.ssl(m.projector(m._pool(m._latent(views[1]))), m.projector(m._pool(m._latent(x)))).detach())
+    with pytest.raises(ValueError, match="views: ncvqvae trains on two SSL views"):
+        m(x)
+    with pytest.raises(ValueError, match="views must be two tensors"):
+        m(x, views=(x, x[:, :, :32]))

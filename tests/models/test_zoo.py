@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from tsvq.nn.ssim import ms_ssim_1d, ms_ssim_scales, ssim_1d
+from tsvq.engine.module import stage1_step
 from tsvq.models import TOKENIZERS, TRAINABLE, create_model
 from tsvq.models.vae import VAE
 
@@ -26,7 +27,7 @@ def test_zoo_forward_backward_shapes(name, L):
     assert name in TRAINABLE
     m = _make(name, L)
     x = torch.randn(6, 2, L)
-    out = m(x, generator=torch.Generator().manual_seed(0))
+    out = stage1_step(m, (x,), torch.Generator().manual_seed(0), 0, 1)
     assert out["loss"].dim() == 0 and torch.isfinite(out["loss"])
     out["loss"].backward()
     grads = [p.grad for p in m.parameters() if p.requires_grad]
@@ -73,7 +74,7 @@ def test_kl_annealing_is_linear_and_reaches_beta():
 
 def test_byol_target_gets_no_gradient_and_follows_the_ema():
     m = _make("byol", tau_base=0.9)
-    m(torch.randn(6, 2, 64), generator=torch.Generator().manual_seed(0))["loss"].backward()
+    stage1_step(m, (torch.randn(6, 2, 64),), torch.Generator().manual_seed(0), 0, 10)["loss"].backward()
     assert all(p.grad is None for p in (*m.target_backbone.parameters(), *m.target_projector.parameters()))
     with torch.no_grad():
         for p in m.backbone.parameters():
@@ -115,4 +116,6 @@ def test_zoo_bad_input():
     with pytest.raises(ValueError, match=r"Tensor\[B, 2, 96\]"):
         _make("vae")(torch.randn(2, 2, 95))
     with pytest.raises(ValueError, match="at least 2"):
-        _make("simclr")(torch.randn(1, 2, 64))
+        stage1_step(_make("simclr"), (torch.randn(1, 2, 64),), None, 0, 1)
+    with pytest.raises(ValueError, match="views: simclr trains on two augmented views"):
+        _make("simclr")(torch.randn(4, 2, 64))

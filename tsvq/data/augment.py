@@ -11,6 +11,7 @@ NC-VQVAE, and the BT-VQVAE thesis).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -175,3 +176,41 @@ def augment(x: torch.Tensor, preset: str, generator: torch.Generator | None = No
     if preset not in PRESETS:
         raise ValueError(f"unknown augmentation preset {preset!r}; expected one of {sorted(PRESETS)}")
     return PRESETS[preset](x, generator=generator)
+
+
+@dataclass(frozen=True)
+class ViewSpec:
+    """The two views an SSL model trains on (``model.view_spec``; made by :func:`make_views`).
+
+    Attributes:
+        augmentation: preset of :data:`PRESETS` applied to each augmented view.
+        with_original: the first view is the series itself (NC-VQVAE: original + augmented) instead
+            of a second independent draw (BT-VQVAE, SimCLR, BYOL, ...: two augmented views).
+
+    Raises:
+        ValueError: unknown ``augmentation`` (the message lists the known ones).
+    """
+
+    augmentation: str
+    with_original: bool = False
+
+    def __post_init__(self):
+        if self.augmentation not in PRESETS:
+            raise ValueError(f"augmentation must be one of {sorted(PRESETS)}, got {self.augmentation!r}")
+
+
+def make_views(x: torch.Tensor, spec: ViewSpec,
+               generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two views of ``x: Tensor[B, C, L]`` (B >= 2) for ``spec``: ``(x, augment(x))`` when
+    ``spec.with_original`` (the first view is ``x`` itself, the same object), else two independent
+    draws ``(augment(x), augment(x))``, drawn in that order from ``generator``.
+
+    Raises:
+        ValueError: bad ``x`` or a batch of fewer than 2 series (the SSL losses compare series
+            across the batch).
+    """
+    _check(x)
+    if x.shape[0] < 2:
+        raise ValueError(f"x: SSL views need a batch of at least 2 series, got {x.shape[0]}")
+    first = x if spec.with_original else augment(x, spec.augmentation, generator)
+    return first, augment(x, spec.augmentation, generator)

@@ -9,6 +9,7 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 
+from ..data import make_views
 from .optim import adamw_cosine, total_steps
 
 # ``step(model, batch, generator, step, total_steps) -> dict`` of losses; "loss" is optimised.
@@ -16,12 +17,17 @@ StepFn = Callable[[torch.nn.Module, tuple, torch.Generator, int, int], dict]
 
 
 def stage1_step(model, batch, generator, step: int, total: int) -> dict:
-    """Training step of a stage-1 model: ``model(x, generator=...)`` on a batch ``(x,)``; models with
-    a schedule (BYOL's target EMA, the VAEs' KL annealing) get ``training_progress(step, total)`` first."""
+    """Training step of a stage-1 model: ``model(x, generator=...)`` on a batch ``(x,)``. Models
+    with a ``view_spec`` (the SSL models) also get their two views, drawn here from ``generator``;
+    models with a schedule (BYOL's target EMA, the VAEs' KL annealing) get
+    ``training_progress(step, total)`` first."""
     (x,) = batch
     if hasattr(model, "training_progress"):
         model.training_progress(step, total)
-    return model(x, generator=generator)
+    spec = getattr(model, "view_spec", None)
+    if spec is None:
+        return model(x, generator=generator)
+    return model(x, views=make_views(x, spec, generator), generator=generator)
 
 
 def prior_step(model, batch, generator, step: int, total: int) -> dict:

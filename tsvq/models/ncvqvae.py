@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..data.augment import PRESETS, augment
+from ..data.augment import ViewSpec
 from ..nn import BarlowTwinsLoss, Projector, VIbCRegLoss, VICRegLoss
 from .registry import register_model
 from .vqvae import VQVAE, VQVAEConfig
@@ -47,21 +47,22 @@ class NCVQVAEConfig(VQVAEConfig):
 
 @register_model("ncvqvae", NCVQVAEConfig, trainable=True, tokenizer=True)
 class NCVQVAE(VQVAE):
-    """VQ-VAE + non-contrastive SSL on the encoder. ``forward(x, generator=None)`` adds
-    ``ssl`` to the loss breakdown of :class:`~tsvq.models.vqvae.VQVAE`."""
+    """VQ-VAE + non-contrastive SSL on the encoder. ``forward(x, views)`` adds ``ssl`` to the loss
+    breakdown of :class:`~tsvq.models.vqvae.VQVAE`; in training it needs the two views
+    ``tsvq.data.make_views(x, model.view_spec, generator)`` (the run engine makes them)."""
 
     name = "ncvqvae"
 
     def __init__(self, cfg: NCVQVAEConfig):
         if cfg.ssl_loss not in SSL_LOSSES:
             raise ValueError(f"ssl_loss must be one of {SSL_LOSSES}, got {cfg.ssl_loss!r}")
-        if cfg.augmentation not in PRESETS:
-            raise ValueError(f"augmentation must be one of {sorted(PRESETS)}, got {cfg.augmentation!r}")
+        view_spec = ViewSpec(cfg.augmentation, with_original=not cfg.two_augmented_views)
         if cfg.ssl_weight is not None and not 0.0 <= cfg.ssl_weight < math.inf:
             raise ValueError(f"ssl_weight must be a finite number >= 0 or None (the loss's default), got {cfg.ssl_weight}")
         if cfg.pooling not in ("gap_gmp", "gmp"):
             raise ValueError(f"pooling must be 'gap_gmp' or 'gmp', got {cfg.pooling!r}")
         super().__init__(cfg)
+        self.view_spec = view_spec
         n_branches = 2 if cfg.two_branch else 1
         in_dim = cfg.d * n_branches * (2 if cfg.pooling == "gap_gmp" else 1)
         widths = tuple(cfg.projector_widths)
@@ -87,15 +88,24 @@ class NCVQVAE(VQVAE):
         u = self.to_time_frequency(x)
         return [b.encoder(p) for b, p in zip(self.branches, self._split(u))]
 
-    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, views: tuple[torch.Tensor, torch.Tensor] | None = None,
+                generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """Loss breakdown of ``x: Tensor[B, C, L]``; in training ``views`` (two ``Tensor[B, C, L]``)
+        are required, and a view that is ``x`` itself reuses the reconstruction pass's latents.
+
+        Raises:
+            ValueError: training without ``views`` (or with views of another shape than ``x``).
+        """
         out = super().forward(x, generator)
         if self.training:
-            if x.shape[0] < 2:
-                raise ValueError("x: the SSL loss needs a batch of at least 2 series in training")
-            view_a = augment(x, self.cfg.augmentation, generator) if self.cfg.two_augmented_views else None
-            view_b = augment(x, self.cfg.augmentation, generator)
-            z_a = out["z"] if view_a is None else self._latent(view_a)
-            z_b = self._latent(view_b)
+            if views is None:
+                raise ValueError("views: ncvqvae trains on two SSL views; pass "
+                                 "views=tsvq.data.make_views(x, model.view_spec, generator)")
+            if len(views) != 2 or any(v.shape != x.shape for v in views):
+                raise ValueError(f"views must be two tensors of x's shape {list(x.shape)}, "
+                                 f"got {[list(v.shape) for v in views]}")
+            z_a = out["z"] if views[0] is x else self._latent(views[0])
+            z_b = out["z"] if views[1] is x else self._latent(views[1])
             ssl = self.ssl(self.projector(self._pool(z_a)), self.projector(self._pool(z_b)))
         else:
             ssl = torch.zeros((), device=x.device)

@@ -2,8 +2,9 @@
 VICReg and VIbCReg, the image-style SSL methods that Lee & Aune 2021 ("Computer Vision
 Self-supervised Learning Methods on Time Series") and the NC-VQVAE thesis compare with.
 
-Every model draws two augmented views of each series (``tsvq.data.augment`` preset, default
-``bt``: amplitude resize, flip, slope, STFT phase shift, jitter), encodes them with the shared
+Every model trains on two augmented views of each series (``model.view_spec``: a
+``tsvq.data.augment`` preset, default ``bt``: amplitude resize, flip, slope, STFT phase shift,
+jitter; made by ``tsvq.data.make_views``, which the run engine calls), encodes them with the shared
 backbone (global average pooling -> the representation) and a projector, and applies its loss.
 ``representation(x)`` (the pooled backbone output, never the projector's) feeds the probes.
 
@@ -21,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.augment import PRESETS, augment
+from ..data.augment import ViewSpec
 from ..nn import BarlowTwinsLoss, NTXentLoss, Projector, VIbCRegLoss, VICRegLoss
 from .registry import register_model
 
@@ -100,8 +101,7 @@ class SSLEncoder(nn.Module):
 
     def __init__(self, cfg: SSLConfig):
         super().__init__()
-        if cfg.augmentation not in PRESETS:
-            raise ValueError(f"augmentation must be one of {sorted(PRESETS)}, got {cfg.augmentation!r}")
+        self.view_spec = ViewSpec(cfg.augmentation)
         self.cfg = cfg
         self.name = self.method
         self.backbone = ResNet1d(cfg.in_channels, tuple(cfg.widths))
@@ -120,19 +120,29 @@ class SSLEncoder(nn.Module):
         self._check(x)
         return self.backbone(x)
 
-    def views(self, x: torch.Tensor, generator: torch.Generator | None):
-        if x.shape[0] < 2:
-            raise ValueError("x: SSL training needs a batch of at least 2 series")
-        return augment(x, self.cfg.augmentation, generator), augment(x, self.cfg.augmentation, generator)
+    def _views(self, x: torch.Tensor, views) -> tuple[torch.Tensor, torch.Tensor]:
+        self._check(x)
+        if views is None:
+            raise ValueError(f"views: {self.method} trains on two augmented views; pass "
+                             "views=tsvq.data.make_views(x, model.view_spec, generator)")
+        if len(views) != 2 or any(v.shape != x.shape for v in views):
+            raise ValueError(f"views must be two tensors of x's shape {list(x.shape)}, "
+                             f"got {[list(v.shape) for v in views]}")
+        return views
 
     def make_loss(self, cfg: SSLConfig) -> nn.Module:
         """The method's loss on two batches of projections (set as ``self.loss_fn``)."""
         raise NotImplementedError
 
-    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        """Training loss on two augmented views of ``x: Tensor[B, C, L]`` (B >= 2): ``{"loss", "ssl"}``."""
-        self._check(x)
-        v1, v2 = self.views(x, generator)
+    def forward(self, x: torch.Tensor, views: tuple[torch.Tensor, torch.Tensor] | None = None,
+                generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """Training loss ``{"loss", "ssl"}`` on the two views (``Tensor[B, C, L]`` each, B >= 2) of
+        ``x: Tensor[B, C, L]``, made by ``tsvq.data.make_views(x, model.view_spec, generator)``.
+
+        Raises:
+            ValueError: bad ``x``, ``views`` missing or not two tensors of x's shape.
+        """
+        v1, v2 = self._views(x, views)
         loss = self.loss_fn(self.projector(self.backbone(v1)), self.projector(self.backbone(v2)))
         return {"loss": loss, "ssl": loss.detach()}
 
@@ -214,9 +224,9 @@ class BYOL(SSLEncoder):
             for bo, bt in zip(online.buffers(), target.buffers()):
                 bt.copy_(bo)
 
-    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        self._check(x)
-        v1, v2 = self.views(x, generator)
+    def forward(self, x: torch.Tensor, views: tuple[torch.Tensor, torch.Tensor] | None = None,
+                generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        v1, v2 = self._views(x, views)
         q1 = self.predictor(self.projector(self.backbone(v1)))
         q2 = self.predictor(self.projector(self.backbone(v2)))
         with torch.no_grad():
