@@ -201,13 +201,6 @@ def check_nola(window: torch.Tensor | None, n_fft: int, hop_length: int, win_len
             f"hop_length = {hop_length}, win_length = {win_length}, center = {center}).")
 
 
-def _uses_direct_dft(n_fft: int, device: torch.device) -> bool:
-    """Whether the C++ op takes the direct-DFT kernels (mirror of ``use_direct`` in csrc/ops/stft/stft.cpp:
-    n_fft <= 16 on CPU, never on GPUs, where they are slower than cuFFT); otherwise it runs
-    torch.fft inside the op."""
-    return n_fft <= (16 if device.type == "cpu" else 0)
-
-
 def _use_ops(device: torch.device) -> bool:
     if device.type == "cuda" and not _cuda_defaults.use_cuda_kernel("stft"):
         return False  # torch.stft / torch.istft (cuFFT): faster than this op's CUDA paths as measured
@@ -370,12 +363,9 @@ if _extension.built():
         pad = n_fft // 2 if center else 0
         return 1 + (L + 2 * pad - n_fft) // hop
 
-    def _interleaved_out(like, B, C, Fq, T, n_fft):
-        # The FFT path and the fused CUDA kernels return [B, C, F, T, 2] as a transposed view of a
-        # frames-major [B, C, T, F, 2] buffer (like torch.stft); the direct-DFT kernels write
-        # [B, C, F, T, 2] contiguously.
-        if _uses_direct_dft(n_fft, like.device):
-            return like.new_empty((B, C, Fq, T, 2))
+    def _interleaved_out(like, B, C, Fq, T):
+        # Every path returns [B, C, F, T, 2] as the transposed view of a frames-major
+        # [B, C, T, F, 2] buffer, as torch.stft does.
         return like.new_empty((B, C, T, Fq, 2)).transpose(2, 3)
 
     @torch.library.register_fake("tsvq::stft")
@@ -383,7 +373,7 @@ if _extension.built():
         B, C, L = x.shape
         Fq = n_fft // 2 + 1 if onesided else n_fft
         T = _frames(L, n_fft, hop_length, center)
-        return x.new_empty((B, 2 * C, Fq, T)) if stacked else _interleaved_out(x, B, C, Fq, T, n_fft)
+        return x.new_empty((B, 2 * C, Fq, T)) if stacked else _interleaved_out(x, B, C, Fq, T)
 
     @torch.library.register_fake("tsvq::istft")
     def _(spec, n_fft, hop_length, window, center, normalized, onesided, length, stacked):
@@ -404,12 +394,14 @@ if _extension.built():
         B, C = grad.shape[0], grad.shape[1]
         if stacked:
             return grad.new_empty((B, 2 * C, n_freqs, n_frames))
-        return _interleaved_out(grad, B, C, n_freqs, n_frames, n_fft)
+        return _interleaved_out(grad, B, C, n_freqs, n_frames)
 
     @torch.library.register_fake("tsvq::_stft_analysis")
     def _(x, basis, scale, hop_length, n_frames, pad_left, pad_mode, interleaved):
         R, J = x.shape[0], basis.shape[1]
-        return x.new_empty((R, J // 2, n_frames, 2) if interleaved else (R, J, n_frames))
+        if interleaved:
+            return x.new_empty((R, n_frames, J // 2, 2)).transpose(1, 2)
+        return x.new_empty((R, J, n_frames))
 
     @torch.library.register_fake("tsvq::_stft_synthesis")
     def _(spec, basis, scale, hop_length, start, length, interleaved):

@@ -44,8 +44,9 @@
 namespace tsvq {
 namespace {
 
-// Largest n_fft evaluated by the direct-DFT kernels (mirrored by _uses_direct_dft in
-// tsvq/ops/stft.py). CPUs: the O(n_fft^2) direct DFT only beats pocketfft/MKL for small transforms.
+// Largest n_fft evaluated by the direct-DFT kernels (every path returns the same output layout,
+// so nothing outside this file depends on the choice). CPUs: the O(n_fft^2) direct DFT only beats
+// pocketfft/MKL for small transforms.
 // GPUs: none. CUDA direct kernels ran at 0.12x-0.72x of torch's cuFFT path for n_fft 8..64, this
 // op's FFT path at 0.81x-0.90x (docs/kernels.md), so GPUs take the FFT path or the fused kernels.
 constexpr int64_t kDirectMaxNfftCpu = 16;

@@ -2,7 +2,8 @@
 // see use_direct in stft.cpp; the kernels themselves accept any n_fft), the FFT path's framing /
 // overlap-add loops, and the fused FFT path (n_fft = 32, further down).
 //
-// _stft_analysis: out[r, j, t] = sum_n basis[n, j] * scale[q] * xpad[r, q], q = t * hop + n.
+// _stft_analysis: out[r, j, t] = sum_n basis[n, j] * scale[q] * xpad[r, q], q = t * hop + n
+//   (interleaved: out[r, f, t, z] with j = z F + f, frames-major in memory).
 //   Each row's centre padding is resolved by index arithmetic while the row is split into
 //   `hop` phases (ph[n % hop][t + n / hop] == xpad[t * hop + n]), so that for a fixed n the
 //   samples of consecutive frames are contiguous: the tile loop is then a small GEMM with
@@ -108,7 +109,7 @@ void build_phases(const T* __restrict xr, int64_t L, int64_t pad_left, int64_t m
 }
 
 // One row of the analysis: tiles of kTB frames x kJB basis columns, written to out_r
-// ([J, T] or, interleaved, [J / 2, T, 2]).
+// ([J, T] or, interleaved, frames-major [T, J / 2, 2]).
 template <typename T>
 TSVQ_MULTIVERSION void analysis_row(const T* __restrict ph, int64_t M, int64_t hop, int64_t N, const T* __restrict basis, int64_t Jp,
                   int64_t J, int64_t n_frames, bool interleaved, T* __restrict out_r) {
@@ -125,14 +126,15 @@ TSVQ_MULTIVERSION void analysis_row(const T* __restrict ph, int64_t M, int64_t h
           for (int64_t tt = 0; tt < nt; ++tt) o[tt] = a[tt];
         }
       } else {  // columns (2 f, 2 f + 1) = (re, im) of bin f; J is even, so pairs never straddle
+        const int64_t F = J / 2;
         for (int64_t jj = 0; jj < nj; jj += 2) {
           const int64_t f = (j0 + jj) / 2;
-          T* __restrict o = out_r + (f * n_frames + t0) * 2;
+          T* __restrict o = out_r + (t0 * F + f) * 2;
           const T* __restrict re = acc + jj * kTB;
           const T* __restrict im = re + kTB;
           for (int64_t tt = 0; tt < nt; ++tt) {
-            o[2 * tt] = re[tt];
-            o[2 * tt + 1] = im[tt];
+            o[2 * F * tt] = re[tt];
+            o[2 * F * tt + 1] = im[tt];
           }
         }
       }
@@ -312,7 +314,9 @@ at::Tensor stft_analysis_cpu(const at::Tensor& x_in, const at::Tensor& basis_in,
                              int64_t n_frames, int64_t pad_left, int64_t mode, bool interleaved) {
   check_analysis_inputs(x_in, basis_in, scale_in, hop, n_frames, pad_left, mode, interleaved);
   const int64_t R = x_in.size(0), L = x_in.size(1), N = basis_in.size(0), J = basis_in.size(1);
-  auto out = interleaved ? at::empty({R, J / 2, n_frames, 2}, x_in.options())
+  // Interleaved: [R, F, T, 2] as the transposed view of a frames-major [R, T, F, 2] buffer, the
+  // layout of the FFT path and of torch.stft, so that the op has one output layout on every path.
+  auto out = interleaved ? at::empty({R, n_frames, J / 2, 2}, x_in.options()).transpose(1, 2)
                          : at::empty({R, J, n_frames}, x_in.options());
   if (R == 0 || J == 0) return out;
   auto x = x_in.contiguous();
