@@ -119,3 +119,23 @@ def test_zoo_bad_input():
         stage1_step(_make("simclr"), (torch.randn(1, 2, 64),), None, 0, 1)
     with pytest.raises(ValueError, match="views: simclr trains on two augmented views"):
         _make("simclr")(torch.randn(4, 2, 64))
+
+
+@pytest.mark.parametrize("name", ["simclr", "barlow_twins", "vicreg", "vibcreg"])
+def test_ssl_loss_is_the_method_loss_of_the_two_views(name):
+    # The training loss is the method's loss between the projections of the two given views (not
+    # of one view twice, not of x), and swapping the views leaves it unchanged (all are symmetric).
+    from tsvq.data import make_views
+    m = _make(name, 64)
+    for mod in m.modules():  # BatchNorm with fixed statistics, so separate passes are comparable
+        if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
+            mod.eval()
+    x = torch.randn(8, 2, 64, generator=torch.Generator().manual_seed(0))
+    v1, v2 = make_views(x, m.view_spec, torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        out = m(x, views=(v1, v2))["loss"]
+        expected = m.loss_fn(m.projector(m.backbone(v1)), m.projector(m.backbone(v2)))
+        torch.testing.assert_close(out, expected)
+        torch.testing.assert_close(m(x, views=(v2, v1))["loss"], out, rtol=1e-4, atol=1e-5)
+        same = m(x, views=(v1, v1))["loss"]
+    assert not torch.isclose(same, out)
