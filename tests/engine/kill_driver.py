@@ -15,6 +15,9 @@ def main() -> int:
     parser.add_argument("--signal", default="SIGKILL")
     args, rest = parser.parse_known_args()
     torch.set_num_threads(1)
+    # A process started in the background by a non-interactive shell inherits SIGINT ignored, and
+    # Python then keeps it ignored: restore the KeyboardInterrupt that Ctrl+C gives a user.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     if args.kill_at is not None:
         import lightning.pytorch as pl
 
