@@ -1,5 +1,6 @@
 import pytest
 import torch
+import torch.nn.functional as F
 
 from helpers import compiled_twin
 
@@ -157,3 +158,44 @@ def test_ncvqvae_ssl_term_is_the_loss_of_the_given_views():
         m(x)
     with pytest.raises(ValueError, match="views must be two tensors"):
         m(x, views=(x, x[:, :, :32]))
+
+
+def test_ncvqvae_reference_choices_original_z_q_and_augmented_reconstruction():
+    # original_latent="z_q": the SSL head sees the original view's codewords (straight-through);
+    # aug_recon_weight: the augmented view decoded from its continuous latent, added to the loss.
+    from tsvq.data import make_views
+    torch.manual_seed(0)
+    kw = dict(length=64, d=16, n_resnet_blocks=1, projector_widths=(32, 32), augmentation="gauss")
+    m = create_model("ncvqvae", original_latent="z_q", aug_recon_weight=0.1, **kw)
+    plain = create_model("ncvqvae", **kw)
+    plain.load_state_dict(m.state_dict())
+    for model in (m, plain):
+        for mod in model.modules():
+            if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
+                mod.eval()
+        model.branches[0].vq.decay = 1.0  # no EMA step: both models keep the same codebook
+    x = torch.randn(8, 1, 64)
+    views = make_views(x, m.view_spec, torch.Generator().manual_seed(3))
+    out, ref = m(x, views=views), plain(x, views=views)
+    with torch.no_grad():
+        z_aug = m._latent(views[1])
+        expected = m.ssl(m.projector(m._pool(out["z_q"])), m.projector(m._pool(z_aug)))
+        u = m.to_time_frequency(views[1])
+        u_hat = m.branches[0].decoder(z_aug[0])
+        aug = F.mse_loss(m.to_time(u_hat), views[1]) + F.mse_loss(u_hat, u)
+    torch.testing.assert_close(out["ssl"].detach(), expected)
+    assert not torch.isclose(out["ssl"], ref["ssl"])  # z and z_q give different SSL terms
+    torch.testing.assert_close(out["aug_recon"].detach(), aug)
+    torch.testing.assert_close(out["loss"], out["recon_time"] + out["recon_timefreq"] + out["vq"]
+                               + out["ssl"] + 0.1 * out["aug_recon"])
+    codebook = m.branches[0].vq.codebook
+    rows = out["z_q"][0].detach().permute(0, 2, 3, 1).reshape(-1, 16)
+    assert (rows[:, None] - codebook[None]).abs().amax(-1).min(1).values.max() < 1e-5  # z_q values are codewords
+    out["loss"].backward()
+    assert m.branches[0].encoder.net[0].weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="original_latent must be"):
+        create_model("ncvqvae", original_latent="zq")
+    with pytest.raises(ValueError, match="needs an original view"):
+        create_model("ncvqvae", original_latent="z_q", two_augmented_views=True)
+    with pytest.raises(ValueError, match="aug_recon_weight must be"):
+        create_model("ncvqvae", aug_recon_weight=-0.1)

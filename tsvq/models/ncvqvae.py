@@ -2,10 +2,13 @@
 (Mathisen & Lokna 2024; the BT-VQVAE variant of the Barlow Twins thesis).
 
 Two views of each series (the original and an augmented one, or two augmented ones for the
-BT-VQVAE preset) go through the shared STFT + encoder; the continuous latents are pooled (global
-average ⊕ global max, or global max), projected (Linear 4096-4096-4096 with BN/ReLU) and compared
-with Barlow Twins, VICReg or VIbCReg. Total loss = VQ-VAE loss (on the original view) +
-``ssl_weight`` x SSL loss. The SSL head (projector) is only used in training.
+BT-VQVAE preset) go through the shared STFT + encoder; the continuous latents (or, with
+``original_latent="z_q"``, the original view's quantised latents) are pooled (global average ⊕
+global max, or global max), projected (Linear 4096-4096-4096 with BN/ReLU) and compared with
+Barlow Twins, VICReg or VIbCReg. Total loss = VQ-VAE loss (on the original view) + ``ssl_weight``
+x SSL loss (+ ``aug_recon_weight`` x the augmented views' reconstruction from their continuous
+latents). The SSL head (projector) is only used in training. The choices and how they move the
+linear probe are compared with the reference code in ``docs/ncvqvae-reference.md``.
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import math
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 
 from ..data.augment import ViewSpec
 from ..nn import BarlowTwinsLoss, Projector, VIbCRegLoss, VICRegLoss
@@ -35,6 +39,13 @@ class NCVQVAEConfig(VQVAEConfig):
         two_augmented_views: both views augmented (BT-VQVAE) instead of original + augmented.
         pooling: "gap_gmp" (global average ⊕ global max, 2d features) or "gmp" (d features).
         projector_widths: hidden/output widths of the projector.
+        original_latent: what the SSL head sees of the original (un-augmented) view: "z", the
+            encoder output, or "z_q", its quantised codewords with the straight-through gradient,
+            as the NC-VQVAE reference code (erlendlokna/Generative-SSL-VQVAE-modelling,
+            ``Exp_SIAM_VQVAE``). Augmented views are always seen as z.
+        aug_recon_weight: weight of the reconstruction loss (time + time-frequency MSE) of each
+            augmented view decoded from its continuous latent, without quantisation (the
+            reference code's ``aug_recon_rate``, 0.1 there); 0 = none.
     """
 
     ssl_loss: str = "barlow_twins"
@@ -43,6 +54,8 @@ class NCVQVAEConfig(VQVAEConfig):
     two_augmented_views: bool = False
     pooling: str = "gap_gmp"
     projector_widths: tuple[int, ...] = field(default_factory=lambda: (4096, 4096, 4096))
+    original_latent: str = "z"
+    aug_recon_weight: float = 0.0
 
 
 @register_model("ncvqvae", NCVQVAEConfig, trainable=True, tokenizer=True)
@@ -59,6 +72,12 @@ class NCVQVAE(VQVAE):
         view_spec = ViewSpec(cfg.augmentation, with_original=not cfg.two_augmented_views)
         if cfg.ssl_weight is not None and not 0.0 <= cfg.ssl_weight < math.inf:
             raise ValueError(f"ssl_weight must be a finite number >= 0 or None (the loss's default), got {cfg.ssl_weight}")
+        if cfg.original_latent not in ("z", "z_q"):
+            raise ValueError(f"original_latent must be 'z' or 'z_q', got {cfg.original_latent!r}")
+        if cfg.original_latent == "z_q" and cfg.two_augmented_views:
+            raise ValueError("original_latent='z_q' needs an original view: set two_augmented_views=False")
+        if not 0.0 <= cfg.aug_recon_weight < math.inf:
+            raise ValueError(f"aug_recon_weight must be a finite number >= 0, got {cfg.aug_recon_weight}")
         if cfg.pooling not in ("gap_gmp", "gmp"):
             raise ValueError(f"pooling must be 'gap_gmp' or 'gmp', got {cfg.pooling!r}")
         super().__init__(cfg)
@@ -85,8 +104,18 @@ class NCVQVAE(VQVAE):
         return torch.cat(feats, 1)
 
     def _latent(self, x: torch.Tensor):
-        u = self.to_time_frequency(x)
-        return [b.encoder(p) for b, p in zip(self.branches, self._split(u))]
+        return self._encode_view(x)[1]
+
+    def _encode_view(self, x: torch.Tensor):
+        """(time-frequency parts, continuous latents) of a view, one per branch."""
+        parts = self._split(self.to_time_frequency(x))
+        return parts, [b.encoder(p) for b, p in zip(self.branches, parts)]
+
+    def _aug_recon(self, view: torch.Tensor, parts, zs) -> torch.Tensor:
+        """Time + time-frequency MSE of a view decoded from its continuous latents (no VQ)."""
+        u_hats = [b.decoder(z) for b, z in zip(self.branches, zs)]
+        recon_tf = sum(F.mse_loss(u_hat, u) for u_hat, u in zip(u_hats, parts))
+        return F.mse_loss(self.to_time(sum(u_hats)), view) + recon_tf
 
     def forward(self, x: torch.Tensor, views: tuple[torch.Tensor, torch.Tensor] | None = None,
                 generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
@@ -104,9 +133,18 @@ class NCVQVAE(VQVAE):
             if len(views) != 2 or any(v.shape != x.shape for v in views):
                 raise ValueError(f"views must be two tensors of x's shape {list(x.shape)}, "
                                  f"got {[list(v.shape) for v in views]}")
-            z_a = out["z"] if views[0] is x else self._latent(views[0])
-            z_b = out["z"] if views[1] is x else self._latent(views[1])
-            ssl = self.ssl(self.projector(self._pool(z_a)), self.projector(self._pool(z_b)))
+            latents, aug_recon = [], torch.zeros((), device=x.device)
+            for view in views:
+                if view is x:
+                    latents.append(out["z_q"] if self.cfg.original_latent == "z_q" else out["z"])
+                    continue
+                parts, zs = self._encode_view(view)
+                latents.append(zs)
+                if self.cfg.aug_recon_weight > 0:
+                    aug_recon = aug_recon + self._aug_recon(view, parts, zs)
+            ssl = self.ssl(self.projector(self._pool(latents[0])), self.projector(self._pool(latents[1])))
+            out["aug_recon"] = aug_recon
+            out["loss"] = out["loss"] + self.cfg.aug_recon_weight * aug_recon
         else:
             ssl = torch.zeros((), device=x.device)
         out["ssl"] = ssl

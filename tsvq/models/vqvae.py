@@ -226,10 +226,11 @@ class VQVAE(nn.Module):
         parts = self._split(u)
         out: dict[str, torch.Tensor] = {}
         vq_loss, recon_time, recon_tf, u_hat_sum, ppl = 0.0, 0.0, 0.0, 0.0, []
-        latents = []
+        latents, quantised = [], []
         for k, (branch, u_k) in enumerate(zip(self.branches, parts)):
             z = branch.encoder(u_k)
             z_q, _, commit = branch.vq(z)
+            quantised.append(z_q)
             u_hat = branch.decoder(z_q)
             u_hat_sum = u_hat_sum + u_hat
             vq_loss = vq_loss + commit
@@ -247,4 +248,5 @@ class VQVAE(nn.Module):
         out["perplexity"] = torch.stack(ppl).mean()
         out["x_hat"] = x_hat
         out["z"] = latents
+        out["z_q"] = quantised
         return out
