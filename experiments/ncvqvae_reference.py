@@ -1,0 +1,164 @@
+"""NC-VQVAE side by side with its reference code (issue: the SSL gain of NC-VQVAE reproduced).
+
+Runs a queue of stage-1 trainings, one at a time, and skips those already finished, so an
+interrupted sweep resumes where it stopped (tsvq runs resume their own checkpoints with
+``--resume``; a reference run that was cut off starts again):
+
+- ``ref-reg`` / ``ref-bts``: the reference code (erlendlokna/Generative-SSL-VQVAE-modelling @ 4b905c6),
+  VQ-VAE and Barlow Twins + ``slice``, through ``benchmarks/reference/run_reference.py`` in its own
+  virtual environment (``--ref-python``) and checkout (``--ref-code``); see benchmarks/reference/README.md.
+- ``tsvq-reg`` / ``tsvq-bts``: ``tsvq train vqvae|ncvqvae --preset paper`` (BT + slice).
+- ``tsvq-bts-zq``, ``tsvq-bts-aug``, ``tsvq-bts-ref``: ncvqvae with the reference code's choices
+  switched on one at a time and together (``original_latent=z_q``, ``aug_recon_weight=0.1``).
+
+Every run probes every 50 epochs. ``--table`` writes the side-by-side tables from what is done:
+
+    python experiments/ncvqvae_reference.py --datasets GunPoint --seeds 0 1 --epochs 1000 \\
+        --data-dir ../shared/data/UCRArchive_2018 --ref-code /work/refcode --ref-python /work/refenv/bin/python \\
+        --runs runs/ncvqvae-reference --variants ref-reg ref-bts tsvq-reg tsvq-bts tsvq-bts-ref
+    python experiments/ncvqvae_reference.py --table docs/ncvqvae-reference-table.md --runs runs/ncvqvae-reference ...
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+TSVQ_SETS = {
+    "tsvq-reg": ("vqvae", []),
+    "tsvq-bts": ("ncvqvae", ["ssl_loss=barlow_twins", "augmentation=slice"]),
+    "tsvq-bts-zq": ("ncvqvae", ["ssl_loss=barlow_twins", "augmentation=slice", "original_latent=z_q"]),
+    "tsvq-bts-aug": ("ncvqvae", ["ssl_loss=barlow_twins", "augmentation=slice", "aug_recon_weight=0.1"]),
+    "tsvq-bts-ref": ("ncvqvae", ["ssl_loss=barlow_twins", "augmentation=slice", "original_latent=z_q",
+                                 "aug_recon_weight=0.1"]),
+}
+REF = {"ref-reg": ["--method", "regular"], "ref-bts": ["--method", "barlowtwins", "--views", "slice"]}
+VARIANTS = list(REF) + list(TSVQ_SETS)
+
+
+def run_dir(runs: Path, dataset: str, variant: str, seed: int, epochs: int) -> Path:
+    return runs / f"{dataset}-{variant}-e{epochs}-seed{seed}"
+
+
+def run_one(args, dataset: str, variant: str, seed: int) -> None:
+    out = run_dir(args.runs, dataset, variant, seed, args.epochs)
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    if variant in REF:
+        if (out / "result.json").exists():
+            return
+        out.mkdir(parents=True, exist_ok=True)
+        cmd = [args.ref_python, str(REPO / "benchmarks/reference/run_reference.py"), "--dataset", dataset,
+               *REF[variant], "--seed", str(seed), "--epochs", str(args.epochs), "--threads", str(args.threads),
+               "--out", str((out / "result.json").resolve())]
+        with open(out / "log.txt", "w") as log:
+            subprocess.run(cmd, cwd=args.ref_code, env=env, stdout=log, stderr=subprocess.STDOUT, check=True)
+        return
+    if (out / "metrics.json").exists():
+        return
+    model, sets = TSVQ_SETS[variant]
+    cmd = [str(Path(sys.executable).with_name("tsvq")), "train", model, "--dataset", dataset, "--preset", "paper",
+           "--seed", str(seed), "--out", str(out), "--no-progress", "--set", f"epochs={args.epochs}",
+           "--set", "probe_every=50"]
+    if args.data_dir:
+        cmd += ["--data-dir", str(args.data_dir)]
+    for s in sets:
+        cmd += ["--set", s]
+    if (out / "checkpoints" / "last.ckpt").exists():
+        cmd.append("--resume")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(str(out) + ".log", "a") as log:
+        subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, check=True)
+
+
+def load(runs: Path, dataset: str, variant: str, seed: int, epochs: int) -> dict | None:
+    """{"svm", "knn5", "mse", "s_per_epoch", "probes": {epoch: (svm, knn5)}} of a finished run, or None."""
+    out = run_dir(runs, dataset, variant, seed, epochs)
+    if variant in REF:
+        f = out / "result.json"
+        if not f.exists():
+            return None
+        r = json.loads(f.read_text())
+        return {"svm": r["final"]["svm_accuracy"], "knn5": r["final"]["knn5_accuracy"],
+                "mse": r["final"]["test_mse_time"], "s_per_epoch": r["s_per_epoch_batches"],
+                "probes": {p["epoch"]: (p["svm"], p["knn5"]) for p in r["probes"]}}
+    f = out / "metrics.json"
+    if not f.exists():
+        return None
+    m = json.loads(f.read_text())
+    probes = {}
+    for log in sorted((out / "logs").glob("session*/metrics.csv")):
+        with open(log) as fh:
+            for row in csv.DictReader(fh):
+                if row.get("probe/svm_accuracy"):
+                    probes[int(row["epoch"]) + 1] = (float(row["probe/svm_accuracy"]), float(row["probe/knn5_accuracy"]))
+    return {"svm": m["svm_accuracy"], "knn5": m["knn5_accuracy"], "mse": m["test_mse_time"],
+            "s_per_epoch": m.get("epoch_time_s"), "probes": probes}
+
+
+def _ms(values, scale=100.0, digits=1) -> str:
+    values = [v * scale for v in values if v is not None]
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+
+
+def table(args) -> str:
+    lines = [f"Final linear-probe SVM / 5-NN accuracy (%) on average-pooled z_q, test MSE (time) of the final "
+             f"model, {args.epochs} epochs, mean ± std over the seeds done (n).", "",
+             "| dataset | variant | n | SVM | 5-NN | test MSE | s / epoch |", "|---|---|---:|---:|---:|---:|---:|"]
+    traj = []
+    for dataset in args.datasets:
+        for variant in args.variants:
+            rs = [r for s in args.seeds if (r := load(args.runs, dataset, variant, s, args.epochs))]
+            if not rs:
+                continue
+            lines.append(f"| {dataset} | {variant} | {len(rs)} | {_ms([r['svm'] for r in rs])} | "
+                         f"{_ms([r['knn5'] for r in rs])} | {_ms([r['mse'] for r in rs], 1.0, 4)} | "
+                         f"{_ms([r['s_per_epoch'] for r in rs], 1.0, 3)} |")
+            epochs = sorted(set().union(*(r["probes"] for r in rs)))
+            row = " ".join(f"{e}: {_ms([r['probes'][e][0] for r in rs if e in r['probes']], digits=0)}"
+                           for e in epochs if e % 100 == 0 or e == epochs[-1])
+            traj.append(f"| {dataset} | {variant} | {row} |")
+    lines += ["", "Probe trajectory, SVM accuracy (%) at epoch (mean over the seeds done):", "",
+              "| dataset | variant | epoch: SVM |", "|---|---|---|"] + traj
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--datasets", nargs="+", default=["GunPoint", "ECG200", "CBF", "ItalyPowerDemand"])
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    ap.add_argument("--variants", nargs="+", choices=VARIANTS, default=VARIANTS)
+    ap.add_argument("--epochs", type=int, default=1000)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--data-dir", type=Path)
+    ap.add_argument("--ref-code", type=Path, help="extracted reference repository (the runner's cwd)")
+    ap.add_argument("--ref-python", help="python of the reference's virtual environment")
+    ap.add_argument("--runs", type=Path, default=Path("runs/ncvqvae-reference"))
+    ap.add_argument("--table", type=Path, help="write the tables of the finished runs here and exit")
+    args = ap.parse_args(argv)
+    if args.table:
+        text = table(args)
+        args.table.write_text(text)
+        print(text)
+        return 0
+    if any(v in REF for v in args.variants) and not (args.ref_code and args.ref_python):
+        ap.error("reference variants need --ref-code and --ref-python")
+    for seed in args.seeds:
+        for dataset in args.datasets:
+            for variant in args.variants:
+                print(f"{dataset} {variant} seed {seed}", flush=True)
+                run_one(args, dataset, variant, seed)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
