@@ -127,6 +127,12 @@ def main() -> int:
             sq_t += float(out[0]["orig.time"]) * len(x)
             sq_u += float(out[0]["orig.timefreq"]) * len(x)
             n += len(x)
+    # The reference probes in training mode (encoder BatchNorm on batch statistics, the EMA codebook
+    # updated by the probe's train and test batches). The same final model probed in eval mode
+    # (running statistics, no codebook update), as tsvq probes, separates model from protocol.
+    from evaluation.downstream_eval import probes as reference_probes
+    z_tr, z_te, y_tr, y_te, _, _ = exp.downstream_eval.encode_data(exp.encoder, exp.vq_model, device="cpu")
+    eval_mode = reference_probes(z_tr, z_te, y_tr, y_te)
     probes = [r for r in log if "svm_accuracy" in r]
     by_epoch: dict[int, list] = {}
     for r in log:
@@ -141,6 +147,8 @@ def main() -> int:
         "seed": args.seed, "epochs": args.epochs, "threads": args.threads,
         "final": {"svm_accuracy": probes[-1]["svm_accuracy"], "knn5_accuracy": probes[-1]["knn_accuracy"],
                   "test_mse_time": sq_t / n, "test_mse_timefreq": sq_u / n},
+        "final_eval_mode": {"svm_accuracy": float(eval_mode["svm_accuracy"]),
+                            "knn5_accuracy": float(eval_mode["knn_accuracy"])},
         "probes": [{"epoch": r["epoch"], "svm": r["svm_accuracy"], "knn5": r["knn_accuracy"]} for r in probes],
         "test_recon": [{"epoch": r["epoch"], "mse_time": r["val_recons_loss.time"],
                         "mse_timefreq": r["val_recons_loss.timefreq"]} for r in val],
