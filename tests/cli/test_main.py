@@ -32,13 +32,49 @@ def test_argparse_errors_exit_2(capsys, argv, message):
 @pytest.mark.parametrize("argv, message", [
     (["evaluate", "does/not/exist"], "tsvq evaluate: error: does/not/exist/config.yaml not found: not a tsvq run directory"),
     (["prior", "does/not/exist"], "tsvq prior: error: does/not/exist/config.yaml not found"),
-    (["sample", "does/not/exist"], "tsvq sample: error: does/not/exist/prior/config.yaml not found: train a prior first"),
+    (["sample", "does/not/exist"], "tsvq sample: error: does/not/exist/config.yaml not found: not a tsvq run directory"),
+    (["sample", "RUN"], "tsvq sample: error: RUN/prior/config.yaml not found: train a prior first"),
     (["train", "vqvae", "--dataset", "GunPoint", "--set", "nope=1"], "tsvq train: error: unknown --set key 'nope'"),
-    (["prior", "does/not/exist", "--set", "nope=1"], "tsvq prior: error: unknown --set key 'nope'"),
+    (["prior", "RUN", "--set", "nope=1"], "tsvq prior: error: unknown --set key 'nope'"),
+    (["train", "vqvae", "--dataset", "Gunpoint"], "tsvq train: error: dataset 'Gunpoint' not found (did you mean GunPoint?)"),
+    (["pipeline", "vqvae", "--dataset", "gunpoint"], "tsvq pipeline: error: dataset 'gunpoint' not found (did you mean GunPoint?)"),
 ])
 def test_bad_input_is_one_error_line_and_exit_2(tmp_path, monkeypatch, capsys, argv, message):
+    run = tmp_path / "RUN"  # a stage-1 run directory as far as the command line's first check goes
+    run.mkdir()
+    (run / "config.yaml").write_text("model: vqvae\n")
     monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TSVQ_DATA_DIR", raising=False)
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
-    assert list(tmp_path.iterdir()) == []  # nothing written
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["RUN", "config.yaml"]  # nothing written
+
+
+def test_help_and_early_errors_import_no_torch():
+    # --help, an unknown model, a run directory that is not one and a dataset-name typo are
+    # answered without importing torch (the heavy imports come after these checks).
+    import subprocess
+    import sys
+    code = ("import sys\n"
+            "from tsvq.cli.main import main\n"
+            "for argv in (['evaluate', 'no/run'], ['sample', 'no/run'], ['prior', 'no/run'],\n"
+            "             ['train', 'vqvae', '--dataset', 'Gunpoint']):\n"
+            "    assert main(argv) == 2, argv\n"
+            "for argv in (['--help'], ['train', '--help'], ['train', 'gan', '--dataset', 'GunPoint']):\n"
+            "    try:\n"
+            "        main(argv)\n"
+            "    except SystemExit:\n"
+            "        pass\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_cli_choices_are_the_registry_and_the_presets():
+    from tsvq.cli.main import PRESET_NAMES, TRAIN_MODELS
+    from tsvq.config import PRESETS, PRIOR_PRESETS
+    from tsvq.models import TRAINABLE
+
+    assert TRAIN_MODELS == tuple(TRAINABLE)
+    assert PRESET_NAMES == tuple(PRESETS) == tuple(PRIOR_PRESETS)

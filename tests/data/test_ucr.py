@@ -87,3 +87,20 @@ def test_missing_dataset_says_where_to_put_it(monkeypatch, tmp_path):
     monkeypatch.delenv("TSVQ_DATA_DIR", raising=False)
     with pytest.raises(FileNotFoundError, match="_TRAIN.tsv"):
         load_ucr("NotADataset", tmp_path)
+
+
+def test_check_name_refuses_case_typos_only(tmp_path):
+    # A name that differs only in case from one on disk or shipped by aeon is a typo no download can
+    # satisfy; a similar but different name (ECG5000 next to ECG200) is left to aeon.
+    from tsvq.data.catalog import check_name
+    (tmp_path / "ECG200").mkdir()
+    (tmp_path / "ECG200" / "ECG200_TRAIN.tsv").write_text("1\t0.5\t0.6\n")
+    check_name("ECG200", tmp_path)
+    check_name("ECG5000", tmp_path)
+    check_name("Adiac", None)
+    with pytest.raises(FileNotFoundError, match=r"'ecg200' not found \(did you mean ECG200\?\)"):
+        check_name("ecg200", tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"did you mean GunPoint\?.*names are case-sensitive"):
+        check_name("GUNPOINT", None)
+    with pytest.raises(FileNotFoundError, match="is not a folder"):
+        check_name("GunPoint", tmp_path / "missing")

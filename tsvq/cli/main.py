@@ -4,11 +4,27 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
-from ..config import PRESETS
-from ..models import TRAINABLE
+# The registry's trainable models (tsvq.models.TRAINABLE) and the presets of tsvq.config (stage 1
+# and prior), written out so that --help and bad arguments are answered without importing torch;
+# tests/cli/test_cli.py checks that they equal the registry's and the configs'.
+TRAIN_MODELS = ("vqvae", "ncvqvae", "vae", "mssim_vae", "simclr", "barlow_twins", "vicreg", "vibcreg", "byol")
+PRESET_NAMES = ("quick", "paper", "timevqvae")
 
-PRESET_NAMES = list(PRESETS)  # the prior's presets have the same names (tested)
+
+def _check_run_dir(run_dir: str) -> None:
+    """Refuse a path that is not a run directory before any heavy import."""
+    config = Path(run_dir) / "config.yaml"
+    if not config.is_file():
+        raise FileNotFoundError(f"{config} not found: not a tsvq run directory")
+
+
+def _check_dataset(args) -> None:
+    """Refuse a dataset-name typo before any heavy import (see :func:`tsvq.data.catalog.check_name`)."""
+    from ..data.catalog import check_name
+
+    check_name(args.dataset, args.data_dir)
 
 
 def _info(args) -> int:
@@ -25,6 +41,7 @@ def _info(args) -> int:
 
 
 def _train(args) -> int:
+    _check_dataset(args)
     from ..config import resolve_config
     from ..recipes.stage1 import train
     from ..report.tables import format_table
@@ -38,6 +55,7 @@ def _train(args) -> int:
 
 
 def _evaluate(args) -> int:
+    _check_run_dir(args.run_dir)
     from ..recipes.generation import evaluate_all
     from ..report.tables import format_table
 
@@ -47,6 +65,7 @@ def _evaluate(args) -> int:
 
 
 def _prior(args) -> int:
+    _check_run_dir(args.run_dir)
     from ..config import resolve_prior_config
     from ..recipes.prior import train_prior
     from ..report.tables import format_table
@@ -59,6 +78,7 @@ def _prior(args) -> int:
 
 
 def _sample(args) -> int:
+    _check_run_dir(args.run_dir)
     from ..recipes.prior import sample_to_file
 
     info = sample_to_file(args.run_dir, args.out, args.n, args.class_index, args.guidance, args.seed)
@@ -67,8 +87,7 @@ def _sample(args) -> int:
 
 
 def _pipeline(args) -> int:
-    from pathlib import Path
-
+    _check_dataset(args)
     from ..config import resolve_config, resolve_prior_config
     from ..engine.run_dir import RunDir
     from ..recipes.fcn import check_fcn_weights
@@ -110,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "evaluate it (linear-probe SVM, KNN, silhouette, PCA dimension; reconstruction "
                                    "MSE / MS-SSIM where the model reconstructs; codebook perplexity for tokenizers) and write config.yaml, checkpoints, metrics.json/.md "
                                    "and plots to --out.")
-    p.add_argument("model", choices=list(TRAINABLE), help="model name from the registry")
+    p.add_argument("model", choices=TRAIN_MODELS, help="model name from the registry")
     p.add_argument("--dataset", required=True, help="UCR dataset name, e.g. GunPoint")
     p.add_argument("--data-dir", default=None,
                    help="UCR archive root (<Name>/<Name>_TRAIN.tsv); default $TSVQ_DATA_DIR, then aeon")

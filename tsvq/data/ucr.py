@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ENV_DATA_DIR = "TSVQ_DATA_DIR"
+from .catalog import archive_root, find_split, not_found
+
 
 
 @dataclass
@@ -38,14 +39,6 @@ class UCRDataset:
     @property
     def length(self) -> int:
         return self.x_train.shape[-1]
-
-
-def _find(root: Path, name: str, split: str) -> Path | None:
-    for suffix in (".tsv", ".tsv.gz"):
-        p = root / name / f"{name}_{split}{suffix}"
-        if p.exists():
-            return p
-    return None
 
 
 def _read(path: Path, name: str, resample_to: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -82,20 +75,6 @@ def _resample(row: np.ndarray, length: int) -> np.ndarray:
     if row.size == 1:
         return np.full(length, row[0])
     return np.interp(np.linspace(0, row.size - 1, length), np.arange(row.size), row)
-
-
-# Classification datasets aeon's wheel ships (no download needed).
-AEON_OFFLINE = ("ACSF1", "ArrowHead", "BasicMotions", "GunPoint", "ItalyPowerDemand", "JapaneseVowels", "OSULeaf",
-                "PickupGestureWiimoteZ")
-ARCHIVE_URL = "https://www.timeseriesclassification.com"
-
-
-def _close_names(name: str, candidates) -> list[str]:
-    import difflib
-
-    by_lower = {c.lower(): c for c in candidates}
-    exact = by_lower.get(name.lower())
-    return [exact] if exact else [by_lower[m] for m in difflib.get_close_matches(name.lower(), list(by_lower), n=3)]
 
 
 def _has_aeon() -> bool:
@@ -179,29 +158,15 @@ def load_ucr(
         ValueError: an empty or malformed table, a row without values or label, or NaN-padded
             (variable-length) series without ``resample_to``.
     """
-    root = data_dir if data_dir is not None else os.environ.get(ENV_DATA_DIR)
-    root = Path(root) if root is not None else None
-    if root is not None and not root.is_dir():
-        what = "data_dir" if data_dir is not None else f"${ENV_DATA_DIR}"
-        raise FileNotFoundError(f"{what} {root} is not a folder (the UCR archive root, holding <Name>/<Name>_TRAIN.tsv)")
-    train = _find(root, name, "TRAIN") if root is not None else None
+    root = archive_root(data_dir)
+    train = find_split(root, name, "TRAIN") if root is not None else None
     if train is None:
         loaded = _load_aeon(name, resample_to)
         if loaded is not None:
             return loaded
-        where = (f"{root / name / (name + '_TRAIN.tsv')} not found" if root is not None
-                 else f"no archive directory given (data_dir or ${ENV_DATA_DIR})")
-        available = sorted(p.name for p in root.iterdir() if p.is_dir()) if root is not None and root.is_dir() else []
-        close = _close_names(name, set(available) | set(AEON_OFFLINE))
-        raise FileNotFoundError(
-            f"dataset {name!r} not found"
-            + (f" (did you mean {' or '.join(close)}?)" if close else "")
-            + f": {where}, and aeon could not load it"
-            + (" (aeon is not installed: pip install aeon)." if not _has_aeon() else " (offline, or not a UCR/UEA name).")
-            + f" Offline through aeon: {', '.join(AEON_OFFLINE)}. Others: download the UCR 2018 / UEA archives "
-            f"({ARCHIVE_URL}, <Name>/<Name>_TRAIN.tsv and _TEST.tsv) and pass the folder as data_dir (--data-dir) "
-            f"or ${ENV_DATA_DIR}" + (f"; datasets under {root}: {', '.join(available)}" if available else ""))
-    test = _find(root, name, "TEST")
+        raise not_found(name, root, "(aeon is not installed: pip install aeon)" if not _has_aeon()
+                        else "(offline, or not a UCR/UEA name)")
+    test = find_split(root, name, "TEST")
     if test is None and require_test:
         raise FileNotFoundError(f"{root / name / (name + '_TEST.tsv')} not found (train-only copy? "
                                 "pass require_test=False and report no test metrics)")
