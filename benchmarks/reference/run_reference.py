@@ -118,7 +118,6 @@ def main() -> int:
 
     # Test reconstruction of the final model over the whole test split (the reference logs it per
     # batch of 128 every 20 epochs; the per-epoch rows below average its batches).
-    import torch.nn.functional as F
     exp.eval()
     sq_t, sq_u, n = 0.0, 0.0, 0
     with torch.no_grad():
