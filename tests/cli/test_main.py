@@ -78,3 +78,18 @@ def test_cli_choices_are_the_registry_and_the_presets():
 
     assert TRAIN_MODELS == tuple(TRAINABLE)
     assert PRESET_NAMES == tuple(PRESETS) == tuple(PRIOR_PRESETS)
+
+
+def test_default_run_directory_depends_on_the_overrides():
+    # Runs with other --set items get other default folders (no "holds a run with another config"
+    # after changing one setting); the same items give the same folder, so --resume finds it.
+    from tsvq.cli.main import _default_out
+    parse = build_parser().parse_args
+    plain = _default_out(parse(["train", "vqvae", "--dataset", "ArrowHead"]))
+    assert plain == "runs/vqvae-ArrowHead-quick-seed0"
+    a = _default_out(parse(["train", "vqvae", "--dataset", "ArrowHead", "--set", "max_steps=50"]))
+    b = _default_out(parse(["train", "vqvae", "--dataset", "ArrowHead", "--set", "max_steps=60"]))
+    assert a.startswith(plain + "-") and len(a) == len(plain) + 9 and a != b
+    assert a == _default_out(parse(["train", "vqvae", "--dataset", "ArrowHead", "--set", "max_steps=50"]))
+    p = _default_out(parse(["pipeline", "vqvae", "--dataset", "ArrowHead", "--prior-set", "max_steps=50"]))
+    assert p not in (plain, a)

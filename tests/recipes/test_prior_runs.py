@@ -42,8 +42,10 @@ def test_prior_sample_and_evaluate_with_published_fcn(run_dir, tmp_path, capsys)
     data = np.load(out)
     assert data["x"].shape == (5, 1, 150) and (data["y"] == 1).all() and str(data["units"]) == "data"
     assert np.isfinite(data["x"]).all() and out.with_suffix(".png").exists()
-    main(["sample", str(run_dir), "--n", "5", "--class", "1", "--guidance", "2", "--out", str(tmp_path / "t.npz")])
-    np.testing.assert_array_equal(np.load(tmp_path / "t.npz")["x"], data["x"])  # seeded
+    main(["sample", str(run_dir), "--n", "5", "--class", "1", "--guidance", "2"])  # default: under the run
+    default = run_dir / "prior" / "samples-class1-n5-seed0.npz"
+    np.testing.assert_array_equal(np.load(default)["x"], data["x"])  # seeded
+    assert default.with_suffix(".png").exists()
     capsys.readouterr()
     for bad, message in ((["--class", "7"], "--class must be in [0, 1] for GunPoint"),
                          (["--n", "0"], "n (number of samples) must be an int >= 1"),

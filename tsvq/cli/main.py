@@ -13,6 +13,18 @@ TRAIN_MODELS = ("vqvae", "ncvqvae", "vae", "mssim_vae", "simclr", "barlow_twins"
 PRESET_NAMES = ("quick", "paper", "timevqvae")
 
 
+def _default_out(args) -> str:
+    """``runs/MODEL-DATASET-PRESET-seedS``, plus ``-`` and 8 hex digits of a hash of the ``--set`` (and
+    ``--prior-set``) items when there are any, so that runs with other settings get other folders."""
+    out = f"runs/{args.model}-{args.dataset}-{args.preset}-seed{args.seed}"
+    sets = [*args.set, *(f"prior:{s}" for s in getattr(args, "prior_set", []))]
+    if sets:
+        import hashlib
+
+        out += "-" + hashlib.sha256("\n".join(sets).encode()).hexdigest()[:8]
+    return out
+
+
 def _check_run_dir(run_dir: str) -> None:
     """Refuse a path that is not a run directory before any heavy import."""
     config = Path(run_dir) / "config.yaml"
@@ -47,7 +59,7 @@ def _train(args) -> int:
     from ..report.tables import format_table
 
     cfg = resolve_config(args.model, args.dataset, args.preset, args.set, args.seed, args.data_dir)
-    out = args.out or f"runs/{args.model}-{args.dataset}-{args.preset}-seed{args.seed}"
+    out = args.out or _default_out(args)
     metrics = train(cfg, out, resume=args.resume, progress=not args.no_progress)
     print(f"\n{args.model} on {args.dataset} ({args.preset}, seed {args.seed}) -> {out}")
     print(format_table(metrics))
@@ -98,7 +110,7 @@ def _pipeline(args) -> int:
 
     cfg = resolve_config(args.model, args.dataset, args.preset, args.set, args.seed, args.data_dir)
     pcfg = resolve_prior_config(args.preset, args.prior_set, args.seed)
-    out = Path(args.out or f"runs/{args.model}-{args.dataset}-{args.preset}-seed{args.seed}")
+    out = Path(args.out or _default_out(args))
     # Every input of every stage is checked before the first one starts: both configs against
     # what OUT already holds (a finished stage is reused only with the same config), the prior's
     # settings, and the FCN weights.
@@ -141,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a run field (epochs, max_steps, batch_size, lr, weight_decay, scaling, accelerator, devices, "
                         "precision, probe_every, holdout) or a model config field (e.g. ssl_loss=vibcreg, augmentation=gauss); repeatable")
     p.add_argument("--seed", type=int, default=0, help="global seed (default 0)")
-    p.add_argument("--out", default=None, help="run directory (default runs/MODEL-DATASET-PRESET-seedS)")
+    p.add_argument("--out", default=None, help="run directory (default runs/MODEL-DATASET-PRESET-seedS, plus -HASH of the --set items when given)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.ckpt")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)
@@ -185,7 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="class index (0-based, label-encoded); default unconditional")
     p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (default from config: 1)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
-    p.add_argument("--out", default="samples.npz", help="output .npz (default samples.npz)")
+    p.add_argument("--out", default=None,
+                   help="output .npz (default RUN_DIR/prior/samples-<classK|all>-n<N>-seed<S>.npz)")
     p.set_defaults(func=_sample)
 
     p = sub.add_parser("pipeline", help="stage 1 -> prior -> FID/IS/CAS on a dataset in one command",
@@ -201,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prior-set", action="append", default=[], metavar="KEY=VALUE", help=prior_sets)
     p.add_argument("--fcn-weights", default=None, metavar="DIR", help="published FCN weights (as tsvq evaluate)")
     p.add_argument("--seed", type=int, default=0, help="global seed (default 0)")
-    p.add_argument("--out", default=None, help="run directory (default runs/MODEL-DATASET-PRESET-seedS)")
+    p.add_argument("--out", default=None, help="run directory (default runs/MODEL-DATASET-PRESET-seedS, plus -HASH of the --set items when given)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_pipeline)
     return parser

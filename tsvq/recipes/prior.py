@@ -149,11 +149,12 @@ def data_scaler(run_dir: str | os.PathLike, cfg) -> GlobalScaler:
     return scaler
 
 
-def sample_to_file(run_dir: str | os.PathLike, out: str | os.PathLike, n: int = 64, class_index: int | None = None,
-                   guidance_scale: float | None = None, seed: int = 0) -> dict:
+def sample_to_file(run_dir: str | os.PathLike, out: str | os.PathLike | None = None, n: int = 64,
+                   class_index: int | None = None, guidance_scale: float | None = None, seed: int = 0) -> dict:
     """Sample ``n`` series from the prior of ``run_dir`` and write ``out`` (``.npz``: ``x`` float32
     ``[n, C, L]`` in data units (tokenizer units for z-normalised runs, ``units`` says which),
     ``y`` the requested class index or -1) plus a plot ``<out>.png`` of samples next to real test series.
+    ``out`` defaults to ``run_dir/prior/samples-<classK | all>-n<n>-seed<seed>.npz``.
 
     Raises:
         ValueError: class index out of range, n < 1, ``out`` an existing directory.
@@ -161,6 +162,8 @@ def sample_to_file(run_dir: str | os.PathLike, out: str | os.PathLike, n: int = 
     """
     from ..engine.run_dir import atomic_write
 
+    if out is None:
+        out = Path(run_dir) / "prior" / f"samples-{'all' if class_index is None else f'class{class_index}'}-n{n}-seed{seed}.npz"
     if Path(out).is_dir():
         raise ValueError(f"--out must be a file name (e.g. samples.npz), got the directory {out}")
     _, tokenizer, prior, cfg, ds, _, _ = load_prior(run_dir)
