@@ -83,3 +83,20 @@ def test_resume_needs_a_checkpoint_and_a_finished_run_needs_resume(tmp_path):
         run.check_config(cfg, resume=False, hint="x")
     with pytest.raises(FileExistsError, match="another config.yaml; x"):
         run.check_config(resolve_config("vqvae", "GunPoint", "quick", ["epochs=3"]), resume=True, hint="x")
+
+
+def test_best_checkpoint_is_a_link_to_last_only_when_it_is_the_final_model(tmp_path):
+    run = RunDir(tmp_path / "run")
+    best, last = run.checkpoints / "best.ckpt", run.last_checkpoint
+    run.checkpoints.mkdir(parents=True)
+    torch.save({"global_step": 40, "state_dict": {"model.w": torch.ones(3)}}, best)
+    torch.save({"global_step": 50, "state_dict": {"model.w": torch.zeros(3)}}, last)
+    assert not run.link_best_to_last()  # an earlier model is the best: two files
+    assert torch.load(best)["global_step"] == 40 and not os.path.samefile(best, last)
+    torch.save({"global_step": 50, "state_dict": {"model.w": torch.zeros(3)}}, best)
+    assert run.link_best_to_last() and os.path.samefile(best, last)
+    assert not run.link_best_to_last()  # already one file
+    # a later atomic save of last.ckpt (a resumed run) leaves the best model's content alone
+    atomic_write(last, b"new")
+    assert not os.path.samefile(best, last) and torch.load(best)["global_step"] == 50
+    assert sorted(p.name for p in run.checkpoints.iterdir()) == ["best.ckpt", "last.ckpt"]

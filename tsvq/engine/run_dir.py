@@ -139,6 +139,26 @@ class RunDir:
             raise ValueError(f"{path} is not a tsvq checkpoint (no state_dict)")
         return ck
 
+    def link_best_to_last(self) -> bool:
+        """Make ``best.ckpt`` a hard link to ``last.ckpt`` when both hold the same optimiser step (the
+        best model is the final one), instead of a second copy; returns whether it did. Safe with the
+        atomic writes: a later save of either file replaces its name, never the shared content.
+        """
+        import torch
+
+        best, last = self.checkpoints / "best.ckpt", self.last_checkpoint
+        if not (best.exists() and last.exists()) or os.path.samefile(best, last):
+            return False
+        steps = [torch.load(p, map_location="cpu", weights_only=False, mmap=True).get("global_step")
+                 for p in (best, last)]
+        if steps[0] is None or steps[0] != steps[1]:
+            return False
+        tmp = best.with_name(f".{best.name}.link")
+        tmp.unlink(missing_ok=True)
+        os.link(last, tmp)
+        os.replace(tmp, best)
+        return True
+
     def load_model_state(self, model, which: str = "best") -> dict:
         """Load the ``model.``-prefixed weights of checkpoint ``which`` into ``model``; returns the checkpoint.
 

@@ -4,7 +4,8 @@ Checkpoints: ``last.ckpt`` is written about every ``checkpoint_every`` optimiser
 epochs, default 100) and always at the end of training, so the final model is on disk when the
 metrics are computed from it, and a resumed run continues exactly as the uninterrupted one;
 ``best.ckpt`` holds the weights of the epoch with the lowest training loss among the periodic
-saves (no test data is used for selection).
+saves (no test data is used for selection); when that is the final model, it is a hard link to
+``last.ckpt`` rather than a second copy.
 Checkpoint files are written atomically with the umask's mode (:func:`tsvq.engine.run_dir.atomic_write`).
 """
 from __future__ import annotations
@@ -182,4 +183,5 @@ def fit(trainer: pl.Trainer, module: pl.LightningModule, loader, run_dir: RunDir
     t0 = time.perf_counter()
     with _quiet_lightning():
         trainer.fit(module, loader, ckpt_path=str(last) if resume else None)
+    run_dir.link_best_to_last()
     return {**run_info(trainer, saved), "train_wall_s_this_session": time.perf_counter() - t0}
