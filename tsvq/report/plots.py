@@ -27,6 +27,29 @@ def _save(fig, path: Path, **kwargs) -> None:
     os.replace(tmp, path)
 
 
+def class_name(label) -> str:
+    """A dataset's class label as text: ``1`` for the label 1.0 of a UCR file, the label otherwise."""
+    if isinstance(label, (float, np.floating)) and float(label).is_integer():
+        return str(int(label))
+    return str(label)
+
+
+def _class_colours(ax, points: np.ndarray, y: np.ndarray, classes) -> None:
+    """Scatter ``points`` coloured by class: a legend of the dataset's labels up to 10 classes, a
+    colour bar beyond (a legend of 60 entries is no legend)."""
+    plt = _plt()
+    n = len(classes)
+    if n <= 10:
+        for c in range(n):
+            m = y == c
+            if m.any():
+                ax.scatter(points[m, 0], points[m, 1], s=10, color=plt.cm.tab10(c), label=class_name(classes[c]))
+        ax.legend(title="class", fontsize=7, title_fontsize=7, markerscale=1.5)
+    else:
+        sc = ax.scatter(points[:, 0], points[:, 1], c=y, cmap="viridis", s=10, vmin=0, vmax=n - 1)
+        ax.figure.colorbar(sc, ax=ax, label=f"class index (0..{n - 1})")
+
+
 def stage1_plots(run_dir: Path, model, ds, x_test: torch.Tensor, features_test: torch.Tensor,
                  codes_test: torch.Tensor | None, session_logs: list[Path]) -> None:
     """``reconstructions.png`` (models that reconstruct), ``codebook_usage.png`` (tokenizers),
@@ -44,11 +67,15 @@ def stage1_plots(run_dir: Path, model, ds, x_test: torch.Tensor, features_test: 
             xb = x_test[:4].to(device)
             x_hat = model.reconstruct(xb).cpu()
         fig, axes = plt.subplots(len(xb), 1, figsize=(8, 1.8 * len(xb)), sharex=True)
-        for ax, a, b in zip(np.atleast_1d(axes), xb.cpu(), x_hat):
+        for i, (ax, a, b) in enumerate(zip(np.atleast_1d(axes), xb.cpu(), x_hat)):
             ax.plot(a[0].numpy(), label="test series")
             ax.plot(b[0].numpy(), label="reconstruction", alpha=0.8)
+            ax.set_title(f"test series {i} (class {class_name(ds.classes[int(ds.y_test[i])])})", fontsize=8)
+            ax.set_ylabel("value")
         np.atleast_1d(axes)[0].legend(loc="upper right", fontsize=8)
-        fig.suptitle(f"Test reconstructions ({model.name})")
+        np.atleast_1d(axes)[-1].set_xlabel("time step")
+        fig.suptitle(f"{ds.name}: test reconstructions ({model.name})")
+        fig.tight_layout()
         save(fig, "reconstructions.png")
 
     if codes_test is not None:
@@ -56,17 +83,20 @@ def stage1_plots(run_dir: Path, model, ds, x_test: torch.Tensor, features_test: 
         counts = np.bincount(codes_test.numpy().ravel() % K, minlength=K)
         fig, ax = plt.subplots(figsize=(8, 3))
         ax.bar(np.arange(K), counts)
-        ax.set_xlabel("code")
+        ax.set_xlabel("code index")
         ax.set_ylabel("uses on the test split")
+        ax.set_title(f"{ds.name}: codebook usage ({int((counts > 0).sum())} of {K} codes used)")
         save(fig, "codebook_usage.png")
 
     f = features_test.numpy()
     fig, ax = plt.subplots(figsize=(5, 4))
     if f.shape[0] >= 2 and f.shape[1] >= 2:
-        p = PCA(2).fit_transform(f)
-        sc = ax.scatter(p[:, 0], p[:, 1], c=ds.y_test.numpy(), cmap="tab10", s=10)
-        ax.legend(*sc.legend_elements(), title="class", fontsize=7)
-    ax.set_title("PCA of the probe features (test)")
+        pca = PCA(2).fit(f)
+        _class_colours(ax, pca.transform(f), ds.y_test.numpy(), ds.classes)
+        ev = pca.explained_variance_ratio_ * 100
+        ax.set_xlabel(f"PC1 ({ev[0]:.0f} % of the variance)")
+        ax.set_ylabel(f"PC2 ({ev[1]:.0f} % of the variance)")
+    ax.set_title(f"{ds.name}: PCA of the probe features (test)", fontsize=9)
     save(fig, "latent_pca.png")
 
     rows = []
@@ -84,6 +114,8 @@ def stage1_plots(run_dir: Path, model, ds, x_test: torch.Tensor, features_test: 
             ax.plot(*zip(*pts), label=k[6:])
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
+    ax.set_ylabel("training loss (log scale)")
+    ax.set_title(f"{ds.name}: training losses")
     ax.legend(fontsize=8)
     save(fig, "loss_curves.png")
     probe_keys = [k for k in rows[0].keys() if k.startswith("probe/") and k.endswith("accuracy")]
@@ -94,23 +126,42 @@ def stage1_plots(run_dir: Path, model, ds, x_test: torch.Tensor, features_test: 
             ax.plot(*zip(*pts), marker=".", label=k[6:])
         ax.set_xlabel("epoch")
         ax.set_ylabel("test accuracy")
+        ax.set_title(f"{ds.name}: probes during training")
         ax.legend(fontsize=8)
         save(fig, "probe_curves.png")
 
 
+def _stratified(y: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor:
+    """Up to ``n`` indices drawn round-robin over the classes (random within each), so that a
+    class-sorted split still shows every class."""
+    g = torch.Generator().manual_seed(seed)
+    pools = [torch.nonzero(y == c).flatten() for c in torch.unique(y)]
+    pools = [p[torch.randperm(len(p), generator=g)] for p in pools]
+    picked = [p[i] for i in range(max(map(len, pools), default=0)) for p in pools if i < len(p)]
+    return torch.stack(picked[:n]) if picked else torch.zeros(0, dtype=torch.long)
+
+
 def sample_plot(path: Path, fake_uncond: torch.Tensor, ds, fake_cond: torch.Tensor, y_cond: torch.Tensor,
                 n_show: int = 8) -> None:
-    """Generated series next to real test series: one row for the unconditional samples (if any),
-    then one per class that has class-conditional samples (none for an unconditional model)."""
+    """Generated series next to real test series: one row for the unconditional samples (if any,
+    next to test series drawn from every class), then one per class that has class-conditional
+    samples. The two panels of a row share their y-axis; the first channel is shown."""
     plt = _plt()
-    rows = [("all classes", ds.x_test, fake_uncond)] if len(fake_uncond) else []
-    rows += [(f"class {ds.classes[c]}", ds.x_test[ds.y_test == c], fake_cond[y_cond == c])
+    rows = []
+    if len(fake_uncond):
+        rows.append(("all classes", ds.x_test[_stratified(ds.y_test, n_show)], fake_uncond))
+    rows += [(f"class {class_name(ds.classes[c])}", ds.x_test[ds.y_test == c], fake_cond[y_cond == c])
              for c in range(ds.n_classes) if bool((y_cond == c).any())]
-    fig, axes = plt.subplots(len(rows), 2, figsize=(10, 1.9 * max(len(rows), 1.5)), sharex=True, squeeze=False)
+    fig, axes = plt.subplots(len(rows), 2, figsize=(10, 1.9 * max(len(rows), 1.5)), sharex=True, sharey="row",
+                             squeeze=False)
     for ax_row, (title, real, fake) in zip(axes, rows):
         for ax, data, what in ((ax_row[0], real, "real test"), (ax_row[1], fake, "generated")):
             for s in data[:n_show]:
                 ax.plot(s[0].numpy(), lw=0.8, alpha=0.7)
-            ax.set_title(f"{what}: {title}", fontsize=8)
+            ax.set_title(f"{what}: {title} ({min(len(data), n_show)} series)", fontsize=8)
+        ax_row[0].set_ylabel("value")
+    for ax in axes[-1]:
+        ax.set_xlabel("time step")
+    fig.suptitle(f"{ds.name}: generated and real series", fontsize=10)
     fig.tight_layout()
     _save(fig, Path(path), dpi=100)
