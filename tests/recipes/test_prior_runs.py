@@ -78,8 +78,8 @@ def test_own_fcn_is_trained_once_and_cached(run_dir, capsys):
     first = evaluate_generation(run_dir, None)
     assert (run_dir / "fcn" / "fcn.pt").exists() and "cached" not in first["fcn_source"]
     err = capsys.readouterr().err.replace("\r", "\n")  # every long phase announces itself, with a bar for loops
-    for phase in ("FCN evaluator on GunPoint train", "sampling 256 unconditional series",
-                  "sampling 1000 class-conditional series for CAS", "CAS classifier on the samples"):
+    for phase in ("FCN evaluator on GunPoint train", "sampling for FID / IS", "/256", "sampling for CAS", "/1000",
+                  "CAS classifier on the samples"):
         assert phase in err, phase
     assert 0.0 <= first["fcn_test_accuracy"] <= 1.0 and np.isfinite(first["fid"])
     ds = load_ucr("GunPoint", UCR_DIR)

@@ -12,7 +12,6 @@ gain the generation metrics, ``samples.png`` shows samples next to real series, 
 from __future__ import annotations
 
 import os
-import sys
 
 import torch
 
@@ -24,11 +23,6 @@ from ..report.plots import sample_plot
 from .fcn import cas, fcn_evaluator, fcn_on_test
 from .prior import data_scaler, generate, load_prior, prior_dir
 from .stage1 import evaluate_run, load_run
-
-
-def _say(text: str) -> None:
-    """A phase of the evaluation, announced on stderr (the metrics go to stdout)."""
-    print(text, "...", file=sys.stderr, flush=True)
 
 
 def class_counts(y_train: torch.Tensor, n_classes: int, total: int) -> torch.Tensor:
@@ -73,14 +67,12 @@ def evaluate_generation(run_dir: str | os.PathLike, fcn_weights: str | os.PathLi
     f_real, p_real = fcn_predict(fcn, to_fcn(real))
     f_recon, _ = fcn_predict(fcn, to_fcn(recon))
     n_gen = max(len(x_test), 256)
-    _say(f"sampling {n_gen} unconditional series from the prior")
-    fake = generate(tokenizer, prior, n_gen, None, seed=seed)
+    fake = generate(tokenizer, prior, n_gen, None, seed=seed, progress="sampling for FID / IS")
     f_fake, p_fake = fcn_predict(fcn, to_fcn(fake))
     is_mean, is_std = inception_score(p_fake, n_splits=10)
     counts = class_counts(ds.y_train, ds.n_classes, max(n_cas, 1000))
     y_cas = torch.repeat_interleave(torch.arange(ds.n_classes), counts)
-    _say(f"sampling {len(y_cas)} class-conditional series for CAS")
-    x_cas = generate(tokenizer, prior, len(y_cas), y_cas, seed=seed + 1)
+    x_cas = generate(tokenizer, prior, len(y_cas), y_cas, seed=seed + 1, progress="sampling for CAS")
     cas_acc = cas(to_fcn(x_cas), y_cas, x_test_fcn, ds.y_test, ds.n_classes, epochs=pcfg.cas_epochs, seed=pcfg.seed,
                   progress="CAS classifier on the samples")
     sample_plot(run.path / "samples.png", scaler.inverse_transform(fake), ds, scaler.inverse_transform(x_cas), y_cas)

@@ -55,9 +55,10 @@ def check_prior_config(cfg: PriorConfig) -> None:
 
 @torch.no_grad()
 def generate(tokenizer, prior, n: int, classes=None, guidance_scale: float | None = None, seed: int = 0,
-             batch_size: int = 256) -> torch.Tensor:
+             batch_size: int = 256, progress: str | None = None) -> torch.Tensor:
     """``n`` series ``Tensor[n, C, L]`` (tokenizer units, CPU): iterative decoding with ``prior``
     (``classes``: None = unconditional, an int, or ``int64[n]``), then the tokenizer's decoder and ISTFT.
+    ``progress``: the label of a progress bar over the samples on stderr (None: no bar).
 
     Raises:
         ValueError: n < 1 or batch_size < 1 (and what :meth:`MaskGIT.sample` raises)."""
@@ -70,10 +71,19 @@ def generate(tokenizer, prior, n: int, classes=None, guidance_scale: float | Non
     g = torch.Generator(device=device).manual_seed(seed)
     cls = None if classes is None else torch.as_tensor(classes, dtype=torch.long).expand(n)
     out = []
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n, desc=progress, unit="series", dynamic_ncols=True)
     for i in range(0, n, batch_size):
         m = min(batch_size, n - i)
         grids = prior.sample(m, None if cls is None else cls[i:i + m], guidance_scale=guidance_scale, generator=g)
         out.append(tokenizer.decode_indices([t.to(next(tokenizer.parameters()).device) for t in grids]).cpu())
+        if bar is not None:
+            bar.update(m)
+    if bar is not None:
+        bar.close()
     return torch.cat(out)
 
 
