@@ -59,7 +59,14 @@ def _extension():
                         extra_compile_args={"cxx": cxx}, extra_link_args=link)
 
 
-setup(
-    ext_modules=[_extension()],
-    cmdclass={"build_ext": BuildExtension.with_options(use_ninja=shutil.which("ninja") is not None)},
-)
+class BuildExt(BuildExtension.with_options(use_ninja=shutil.which("ninja") is not None)):
+    """Object files go to the clone's build/ folder (git-ignored) rather than pip's temporary one, so
+    that a second install in the same clone (the README's test command after the main job)
+    recompiles only the sources that changed: ninja tracks the sources, headers and flags."""
+
+    def finalize_options(self):
+        super().finalize_options()
+        self.build_temp = os.path.join(ROOT, "build", "temp")
+
+
+setup(ext_modules=[_extension()], cmdclass={"build_ext": BuildExt})

@@ -20,7 +20,9 @@ def test_info_reports_build():
     info = tsvq.info()
     assert info["torch"] == torch.__version__
     if info["extension"]:
-        assert {"nearest_code", "code_stats", "ema_codebook_update_"} <= set(info["ops"])
+        assert {"nearest_code", "code_stats", "ema_codebook_update_", "stft", "istft", "barlow_twins_loss"} <= set(info["ops"])
+        assert not [op for op in info["ops"] if op.startswith("_")]  # helper ops are not for users
+        assert info["cpu_kernels"].startswith(("x86-64", "compiler default"))
         assert info["built_against_torch"] == torch.__version__.split("+")[0]
         assert info["openmp"] is True
 

@@ -85,15 +85,19 @@ def warn_if_missing(device: torch.device | str | None = None) -> None:
 
 
 def info() -> dict:
-    """What was built: torch version, extension status, CUDA kernels, arch list, OpenMP.
+    """What was built: torch version, extension status, CPU kernel clones, CUDA kernels, arch list,
+    OpenMP, and the public ops.
 
     Returns:
         dict with keys ``torch``, ``extension`` (bool), ``extension_error`` (str or None),
-        ``cuda_kernels`` (bool), ``cuda_arch_list`` (str), ``cuda_version`` (int, -1 if none),
-        ``openmp`` (bool), ``torch_cuda_available`` (bool), ``ops`` (list of op names).
+        ``built_against_torch``, ``cpu_kernels`` (which instruction-set clone this CPU runs),
+        ``openmp`` (bool), ``cuda_kernels`` (bool), ``cuda_arch_list`` (str), ``cuda_version``
+        (int, -1 if none), ``torch_cuda_available`` (bool), ``ops`` (public ``torch.ops.tsvq``
+        names; the ``_``-prefixed helper ops are left out).
     """
     ops = sorted({name.split("::", 1)[1].split(".")[0]
                   for name in torch._C._dispatch_get_all_op_names() if name.startswith("tsvq::")})
+    ops = [op for op in ops if not op.startswith("_")]
     return {
         "torch": torch.__version__,
         "extension": _C is not None,
@@ -101,10 +105,11 @@ def info() -> dict:
         "built_against_torch": (
             "{}.{}.{}".format(_C.torch_version // 10000, _C.torch_version // 100 % 100,
                               _C.torch_version % 100) if _C is not None else None),
+        "cpu_kernels": _C.cpu_kernels() if _C is not None else "none (pure-PyTorch reference ops)",
+        "openmp": bool(_C.has_openmp()) if _C is not None else False,
         "cuda_kernels": bool(_C.has_cuda()) if _C is not None else False,
         "cuda_arch_list": _C.cuda_arch_list() if _C is not None else "",
         "cuda_version": _C.cuda_version() if _C is not None else -1,
-        "openmp": bool(_C.has_openmp()) if _C is not None else False,
         "torch_cuda_available": torch.cuda.is_available(),
         "ops": ops,
     }
