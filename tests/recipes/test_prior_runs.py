@@ -31,6 +31,8 @@ def run_dir(tmp_path_factory):
 def test_prior_sample_and_evaluate_with_published_fcn(run_dir, tmp_path, capsys):
     summary = train_prior(run_dir, resolve_prior_config("quick", PRIOR), progress=False)
     assert summary["prior_steps"] == 3 and np.isfinite(summary["prior_final_loss"])
+    from tsvq.report.tables import METRIC_DOCS
+    assert not [k for k in summary if k not in METRIC_DOCS]
     for name in ("prior/config.yaml", "prior/checkpoints/last.ckpt", "prior/checkpoints/best.ckpt",
                  "prior/logs/session1/metrics.csv", "prior/summary.json"):
         assert (run_dir / name).exists(), name
@@ -82,6 +84,8 @@ def test_own_fcn_is_trained_once_and_cached(run_dir, capsys):
                   "CAS classifier on the samples"):
         assert phase in err, phase
     assert 0.0 <= first["fcn_test_accuracy"] <= 1.0 and np.isfinite(first["fid"])
+    from tsvq.report.tables import METRIC_DOCS
+    assert not [k for k in first if k not in METRIC_DOCS]  # every metric is explained in metrics.md
     ds = load_ucr("GunPoint", UCR_DIR)
     model, source = fcn_evaluator(RunDir(run_dir), ds, None, epochs=2, seed=0)
     assert "cached" in source

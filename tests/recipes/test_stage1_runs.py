@@ -27,6 +27,8 @@ def test_train_writes_a_complete_run_and_resumes(tmp_path):
               "test_mse_time", "test_mse_timefreq", "test_perplexity", "test_fraction_used"):
         assert k in metrics
     assert 0.0 <= metrics["svm_accuracy"] <= 1.0
+    from tsvq.report.tables import METRIC_DOCS
+    assert not [k for k in json.loads((out / "metrics.json").read_text()) if k not in METRIC_DOCS]  # all explained
     saved = yaml.safe_load((out / "config.yaml").read_text())
     assert saved["model_config"]["projector_widths"] == [64, 64] and saved["epochs"] == 3
     with pytest.raises(FileExistsError, match="--resume"):

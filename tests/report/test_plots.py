@@ -46,7 +46,8 @@ def test_tables():
     m = {"svm_accuracy": 0.71333, "steps": 500, "fid": float("nan")}
     assert format_table(m).splitlines() == ["  svm_accuracy  0.7133", "  steps         500", "  fid           nan"]
     md = metrics_markdown("vqvae on GunPoint", m)
-    assert md.startswith("# vqvae on GunPoint\n") and "| svm_accuracy | 0.7133 |" in md and "| steps | 500 |" in md
+    assert md.startswith("# vqvae on GunPoint\n") and "| svm_accuracy | 0.7133 | test accuracy (fraction)" in md
+    assert "| steps | 500 | optimiser steps run |" in md and "| fid | nan | Fréchet distance" in md
 
 
 def _captured(monkeypatch):
