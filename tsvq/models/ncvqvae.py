@@ -143,8 +143,9 @@ class NCVQVAE(VQVAE):
                 if self.cfg.aug_recon_weight > 0:
                     aug_recon = aug_recon + self._aug_recon(view, parts, zs)
             ssl = self.ssl(self.projector(self._pool(latents[0])), self.projector(self._pool(latents[1])))
-            out["aug_recon"] = aug_recon
-            out["loss"] = out["loss"] + self.cfg.aug_recon_weight * aug_recon
+            if self.cfg.aug_recon_weight > 0:
+                out["aug_recon"] = aug_recon
+                out["loss"] = out["loss"] + self.cfg.aug_recon_weight * aug_recon
         else:
             ssl = torch.zeros((), device=x.device)
         out["ssl"] = ssl
