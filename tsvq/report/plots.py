@@ -63,11 +63,12 @@ def stage1_plots(run_dir: Path, model, ds, x_test: torch.Tensor, features_test: 
 
     device = next(model.parameters()).device
     if hasattr(model, "reconstruct"):
+        shown = _stratified(ds.y_test, 4)  # test series of different classes, even on class-sorted splits
         with torch.no_grad():
-            xb = x_test[:4].to(device)
+            xb = x_test[shown].to(device)
             x_hat = model.reconstruct(xb).cpu()
         fig, axes = plt.subplots(len(xb), 1, figsize=(8, 1.8 * len(xb)), sharex=True)
-        for i, (ax, a, b) in enumerate(zip(np.atleast_1d(axes), xb.cpu(), x_hat)):
+        for i, ax, a, b in zip(shown.tolist(), np.atleast_1d(axes), xb.cpu(), x_hat):
             ax.plot(a[0].numpy(), label="test series")
             ax.plot(b[0].numpy(), label="reconstruction", alpha=0.8)
             ax.set_title(f"test series {i} (class {class_name(ds.classes[int(ds.y_test[i])])})", fontsize=8)
