@@ -199,3 +199,26 @@ def test_ncvqvae_reference_choices_original_z_q_and_augmented_reconstruction():
         create_model("ncvqvae", original_latent="z_q", two_augmented_views=True)
     with pytest.raises(ValueError, match="aug_recon_weight must be"):
         create_model("ncvqvae", aug_recon_weight=-0.1)
+
+
+def test_codebook_init_normal_reproduces_the_early_ema_start():
+    # "normal": randn codewords and EMA cluster sizes at 0 (the vector-quantize-pytorch copied by the
+    # TimeVQVAE / NC-VQVAE code): after one EMA step the codes no vector chose are ~1/eps times
+    # larger and out of reach; with the default start they stay where they were.
+    torch.manual_seed(0)
+    x = torch.randn(2, 1, 64)
+    norms = {}
+    for init in ("kaiming_uniform", "normal"):
+        torch.manual_seed(0)
+        m = create_model("vqvae", length=64, d=16, n_resnet_blocks=1, codebook_init=init, codebook_size=256)
+        vq = m.branches[0].vq
+        before = vq.codebook.clone()
+        if init == "normal":
+            assert float(vq.cluster_size.sum()) == 0 and abs(float(before.std()) - 1) < 0.2
+        m(x)
+        unused = vq.batch_counts == 0  # 2 x 5 x 8 = 80 vectors cannot use all 256 codes
+        assert unused.any()
+        norms[init] = (vq.codebook[unused].norm(dim=1) / before[unused].norm(dim=1)).min()
+    assert norms["normal"] > 1e3 and norms["kaiming_uniform"] < 2
+    with pytest.raises(ValueError, match="codebook_init must be"):
+        create_model("vqvae", codebook_init="uniform")

@@ -32,6 +32,10 @@ class VQVAEConfig:
         n_resnet_blocks: residual blocks after the strided blocks.
         codebook_size: K. decay: EMA decay of the codebook. commitment_weight: beta.
         kmeans_init: k-means codebook initialisation on the first batch.
+        codebook_init: "kaiming_uniform" (vector-quantize-pytorch today: EMA cluster sizes start at 1)
+            or "normal" (``torch.randn`` codewords and EMA cluster sizes starting at 0, the earlier
+            vector-quantize-pytorch that the TimeVQVAE and NC-VQVAE code bases copy: a code that
+            no vector picks in the first batch is divided by ~eps there, and never picked again).
         rotation_trick: pass the decoder's gradient to the encoder with the rotation trick (Fifty
             et al. 2024) instead of the straight-through estimator of TimeVQVAE (default False).
         threshold_ema_dead_code: restart codes whose EMA cluster size (vectors per batch) falls
@@ -50,6 +54,7 @@ class VQVAEConfig:
     decay: float = 0.9
     commitment_weight: float = 1.0
     kmeans_init: bool = False
+    codebook_init: str = "kaiming_uniform"
     rotation_trick: bool = False
     threshold_ema_dead_code: float = 0.0
     two_branch: bool = False
@@ -119,6 +124,11 @@ class _Branch(nn.Module):
                                   threshold_ema_dead_code=cfg.threshold_ema_dead_code,
                                   channel_last=False, accept_image_fmap=True)
         self.decoder = Decoder(2 * cfg.in_channels, cfg.d, n_down, cfg.n_resnet_blocks, (n_freqs, n_frames))
+        if cfg.codebook_init == "normal" and not cfg.kmeans_init:
+            with torch.no_grad():
+                self.vq.codebook.normal_()
+                self.vq.embed_sum.copy_(self.vq.codebook)
+                self.vq.cluster_size.zero_()
 
 
 @register_model("vqvae", VQVAEConfig, trainable=True, tokenizer=True)
@@ -136,6 +146,8 @@ class VQVAE(nn.Module):
         super().__init__()
         if cfg.length < cfg.n_fft // 2 + 1:
             raise ValueError(f"length must be > n_fft // 2 = {cfg.n_fft // 2} (reflect padding), got {cfg.length}")
+        if cfg.codebook_init not in ("kaiming_uniform", "normal"):
+            raise ValueError(f"codebook_init must be 'kaiming_uniform' or 'normal', got {cfg.codebook_init!r}")
         self.cfg = cfg
         self.stft = STFT(cfg.n_fft, cfg.hop_length, window="hann", stacked=True)
         self.istft = ISTFT(cfg.n_fft, cfg.hop_length, window="hann", stacked=True)
