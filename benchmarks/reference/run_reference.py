@@ -146,6 +146,7 @@ def main() -> int:
         "seed": args.seed, "epochs": args.epochs, "threads": args.threads,
         "final": {"svm_accuracy": probes[-1]["svm_accuracy"], "knn5_accuracy": probes[-1]["knn_accuracy"],
                   "test_mse_time": sq_t / n, "test_mse_timefreq": sq_u / n},
+        "final_train_perplexity": next((r["perplexity"] for r in reversed(log) if "perplexity" in r), None),
         "final_eval_mode": {"svm_accuracy": float(eval_mode["svm_accuracy"]),
                             "knn5_accuracy": float(eval_mode["knn_accuracy"])},
         "probes": [{"epoch": r["epoch"], "svm": r["svm_accuracy"], "knn5": r["knn_accuracy"]} for r in probes],
