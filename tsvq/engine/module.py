@@ -65,6 +65,7 @@ class TrainModule(pl.LightningModule):
         self._shuffle = shuffle
         self._on_epoch_end = on_epoch_end
         self._epoch_start: float | None = None
+        self._epoch_times: list[float] = []  # this session's epochs
 
     def training_step(self, batch, batch_idx):
         n = batch[-1].shape[0]
@@ -80,7 +81,10 @@ class TrainModule(pl.LightningModule):
 
     def on_train_epoch_end(self):
         if self._epoch_start is not None:  # None when a resumed run re-enters the end of its saved epoch
-            self.log("epoch_time_s", time.perf_counter() - self._epoch_start, on_epoch=True)
+            self._epoch_times.append(time.perf_counter() - self._epoch_start)
+            self.log("epoch_time_s", self._epoch_times[-1], on_epoch=True)
+            # the run's figure: the mean over this session's epochs (the last one includes the final saves)
+            self.log("epoch_time_mean_s", sum(self._epoch_times) / len(self._epoch_times), on_epoch=True)
         if self._on_epoch_end is not None:
             logs = self._on_epoch_end(self, self.current_epoch)
             if logs:

@@ -105,7 +105,7 @@ def run_info(trainer: pl.Trainer, saved: dict | None = None) -> dict:
     ``saved`` (a checkpoint's run info) where this training session logged none (a resumed finished run)."""
     m = trainer.callback_metrics
     info = {"epochs": trainer.current_epoch, "steps": trainer.global_step,
-            "epoch_time_s": float(m["epoch_time_s"]) if "epoch_time_s" in m else float("nan"),
+            "epoch_time_s": float(m["epoch_time_mean_s"]) if "epoch_time_mean_s" in m else float("nan"),
             "final_train_loss": float(m["loss"]) if "loss" in m else float("nan")}
     for k, v in (saved or {}).items():
         if k in info and isinstance(info[k], float) and math.isnan(info[k]):

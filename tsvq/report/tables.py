@@ -20,7 +20,7 @@ METRIC_DOCS = {
     "test_perplexity": "exp(entropy) of the code usage on the test split: the effective number of codes used",
     "test_fraction_used": "fraction of the codebook's codes used at least once on the test split",
     "epochs": "training epochs run", "steps": "optimiser steps run",
-    "epoch_time_s": "mean wall time of an epoch (seconds)",
+    "epoch_time_s": "mean wall time of an epoch in this session (seconds; probes and checkpoint saves included)",
     "final_train_loss": "training loss of the last epoch",
     "train_wall_s_this_session": "wall time of the training in this session (seconds; resumed runs count anew)",
     "checkpoint": "checkpoint whose model these metrics describe", "checkpoint_step": "its optimiser step",
