@@ -120,7 +120,7 @@ def test_presets_are_the_cli_choices_and_timevqvae_is_the_two_branch_tokenizer()
     from tsvq.cli.main import PRESET_NAMES
     from tsvq.config import PRESETS, PRIOR_PRESETS
 
-    assert PRESET_NAMES == list(PRESETS) == list(PRIOR_PRESETS)
+    assert PRESET_NAMES == tuple(PRESETS) == tuple(PRIOR_PRESETS)
     for model in ("vqvae", "ncvqvae"):
         cfg = resolve_config(model, "GunPoint", "timevqvae")
         assert (cfg.epochs, cfg.max_steps, cfg.model_config.two_branch, cfg.model_config.decay) == (2000, -1, True, 0.8)
