@@ -8,7 +8,7 @@ from pathlib import Path
 
 # The registry's trainable models (tsvq.models.TRAINABLE) and the presets of tsvq.config (stage 1
 # and prior), written out so that --help and bad arguments are answered without importing torch;
-# tests/cli/test_cli.py checks that they equal the registry's and the configs'.
+# tests/cli/test_main.py checks that they equal the registry's and the configs'.
 TRAIN_MODELS = ("vqvae", "ncvqvae", "vae", "mssim_vae", "simclr", "barlow_twins", "vicreg", "vibcreg", "byol")
 PRESET_NAMES = ("quick", "paper", "timevqvae")
 
