@@ -1,3 +1,4 @@
+import copy
 import math
 import os
 import socket
@@ -139,6 +140,36 @@ def test_projector_shapes_and_backward():
     assert torch.isfinite(x.grad).all()
     assert [type(m).__name__ for m in Projector(128).net] == [
         "Linear", "BatchNorm1d", "ReLU", "Linear", "BatchNorm1d", "ReLU", "Linear"]
+
+
+@pytest.mark.parametrize("final_iternorm", [False, True])
+def test_projector_pair_equals_two_calls(final_iternorm):
+    """One stacked pass per Linear, per-view normalisation: outputs, gradients and running
+    statistics equal two separate calls (float64, so only summation order differs)."""
+    torch.manual_seed(0)
+    a = Projector(12, (32, 32, 16), final_iternorm=final_iternorm).double()
+    b = copy.deepcopy(a)
+    x1, x2 = torch.randn(7, 12, dtype=torch.float64), 3 * torch.randn(7, 12, dtype=torch.float64) + 1
+    xs_a = [x.clone().requires_grad_() for x in (x1, x2)]
+    xs_b = [x.clone().requires_grad_() for x in (x1, x2)]
+    pa = a.pair(*xs_a)
+    pb = (b(xs_b[0]), b(xs_b[1]))
+    w = torch.randn(7, 16, dtype=torch.float64)
+    for u, v in zip(pa, pb):
+        torch.testing.assert_close(u, v)
+    (pa[0] * w + pa[1].pow(2)).sum().backward()
+    (pb[0] * w + pb[1].pow(2)).sum().backward()
+    for u, v in zip(xs_a, xs_b):
+        torch.testing.assert_close(u.grad, v.grad)
+    for (name, u), v in zip(a.named_parameters(), b.parameters()):
+        torch.testing.assert_close(u.grad, v.grad, msg=name)
+    for (name, u), v in zip(a.named_buffers(), b.buffers()):
+        torch.testing.assert_close(u, v, msg=name)
+    # a wrong pairing (statistics over both views at once) would differ: the views' scales differ
+    joint = a.net[1](a.net[0](torch.cat([x1, x2])))
+    assert not torch.allclose(joint[:7], a.net[1](a.net[0](x1)))
+    with pytest.raises(ValueError, match="same shape"):
+        a.pair(x1, x2[:5])
 
 
 @pytest.mark.parametrize("loss", [VICRegLoss(), VIbCRegLoss(), NTXentLoss(), BarlowTwinsLoss()])

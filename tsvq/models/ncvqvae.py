@@ -142,7 +142,7 @@ class NCVQVAE(VQVAE):
                 latents.append(zs)
                 if self.cfg.aug_recon_weight > 0:
                     aug_recon = aug_recon + self._aug_recon(view, parts, zs)
-            ssl = self.ssl(self.projector(self._pool(latents[0])), self.projector(self._pool(latents[1])))
+            ssl = self.ssl(*self.projector.pair(self._pool(latents[0]), self._pool(latents[1])))
             if self.cfg.aug_recon_weight > 0:
                 out["aug_recon"] = aug_recon
                 out["loss"] = out["loss"] + self.cfg.aug_recon_weight * aug_recon

@@ -143,7 +143,7 @@ class SSLEncoder(nn.Module):
             ValueError: bad ``x``, ``views`` missing or not two tensors of x's shape.
         """
         v1, v2 = self._views(x, views)
-        loss = self.loss_fn(self.projector(self.backbone(v1)), self.projector(self.backbone(v2)))
+        loss = self.loss_fn(*self.projector.pair(self.backbone(v1), self.backbone(v2)))
         return {"loss": loss, "ssl": loss.detach()}
 
 
@@ -227,10 +227,8 @@ class BYOL(SSLEncoder):
     def forward(self, x: torch.Tensor, views: tuple[torch.Tensor, torch.Tensor] | None = None,
                 generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         v1, v2 = self._views(x, views)
-        q1 = self.predictor(self.projector(self.backbone(v1)))
-        q2 = self.predictor(self.projector(self.backbone(v2)))
+        q1, q2 = self.predictor.pair(*self.projector.pair(self.backbone(v1), self.backbone(v2)))
         with torch.no_grad():
-            t1 = self.target_projector(self.target_backbone(v1))
-            t2 = self.target_projector(self.target_backbone(v2))
+            t1, t2 = self.target_projector.pair(self.target_backbone(v1), self.target_backbone(v2))
         loss = (2 - 2 * F.cosine_similarity(q1, t2, dim=-1)).mean() + (2 - 2 * F.cosine_similarity(q2, t1, dim=-1)).mean()
         return {"loss": loss, "ssl": loss.detach(), "tau": torch.tensor(self.tau)}

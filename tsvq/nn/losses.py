@@ -297,3 +297,25 @@ class Projector(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+    def pair(self, x1: torch.Tensor, x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both views' projections, ``(self(x1), self(x2))``, with one pass through each Linear.
+
+        The two ``Tensor[N, in_dim]`` batches are stacked for the matrix products (each weight
+        is read once per step instead of once per view, and its gradient is one product), while
+        BatchNorm and IterNorm still normalise each view with its own batch statistics, as two
+        separate calls would; running statistics are updated once per view, in view order.
+
+        Raises:
+            ValueError: ``x1`` and ``x2`` differ in shape.
+        """
+        if x1.shape != x2.shape:
+            raise ValueError(f"x1 and x2 must have the same shape, got {list(x1.shape)} and {list(x2.shape)}")
+        n = x1.shape[0]
+        h = torch.cat([x1, x2])
+        for layer in self.net:
+            if isinstance(layer, (nn.BatchNorm1d, IterNorm)):
+                h = torch.cat([layer(h[:n]), layer(h[n:])])
+            else:
+                h = layer(h)
+        return h[:n], h[n:]
