@@ -33,8 +33,10 @@ def test_gz_variable_length_and_errors(tmp_path):
     for split in ("TRAIN", "TEST"):
         with gzip.open(folder / f"Toy_{split}.tsv.gz", "wt") as f:
             f.write(rows)
-    with pytest.raises(ValueError, match="variable-length"):
-        load_ucr("Toy", tmp_path)
+    d = load_ucr("Toy", tmp_path)  # uneven lengths (NaN padding): resampled to the longest
+    torch.testing.assert_close(d.x_train[1, 0], torch.tensor([5.0, 5 + 1 / 3, 5 + 2 / 3, 6.0]))
+    torch.testing.assert_close(d.x_train[0, 0], torch.tensor([0.0, 1.0, 2.0, 3.0]))
+    assert d.raw_lengths == (2, 4)
     d = load_ucr("Toy", tmp_path, resample_to=3)
     torch.testing.assert_close(d.x_train[1, 0], torch.tensor([5.0, 5.5, 6.0]))
     with pytest.raises(FileNotFoundError, match="dataset 'Nope' not found: .*Offline through aeon: .*GunPoint.*Toy"):
@@ -59,6 +61,22 @@ def test_missing_root_names_the_variable(monkeypatch):
 def test_train_only_copy():
     d = load_ucr("Wafer", SHARED / "data" / "UCRArchive_2018_train_only", require_test=False)
     assert d.x_train.shape == (1000, 1, 152) and d.x_test is None
+
+
+def test_global_scaler_per_channel():
+    x = torch.stack([torch.randn(10, 20) * 3 + 2, torch.randn(10, 20) * 100 - 50], 1)
+    s = GlobalScaler().fit(x)
+    z = s.transform(x)
+    for c in range(2):  # each channel standardised with its own statistics
+        assert abs(z[:, c].mean().item()) < 1e-5 and abs(z[:, c].std().item() - 1) < 1e-4
+    torch.testing.assert_close(s.inverse_transform(z), x)
+    one = GlobalScaler().fit(x[:, :1])  # one channel: the TimeVQVAE scaling over the whole matrix
+    assert one.mean == [float(x[:, 0].mean())] and one.std == [float(x[:, 0].std())]
+    old = GlobalScaler()  # a scaler.json written with scalar statistics still loads
+    old.load_state_dict({"mean": 2.0, "std": 3.0, "eps": 1e-8})
+    torch.testing.assert_close(old.transform(torch.full((1, 1, 4), 5.0)), torch.ones(1, 1, 4))
+    with pytest.raises(ValueError, match="3 channels, the scaler was fitted on 2"):
+        s.transform(torch.zeros(1, 3, 4))
 
 
 def test_global_scaler_round_trip():

@@ -26,13 +26,13 @@ def archive_root(data_dir: str | os.PathLike | None) -> Path | None:
     root = Path(root)
     if not root.is_dir():
         what = "data_dir" if data_dir is not None else f"${ENV_DATA_DIR}"
-        raise FileNotFoundError(f"{what} {root} is not a folder (the UCR archive root, holding <Name>/<Name>_TRAIN.tsv)")
+        raise FileNotFoundError(f"{what} {root} is not a folder (the UCR / UEA archive root, holding <Name>/<Name>_TRAIN.tsv or .ts)")
     return root
 
 
 def find_split(root: Path, name: str, split: str) -> Path | None:
-    """``root/<name>/<name>_<split>.tsv`` (or ``.tsv.gz``) if it exists."""
-    for suffix in (".tsv", ".tsv.gz"):
+    """``root/<name>/<name>_<split>.tsv`` (or ``.tsv.gz``, UCR; or ``.ts``, UEA) if it exists."""
+    for suffix in (".tsv", ".tsv.gz", ".ts"):
         p = root / name / f"{name}_{split}{suffix}"
         if p.exists():
             return p
@@ -61,7 +61,7 @@ def not_found(name: str, root: Path | None, aeon_note: str) -> FileNotFoundError
         + (f" (did you mean {' or '.join(close)}?)" if close else "")
         + f": {where}, and aeon could not load it {aeon_note}."
         + f" Offline through aeon: {', '.join(AEON_OFFLINE)}. Others: download the UCR 2018 / UEA archives "
-        f"({ARCHIVE_URL}, <Name>/<Name>_TRAIN.tsv and _TEST.tsv) and pass the folder as data_dir (--data-dir) "
+        f"({ARCHIVE_URL}, <Name>/<Name>_TRAIN.tsv or .ts, and _TEST) and pass the folder as data_dir (--data-dir) "
         f"or ${ENV_DATA_DIR}" + (f"; datasets under {root}: {', '.join(available)}" if available else ""))
 
 
