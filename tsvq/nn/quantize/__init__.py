@@ -7,11 +7,13 @@
 - :mod:`.functional`: stateless pieces (chunked logits for the cross-entropy commitment loss,
   Gumbel sampling and the diversity loss; the orthogonal regulariser; the rotation trick);
 - :mod:`.residual`: residual and grouped residual quantizers;
+- :mod:`.fsq`: :class:`FiniteScalarQuantizer` (FSQ: an implicit grid codebook, no codebook state);
 - :mod:`.kmeans`: k-means on the tsvq kernels; :mod:`.compat`: ``vector_quantize_pytorch``
   keywords that tsvq accepts at their default values.
 """
+from .fsq import FiniteScalarQuantizer
 from .kmeans import kmeans
 from .residual import GroupedResidualVectorQuantizer, ResidualVectorQuantizer
 from .vector_quantizer import LossBreakdown, VectorQuantizer
 
-__all__ = ["VectorQuantizer", "LossBreakdown", "ResidualVectorQuantizer", "GroupedResidualVectorQuantizer", "kmeans"]
+__all__ = ["FiniteScalarQuantizer", "VectorQuantizer", "LossBreakdown", "ResidualVectorQuantizer", "GroupedResidualVectorQuantizer", "kmeans"]
