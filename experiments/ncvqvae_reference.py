@@ -26,10 +26,11 @@ import argparse
 import csv
 import json
 import os
-import statistics
 import subprocess
 import sys
 from pathlib import Path
+
+from tsvq.report.tables import mean_std
 
 REPO = Path(__file__).resolve().parents[1]
 TSVQ_SETS = {
@@ -135,12 +136,7 @@ def load(runs: Path, dataset: str, variant: str, seed: int, epochs: int) -> dict
 
 
 def _ms(values, scale=100.0, digits=1) -> str:
-    values = [v * scale for v in values if v is not None]
-    if not values:
-        return "–"
-    if len(values) == 1:
-        return f"{values[0]:.{digits}f}"
-    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+    return mean_std(values, scale, digits)
 
 
 def table(args) -> str:

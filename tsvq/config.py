@@ -152,7 +152,8 @@ PRESETS: dict[str, dict] = {
     "timevqvae": {"epochs": 2000, "batch_size": 128, "model": {"two_branch": True, "decay": 0.8}},
 }
 TRAIN_FIELDS = ("epochs", "max_steps", "batch_size", "lr", "weight_decay", "scaling", "accelerator", "devices", "precision",
-                "probe_every", "holdout", "checkpoint_every")
+                "probe_every", "holdout", "checkpoint_every", "length", "nan")
+NAN_POLICIES = ("refuse", "interpolate")
 
 # "quick": GunPoint end to end in minutes on a 2-core CPU (a smaller transformer: the paper's one
 # costs about 40 GFLOP per step of 50 series); "paper": the TimeVQVAE stage-2 settings.
@@ -195,14 +196,20 @@ class RunConfig:
     """Everything that defines a stage-1 run; dumped to ``config.yaml``.
 
     Attributes:
-        model: registry name (``tsvq.models.TRAINABLE``). dataset: UCR name. data_dir: archive root
-            (None: $TSVQ_DATA_DIR, then aeon). preset: "quick" | "paper" | "timevqvae". seed: global seed.
+        model: registry name (``tsvq.models.TRAINABLE``). dataset: the dataset's name (archive name,
+            or the name of the file / folder in ``data``). data_dir: archive root (None:
+            $TSVQ_DATA_DIR, then aeon). data: a user file or dataset folder (absolute path; None: the
+            archive dataset ``dataset``). preset: "quick" | "paper" | "timevqvae". seed: global seed.
         epochs, max_steps (-1: no cap; training stops at whichever limit comes first), batch_size,
             lr (AdamW, default 1e-3), weight_decay (1e-3): optimisation, cosine schedule over all steps.
-        scaling: "global" (TimeVQVAE: one mean/std over the train matrix) or "znorm" (per series).
+        scaling: "global" (TimeVQVAE: one mean/std per channel over the train split) or "znorm"
+            (per series and channel).
+        length: the common series length every channel is resampled to (None: the longest series).
+        nan: "refuse" (default) or "interpolate" NaN inside a series (trailing NaN is padding).
         accelerator / devices / precision: passed to Lightning.
         probe_every: log the linear-probe accuracies every N epochs (0: never).
-        holdout: evaluate on a stratified hold-out of TRAIN of this fraction (0: the official TEST split).
+        holdout: evaluate on a hold-out of TRAIN of this fraction, stratified by class when labelled
+            (0: the dataset's TEST split).
         checkpoint_every: write ``last.ckpt`` about every this many optimiser steps (whole epochs;
             default 100); the final model is always written at the end.
         model_config: the model's config dataclass (``in_channels`` / ``length`` are set from the data).
@@ -228,10 +235,18 @@ class RunConfig:
     probe_every: int = 0
     holdout: float = 0.0
     checkpoint_every: int = 100
+    data: str | None = None
+    length: int | None = None
+    nan: str = "refuse"
     model_config: object = None
 
     def __post_init__(self):
         check_optimisation(self)
+        if self.length is not None and (isinstance(self.length, bool) or not isinstance(self.length, int)
+                                        or self.length < 2):
+            raise ValueError(f"length must be an int >= 2 or none (the longest series), got {self.length!r}")
+        if self.nan not in NAN_POLICIES:
+            raise ValueError(f"nan must be one of {NAN_POLICIES}, got {self.nan!r}")
         if self.scaling not in ("global", "znorm"):
             raise ValueError(f"scaling must be 'global' or 'znorm', got {self.scaling!r}")
         if self.probe_every < 0:
@@ -286,7 +301,7 @@ class PriorConfig:
 
 
 def resolve_config(model: str, dataset: str, preset: str = "quick", sets: list[str] | None = None,
-                   seed: int = 0, data_dir: str | None = None) -> RunConfig:
+                   seed: int = 0, data_dir: str | None = None, data: str | None = None) -> RunConfig:
     """Preset + ``key=value`` overrides -> :class:`RunConfig`. Keys are run fields (``epochs``,
     ``batch_size``, ``lr``, ...) or model config fields (``ssl_loss``, ``codebook_size``, ...).
 
@@ -305,8 +320,8 @@ def resolve_config(model: str, dataset: str, preset: str = "quick", sets: list[s
     model_fields = {f.name for f in dataclasses.fields(MODELS[model][1])}
     model_cfg = {k: v for k, v in p["model"].items() if k in model_fields}
     apply_sets(sets, run, RunConfig, TRAIN_FIELDS, model_cfg, MODELS[model][1], model)
-    return RunConfig(model=model, dataset=dataset, data_dir=data_dir, preset=preset, seed=seed, model_config=model_cfg,
-                     **run)
+    return RunConfig(model=model, dataset=dataset, data_dir=data_dir, data=data, preset=preset, seed=seed,
+                     model_config=model_cfg, **run)
 
 
 def resolve_prior_config(preset: str = "quick", sets: list[str] | None = None, seed: int = 0) -> PriorConfig:

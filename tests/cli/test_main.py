@@ -4,7 +4,7 @@ import pytest
 
 from tsvq.cli.main import build_parser, main
 
-COMMANDS = ["info", "train", "evaluate", "prior", "sample", "pipeline"]
+COMMANDS = ["info", "data", "train", "evaluate", "prior", "sample", "pipeline"]
 
 
 def test_every_command_has_help(capsys):
@@ -19,7 +19,8 @@ def test_every_command_has_help(capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["train", "gan", "--dataset", "GunPoint"], "invalid choice: 'gan'"),
-    (["train", "vqvae"], "the following arguments are required: --dataset"),
+    (["train", "vqvae"], "one of the arguments --dataset --data is required"),
+    (["train", "vqvae", "--dataset", "GunPoint", "--data", "x.npz"], "not allowed with argument --dataset"),
     (["train", "vqvae", "--dataset", "GunPoint", "--preset", "slow"], "invalid choice: 'slow'"),
     (["sample", "runs/x", "--n", "many"], "invalid int value"),
 ])
@@ -38,6 +39,10 @@ def test_argparse_errors_exit_2(capsys, argv, message):
     (["prior", "RUN", "--set", "nope=1"], "tsvq prior: error: unknown --set key 'nope'"),
     (["train", "vqvae", "--dataset", "Gunpoint"], "tsvq train: error: dataset 'Gunpoint' not found (did you mean GunPoint?)"),
     (["pipeline", "vqvae", "--dataset", "gunpoint"], "tsvq pipeline: error: dataset 'gunpoint' not found (did you mean GunPoint?)"),
+    (["train", "vqvae", "--data", "missing.npz"], "tsvq train: error: --data missing.npz not found"),
+    (["train", "vqvae", "--data", "RUN/config.yaml"], "tsvq train: error: --data RUN/config.yaml: unknown data file type"),
+    (["data", "missing.csv"], "tsvq data: error: source missing.csv not found"),
+    (["data", "Gunpoint"], "tsvq data: error: dataset 'Gunpoint' not found (did you mean GunPoint?)"),
 ])
 def test_bad_input_is_one_error_line_and_exit_2(tmp_path, monkeypatch, capsys, argv, message):
     run = tmp_path / "RUN"  # a stage-1 run directory as far as the command line's first check goes
@@ -59,7 +64,8 @@ def test_help_and_early_errors_import_no_torch():
     code = ("import sys\n"
             "from tsvq.cli.main import main\n"
             "for argv in (['evaluate', 'no/run'], ['sample', 'no/run'], ['prior', 'no/run'],\n"
-            "             ['train', 'vqvae', '--dataset', 'Gunpoint']):\n"
+            "             ['train', 'vqvae', '--dataset', 'Gunpoint'], ['train', 'vqvae', '--data', 'no.npz'],\n"
+            "             ['data', 'no.npz']):\n"
             "    assert main(argv) == 2, argv\n"
             "for argv in (['--help'], ['train', '--help'], ['train', 'gan', '--dataset', 'GunPoint']):\n"
             "    try:\n"

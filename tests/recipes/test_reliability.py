@@ -48,7 +48,7 @@ def test_resuming_a_finished_run_keeps_its_run_info(tmp_path):
     ([[1, 0.1, 0.5, 0.3, 0.2] * 1], "train split holds 1 series"),
     ([[1, 0.1, 0.5, 0.3, 0.2], [1, 0.3, 0.1, 0.0, 0.4], [1, 0.2, 0.2, 0.6, 0.1]], "holds one class"),
     ([[1, 0.5, 0.5, 0.5, 0.5], [2, 0.5, 0.5, 0.5, 0.5], [1, 0.5, 0.5, 0.5, 0.5]], "every train series is constant"),
-    ([], "holds no series"),
+    ([], "Bad_TRAIN.tsv is empty"),
     ([[1, 0.1, 0.5, 0.3, 0.2], [2, "nan", "nan", "nan", "nan"]], "row 1 holds no values"),
 ])
 def test_bad_datasets_are_refused_before_anything_is_written(tmp_path, capsys, rows, message):

@@ -33,10 +33,17 @@ def _check_run_dir(run_dir: str) -> None:
 
 
 def _check_dataset(args) -> None:
-    """Refuse a dataset-name typo before any heavy import (see :func:`tsvq.data.catalog.check_name`)."""
-    from ..data.catalog import check_name
+    """Refuse a dataset-name typo or a missing ``--data`` path before any heavy import (see
+    :mod:`tsvq.data.catalog`); with ``--data``, the dataset takes the file's or folder's name and
+    the path is made absolute (the run directory must find it from anywhere)."""
+    from ..data.catalog import check_name, check_path, data_name
 
-    check_name(args.dataset, args.data_dir)
+    if args.data is not None:
+        check_path(args.data)
+        args.data = str(Path(args.data).resolve())
+        args.dataset = data_name(args.data)
+    else:
+        check_name(args.dataset, args.data_dir)
 
 
 def _info(args) -> int:
@@ -58,11 +65,40 @@ def _train(args) -> int:
     from ..recipes.stage1 import train
     from ..report.tables import format_table
 
-    cfg = resolve_config(args.model, args.dataset, args.preset, args.set, args.seed, args.data_dir)
+    cfg = resolve_config(args.model, args.dataset, args.preset, args.set, args.seed, args.data_dir, args.data)
     out = args.out or _default_out(args)
     metrics = train(cfg, out, resume=args.resume, progress=not args.no_progress)
     print(f"\n{args.model} on {args.dataset} ({args.preset}, seed {args.seed}) -> {out}")
     print(format_table(metrics))
+    return 0
+
+
+def _data(args) -> int:
+    from ..data.catalog import check_name, check_path
+
+    source = args.source
+    path_like = Path(source).exists() or "/" in source or "." in Path(source).name
+    check_path(source, "source") if path_like else check_name(source, args.data_dir)
+    from ..data import load_dataset
+
+    ds = load_dataset(Path(source) if path_like else source, args.data_dir, args.length, args.nan,
+                      require_test=False)
+    info = ds.summary()
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    lo, hi = info["raw_lengths"]
+    print(f"{info['name']}  ({info['source']})")
+    print(f"  series        train {info['n_train']}, test {info['n_test'] if info['n_test'] is not None else 'none'}")
+    print(f"  channels      {info['channels']}")
+    print(f"  length        {info['length']}" + (f" (resampled from {lo}..{hi})" if (lo, hi) != (ds.length, ds.length) else ""))
+    print(f"  NaN           {info['interpolated_nan']} interpolated inside series" if info["interpolated_nan"]
+          else "  NaN           none inside series")
+    if not info["labelled"]:
+        print("  labels        none (unlabelled: label-based metrics will be skipped)")
+    else:
+        for split, counts in info["classes"].items():
+            print(f"  {split + ' classes':14s}{len(counts)}: " + ", ".join(f"{k} ({v})" for k, v in counts.items()))
     return 0
 
 
@@ -102,13 +138,13 @@ def _pipeline(args) -> int:
     _check_dataset(args)
     from ..config import resolve_config, resolve_prior_config
     from ..engine.run_dir import RunDir
-    from ..recipes.fcn import check_fcn_weights
+    from ..recipes.fcn import check_fcn_weights, check_published_channels
     from ..recipes.generation import evaluate_all
     from ..recipes.prior import check_prior_config, prior_dir, train_prior
     from ..recipes.stage1 import train
     from ..report.tables import format_table
 
-    cfg = resolve_config(args.model, args.dataset, args.preset, args.set, args.seed, args.data_dir)
+    cfg = resolve_config(args.model, args.dataset, args.preset, args.set, args.seed, args.data_dir, args.data)
     pcfg = resolve_prior_config(args.preset, args.prior_set, args.seed)
     out = Path(args.out or _default_out(args))
     # Every input of every stage is checked before the first one starts: both configs against
@@ -118,7 +154,10 @@ def _pipeline(args) -> int:
     stage1.check_config(cfg, stage1.last_checkpoint.exists(), "use another --out or the same settings")
     prior.check_config(pcfg, prior.last_checkpoint.exists(), "use another --out or the same --prior-set")
     check_prior_config(pcfg)
-    check_fcn_weights(args.fcn_weights, args.dataset)
+    if check_fcn_weights(args.fcn_weights, args.dataset) is not None:
+        from ..recipes.stage1 import load_dataset_of
+
+        check_published_channels(args.fcn_weights, load_dataset_of(cfg).channels)
     if not (out / "metrics.json").exists():  # stage 1 (resumes an interrupted run)
         train(cfg, out, resume=stage1.last_checkpoint.exists(), progress=not args.no_progress)
     if not (out / "prior" / "summary.json").exists():
@@ -129,6 +168,19 @@ def _pipeline(args) -> int:
     return 0
 
 
+DATA_HELP = ("your own data: a .npz (x_train [N, L] or [N, C, L], optional y_train, x_test, y_test), a .npy, "
+             "a .csv/.tsv in the UCR layout (label, then the values; <name>_TEST.* next to <name>_TRAIN.* is the "
+             "test split), a .ts file, or a folder holding <name>_TRAIN.*; its name names the run")
+
+
+def _data_args(p) -> None:
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--dataset", help="UCR or UEA archive name, e.g. GunPoint or BasicMotions")
+    which.add_argument("--data", metavar="PATH", help=DATA_HELP)
+    p.add_argument("--data-dir", default=None,
+                   help="archive root (<Name>/<Name>_TRAIN.tsv or .ts); default $TSVQ_DATA_DIR, then aeon")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tsvq", description="Vector-quantized models for time series.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -136,22 +188,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_info)
 
-    p = sub.add_parser("train", help="train a stage-1 model on a UCR dataset and evaluate it",
-                       description="Train MODEL on a UCR dataset (official split) with PyTorch Lightning, then "
+    p = sub.add_parser("data", help="print what tsvq reads from a dataset name or a data file",
+                       description="Load a dataset as tsvq train would and print it: series per split, channels, "
+                                   "length (and the lengths before resampling), NaN found, classes and their counts.")
+    p.add_argument("source", help="an archive name (GunPoint, BasicMotions, ...) or a data file / folder")
+    p.add_argument("--data-dir", default=None, help="archive root; default $TSVQ_DATA_DIR, then aeon")
+    p.add_argument("--length", type=int, default=None, help="resample to this length (default: the longest series)")
+    p.add_argument("--nan", default="refuse", choices=["refuse", "interpolate"], help="NaN inside a series")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_data)
+
+    p = sub.add_parser("train", help="train a stage-1 model on a dataset and evaluate it",
+                       description="Train MODEL on a UCR / UEA dataset (official split) or your own data with PyTorch Lightning, then "
                                    "evaluate it (linear-probe SVM, KNN, silhouette, PCA dimension; reconstruction "
                                    "MSE / MS-SSIM where the model reconstructs; codebook perplexity for tokenizers) and write config.yaml, checkpoints, metrics.json/.md "
                                    "and plots to --out.")
     p.add_argument("model", choices=TRAIN_MODELS, help="model name from the registry")
-    p.add_argument("--dataset", required=True, help="UCR dataset name, e.g. GunPoint")
-    p.add_argument("--data-dir", default=None,
-                   help="UCR archive root (<Name>/<Name>_TRAIN.tsv); default $TSVQ_DATA_DIR, then aeon")
+    _data_args(p)
     p.add_argument("--preset", default="quick", choices=PRESET_NAMES,
                    help="quick: minutes on a CPU (500 epochs but at most 500 steps, projector 1024); paper: SPEC "
                         "settings (1000 epochs); timevqvae (tokenizers): the TimeVQVAE paper's two-branch LF/HF "
                         "tokenizer, EMA decay 0.8, 2000 epochs")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a run field (epochs, max_steps, batch_size, lr, weight_decay, scaling, accelerator, devices, "
-                        "precision, probe_every, holdout) or a model config field (e.g. ssl_loss=vibcreg, augmentation=gauss); repeatable")
+                        "precision, probe_every, holdout, length, nan) or a model config field (e.g. ssl_loss=vibcreg, augmentation=gauss); repeatable")
     p.add_argument("--seed", type=int, default=0, help="global seed (default 0)")
     p.add_argument("--out", default=None, help="run directory (default runs/MODEL-DATASET-PRESET-seedS, plus -HASH of the --set items when given)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.ckpt")
@@ -205,8 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train MODEL (tsvq train), its MaskGIT prior (tsvq prior) and evaluate everything "
                                    "(tsvq evaluate); finished steps are skipped, so an interrupted pipeline resumes.")
     p.add_argument("model", choices=["vqvae", "ncvqvae"], help="stage-1 model")
-    p.add_argument("--dataset", required=True, help="UCR dataset name, e.g. GunPoint")
-    p.add_argument("--data-dir", default=None, help="UCR archive root; default $TSVQ_DATA_DIR, then aeon")
+    _data_args(p)
     p.add_argument("--preset", default="quick", choices=PRESET_NAMES,
                    help="preset of both stages (timevqvae: the TimeVQVAE paper's two-branch tokenizer, 2000 epochs, "
                         "and the SPEC prior: the setting of its FID / IS / CAS table)")

@@ -12,6 +12,9 @@ ENV_DATA_DIR = "TSVQ_DATA_DIR"
 AEON_OFFLINE = ("ACSF1", "ArrowHead", "BasicMotions", "GunPoint", "ItalyPowerDemand", "JapaneseVowels", "OSULeaf",
                 "PickupGestureWiimoteZ")
 ARCHIVE_URL = "https://www.timeseriesclassification.com"
+# The files tsvq.data.load_path reads.
+TABLE_SUFFIXES = (".tsv", ".tsv.gz", ".csv", ".txt")
+FILE_SUFFIXES = (*TABLE_SUFFIXES, ".ts", ".npz", ".npy")
 
 
 def archive_root(data_dir: str | os.PathLike | None) -> Path | None:
@@ -80,3 +83,28 @@ def check_name(name: str, data_dir: str | os.PathLike | None = None) -> None:
     candidates = set(datasets_under(root)) | set(AEON_OFFLINE)
     if name not in candidates and any(c.lower() == name.lower() for c in candidates):
         raise not_found(name, root, "(names are case-sensitive)")
+
+
+def data_name(path: str | os.PathLike) -> str:
+    """The dataset name of a user file or folder: its name without the data suffix and ``_TRAIN``
+    (``recordings.npz`` -> ``recordings``, ``Walk_TRAIN.csv`` -> ``Walk``)."""
+    name = Path(path).name
+    for suffix in sorted(FILE_SUFFIXES, key=len, reverse=True):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    return name.replace("_TRAIN", "") or "data"
+
+
+def check_path(path: str | os.PathLike, what: str = "--data") -> None:
+    """Refuse at once a data path (the argument ``what``) that does not exist or has a type tsvq
+    does not read.
+
+    Raises:
+        FileNotFoundError: no such file or folder. ValueError: an unknown file type.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"{what} {p} not found")
+    if p.is_file() and not p.name.endswith(FILE_SUFFIXES):
+        raise ValueError(f"{what} {p}: unknown data file type; tsvq reads {', '.join(FILE_SUFFIXES)} or a dataset folder")

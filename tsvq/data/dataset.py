@@ -26,12 +26,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .catalog import archive_root, find_split, not_found
+from .catalog import FILE_SUFFIXES, archive_root, data_name, find_split, not_found
 
 NAN_POLICIES = ("refuse", "interpolate")
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
-TABLE_SUFFIXES = (".tsv", ".tsv.gz", ".csv", ".txt")
-FILE_SUFFIXES = (*TABLE_SUFFIXES, ".ts", ".npz", ".npy")
 
 
 @dataclass
@@ -306,15 +304,6 @@ def _test_sibling(path: Path) -> Path | None:
     return sibling if sibling.exists() else None
 
 
-def _name_of(path: Path) -> str:
-    name = path.name
-    for suffix in sorted(FILE_SUFFIXES, key=len, reverse=True):
-        if name.endswith(suffix):
-            name = name[: -len(suffix)]
-            break
-    return name.replace("_TRAIN", "") or "data"
-
-
 def _load_npz(path: Path, **kw) -> TimeSeriesDataset:
     try:
         with np.load(path, allow_pickle=False) as f:
@@ -326,7 +315,7 @@ def _load_npz(path: Path, **kw) -> TimeSeriesDataset:
         raise ValueError(f"{path} must hold x_train ([N, L] or [N, C, L]) and optionally y_train, x_test, y_test; "
                          f"found {sorted(arrays) or 'no arrays'}")
     return from_arrays(arrays["x_train"], arrays.get("y_train"), arrays.get("x_test"), arrays.get("y_test"),
-                       name=_name_of(path), source=str(path), **kw)
+                       name=data_name(path), source=str(path), **kw)
 
 
 def load_path(path: str | os.PathLike, length: int | None = None, nan: str = "refuse") -> TimeSeriesDataset:
@@ -358,12 +347,12 @@ def load_path(path: str | os.PathLike, length: int | None = None, nan: str = "re
             x = np.load(path, allow_pickle=False)
         except ValueError as e:
             raise ValueError(f"{path}: cannot read the array ({e}); store numbers only") from None
-        return from_arrays(x, name=_name_of(path), source=str(path), **kw)
+        return from_arrays(x, name=data_name(path), source=str(path), **kw)
     x_tr, y_tr = _read_split(path)
     test = _test_sibling(path)
     x_te, y_te = _read_split(test) if test is not None else (None, None)
     source = str(path) + (f" + {test.name}" if test is not None else "")
-    return from_arrays(x_tr, y_tr, x_te, y_te, name=_name_of(path), source=source, **kw)
+    return from_arrays(x_tr, y_tr, x_te, y_te, name=data_name(path), source=source, **kw)
 
 
 def _has_aeon() -> bool:

@@ -82,6 +82,17 @@ def check_fcn_weights(fcn_weights: str | os.PathLike | None, dataset: str) -> Pa
     return path
 
 
+def check_published_channels(path, channels: int) -> None:
+    """Refuse the published (univariate) TimeVQVAE FCN weights for multichannel data.
+
+    Raises:
+        ValueError: ``channels > 1``.
+    """
+    if channels > 1:
+        raise ValueError(f"--fcn-weights {path}: the published TimeVQVAE FCN evaluators are univariate, the data has "
+                         f"{channels} channels; leave out --fcn-weights to train tsvq's own FCN on the train split")
+
+
 def fcn_evaluator(run_dir: RunDir, ds, fcn_weights, epochs: int, seed: int) -> tuple[FCN, str]:
     """``(fcn, source)``: the published weights for ``ds`` when ``fcn_weights`` is given, else tsvq's
     own FCN trained on the train split for ``epochs`` (cached in ``run_dir/fcn/fcn.pt`` per epochs and seed).
@@ -91,6 +102,7 @@ def fcn_evaluator(run_dir: RunDir, ds, fcn_weights, epochs: int, seed: int) -> t
     """
     path = check_fcn_weights(fcn_weights, ds.name)
     if path is not None:
+        check_published_channels(path, ds.channels)
         model = load_supervised_fcn(path, in_channels=ds.x_train.shape[1])
         if model.cfg.n_classes != ds.n_classes:
             raise ValueError(f"{path}: {model.cfg.n_classes} classes, but {ds.name} has {ds.n_classes}")

@@ -22,7 +22,7 @@ from ..models.fcn import fcn_predict, fcn_scale
 from ..report.plots import sample_plot
 from .fcn import cas, fcn_evaluator, fcn_on_test
 from .prior import data_scaler, generate, load_prior, prior_dir
-from .stage1 import evaluate_run, load_run
+from .stage1 import evaluate_run, load_dataset_of, load_run
 
 
 def class_counts(y_train: torch.Tensor, n_classes: int, total: int) -> torch.Tensor:
@@ -122,6 +122,12 @@ def evaluate_all(run_dir: str | os.PathLike, which: str = "best", fcn_weights: s
 
         check_fcn_weights(fcn_weights, cfg.dataset)  # before the stage-1 evaluation, not after it
     extra = {}
+    if (has_prior or vae) and not load_dataset_of(cfg).labelled:
+        import sys
+
+        print("tsvq evaluate: FID / IS / CAS skipped: the data has no labels, and the FCN evaluator is a classifier "
+              "trained on them; reporting the stage-1 metrics only", file=sys.stderr)
+        has_prior = vae = False
     with run:  # one writer: samples.png, the FCN cache and the metrics files
         if has_prior:
             extra.update(prior_dir(run_dir).read_json("summary.json", {}))

@@ -33,6 +33,14 @@ def prior_dir(run_dir: str | os.PathLike) -> RunDir:
     return RunDir(Path(run_dir) / "prior")
 
 
+def prior_labels(ds) -> tuple[int, torch.Tensor]:
+    """``(n_classes, y_train)`` the prior trains with: the dataset's classes, or for unlabelled data
+    one class that is never used (every series is trained as the unconditional entry, index 1)."""
+    if ds.labelled:
+        return ds.n_classes, ds.y_train
+    return 1, torch.ones(len(ds.x_train), dtype=torch.long)
+
+
 def build_prior(cfg: PriorConfig, tokenizer, token_shapes: list[tuple[int, int]], n_classes: int):
     """The MaskGIT prior for a tokenizer, its embeddings initialised from the tokenizer's codebook(s)."""
     import dataclasses
@@ -110,8 +118,9 @@ def train_prior(run_dir: str | os.PathLike, cfg: PriorConfig, resume: bool = Fal
     for p in tokenizer.parameters():
         p.requires_grad_(False)
     tokens = tokenize(tokenizer, x_train)
-    prior = build_prior(cfg, tokenizer, [tuple(t.shape[1:]) for t in tokens], ds.n_classes)
-    loader, shuffle = make_loader(torch.utils.data.TensorDataset(*tokens, ds.y_train), cfg.batch_size, cfg.seed)
+    n_classes, y_train = prior_labels(ds)
+    prior = build_prior(cfg, tokenizer, [tuple(t.shape[1:]) for t in tokens], n_classes)
+    loader, shuffle = make_loader(torch.utils.data.TensorDataset(*tokens, y_train), cfg.batch_size, cfg.seed)
     module = TrainModule(prior, prior_step, cfg, len(loader), shuffle)
     trainer = make_trainer(cfg, pdir, len(loader), progress)
     with pdir:
@@ -140,7 +149,7 @@ def load_prior(run_dir: str | os.PathLike, which: str = "best"):
     pcfg = pdir.read_config(PriorConfig)
     cfg, tokenizer, ds, x_train, x_test = load_run(run_dir, pcfg.checkpoint)
     shapes = [tuple(t.shape[1:]) for t in tokenize(tokenizer, x_train[:1])]
-    prior = build_prior(pcfg, tokenizer, shapes, ds.n_classes)
+    prior = build_prior(pcfg, tokenizer, shapes, prior_labels(ds)[0])
     pdir.load_model_state(prior, which)
     return pcfg, tokenizer, prior.eval(), cfg, ds, x_train, x_test
 
@@ -177,6 +186,8 @@ def sample_to_file(run_dir: str | os.PathLike, out: str | os.PathLike | None = N
     if Path(out).is_dir():
         raise ValueError(f"--out must be a file name (e.g. samples.npz), got the directory {out}")
     _, tokenizer, prior, cfg, ds, _, _ = load_prior(run_dir)
+    if class_index is not None and not ds.labelled:
+        raise ValueError(f"--class: {ds.name} has no labels, so the prior is unconditional; sample without --class")
     if class_index is not None and not 0 <= class_index < ds.n_classes:
         raise ValueError(f"--class must be in [0, {ds.n_classes - 1}] for {ds.name}, got {class_index}")
     x = generate(tokenizer, prior, n, class_index, guidance_scale=guidance_scale, seed=seed)
@@ -186,7 +197,8 @@ def sample_to_file(run_dir: str | os.PathLike, out: str | os.PathLike | None = N
     out = Path(out)
     buf = io.BytesIO()
     y = np.full(n, -1 if class_index is None else class_index)
-    np.savez(buf, x=x.numpy().astype(np.float32), y=y, units=units, classes=np.asarray(ds.classes))
+    np.savez(buf, x=x.numpy().astype(np.float32), y=y, units=units,
+             classes=np.asarray(ds.classes if ds.labelled else [], dtype=str if not ds.labelled else None))
     atomic_write(out, buf.getvalue())
     sample_plot(out.with_suffix(".png"), x if class_index is None else x[:0], ds, x, torch.as_tensor(y))
     return {"path": str(out), "n": n, "units": units}

@@ -19,8 +19,7 @@ import torch
 
 from .. import eval as tsvq_eval
 from ..config import RunConfig
-from ..data import GlobalScaler, load_ucr
-from ..data.ucr import UCRDataset
+from ..data import GlobalScaler, TimeSeriesDataset, load_dataset
 from ..engine.features import encode_split
 from ..engine.run_dir import RunDir
 from ..models import create_model
@@ -28,10 +27,12 @@ from ..report.plots import stage1_plots
 from ..report.tables import metrics_markdown, run_title
 
 RUN_HINT = "use a new --out directory"
+UNLABELLED_NOTE = "skipped: the data has no labels (linear probe, KNN, silhouette and probe_every need classes)"
 
 
 class Scaler:
-    """The run's scaling: "global" (:class:`tsvq.data.GlobalScaler`, TimeVQVAE) or "znorm" (per series)."""
+    """The run's scaling: "global" (:class:`tsvq.data.GlobalScaler`, TimeVQVAE, per channel) or
+    "znorm" (per series and channel)."""
 
     def __init__(self, kind: str):
         self.kind = kind
@@ -51,11 +52,11 @@ class Scaler:
         return {"kind": self.kind, **(self.global_.state_dict() if self.kind == "global" else {})}
 
 
-def holdout_split(ds: UCRDataset, fraction: float, seed: int = 0) -> UCRDataset:
-    """A stratified hold-out split of the TRAIN split (``sklearn.model_selection.train_test_split``,
-    fixed ``random_state=seed``), returned as a dataset whose "test" fields are the held-out series.
-    For training-only experiments (e.g. the train-only copies of larger UCR datasets): the result
-    is a validation split, never the UCR test set.
+def holdout_split(ds: TimeSeriesDataset, fraction: float, seed: int = 0) -> TimeSeriesDataset:
+    """A hold-out split of the TRAIN split (``sklearn.model_selection.train_test_split``, fixed
+    ``random_state=seed``, stratified by class when labelled), returned as a dataset whose "test"
+    fields are the held-out series. For data without a test split (train-only copies of larger UCR
+    datasets, a user's recordings): the result is a validation split, never an official test set.
 
     Raises:
         ValueError: ``fraction`` not in (0, 1), or a class too small to stratify.
@@ -64,31 +65,48 @@ def holdout_split(ds: UCRDataset, fraction: float, seed: int = 0) -> UCRDataset:
 
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"holdout must be in (0, 1), got {fraction}")
-    idx = np.arange(len(ds.y_train))
-    tr, va = train_test_split(idx, test_size=fraction, random_state=seed, stratify=ds.y_train.numpy())
+    idx = np.arange(len(ds.x_train))
+    stratify = ds.y_train.numpy() if ds.labelled else None
+    tr, va = train_test_split(idx, test_size=fraction, random_state=seed, stratify=stratify)
     tr, va = torch.from_numpy(np.sort(tr)), torch.from_numpy(np.sort(va))
-    return UCRDataset(ds.name, ds.x_train[tr], ds.y_train[tr], ds.x_train[va], ds.y_train[va], ds.classes)
+    y = (lambda i: ds.y_train[i]) if ds.labelled else (lambda i: None)  # noqa: E731
+    return dataclasses.replace(ds, x_train=ds.x_train[tr], y_train=y(tr), x_test=ds.x_train[va], y_test=y(va))
+
+
+def load_dataset_of(cfg: RunConfig) -> TimeSeriesDataset:
+    """The dataset of a run, unscaled: ``cfg.data`` (a user file or folder) or the archive dataset
+    ``cfg.dataset``; with ``cfg.holdout > 0`` its "test" split is a hold-out of TRAIN.
+
+    Raises:
+        FileNotFoundError: unknown dataset or path. ValueError: malformed data, or no test split
+            and ``holdout`` is 0.
+    """
+    ds = load_dataset(cfg.data or cfg.dataset, cfg.data_dir, cfg.length, cfg.nan, require_test=cfg.holdout == 0)
+    if cfg.holdout > 0:
+        return holdout_split(ds, cfg.holdout)
+    if ds.x_test is None:
+        raise ValueError(f"{ds.name} has no test split ({ds.source}); evaluate on a hold-out of the train split "
+                         "with --set holdout=0.2, or give the test series (x_test, or a <name>_TEST file)")
+    return ds
 
 
 def load_data(cfg: RunConfig):
-    """Load and scale the dataset of a run: ``(dataset, x_train, x_test, scaler state)``. With
-    ``cfg.holdout > 0`` the "test" split is a stratified hold-out of TRAIN (:func:`holdout_split`).
+    """Load and scale the dataset of a run: ``(dataset, x_train, x_test, scaler state)``; see
+    :func:`load_dataset_of`.
 
     Raises:
-        FileNotFoundError: unknown dataset, or no official TEST split and ``holdout`` is 0.
+        FileNotFoundError, ValueError: as :func:`load_dataset_of`.
     """
-    if cfg.holdout > 0:
-        ds = holdout_split(load_ucr(cfg.dataset, cfg.data_dir, require_test=False), cfg.holdout)
-    else:
-        ds = load_ucr(cfg.dataset, cfg.data_dir)
+    ds = load_dataset_of(cfg)
     scaler = Scaler(cfg.scaling).fit(ds.x_train)
     return ds, scaler.transform(ds.x_train), scaler.transform(ds.x_test), scaler.state_dict()
 
 
-def check_data(ds, x_train: torch.Tensor, x_test: torch.Tensor) -> None:
+def check_data(ds, x_train: torch.Tensor, x_test: torch.Tensor, cfg: RunConfig | None = None) -> None:
     """Refuse data a run cannot train on or evaluate, before anything is written: fewer than 2
-    train series (batch statistics), an empty test split, one class only (probes, silhouette),
-    non-finite values, or constant data (zero range after scaling).
+    train series (batch statistics), an empty test split, labelled data with one class only
+    (probes, silhouette), non-finite values, constant data (zero range after scaling), or series
+    too short for the model's STFT (``L <= n_fft // 2``).
 
     Raises:
         ValueError: naming the dataset and what is wrong.
@@ -97,7 +115,7 @@ def check_data(ds, x_train: torch.Tensor, x_test: torch.Tensor) -> None:
         raise ValueError(f"{ds.name}: the train split holds {len(x_train)} series; training needs at least 2")
     if len(x_test) < 1:
         raise ValueError(f"{ds.name}: the test split is empty")
-    if int(torch.unique(ds.y_train).numel()) < 2:
+    if ds.labelled and int(torch.unique(ds.y_train).numel()) < 2:
         raise ValueError(f"{ds.name}: the train split holds one class; the linear probe, KNN and silhouette "
                          "need at least 2")
     for split, x in (("train", x_train), ("test", x_test)):
@@ -106,6 +124,11 @@ def check_data(ds, x_train: torch.Tensor, x_test: torch.Tensor) -> None:
             raise ValueError(f"{ds.name}: {split} series {int(bad.nonzero()[0, 0])} holds NaN or inf after scaling")
     if float(x_train.max() - x_train.min()) == 0.0:
         raise ValueError(f"{ds.name}: every train series is constant (zero range after scaling): nothing to learn")
+    n_fft = getattr(cfg.model_config, "n_fft", None) if cfg is not None else None
+    if n_fft is not None and x_train.shape[-1] <= n_fft // 2:
+        raise ValueError(f"{ds.name}: the series are {x_train.shape[-1]} steps long, too short for the STFT with "
+                         f"n_fft={n_fft} (reflect padding needs more than n_fft // 2 = {n_fft // 2}); resample them "
+                         f"with --set length=L (L > {n_fft // 2}) or use a smaller n_fft")
 
 
 def build_model(cfg: RunConfig, in_channels: int, length: int, data_range: float | None = None):
@@ -135,12 +158,15 @@ def evaluate_model(model, ds, x_train: torch.Tensor, x_test: torch.Tensor, batch
     te = encode_split(model, x_test, batch_size, data_range)
     f_tr, f_te = tr["features"], te["features"]
     n_classes = int(ds.n_classes)
-    metrics = {
-        "svm_accuracy": tsvq_eval.linear_probe(f_tr, ds.y_train, f_te, ds.y_test),
-        **{f"knn{k}_accuracy": v for k, v in tsvq_eval.knn_probe(f_tr, ds.y_train, f_te, ds.y_test).items()},
-        "silhouette": tsvq_eval.silhouette(f_te, n_clusters=n_classes) if 2 <= n_classes < len(f_te) else float("nan"),
-        "intrinsic_dim_95": tsvq_eval.intrinsic_dimension(f_te),
-    }
+    if ds.labelled:
+        metrics = {
+            "svm_accuracy": tsvq_eval.linear_probe(f_tr, ds.y_train, f_te, ds.y_test),
+            **{f"knn{k}_accuracy": v for k, v in tsvq_eval.knn_probe(f_tr, ds.y_train, f_te, ds.y_test).items()},
+            "silhouette": tsvq_eval.silhouette(f_te, n_clusters=n_classes) if 2 <= n_classes < len(f_te) else float("nan"),
+        }
+    else:
+        metrics = {"label_metrics": UNLABELLED_NOTE}
+    metrics["intrinsic_dim_95"] = tsvq_eval.intrinsic_dimension(f_te)
     if "mse_time" in te:
         metrics["test_mse_time"] = float(te["mse_time"].mean())
     if "mse_timefreq" in te:
@@ -157,7 +183,7 @@ def probe_logger(ds, x_train: torch.Tensor, x_test: torch.Tensor, every: int):
     accuracies (and the test MSE) every ``every`` epochs."""
 
     def on_epoch_end(module, epoch: int):
-        if not every or (epoch + 1) % every:
+        if not every or (epoch + 1) % every or not ds.labelled:
             return None
         f_tr = encode_split(module.model, x_train)["features"]
         te = encode_split(module.model, x_test)
@@ -176,7 +202,8 @@ def write_report(run: RunDir, cfg: RunConfig, model, ds, x_train, x_test, extra:
     """Evaluate ``model``, write ``metrics.json`` / ``metrics.md`` (the evaluation plus ``extra``)
     and the plots; returns the metrics."""
     result = evaluate_model(model, ds, x_train, x_test)
-    split = f"holdout {cfg.holdout:g} of TRAIN" if cfg.holdout > 0 else "official TEST"
+    split = (f"holdout {cfg.holdout:g} of TRAIN" if cfg.holdout > 0
+             else "the data's TEST split" if cfg.data else "official TEST")
     metrics = {**result["metrics"], **extra, "eval_split": split}
     write_metrics(run, cfg, metrics)
     stage1_plots(run.path, model, ds, x_test, result["features_test"], result["codes_test"], run.session_logs())
@@ -209,7 +236,7 @@ def train(cfg: RunConfig, out_dir: str | os.PathLike, resume: bool = False, prog
     run.check_config(cfg, resume, RUN_HINT)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     ds, x_train, x_test, scaler_state = load_data(cfg)
-    check_data(ds, x_train, x_test)
+    check_data(ds, x_train, x_test, cfg)
     model = build_model(cfg, x_train.shape[1], x_train.shape[2], float(x_train.max() - x_train.min()))
     loader, shuffle = make_loader(torch.utils.data.TensorDataset(x_train), cfg.batch_size, cfg.seed)
     module = TrainModule(model, stage1_step, cfg, len(loader), shuffle,

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 
+
 def _plt():
     import matplotlib
 
@@ -32,6 +33,19 @@ def class_name(label) -> str:
     if isinstance(label, (float, np.floating)) and float(label).is_integer():
         return str(int(label))
     return str(label)
+
+
+def _shown(ds, n: int) -> torch.Tensor:
+    """Up to ``n`` test indices: spread over the classes when labelled (:func:`_stratified`), else
+    a seeded random choice."""
+    if ds.y_test is not None:
+        return _stratified(ds.y_test, n)
+    return torch.randperm(len(ds.x_test), generator=torch.Generator().manual_seed(0))[:n]
+
+
+def _channels(x: torch.Tensor, most: int = 3) -> list[int]:
+    """The channels a panel draws: all up to ``most``, else the first ``most``."""
+    return list(range(min(x.shape[-2], most)))
 
 
 def _class_colours(ax, points: np.ndarray, y: np.ndarray, classes) -> None:
@@ -63,19 +77,24 @@ def stage1_plots(run_dir: Path, model, ds, x_test: torch.Tensor, features_test: 
 
     device = next(model.parameters()).device
     if hasattr(model, "reconstruct"):
-        shown = _stratified(ds.y_test, 4)  # test series of different classes, even on class-sorted splits
+        shown = _shown(ds, 4)  # test series of different classes, even on class-sorted splits
         with torch.no_grad():
             xb = x_test[shown].to(device)
             x_hat = model.reconstruct(xb).cpu()
+        channels = _channels(xb)
         fig, axes = plt.subplots(len(xb), 1, figsize=(8, 1.8 * len(xb)), sharex=True)
         for i, ax, a, b in zip(shown.tolist(), np.atleast_1d(axes), xb.cpu(), x_hat):
-            ax.plot(a[0].numpy(), label="test series")
-            ax.plot(b[0].numpy(), label="reconstruction", alpha=0.8)
-            ax.set_title(f"test series {i} (class {class_name(ds.classes[int(ds.y_test[i])])})", fontsize=8)
+            for c in channels:
+                tag = f", channel {c}" if xb.shape[1] > 1 else ""
+                ax.plot(a[c].numpy(), color=plt.cm.tab10(c), label=f"test series{tag}")
+                ax.plot(b[c].numpy(), color=plt.cm.tab10(c), ls="--", label=f"reconstruction{tag}", alpha=0.8)
+            label = f" (class {class_name(ds.classes[int(ds.y_test[i])])})" if ds.y_test is not None else ""
+            ax.set_title(f"test series {i}{label}", fontsize=8)
             ax.set_ylabel("value")
-        np.atleast_1d(axes)[0].legend(loc="upper right", fontsize=8)
+        np.atleast_1d(axes)[0].legend(loc="upper right", fontsize=7)
         np.atleast_1d(axes)[-1].set_xlabel("time step")
-        fig.suptitle(f"{ds.name}: test reconstructions ({model.name})")
+        more = f"; channels {len(channels)} of {xb.shape[1]}" if xb.shape[1] > len(channels) else ""
+        fig.suptitle(f"{ds.name}: test reconstructions ({model.name}{more})")
         fig.tight_layout()
         save(fig, "reconstructions.png")
 
@@ -93,7 +112,11 @@ def stage1_plots(run_dir: Path, model, ds, x_test: torch.Tensor, features_test: 
     fig, ax = plt.subplots(figsize=(5, 4))
     if f.shape[0] >= 2 and f.shape[1] >= 2:
         pca = PCA(2).fit(f)
-        _class_colours(ax, pca.transform(f), ds.y_test.numpy(), ds.classes)
+        points = pca.transform(f)
+        if ds.y_test is not None:
+            _class_colours(ax, points, ds.y_test.numpy(), ds.classes)
+        else:
+            ax.scatter(points[:, 0], points[:, 1], s=10)
         ev = pca.explained_variance_ratio_ * 100
         ax.set_xlabel(f"PC1 ({ev[0]:.0f} % of the variance)")
         ax.set_ylabel(f"PC2 ({ev[1]:.0f} % of the variance)")
@@ -150,7 +173,7 @@ def sample_plot(path: Path, fake_uncond: torch.Tensor, ds, fake_cond: torch.Tens
     plt = _plt()
     rows = []
     if len(fake_uncond):
-        rows.append(("all classes", ds.x_test[_stratified(ds.y_test, n_show)], fake_uncond))
+        rows.append(("all classes" if ds.y_test is not None else "unconditional", ds.x_test[_shown(ds, n_show)], fake_uncond))
     rows += [(f"class {class_name(ds.classes[c])}", ds.x_test[ds.y_test == c], fake_cond[y_cond == c])
              for c in range(ds.n_classes) if bool((y_cond == c).any())]
     fig, axes = plt.subplots(len(rows), 2, figsize=(10, 1.9 * max(len(rows), 1.5)), sharex=True, sharey="row",
@@ -163,6 +186,8 @@ def sample_plot(path: Path, fake_uncond: torch.Tensor, ds, fake_cond: torch.Tens
         ax_row[0].set_ylabel("value")
     for ax in axes[-1]:
         ax.set_xlabel("time step")
-    fig.suptitle(f"{ds.name}: generated and real series", fontsize=10)
+    channels = ds.x_test.shape[1]
+    first = f" (channel 0 of {channels})" if channels > 1 else ""
+    fig.suptitle(f"{ds.name}: generated and real series{first}", fontsize=10)
     fig.tight_layout()
     _save(fig, Path(path), dpi=100)

@@ -25,6 +25,7 @@ METRIC_DOCS = {
     "train_wall_s_this_session": "wall time of the training in this session (seconds; resumed runs count anew)",
     "checkpoint": "checkpoint whose model these metrics describe", "checkpoint_step": "its optimiser step",
     "eval_split": "split the test metrics come from",
+    "label_metrics": "why the label-based metrics (probes, silhouette, CAS) are absent",
     "fid": "Fréchet distance between FCN features of generated and real test series (lower is better)",
     "is_mean": "Inception Score of the generated series with the FCN classifier (mean over 10 splits)",
     "is_std": "its standard deviation over the splits",
@@ -67,3 +68,16 @@ def format_table(metrics: dict) -> str:
             v = f"{v:.4f}" if math.isfinite(v) else str(v)
         lines.append(f"  {k:<{width}}  {v}")
     return "\n".join(lines)
+
+
+def mean_std(values, scale: float = 1.0, digits: int = 1) -> str:
+    """``"mean ± std"`` (sample standard deviation) of the values that are not None, each times
+    ``scale``, with ``digits`` decimals; the value alone when there is one, ``"–"`` when none."""
+    import statistics
+
+    values = [v * scale for v in values if v is not None]
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
