@@ -131,3 +131,80 @@ def test_bad_input():
     out, idx = fsq(x)  # NaN in, NaN out (as FSQ), index -1, not counted: no silent code, no sync
     assert torch.isnan(out[0, 1]).all() and not torch.isnan(out[0, [0, 2]]).any()
     assert idx[0, 1] == -1 and idx[0, 0] >= 0 and float(fsq.batch_counts.sum()) == 2
+
+
+def _rpair(cls_ours, cls_ref, **kw):
+    torch.manual_seed(0)
+    ref = cls_ref(**kw)
+    ours = cls_ours(**kw)
+    ours.load_state_dict(ref.state_dict(), strict=False)
+    return ours, ref
+
+
+@pytest.mark.parametrize("kw, seed", [
+    (dict(levels=[8, 5, 5, 5], num_quantizers=3), None),
+    (dict(levels=[7, 5, 5], num_quantizers=4, dim=16), None),
+    (dict(levels=[4, 4, 4], num_quantizers=4, dim=8, quantize_dropout=True), 3),
+    (dict(levels=[5, 5], num_quantizers=6, quantize_dropout=True, quantize_dropout_multiple_of=2), 11),
+    (dict(levels=[6, 5], num_quantizers=2, dim=4, bound_hard_clamp=False, soft_clamp_input_value=1.5), None),
+])
+def test_residual_fsq_parity(kw, seed):
+    from tsvq.nn import ResidualFSQ
+    ours, ref = _rpair(ResidualFSQ, vqp.ResidualFSQ, **kw)
+    x = torch.randn(2, 40, kw.get("dim", len(kw["levels"])))
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out_a, idx_a, codes_a = ours(xa, return_all_codes=True, rand_quantize_dropout_fixed_seed=seed)
+    out_b, idx_b, codes_b = ref(xb, return_all_codes=True, rand_quantize_dropout_fixed_seed=seed)
+    torch.testing.assert_close(out_a, out_b)
+    assert torch.equal(idx_a.long(), idx_b.long()) and idx_a.dtype == idx_b.dtype
+    torch.testing.assert_close(codes_a, codes_b)
+    if seed is not None:
+        assert (idx_a == -1).any()  # this seed drops layers
+    w = torch.randn_like(out_a)
+    (out_a * w).sum().backward()
+    (out_b * w).sum().backward()
+    torch.testing.assert_close(xa.grad, xb.grad)
+    torch.testing.assert_close(ours.get_output_from_indices(idx_a), ref.get_output_from_indices(idx_b))
+
+
+def test_residual_fsq_layers_refine_and_dropout_draws_on_the_cpu():
+    from tsvq.nn import ResidualFSQ
+    rfsq = ResidualFSQ(levels=[5, 5, 5], num_quantizers=4).eval()
+    x = torch.randn(1, 500, 3) * 0.5
+    _, idx = rfsq(x)
+    errors = [float((rfsq.get_output_from_indices(idx[..., :q]) - torch.tanh(x / rfsq.soft_clamp_input_value)
+                     * rfsq.soft_clamp_input_value).pow(2).mean()) for q in (1, 2, 3, 4)]
+    assert errors[0] > errors[1] > errors[2] > errors[3]  # each layer quantises what the previous left
+    drop = ResidualFSQ(levels=[5, 5], num_quantizers=4, quantize_dropout=True, quantize_dropout_cutoff_index=1)
+    kept = set()
+    for _ in range(40):
+        _, idx = drop(torch.randn(1, 8, 2))
+        kept.add(int((idx[0, 0] >= 0).sum()))
+    assert kept == {2, 3, 4}  # at least cutoff + 1 layers, every depth drawn
+
+
+def test_grouped_residual_fsq_parity():
+    from tsvq.nn import GroupedResidualFSQ
+    ours, ref = _rpair(GroupedResidualFSQ, vqp.GroupedResidualFSQ, dim=12, groups=2, levels=[5, 5, 4],
+                       num_quantizers=3)
+    x = torch.randn(2, 30, 12)
+    out_a, idx_a = ours(x)
+    out_b, idx_b = ref(x)
+    torch.testing.assert_close(out_a, out_b)
+    assert idx_a.shape == (2, 2, 30, 3) and torch.equal(idx_a, idx_b)
+    torch.testing.assert_close(ours.get_output_from_indices(idx_a), ref.get_output_from_indices(idx_b))
+    with pytest.raises(ValueError, match="divisible by groups"):
+        GroupedResidualFSQ(dim=10, groups=3, levels=[5, 5], num_quantizers=2)
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(levels=[5, 5], num_quantizers=0), "num_quantizers must be an int >= 1"),
+    (dict(levels=[5, 5], num_quantizers=2, quantize_dropout_cutoff_index=2), "cutoff_index must be in"),
+    (dict(levels=[5, 5], num_quantizers=2, quantize_dropout_multiple_of=0), "multiple_of must be >= 1"),
+    (dict(levels=[5, 5], num_quantizers=2, soft_clamp_input_value=1.2), "set by bound_hard_clamp=True"),
+    (dict(levels=[5, 1], num_quantizers=2), "levels must be >= 2"),
+])
+def test_residual_fsq_bad_arguments(kw, message):
+    from tsvq.nn import ResidualFSQ
+    with pytest.raises(ValueError, match=message):
+        ResidualFSQ(**kw)

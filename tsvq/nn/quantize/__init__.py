@@ -7,13 +7,14 @@
 - :mod:`.functional`: stateless pieces (chunked logits for the cross-entropy commitment loss,
   Gumbel sampling and the diversity loss; the orthogonal regulariser; the rotation trick);
 - :mod:`.residual`: residual and grouped residual quantizers;
-- :mod:`.fsq`: :class:`FiniteScalarQuantizer` (FSQ: an implicit grid codebook, no codebook state);
+- :mod:`.fsq`: :class:`FiniteScalarQuantizer` (FSQ: an implicit grid codebook, no codebook state)
+  and its residual and grouped residual forms;
 - :mod:`.kmeans`: k-means on the tsvq kernels; :mod:`.compat`: ``vector_quantize_pytorch``
   keywords that tsvq accepts at their default values.
 """
-from .fsq import FiniteScalarQuantizer
+from .fsq import FiniteScalarQuantizer, GroupedResidualFSQ, ResidualFSQ
 from .kmeans import kmeans
 from .residual import GroupedResidualVectorQuantizer, ResidualVectorQuantizer
 from .vector_quantizer import LossBreakdown, VectorQuantizer
 
-__all__ = ["FiniteScalarQuantizer", "VectorQuantizer", "LossBreakdown", "ResidualVectorQuantizer", "GroupedResidualVectorQuantizer", "kmeans"]
+__all__ = ["FiniteScalarQuantizer", "ResidualFSQ", "GroupedResidualFSQ", "VectorQuantizer", "LossBreakdown", "ResidualVectorQuantizer", "GroupedResidualVectorQuantizer", "kmeans"]

@@ -215,3 +215,186 @@ class FiniteScalarQuantizer(nn.Module):
         if indices is not None and not self.keep_num_codebooks_dim:
             indices = indices.squeeze(-1)
         return out, indices
+
+
+class ResidualFSQ(nn.Module):
+    """Residual FSQ: ``num_quantizers`` FSQ layers quantise what the previous ones left, layer q
+    at the scale ``levels ** -q`` (symmetric levels, ``FSQ(preserve_symmetry=True)``), as
+    ``vector_quantize_pytorch.ResidualFSQ`` (SoundStream's residual scheme, Zeghidour et al. 2021,
+    algorithm 1, with FSQ layers). The input is first squashed to the levels' range: ``tanh(x / c) c``
+    with ``c = 1 + 1 / (L - 1)`` when ``bound_hard_clamp`` (default), or ``soft_clamp_input_value``.
+
+    With ``quantize_dropout`` each training step keeps the first ``d + 1`` layers, d drawn uniformly
+    from ``[quantize_dropout_cutoff_index, Q - 1]`` (rounded up so that ``d + 1`` is a multiple of
+    ``quantize_dropout_multiple_of``) on the CPU, so no device synchronisation; dropped layers get
+    index -1. ``rand_quantize_dropout_fixed_seed`` draws d as ``ResidualFSQ`` does for that seed.
+
+    Args:
+        levels: FSQ levels per dimension (each >= 2). num_quantizers: Q >= 1.
+        dim: input feature size (default ``len(levels)``; otherwise Linear projections in and out).
+        is_channel_first: input ``Tensor[B, dim, *S]``.
+        quantize_dropout, quantize_dropout_cutoff_index, quantize_dropout_multiple_of: see above.
+        soft_clamp_input_value: the clamp ``c`` (float, list per dimension, or None) when
+            ``bound_hard_clamp`` is False.
+        bound_hard_clamp: hard-clamp inside the layers after the soft clamp (default True).
+        **kwargs: further :class:`FiniteScalarQuantizer` keywords.
+
+    Shapes: ``x: Tensor[B, N, dim]`` -> ``(quantized Tensor[B, N, dim], indices Tensor[B, N, Q])``
+    (channel-first: ``[B, dim, *S]`` and ``[B, Q, *S]``, as ``ResidualFSQ``).
+
+    Raises:
+        ValueError: Q < 1, a cutoff outside ``[0, Q)``, ``quantize_dropout_multiple_of`` < 1, a
+            soft clamp given with ``bound_hard_clamp``, and what :class:`FiniteScalarQuantizer` raises.
+    """
+
+    def __init__(self, *, levels: list[int], num_quantizers: int, dim: int | None = None,
+                 is_channel_first: bool = False, quantize_dropout: bool = False, quantize_dropout_cutoff_index: int = 0,
+                 quantize_dropout_multiple_of: int = 1, soft_clamp_input_value=None, bound_hard_clamp: bool = True,
+                 **kwargs):
+        super().__init__()
+        if isinstance(num_quantizers, bool) or not isinstance(num_quantizers, int) or num_quantizers < 1:
+            raise ValueError(f"num_quantizers must be an int >= 1, got {num_quantizers!r}")
+        if not 0 <= quantize_dropout_cutoff_index < num_quantizers:
+            raise ValueError(f"quantize_dropout_cutoff_index must be in [0, num_quantizers = {num_quantizers}), "
+                             f"got {quantize_dropout_cutoff_index}")
+        if quantize_dropout_multiple_of < 1:
+            raise ValueError(f"quantize_dropout_multiple_of must be >= 1, got {quantize_dropout_multiple_of}")
+        if bound_hard_clamp and soft_clamp_input_value is not None:
+            raise ValueError("soft_clamp_input_value is set by bound_hard_clamp=True; pass one of them")
+        levels = list(levels)
+        d = len(levels)
+        self.levels, self.num_quantizers, self.is_channel_first = levels, num_quantizers, is_channel_first
+        self.dim = d if dim is None else dim
+        self.has_projections = self.dim != d
+        self.project_in = nn.Linear(self.dim, d) if self.has_projections else nn.Identity()
+        self.project_out = nn.Linear(d, self.dim) if self.has_projections else nn.Identity()
+        self.layers = nn.ModuleList(
+            FiniteScalarQuantizer(levels, dim=d, preserve_symmetry=True, bound_hard_clamp=bound_hard_clamp, **kwargs)
+            for _ in range(num_quantizers))
+        self.codebook_size = self.layers[0].codebook_size
+        lv = torch.tensor(levels, dtype=torch.float32)
+        self.register_buffer("scales", torch.stack([lv ** -q for q in range(num_quantizers)]), persistent=False)
+        self.quantize_dropout = bool(quantize_dropout) and num_quantizers > 1
+        self.quantize_dropout_cutoff_index = quantize_dropout_cutoff_index
+        self.quantize_dropout_multiple_of = quantize_dropout_multiple_of
+        if bound_hard_clamp:
+            soft_clamp_input_value = 1 + 1 / (lv - 1)
+        elif isinstance(soft_clamp_input_value, (list, tuple, float, int)):
+            soft_clamp_input_value = torch.tensor(soft_clamp_input_value, dtype=torch.float32)
+        self.register_buffer("soft_clamp_input_value", soft_clamp_input_value, persistent=False)
+
+    @property
+    def codebooks(self) -> torch.Tensor:
+        """Every layer's implicit codebook, ``Tensor[Q, prod(levels), d]`` (unscaled)."""
+        return torch.stack([layer.implicit_codebook for layer in self.layers])
+
+    def _last_layer(self, seed: int | None) -> int:
+        if seed is not None:
+            import random
+
+            d = random.Random(seed).randrange(self.quantize_dropout_cutoff_index, self.num_quantizers)
+        else:
+            d = int(torch.randint(self.quantize_dropout_cutoff_index, self.num_quantizers, ()))
+        m = self.quantize_dropout_multiple_of
+        return -(-(d + 1) // m) * m - 1 if m != 1 else d
+
+    def get_codes_from_indices(self, indices: torch.Tensor) -> torch.Tensor:
+        """Scaled codes of each layer, ``Tensor[Q, B, N, d]`` from ``indices: Tensor[B, N, q]``
+        (q <= Q: missing layers and -1 give 0)."""
+        B, q = indices.shape[0], indices.shape[-1]
+        flat = indices.reshape(B, -1, q)
+        if q < self.num_quantizers:
+            flat = torch.nn.functional.pad(flat, (0, self.num_quantizers - q), value=-1)
+        dropped = flat < 0
+        codes = torch.stack([self.codebooks[i][flat[..., i].clamp_min(0).long()] for i in range(self.num_quantizers)])
+        codes = codes.masked_fill(dropped.permute(2, 0, 1).unsqueeze(-1), 0.0)
+        codes = codes * self.scales.view(self.num_quantizers, 1, 1, -1)
+        return codes.reshape(self.num_quantizers, *indices.shape[:-1], codes.shape[-1])
+
+    def get_output_from_indices(self, indices: torch.Tensor) -> torch.Tensor:
+        """The summed codes after ``project_out``: ``Tensor[B, N, dim]``."""
+        return self.project_out(self.get_codes_from_indices(indices).sum(0))
+
+    def forward(self, x: torch.Tensor, return_all_codes: bool = False, rand_quantize_dropout_fixed_seed: int | None = None,
+                *, _last: int | None = None):
+        """Quantise ``x`` with every layer in turn; returns ``(quantized, indices)`` (and the scaled
+        codes of every layer, ``Tensor[Q, B, N, d]``, with ``return_all_codes``)."""
+        if self.is_channel_first:
+            spatial = x.shape[2:]
+            x = x.flatten(2).transpose(1, 2)
+        x = self.project_in(x)
+        if self.soft_clamp_input_value is not None:
+            c = self.soft_clamp_input_value.to(x.dtype)
+            x = torch.tanh(x / c) * c
+        dropout = self.training and self.quantize_dropout and torch.is_grad_enabled()
+        last = _last if _last is not None else (
+            self._last_layer(rand_quantize_dropout_fixed_seed) if dropout else self.num_quantizers - 1)
+        out, residual, all_indices = 0.0, x, []
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            for q, (layer, scale) in enumerate(zip(self.layers, self.scales)):
+                if q > last:
+                    all_indices.append(torch.full(x.shape[:2], -1, dtype=torch.long, device=x.device))
+                    continue
+                quantized, indices = layer(residual / scale)
+                quantized = quantized * scale
+                residual = residual - quantized.detach()
+                out = out + quantized
+                all_indices.append(indices)
+        out = self.project_out(out)
+        indices = torch.stack(all_indices, dim=-1)
+        if self.is_channel_first:
+            out = out.transpose(1, 2).reshape(out.shape[0], out.shape[-1], *spatial)
+            indices = indices.transpose(1, 2).reshape(indices.shape[0], indices.shape[-1], *spatial)
+        if not return_all_codes:
+            return out, indices
+        return out, indices, self.get_codes_from_indices(indices)
+
+
+class GroupedResidualFSQ(nn.Module):
+    """``groups`` :class:`ResidualFSQ` on equal slices of the features, as
+    ``vector_quantize_pytorch.GroupedResidualFSQ``; with quantize dropout every group keeps the
+    same layers in a step (one draw).
+
+    Args:
+        dim: feature size, divisible by ``groups``. groups: G >= 1. accept_image_fmap: the features
+            are dimension 1 (``Tensor[B, dim, *S]``) instead of the last. **kwargs: :class:`ResidualFSQ`.
+
+    Shapes: ``x: Tensor[B, N, dim]`` -> ``(quantized Tensor[B, N, dim], indices Tensor[G, B, N, Q])``.
+
+    Raises:
+        ValueError: ``dim`` not divisible by ``groups``, and what :class:`ResidualFSQ` raises.
+    """
+
+    def __init__(self, *, dim: int, groups: int = 1, accept_image_fmap: bool = False, **kwargs):
+        super().__init__()
+        if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1 or dim % groups:
+            raise ValueError(f"dim ({dim}) must be divisible by groups (an int >= 1), got groups={groups!r}")
+        self.dim, self.groups, self.accept_image_fmap = dim, groups, accept_image_fmap
+        self.rvqs = nn.ModuleList(ResidualFSQ(dim=dim // groups, **kwargs) for _ in range(groups))
+        self.codebook_size = self.rvqs[0].codebook_size
+
+    @property
+    def codebooks(self) -> torch.Tensor:
+        return torch.stack([rvq.codebooks for rvq in self.rvqs])
+
+    @property
+    def split_dim(self) -> int:
+        return 1 if self.accept_image_fmap else -1
+
+    def get_codes_from_indices(self, indices: torch.Tensor) -> torch.Tensor:
+        return torch.stack([rvq.get_codes_from_indices(i) for rvq, i in zip(self.rvqs, indices)])
+
+    def get_output_from_indices(self, indices: torch.Tensor) -> torch.Tensor:
+        return torch.cat([rvq.get_output_from_indices(i) for rvq, i in zip(self.rvqs, indices)], dim=self.split_dim)
+
+    def forward(self, x: torch.Tensor, return_all_codes: bool = False, rand_quantize_dropout_fixed_seed: int | None = None):
+        if x.shape[self.split_dim] != self.dim:
+            raise ValueError(f"x must have {self.dim} features in dimension {self.split_dim}, got shape {list(x.shape)}")
+        first = self.rvqs[0]
+        dropout = self.training and first.quantize_dropout and torch.is_grad_enabled()
+        last = first._last_layer(rand_quantize_dropout_fixed_seed) if dropout else first.num_quantizers - 1
+        outs = [rvq(chunk, return_all_codes, _last=last)
+                for rvq, chunk in zip(self.rvqs, x.chunk(self.groups, dim=self.split_dim))]
+        quantized, indices, *codes = zip(*outs)
+        result = (torch.cat(quantized, dim=self.split_dim), torch.stack(indices))
+        return (*result, torch.stack(codes[0])) if return_all_codes else result
