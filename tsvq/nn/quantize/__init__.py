@@ -8,13 +8,15 @@
   Gumbel sampling and the diversity loss; the orthogonal regulariser; the rotation trick);
 - :mod:`.residual`: residual and grouped residual quantizers;
 - :mod:`.fsq`: :class:`FiniteScalarQuantizer` (FSQ: an implicit grid codebook, no codebook state)
-  and its residual and grouped residual forms;
+  and its residual and grouped residual forms; :mod:`.simvq`: :class:`SimVQ` (a linear map of a
+  frozen random codebook);
 - :mod:`.kmeans`: k-means on the tsvq kernels; :mod:`.compat`: ``vector_quantize_pytorch``
   keywords that tsvq accepts at their default values.
 """
 from .fsq import FiniteScalarQuantizer, GroupedResidualFSQ, ResidualFSQ
 from .kmeans import kmeans
+from .simvq import SimVQ
 from .residual import GroupedResidualVectorQuantizer, ResidualVectorQuantizer
 from .vector_quantizer import LossBreakdown, VectorQuantizer
 
-__all__ = ["FiniteScalarQuantizer", "ResidualFSQ", "GroupedResidualFSQ", "VectorQuantizer", "LossBreakdown", "ResidualVectorQuantizer", "GroupedResidualVectorQuantizer", "kmeans"]
+__all__ = ["SimVQ", "FiniteScalarQuantizer", "ResidualFSQ", "GroupedResidualFSQ", "VectorQuantizer", "LossBreakdown", "ResidualVectorQuantizer", "GroupedResidualVectorQuantizer", "kmeans"]

@@ -1,0 +1,105 @@
+"""SimVQ (Zhu et al. 2024, "Addressing Representation Collapse in Vector Quantized Models with One
+Linear Layer"): the codebook is a learned linear map of a frozen random basis, ``C = W B``, so
+every code moves with every update of W and none is left behind (section 3, eq. 6)."""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ...ops import nearest_code
+from .functional import RotationTrick
+
+
+class SimVQ(nn.Module):
+    """SimVQ layer, a drop-in for ``vector_quantize_pytorch.SimVQ``.
+
+    The frozen basis ``B: Tensor[K, D_b]`` is drawn ``N(0, 1 / D_b)`` at construction (then
+    ``init_fn(B)``); the codebook is ``codebook_transform(B)`` (default ``Linear(D_b, dim,
+    bias=False)``). The search is the fused nearest-codeword op on the current codebook (never an
+    N x K matrix). Loss: ``commitment_weight * (||sg(z) - c||^2 + input_to_quantize_commit_loss_weight
+    * ||z - sg(c)||^2)`` (means); the first term is what trains W. The gradient to the input is
+    the rotation trick (default) or straight-through.
+
+    Args:
+        dim: feature size D. codebook_size: K >= 1. codebook_transform: the module mapping the
+            basis to codewords (default a bias-free Linear). init_fn: applied to the basis once.
+        channel_first: input ``Tensor[B, D, *S]``. rotation_trick: rotation-trick gradient (True)
+            or straight-through (False). input_to_quantize_commit_loss_weight: 0.25.
+        commitment_weight: 1.0. frozen_codebook_dim: D_b (default ``dim``).
+
+    Shapes: ``x: Tensor[B, N, D]`` (or ``[B, D, *S]``) -> ``(quantized`` of the same shape,
+    ``indices: int64 Tensor[B, N]`` (``[B, *S]``), ``loss`` scalar).
+
+    Raises:
+        ValueError: ``dim`` / ``codebook_size`` / ``frozen_codebook_dim`` < 1; input whose
+            feature size is not ``dim``.
+    """
+
+    def __init__(self, dim: int, codebook_size: int, codebook_transform: nn.Module | None = None,
+                 init_fn: Callable[[torch.Tensor], torch.Tensor] | None = None, channel_first: bool = False,
+                 rotation_trick: bool = True, input_to_quantize_commit_loss_weight: float = 0.25,
+                 commitment_weight: float = 1.0, frozen_codebook_dim: int | None = None):
+        super().__init__()
+        frozen_codebook_dim = dim if frozen_codebook_dim is None else frozen_codebook_dim
+        for name, v in (("dim", dim), ("codebook_size", codebook_size), ("frozen_codebook_dim", frozen_codebook_dim)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {v!r}")
+        self.dim, self.codebook_size, self.channel_first = dim, codebook_size, channel_first
+        self.rotation_trick, self.commitment_weight = rotation_trick, commitment_weight
+        self.input_to_quantize_commit_loss_weight = input_to_quantize_commit_loss_weight
+        basis = torch.randn(codebook_size, frozen_codebook_dim) * frozen_codebook_dim ** -0.5
+        if init_fn is not None:
+            basis = init_fn(basis)
+        self.code_transform = codebook_transform or nn.Linear(frozen_codebook_dim, dim, bias=False)
+        self.register_buffer("frozen_codebook", basis)
+        self.register_buffer("batch_counts", torch.zeros(codebook_size), persistent=False)
+
+    @property
+    def codebook(self) -> torch.Tensor:
+        """The current codewords ``Tensor[K, D]`` (differentiable in the transform's parameters)."""
+        return self.code_transform(self.frozen_codebook)
+
+    def indices_to_codes(self, indices: torch.Tensor) -> torch.Tensor:
+        """Codewords of ``indices: int Tensor[B, ...]``: ``Tensor[B, ..., D]`` (channel-first: ``[B, D, ...]``)."""
+        quantized = self.code_transform(self.frozen_codebook[indices])
+        return quantized.movedim(-1, 1) if self.channel_first else quantized
+
+    @property
+    def perplexity(self) -> torch.Tensor:
+        """``exp(entropy)`` of the code usage in the last training batch."""
+        p = self.batch_counts / self.batch_counts.sum().clamp_min(1)
+        return torch.exp(-(p * torch.log(p.clamp_min(1e-30))).sum())
+
+    @property
+    def fraction_used(self) -> torch.Tensor:
+        """Fraction of the K codes used in the last training batch."""
+        return (self.batch_counts > 0).float().mean()
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if self.channel_first:
+            x = x.movedim(1, -1)
+        if x.shape[-1] != self.dim or x.dim() < 2:
+            raise ValueError(f"x must end in dim = {self.dim} features (channel-first: dimension 1), got {list(x.shape)}")
+        shape = x.shape
+        flat = x.reshape(-1, self.dim)
+        codebook = self.codebook
+        with torch.no_grad(), torch.autocast(device_type=x.device.type, enabled=False):
+            work = torch.float64 if flat.dtype == torch.float64 else torch.float32
+            indices, _ = nearest_code(flat.detach().to(work), codebook.detach().to(work))
+        quantized = codebook[indices].to(flat.dtype)
+        commit = (F.mse_loss(flat.detach(), quantized)
+                  + F.mse_loss(flat, quantized.detach()) * self.input_to_quantize_commit_loss_weight)
+        if self.training:
+            with torch.no_grad():
+                self.batch_counts.zero_().index_add_(0, indices, torch.ones_like(indices, dtype=self.batch_counts.dtype))
+        if self.rotation_trick:
+            quantized = RotationTrick.apply(flat, quantized)
+        else:
+            quantized = flat + (quantized - flat).detach()
+        quantized, indices = quantized.view(shape), indices.view(shape[:-1])
+        if self.channel_first:
+            quantized = quantized.movedim(-1, 1)
+        return quantized, indices, commit * self.commitment_weight
