@@ -9,14 +9,16 @@
 - :mod:`.residual`: residual and grouped residual quantizers;
 - :mod:`.fsq`: :class:`FiniteScalarQuantizer` (FSQ: an implicit grid codebook, no codebook state)
   and its residual and grouped residual forms; :mod:`.simvq`: :class:`SimVQ` (a linear map of a
-  frozen random codebook);
+  frozen random codebook); :mod:`.lfq`: :class:`LookupFreeQuantizer` (LFQ and BSQ, the entropy
+  penalty in chunks of codes);
 - :mod:`.kmeans`: k-means on the tsvq kernels; :mod:`.compat`: ``vector_quantize_pytorch``
   keywords that tsvq accepts at their default values.
 """
 from .fsq import FiniteScalarQuantizer, GroupedResidualFSQ, ResidualFSQ
 from .kmeans import kmeans
+from .lfq import LFQLossBreakdown, LookupFreeQuantizer
 from .simvq import SimVQ
 from .residual import GroupedResidualVectorQuantizer, ResidualVectorQuantizer
 from .vector_quantizer import LossBreakdown, VectorQuantizer
 
-__all__ = ["SimVQ", "FiniteScalarQuantizer", "ResidualFSQ", "GroupedResidualFSQ", "VectorQuantizer", "LossBreakdown", "ResidualVectorQuantizer", "GroupedResidualVectorQuantizer", "kmeans"]
+__all__ = ["LookupFreeQuantizer", "LFQLossBreakdown", "SimVQ", "FiniteScalarQuantizer", "ResidualFSQ", "GroupedResidualFSQ", "VectorQuantizer", "LossBreakdown", "ResidualVectorQuantizer", "GroupedResidualVectorQuantizer", "kmeans"]
