@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..nn import ISTFT, STFT, VectorQuantizer
+from .quantizers import QUANTIZERS, FSQTokens, LFQTokens, SimVQTokens
 from .registry import register_model
 
 
@@ -41,6 +42,12 @@ class VQVAEConfig:
         threshold_ema_dead_code: restart codes whose EMA cluster size (vectors per batch) falls
             below this with random encoder vectors of the batch (default 0 = never).
         two_branch: the TimeVQVAE paper's LF/HF split (widths 8 and 32 as in the paper).
+        quantizer: "vq" (default: the EMA vector quantiser above), "fsq" (finite scalar
+            quantisation with ``fsq_levels``, K = prod(levels), no codebook loss), "lfq" (lookup-free
+            quantisation, K = 2^``lfq_bits``, entropy penalty weight ``lfq_entropy_weight`` and
+            commitment weight ``commitment_weight``) or "simvq" (a learned linear map of a frozen
+            random codebook of ``codebook_size``). ``decay``, ``kmeans_init``, ``codebook_init``,
+            ``rotation_trick`` and ``threshold_ema_dead_code`` apply to "vq" only.
     """
 
     in_channels: int = 1
@@ -59,6 +66,10 @@ class VQVAEConfig:
     threshold_ema_dead_code: float = 0.0
     two_branch: bool = False
     hf_downsampled_width: int = 32
+    quantizer: str = "vq"
+    fsq_levels: tuple[int, ...] = (8, 5, 5, 5)
+    lfq_bits: int = 10
+    lfq_entropy_weight: float = 0.1
 
 
 class ResBlock(nn.Module):
@@ -119,10 +130,17 @@ class _Branch(nn.Module):
         super().__init__()
         n_down = _n_down(n_frames, width)
         self.encoder = Encoder(2 * cfg.in_channels, cfg.d, n_down, cfg.n_resnet_blocks)
-        self.vq = VectorQuantizer(cfg.d, cfg.codebook_size, decay=cfg.decay, commitment_weight=cfg.commitment_weight,
-                                  kmeans_init=cfg.kmeans_init, rotation_trick=cfg.rotation_trick,
-                                  threshold_ema_dead_code=cfg.threshold_ema_dead_code,
-                                  channel_last=False, accept_image_fmap=True)
+        if cfg.quantizer == "fsq":
+            self.vq = FSQTokens(cfg.d, tuple(cfg.fsq_levels))
+        elif cfg.quantizer == "lfq":
+            self.vq = LFQTokens(cfg.d, cfg.lfq_bits, cfg.lfq_entropy_weight, cfg.commitment_weight)
+        elif cfg.quantizer == "simvq":
+            self.vq = SimVQTokens(cfg.d, cfg.codebook_size, cfg.commitment_weight)
+        else:
+            self.vq = VectorQuantizer(cfg.d, cfg.codebook_size, decay=cfg.decay, commitment_weight=cfg.commitment_weight,
+                                      kmeans_init=cfg.kmeans_init, rotation_trick=cfg.rotation_trick,
+                                      threshold_ema_dead_code=cfg.threshold_ema_dead_code,
+                                      channel_last=False, accept_image_fmap=True)
         self.decoder = Decoder(2 * cfg.in_channels, cfg.d, n_down, cfg.n_resnet_blocks, (n_freqs, n_frames))
         if cfg.codebook_init == "normal" and not cfg.kmeans_init:
             with torch.no_grad():
@@ -148,6 +166,16 @@ class VQVAE(nn.Module):
             raise ValueError(f"length must be > n_fft // 2 = {cfg.n_fft // 2} (reflect padding), got {cfg.length}")
         if cfg.codebook_init not in ("kaiming_uniform", "normal"):
             raise ValueError(f"codebook_init must be 'kaiming_uniform' or 'normal', got {cfg.codebook_init!r}")
+        if cfg.quantizer not in QUANTIZERS:
+            raise ValueError(f"quantizer must be one of {QUANTIZERS}, got {cfg.quantizer!r}")
+        if cfg.quantizer != "vq":
+            vq_only = {"kmeans_init": False, "codebook_init": "kaiming_uniform", "rotation_trick": False,
+                       "threshold_ema_dead_code": 0.0}
+            changed = [k for k, v in vq_only.items() if getattr(cfg, k) != v]
+            if changed:
+                raise ValueError(f"{', '.join(changed)} apply to quantizer='vq' only, got quantizer={cfg.quantizer!r}")
+        if cfg.quantizer == "lfq" and not 1 <= cfg.lfq_bits <= 16:
+            raise ValueError(f"lfq_bits must be in [1, 16] (2^bits prior tokens), got {cfg.lfq_bits}")
         self.cfg = cfg
         self.stft = STFT(cfg.n_fft, cfg.hop_length, window="hann", stacked=True)
         self.istft = ISTFT(cfg.n_fft, cfg.hop_length, window="hann", stacked=True)
@@ -157,6 +185,11 @@ class VQVAE(nn.Module):
                                            _Branch(cfg, cfg.hf_downsampled_width, self.n_freqs, self.n_frames)])
         else:
             self.branches = nn.ModuleList([_Branch(cfg, cfg.downsampled_width, self.n_freqs, self.n_frames)])
+
+    @property
+    def n_codes(self) -> int:
+        """K, codes per branch of the configured quantiser (prod(fsq_levels), 2^lfq_bits or codebook_size)."""
+        return self.branches[0].vq.codebook_size
 
     # ----------------------------------------------------------------- helpers
     def _check(self, x: torch.Tensor) -> None:

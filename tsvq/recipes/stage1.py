@@ -174,7 +174,7 @@ def evaluate_model(model, ds, x_train: torch.Tensor, x_test: torch.Tensor, batch
     if "ms_ssim" in te:
         metrics["test_ms_ssim"] = float(te["ms_ssim"].mean())
     if "codes" in te:
-        metrics.update({f"test_{k}": v for k, v in tsvq_eval.codebook_stats(te["codes"], model.cfg.codebook_size).items()})
+        metrics.update({f"test_{k}": v for k, v in tsvq_eval.codebook_stats(te["codes"], model.n_codes).items()})
     return {"metrics": metrics, "features_test": f_te, "codes_test": te.get("codes")}
 
 

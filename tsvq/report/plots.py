@@ -99,7 +99,7 @@ def stage1_plots(run_dir: Path, model, ds, x_test: torch.Tensor, features_test: 
         save(fig, "reconstructions.png")
 
     if codes_test is not None:
-        K = model.cfg.codebook_size
+        K = model.n_codes
         counts = np.bincount(codes_test.numpy().ravel() % K, minlength=K)
         fig, ax = plt.subplots(figsize=(8, 3))
         ax.bar(np.arange(K), counts)
