@@ -1050,6 +1050,23 @@ def test_autocast_bf16_keeps_quantisation_in_float32():
     assert q.dtype == torch.bfloat16 and loss.dtype == torch.float32 and vq.codebook.dtype == torch.float32
 
 
+def test_bf16_autocast_keeps_codebook_use_on_clustered_data():
+    # Training steps under bf16 autocast use the codebook as in float32 (within 1 % of the codes
+    # used): the search, the EMA statistics and the update run in float32.
+    torch.manual_seed(0)
+    centres = torch.randn(256, 32)
+    data = [centres[torch.randint(0, 256, (2048,))] + 0.05 * torch.randn(2048, 32) for _ in range(5)]
+    used = {}
+    for name, ctx in (("fp32", contextlib.nullcontext), ("bf16", lambda: torch.autocast("cpu", dtype=torch.bfloat16))):
+        torch.manual_seed(1)
+        vq = VectorQuantizer(32, 512, decay=0.8, kmeans_init=True)
+        for x in data:
+            with ctx():
+                vq(x.unsqueeze(0))
+        used[name] = float(vq.fraction_used)
+    assert used["fp32"] > 0.2 and abs(used["bf16"] - used["fp32"]) <= 0.01 * used["fp32"]
+
+
 @pytest.mark.parametrize("ops", ["kernels", "reference"])
 def test_compiles_without_graph_breaks(ops):
     # "reference": the pure-PyTorch fallback (no extension), whose data checks (NaN/inf, index
