@@ -229,6 +229,45 @@ def _quantizer_step_case(group: str, ours, theirs, x: torch.Tensor, device, info
                 "vectors", info)
 
 
+def scalar_quantizer_step_case(kind: str, N: int, K: int, D: int, device) -> Case:
+    """A training step (forward, backward of the output and the auxiliary loss) of tsvq's FSQ, LFQ
+    or SimVQ layer (``kind``: "fsq" | "lfq" | "simvq") against ``vector_quantize_pytorch``'s
+    ``FSQ`` / ``LFQ`` / ``SimVQ`` from the same parameters, on ``N`` vectors of dim ``D`` in batches
+    of 1024 with ``K`` codes (FSQ levels [8, 8, 4, 4] for 1024 and [8, 8, 8, 8, 4, 4] for 65536;
+    LFQ ``2^d = K`` with its entropy penalty at inverse temperature 100). Codes are checked
+    equal first. Raises ImportError without that package."""
+    import vector_quantize_pytorch as vqp
+
+    from tsvq.nn import FiniteScalarQuantizer, LookupFreeQuantizer, SimVQ
+
+    torch.manual_seed(0)
+    x = torch.randn(N // min(N, 1024), min(N, 1024), D, device=device, requires_grad=True)
+    torch.manual_seed(0)
+    if kind == "fsq":
+        levels = {1024: [8, 8, 4, 4], 65536: [8, 8, 8, 8, 4, 4]}[K]
+        theirs, ours = vqp.FSQ(levels=levels, dim=D), FiniteScalarQuantizer(levels, dim=D)
+    elif kind == "lfq":
+        theirs, ours = vqp.LFQ(dim=D, codebook_size=K), LookupFreeQuantizer(dim=D, codebook_size=K)
+    else:
+        theirs, ours = vqp.SimVQ(dim=D, codebook_size=K, rotation_trick=False), SimVQ(D, K, rotation_trick=False)
+    ours.load_state_dict(theirs.state_dict(), strict=False)
+    ours, theirs = ours.to(device).train(), theirs.to(device).train()
+    with torch.no_grad():
+        if not torch.equal(ours(x)[1].long(), theirs(x)[1].long()):
+            raise AssertionError(f"{kind}: tsvq and vector_quantize_pytorch chose different codes")
+
+    def make_step(layer):
+        def step():
+            out = layer(x)
+            loss = out[2] if len(out) > 2 else out[0].new_zeros(())
+            (out[0].sum() * 1e-6 + loss.sum()).backward()
+            return loss
+        return step
+
+    return Case(f"{kind} layer step {torch.device(device).type} N={N} K={K} D={D}", make_step(ours),
+                {"vector_quantize_pytorch": make_step(theirs)}, N, "vectors", dict(op=f"{kind}_step", N=N, K=K, D=D))
+
+
 def residual_vq_step_case(N: int, K: int, D: int, Q: int, device) -> Case:
     """Forward + backward + EMA updates of :class:`tsvq.nn.ResidualVectorQuantizer` (``Q`` layers)
     on ``N`` vectors in batches of 1024 against ``vector_quantize_pytorch.ResidualVQ`` from the same

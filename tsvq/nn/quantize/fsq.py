@@ -139,6 +139,9 @@ class FiniteScalarQuantizer(nn.Module):
         if codes.dtype not in (torch.float32, torch.float64):
             codes = codes.float()
         level = self._scale_and_shift(codes).round()
+        if self.codebook_size <= 1 << 24:  # every index and partial sum is an exact float32 integer
+            index = (level * self._basis.to(level.dtype)).sum(-1)
+            return torch.where(torch.isnan(index), -1.0, index).to(torch.int32)
         nan = torch.isnan(level).any(-1)
         index = (torch.nan_to_num(level).long() * self._basis).sum(-1)
         return torch.where(nan, -1, index).to(torch.int32)
