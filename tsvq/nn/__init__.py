@@ -2,8 +2,8 @@
 projector, STFT modules and SSIM."""
 from .losses import BarlowTwinsLoss, IterNorm, NTXentLoss, Projector, VIbCRegLoss, VICRegLoss
 from .quantize import (FiniteScalarQuantizer, GroupedResidualFSQ, GroupedResidualVectorQuantizer, LFQLossBreakdown, LookupFreeQuantizer, LossBreakdown,
-                       ResidualFSQ, ResidualVectorQuantizer, SimVQ, VectorQuantizer, kmeans)
+                       ResidualFSQ, ResidualLFQ, ResidualVectorQuantizer, SimVQ, VectorQuantizer, kmeans)
 from .stft import ISTFT, STFT
 
-__all__ = ["VectorQuantizer", "FiniteScalarQuantizer", "ResidualFSQ", "SimVQ", "LookupFreeQuantizer", "LFQLossBreakdown", "GroupedResidualFSQ", "LossBreakdown", "ResidualVectorQuantizer", "GroupedResidualVectorQuantizer", "STFT", "ISTFT",
+__all__ = ["VectorQuantizer", "FiniteScalarQuantizer", "ResidualFSQ", "SimVQ", "LookupFreeQuantizer", "ResidualLFQ", "LFQLossBreakdown", "GroupedResidualFSQ", "LossBreakdown", "ResidualVectorQuantizer", "GroupedResidualVectorQuantizer", "STFT", "ISTFT",
            "kmeans", "BarlowTwinsLoss", "VICRegLoss", "VIbCRegLoss", "NTXentLoss", "IterNorm", "Projector"]

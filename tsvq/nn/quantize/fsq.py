@@ -10,6 +10,8 @@ import math
 import torch
 from torch import nn
 
+from .functional import quantize_dropout_last
+
 
 def round_ste(z: torch.Tensor) -> torch.Tensor:
     """``round(z)`` with the straight-through gradient (identity)."""
@@ -292,14 +294,8 @@ class ResidualFSQ(nn.Module):
         return torch.stack([layer.implicit_codebook for layer in self.layers])
 
     def _last_layer(self, seed: int | None) -> int:
-        if seed is not None:
-            import random
-
-            d = random.Random(seed).randrange(self.quantize_dropout_cutoff_index, self.num_quantizers)
-        else:
-            d = int(torch.randint(self.quantize_dropout_cutoff_index, self.num_quantizers, ()))
-        m = self.quantize_dropout_multiple_of
-        return -(-(d + 1) // m) * m - 1 if m != 1 else d
+        return quantize_dropout_last(self.quantize_dropout_cutoff_index, self.num_quantizers,
+                                     self.quantize_dropout_multiple_of, seed)
 
     def get_codes_from_indices(self, indices: torch.Tensor) -> torch.Tensor:
         """Scaled codes of each layer, ``Tensor[Q, B, N, d]`` from ``indices: Tensor[B, N, q]``

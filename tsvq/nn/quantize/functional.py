@@ -210,3 +210,17 @@ class RotationTrick(torch.autograd.Function):
         dot = lambda a, b: (a * b).sum(-1, keepdim=True)  # noqa: E731
         grad = g - 2 * dot(g, w) * w + 2 * dot(g, q) * u
         return grad * (norm_q / nz), None
+
+
+def quantize_dropout_last(cutoff: int, num_quantizers: int, multiple_of: int, seed: int | None = None) -> int:
+    """Quantize dropout's last layer index d (SoundStream sec. 3.3): uniform in
+    ``[cutoff, num_quantizers - 1]``, then ``d + 1`` rounded up to a multiple of ``multiple_of``
+    (EnCodec's structured dropout). Drawn on the CPU (no device synchronisation), or, with
+    ``seed``, as ``vector_quantize_pytorch``'s residual quantisers draw it for that seed."""
+    if seed is not None:
+        import random
+
+        d = random.Random(seed).randrange(cutoff, num_quantizers)
+    else:
+        d = int(torch.randint(cutoff, num_quantizers, ()))
+    return -(-(d + 1) // multiple_of) * multiple_of - 1 if multiple_of != 1 else d

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .functional import quantize_dropout_last
+
 Return = namedtuple("Return", ["quantized", "indices", "entropy_aux_loss"])
 LFQLossBreakdown = namedtuple("LFQLossBreakdown", ["per_sample_entropy", "batch_entropy", "commitment"])
 ENTROPY_EPS = 1e-5  # probability clamp inside log, as vector_quantize_pytorch
@@ -318,3 +320,92 @@ class LookupFreeQuantizer(nn.Module):
         aux = entropy_aux * self.entropy_loss_weight + commit * self.commitment_loss_weight
         ret = Return(out, indices, aux)
         return (ret, LFQLossBreakdown(per_sample, batch, commit)) if return_loss_breakdown else ret
+
+
+class ResidualLFQ(nn.Module):
+    """Residual LFQ: ``num_quantizers`` :class:`LookupFreeQuantizer` layers, layer q with codebook
+    scale ``2^-q`` (and a soft clamp halved per layer when given), each quantising what the previous
+    ones left; as ``vector_quantize_pytorch.ResidualLFQ``. Quantize dropout as :class:`ResidualFSQ`
+    (drawn on the CPU, or from ``rand_quantize_dropout_fixed_seed``).
+
+    Args:
+        dim: input feature size (projections to ``log2(codebook_size)`` and back when it differs).
+        num_quantizers: Q >= 1. codebook_size: 2^d per layer. quantize_dropout,
+        quantize_dropout_cutoff_index, quantize_dropout_multiple_of: as :class:`ResidualFSQ`.
+        soft_clamp_input_value: the first layer's soft clamp (None: none). **kwargs:
+        :class:`LookupFreeQuantizer` keywords (entropy and commitment weights, ...).
+
+    Shapes: ``x: Tensor[B, N, dim]`` -> ``(quantized [B, N, dim], indices int64 [B, N, Q], losses [Q])``
+    (plus the codes of every layer ``[Q, B, N, d]`` with ``return_all_codes``); dropped layers:
+    index -1, loss 0.
+
+    Raises:
+        ValueError: Q < 1, a cutoff outside ``[0, Q)``, and what :class:`LookupFreeQuantizer` raises.
+    """
+
+    def __init__(self, *, dim: int, num_quantizers: int, codebook_size: int, quantize_dropout: bool = False,
+                 quantize_dropout_cutoff_index: int = 0, quantize_dropout_multiple_of: int = 1,
+                 soft_clamp_input_value: float | None = None, **kwargs):
+        super().__init__()
+        if isinstance(num_quantizers, bool) or not isinstance(num_quantizers, int) or num_quantizers < 1:
+            raise ValueError(f"num_quantizers must be an int >= 1, got {num_quantizers!r}")
+        if not 0 <= quantize_dropout_cutoff_index < num_quantizers:
+            raise ValueError(f"quantize_dropout_cutoff_index must be in [0, num_quantizers = {num_quantizers}), "
+                             f"got {quantize_dropout_cutoff_index}")
+        if quantize_dropout_multiple_of < 1:
+            raise ValueError(f"quantize_dropout_multiple_of must be >= 1, got {quantize_dropout_multiple_of}")
+        layers = []
+        for q in range(num_quantizers):
+            layers.append(LookupFreeQuantizer(dim=None, codebook_size=codebook_size, codebook_scale=2.0 ** -q,
+                                              soft_clamp_input_value=soft_clamp_input_value, **kwargs))
+            if soft_clamp_input_value is not None:
+                soft_clamp_input_value *= 0.5
+        self.layers = nn.ModuleList(layers)
+        d = self.layers[0].codebook_dim
+        self.dim, self.num_quantizers, self.codebook_size = dim, num_quantizers, codebook_size
+        self.has_projections = dim != d
+        self.project_in = nn.Linear(dim, d) if self.has_projections else nn.Identity()
+        self.project_out = nn.Linear(d, dim) if self.has_projections else nn.Identity()
+        self.quantize_dropout = bool(quantize_dropout) and num_quantizers > 1
+        self.quantize_dropout_cutoff_index = quantize_dropout_cutoff_index
+        self.quantize_dropout_multiple_of = quantize_dropout_multiple_of
+
+    def get_codes_from_indices(self, indices: torch.Tensor) -> torch.Tensor:
+        """Codes of each layer, ``Tensor[Q, B, ..., d]`` from ``indices: Tensor[B, ..., q]`` (q <= Q:
+        missing layers and -1 give 0)."""
+        q = indices.shape[-1]
+        if q < self.num_quantizers:
+            indices = F.pad(indices, (0, self.num_quantizers - q), value=-1)
+        codes = []
+        for i, layer in enumerate(self.layers):
+            idx = indices[..., i]
+            c = layer._sphere(code_bits(idx.clamp_min(0), layer.codebook_dim) * (2 * layer.codebook_scale)
+                              - layer.codebook_scale)
+            codes.append(c.masked_fill((idx < 0).unsqueeze(-1), 0.0))
+        return torch.stack(codes)
+
+    def get_output_from_indices(self, indices: torch.Tensor) -> torch.Tensor:
+        return self.project_out(self.get_codes_from_indices(indices).sum(0))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, return_all_codes: bool = False,
+                rand_quantize_dropout_fixed_seed: int | None = None):
+        x = self.project_in(x)
+        dropout = self.training and self.quantize_dropout and torch.is_grad_enabled()
+        last = (quantize_dropout_last(self.quantize_dropout_cutoff_index, self.num_quantizers,
+                                      self.quantize_dropout_multiple_of, rand_quantize_dropout_fixed_seed)
+                if dropout else self.num_quantizers - 1)
+        out, residual, all_indices, all_losses = 0.0, x, [], []
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            for q, layer in enumerate(self.layers):
+                if q > last:
+                    all_indices.append(torch.full(x.shape[:2], -1, dtype=torch.long, device=x.device))
+                    all_losses.append(x.new_zeros(()))
+                    continue
+                quantized, indices, loss = layer(residual, mask=mask)
+                residual = residual - quantized.detach()
+                out = out + quantized
+                all_indices.append(indices)
+                all_losses.append(loss)
+        out = self.project_out(out)
+        result = (out, torch.stack(all_indices, dim=-1), torch.stack(all_losses, dim=-1))
+        return (*result, self.get_codes_from_indices(result[1])) if return_all_codes else result
