@@ -177,3 +177,23 @@ def test_residual_lfq_parity(kw, seed):
     # its term enters the derivative; the two codes differ there by about 1e-4 of a unit gradient.
     torch.testing.assert_close(xa.grad, xb.grad, rtol=1e-3, atol=1e-3)
     torch.testing.assert_close(ours.get_output_from_indices(ia), ref.get_output_from_indices(ib))
+
+
+def test_grouped_residual_lfq_parity_with_dropout():
+    from tsvq.nn import GroupedResidualLFQ
+    kw = dict(dim=16, groups=2, num_quantizers=3, codebook_size=64, quantize_dropout=True)
+    torch.manual_seed(0)
+    ref = vqp.GroupedResidualLFQ(**kw)
+    ours = GroupedResidualLFQ(**kw)
+    ours.load_state_dict(ref.state_dict(), strict=False)
+    x = torch.randn(2, 20, 16)
+    for seed in range(4):  # the same CPU seed draw: the same dropped layers in both groups
+        torch.manual_seed(seed)
+        qa, ia, la = ours(x)
+        torch.manual_seed(seed)
+        qb, ib, lb = ref(x)
+        assert ia.shape == (2, 2, 20, 3) and torch.equal(ia, ib)
+        assert torch.equal(ia[0] == -1, ia[1] == -1)
+        torch.testing.assert_close(qa, qb)
+        torch.testing.assert_close(la, lb)
+    torch.testing.assert_close(ours.get_output_from_indices(ia), ref.get_output_from_indices(ib))

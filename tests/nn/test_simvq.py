@@ -78,3 +78,31 @@ def test_bad_input():
         sim(torch.randn(2, 5, 3))
     with pytest.raises(ValueError, match="NaN"):
         sim(torch.full((1, 2, 4), float("nan")))
+
+
+@pytest.mark.parametrize("kw, seed, shape", [
+    (dict(dim=16, num_quantizers=3, codebook_size=64), None, (2, 30, 16)),
+    (dict(dim=16, num_quantizers=4, codebook_size=32, quantize_dropout=True), 7, (2, 30, 16)),
+    (dict(dim=8, num_quantizers=2, codebook_size=32, channel_first=True, rotation_trick=False), None, (2, 8, 5, 6)),
+])
+def test_residual_simvq_parity(kw, seed, shape):
+    from tsvq.nn import ResidualSimVQ
+    torch.manual_seed(0)
+    ref = vqp.ResidualSimVQ(**kw)
+    ours = ResidualSimVQ(**kw)
+    ours.load_state_dict(ref.state_dict(), strict=False)
+    x = torch.randn(*shape)
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    qa, ia, la, ca = ours(xa, return_all_codes=True, rand_quantize_dropout_fixed_seed=seed)
+    qb, ib, lb, cb = ref(xb, return_all_codes=True, rand_quantize_dropout_fixed_seed=seed)
+    assert torch.equal(ia, ib)
+    if seed is not None:
+        assert (ia == -1).any()
+    torch.testing.assert_close(qa, qb, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(la, lb)
+    torch.testing.assert_close(ca, cb)
+    w = torch.randn_like(qa)
+    ((qa * w).sum() + la.sum()).backward()
+    ((qb * w).sum() + lb.sum()).backward()
+    torch.testing.assert_close(xa.grad, xb.grad, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(ours.get_output_from_indices(ia), ref.get_output_from_indices(ib))

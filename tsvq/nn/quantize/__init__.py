@@ -16,9 +16,9 @@
 """
 from .fsq import FiniteScalarQuantizer, GroupedResidualFSQ, ResidualFSQ
 from .kmeans import kmeans
-from .lfq import LFQLossBreakdown, LookupFreeQuantizer, ResidualLFQ
-from .simvq import SimVQ
+from .lfq import GroupedResidualLFQ, LFQLossBreakdown, LookupFreeQuantizer, ResidualLFQ
+from .simvq import ResidualSimVQ, SimVQ
 from .residual import GroupedResidualVectorQuantizer, ResidualVectorQuantizer
 from .vector_quantizer import LossBreakdown, VectorQuantizer
 
-__all__ = ["LookupFreeQuantizer", "ResidualLFQ", "LFQLossBreakdown", "SimVQ", "FiniteScalarQuantizer", "ResidualFSQ", "GroupedResidualFSQ", "VectorQuantizer", "LossBreakdown", "ResidualVectorQuantizer", "GroupedResidualVectorQuantizer", "kmeans"]
+__all__ = ["LookupFreeQuantizer", "ResidualLFQ", "GroupedResidualLFQ", "LFQLossBreakdown", "SimVQ", "ResidualSimVQ", "FiniteScalarQuantizer", "ResidualFSQ", "GroupedResidualFSQ", "VectorQuantizer", "LossBreakdown", "ResidualVectorQuantizer", "GroupedResidualVectorQuantizer", "kmeans"]

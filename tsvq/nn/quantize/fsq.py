@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from .functional import quantize_dropout_last
+from .grouped import GroupedResidual
 
 
 def round_ste(z: torch.Tensor) -> torch.Tensor:
@@ -314,8 +315,7 @@ class ResidualFSQ(nn.Module):
         """The summed codes after ``project_out``: ``Tensor[B, N, dim]``."""
         return self.project_out(self.get_codes_from_indices(indices).sum(0))
 
-    def forward(self, x: torch.Tensor, return_all_codes: bool = False, rand_quantize_dropout_fixed_seed: int | None = None,
-                *, _last: int | None = None):
+    def forward(self, x: torch.Tensor, return_all_codes: bool = False, rand_quantize_dropout_fixed_seed: int | None = None):
         """Quantise ``x`` with every layer in turn; returns ``(quantized, indices)`` (and the scaled
         codes of every layer, ``Tensor[Q, B, N, d]``, with ``return_all_codes``)."""
         if self.is_channel_first:
@@ -326,8 +326,7 @@ class ResidualFSQ(nn.Module):
             c = self.soft_clamp_input_value.to(x.dtype)
             x = torch.tanh(x / c) * c
         dropout = self.training and self.quantize_dropout and torch.is_grad_enabled()
-        last = _last if _last is not None else (
-            self._last_layer(rand_quantize_dropout_fixed_seed) if dropout else self.num_quantizers - 1)
+        last = self._last_layer(rand_quantize_dropout_fixed_seed) if dropout else self.num_quantizers - 1
         out, residual, all_indices = 0.0, x, []
         with torch.autocast(device_type=x.device.type, enabled=False):
             for q, (layer, scale) in enumerate(zip(self.layers, self.scales)):
@@ -349,51 +348,16 @@ class ResidualFSQ(nn.Module):
         return out, indices, self.get_codes_from_indices(indices)
 
 
-class GroupedResidualFSQ(nn.Module):
+class GroupedResidualFSQ(GroupedResidual):
     """``groups`` :class:`ResidualFSQ` on equal slices of the features, as
-    ``vector_quantize_pytorch.GroupedResidualFSQ``; with quantize dropout every group keeps the
-    same layers in a step (one draw).
+    ``vector_quantize_pytorch.GroupedResidualFSQ`` (see :class:`~.grouped.GroupedResidual`).
 
     Args:
         dim: feature size, divisible by ``groups``. groups: G >= 1. accept_image_fmap: the features
             are dimension 1 (``Tensor[B, dim, *S]``) instead of the last. **kwargs: :class:`ResidualFSQ`.
 
     Shapes: ``x: Tensor[B, N, dim]`` -> ``(quantized Tensor[B, N, dim], indices Tensor[G, B, N, Q])``.
-
-    Raises:
-        ValueError: ``dim`` not divisible by ``groups``, and what :class:`ResidualFSQ` raises.
     """
 
     def __init__(self, *, dim: int, groups: int = 1, accept_image_fmap: bool = False, **kwargs):
-        super().__init__()
-        if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1 or dim % groups:
-            raise ValueError(f"dim ({dim}) must be divisible by groups (an int >= 1), got groups={groups!r}")
-        self.dim, self.groups, self.accept_image_fmap = dim, groups, accept_image_fmap
-        self.rvqs = nn.ModuleList(ResidualFSQ(dim=dim // groups, **kwargs) for _ in range(groups))
-        self.codebook_size = self.rvqs[0].codebook_size
-
-    @property
-    def codebooks(self) -> torch.Tensor:
-        return torch.stack([rvq.codebooks for rvq in self.rvqs])
-
-    @property
-    def split_dim(self) -> int:
-        return 1 if self.accept_image_fmap else -1
-
-    def get_codes_from_indices(self, indices: torch.Tensor) -> torch.Tensor:
-        return torch.stack([rvq.get_codes_from_indices(i) for rvq, i in zip(self.rvqs, indices)])
-
-    def get_output_from_indices(self, indices: torch.Tensor) -> torch.Tensor:
-        return torch.cat([rvq.get_output_from_indices(i) for rvq, i in zip(self.rvqs, indices)], dim=self.split_dim)
-
-    def forward(self, x: torch.Tensor, return_all_codes: bool = False, rand_quantize_dropout_fixed_seed: int | None = None):
-        if x.shape[self.split_dim] != self.dim:
-            raise ValueError(f"x must have {self.dim} features in dimension {self.split_dim}, got shape {list(x.shape)}")
-        first = self.rvqs[0]
-        dropout = self.training and first.quantize_dropout and torch.is_grad_enabled()
-        last = first._last_layer(rand_quantize_dropout_fixed_seed) if dropout else first.num_quantizers - 1
-        outs = [rvq(chunk, return_all_codes, _last=last)
-                for rvq, chunk in zip(self.rvqs, x.chunk(self.groups, dim=self.split_dim))]
-        quantized, indices, *codes = zip(*outs)
-        result = (torch.cat(quantized, dim=self.split_dim), torch.stack(indices))
-        return (*result, torch.stack(codes[0])) if return_all_codes else result
+        super().__init__(dim, groups, accept_image_fmap, lambda d: ResidualFSQ(dim=d, **kwargs))

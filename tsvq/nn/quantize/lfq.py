@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .functional import quantize_dropout_last
+from .grouped import GroupedResidual
 
 Return = namedtuple("Return", ["quantized", "indices", "entropy_aux_loss"])
 LFQLossBreakdown = namedtuple("LFQLossBreakdown", ["per_sample_entropy", "batch_entropy", "commitment"])
@@ -409,3 +410,19 @@ class ResidualLFQ(nn.Module):
         out = self.project_out(out)
         result = (out, torch.stack(all_indices, dim=-1), torch.stack(all_losses, dim=-1))
         return (*result, self.get_codes_from_indices(result[1])) if return_all_codes else result
+
+
+class GroupedResidualLFQ(GroupedResidual):
+    """``groups`` :class:`ResidualLFQ` on equal slices of the features, as
+    ``vector_quantize_pytorch.GroupedResidualLFQ`` (see :class:`~.grouped.GroupedResidual`).
+
+    Args:
+        dim: feature size, divisible by ``groups``. groups: G >= 1. accept_image_fmap: features in
+            dimension 1. **kwargs: :class:`ResidualLFQ` (``mask`` goes to ``forward``).
+
+    Shapes: ``x: Tensor[B, N, dim]`` -> ``(quantized [B, N, dim], indices [G, B, N, Q], losses [G, Q])``.
+    """
+
+    def __init__(self, *, dim: int, groups: int = 1, accept_image_fmap: bool = False, **kwargs):
+        super().__init__(dim, groups, accept_image_fmap, lambda d: ResidualLFQ(dim=d, **kwargs))
+

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...ops import nearest_code
-from .functional import RotationTrick
+from .functional import RotationTrick, quantize_dropout_last
 
 
 class SimVQ(nn.Module):
@@ -103,3 +103,77 @@ class SimVQ(nn.Module):
         if self.channel_first:
             quantized = quantized.movedim(-1, 1)
         return quantized, indices, commit * self.commitment_weight
+
+
+class ResidualSimVQ(nn.Module):
+    """Residual SimVQ: ``num_quantizers`` :class:`SimVQ` layers, each quantising what the previous
+    ones left (SoundStream algorithm 1), as ``vector_quantize_pytorch.ResidualSimVQ``; quantize
+    dropout drawn on the CPU, or from ``rand_quantize_dropout_fixed_seed``.
+
+    Args:
+        dim, codebook_size, channel_first, rotation_trick (True), **sim_vq_kwargs: per layer, as
+            :class:`SimVQ`. num_quantizers: Q >= 1. quantize_dropout, quantize_dropout_cutoff_index,
+            quantize_dropout_multiple_of: as :class:`ResidualFSQ`.
+
+    Shapes: ``x: Tensor[B, N, dim]`` (or channel-first) -> ``(quantized`` same shape, ``indices``
+    int64 ``[B, N, Q]`` (channel-first ``[B, *S, Q]``), ``losses [Q]``).
+
+    Raises:
+        ValueError: Q < 1, a cutoff outside ``[0, Q)``, and what :class:`SimVQ` raises.
+    """
+
+    def __init__(self, *, dim: int, num_quantizers: int, codebook_size: int, quantize_dropout: bool = False,
+                 quantize_dropout_cutoff_index: int = 0, quantize_dropout_multiple_of: int = 1,
+                 channel_first: bool = False, rotation_trick: bool = True, **sim_vq_kwargs):
+        super().__init__()
+        if isinstance(num_quantizers, bool) or not isinstance(num_quantizers, int) or num_quantizers < 1:
+            raise ValueError(f"num_quantizers must be an int >= 1, got {num_quantizers!r}")
+        if not 0 <= quantize_dropout_cutoff_index < num_quantizers:
+            raise ValueError(f"quantize_dropout_cutoff_index must be in [0, num_quantizers = {num_quantizers}), "
+                             f"got {quantize_dropout_cutoff_index}")
+        if quantize_dropout_multiple_of < 1:
+            raise ValueError(f"quantize_dropout_multiple_of must be >= 1, got {quantize_dropout_multiple_of}")
+        self.layers = nn.ModuleList(SimVQ(dim, codebook_size, channel_first=channel_first, rotation_trick=rotation_trick,
+                                          **sim_vq_kwargs) for _ in range(num_quantizers))
+        self.num_quantizers, self.codebook_size, self.channel_first = num_quantizers, codebook_size, channel_first
+        self.quantize_dropout = bool(quantize_dropout) and num_quantizers > 1
+        self.quantize_dropout_cutoff_index = quantize_dropout_cutoff_index
+        self.quantize_dropout_multiple_of = quantize_dropout_multiple_of
+
+    @property
+    def codebooks(self) -> torch.Tensor:
+        """Every layer's codewords, ``Tensor[Q, K, dim]``."""
+        return torch.stack([layer.codebook for layer in self.layers])
+
+    def get_codes_from_indices(self, indices: torch.Tensor) -> torch.Tensor:
+        """Codewords of each layer, ``Tensor[Q, B, ..., dim]`` (channel-first: ``[Q, B, dim, ...]``)
+        from ``indices: Tensor[B, ..., q]`` (q <= Q; missing layers and -1 give 0)."""
+        q = indices.shape[-1]
+        if q < self.num_quantizers:
+            indices = F.pad(indices, (0, self.num_quantizers - q), value=-1)
+        books = self.codebooks
+        codes = torch.stack([books[i][indices[..., i].clamp_min(0)].masked_fill((indices[..., i] < 0).unsqueeze(-1), 0.0)
+                             for i in range(self.num_quantizers)])
+        return codes.movedim(-1, 2) if self.channel_first else codes
+
+    def get_output_from_indices(self, indices: torch.Tensor) -> torch.Tensor:
+        return self.get_codes_from_indices(indices).sum(0)
+
+    def forward(self, x: torch.Tensor, return_all_codes: bool = False, rand_quantize_dropout_fixed_seed: int | None = None):
+        last = (quantize_dropout_last(self.quantize_dropout_cutoff_index, self.num_quantizers,
+                                      self.quantize_dropout_multiple_of, rand_quantize_dropout_fixed_seed)
+                if self.training and self.quantize_dropout else self.num_quantizers - 1)
+        null_shape = (x.shape[0], *x.shape[2:]) if self.channel_first else tuple(x.shape[:-1])
+        out, residual, all_indices, all_losses = 0.0, x, [], []
+        for q, layer in enumerate(self.layers):
+            if q > last:
+                all_indices.append(torch.full(null_shape, -1, dtype=torch.long, device=x.device))
+                all_losses.append(x.new_zeros(()))
+                continue
+            quantized, indices, loss = layer(residual)
+            residual = residual - quantized.detach()
+            out = out + quantized
+            all_indices.append(indices)
+            all_losses.append(loss)
+        result = (out, torch.stack(all_indices, dim=-1), torch.stack(all_losses, dim=-1))
+        return (*result, self.get_codes_from_indices(result[1])) if return_all_codes else result
