@@ -142,3 +142,26 @@ def test_slice_and_shuffle_keeps_channels_aligned():
         torch.testing.assert_close(v[:, 1], 2 * v[:, 0])
         torch.testing.assert_close(v[:, 2], -v[:, 0])
         assert not torch.equal(v[:, 0], x[:, 0])
+
+
+@pytest.mark.parametrize("model, overrides", [
+    *[("ncvqvae", {"augmentation": a}) for a in ("warp", "slice", "gauss", "bt")],
+    ("vqvae", {"two_branch": True}),
+    ("ncvqvae", {"two_branch": True, "augmentation": "warp"}),
+])
+def test_multichannel_training_steps_for_every_augmentation_set_and_branch_mode(model, overrides):
+    from tsvq.engine.module import stage1_step
+    from tsvq.models import create_model
+    torch.manual_seed(0)
+    kw = dict(in_channels=3, length=64, d=16, n_resnet_blocks=1, **overrides)
+    if model == "ncvqvae":
+        kw["projector_widths"] = (32, 32)
+    m = create_model(model, **kw)
+    x = torch.randn(6, 3, 64)
+    out = stage1_step(m, (x,), torch.Generator().manual_seed(0), 0, 10)
+    out["loss"].backward()
+    assert torch.isfinite(out["loss"]) and out["x_hat"].shape == (6, 3, 64)
+    if model == "ncvqvae":
+        from tsvq.data import make_views
+        v0, v1 = make_views(x, m.view_spec, torch.Generator().manual_seed(0))
+        assert v1.shape == x.shape and not torch.equal(v1, x)
