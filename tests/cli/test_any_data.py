@@ -165,3 +165,15 @@ def test_multichannel_training_steps_for_every_augmentation_set_and_branch_mode(
         from tsvq.data import make_views
         v0, v1 = make_views(x, m.view_spec, torch.Generator().manual_seed(0))
         assert v1.shape == x.shape and not torch.equal(v1, x)
+
+
+def test_unlabelled_data_without_a_test_split_trains_on_a_holdout(tmp_path):
+    path = tmp_path / "solo.npy"
+    np.save(path, np.random.default_rng(0).normal(size=(20, 2, 32)))
+    out = tmp_path / "run"
+    assert main(["train", "vqvae", "--data", str(path), "--out", str(out), "--set", "holdout=0.25", *FEW]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["eval_split"] == "holdout 0.25 of TRAIN" and "label_metrics" in metrics
+    from tsvq.recipes.stage1 import load_run
+    _, _, ds, x_train, x_test = load_run(out, "last")
+    assert len(x_train) == 15 and len(x_test) == 5 and not ds.labelled
