@@ -55,3 +55,13 @@ def test_train_fcn_learns_a_separable_problem_and_checks_input():
         model(torch.randn(2, 3, 40))
     with pytest.raises(FileNotFoundError):
         load_supervised_fcn(FCN_DIR / "NoSuchDataset.ckpt")
+
+
+def test_fcn_scale_is_per_channel_for_multichannel_data():
+    x = torch.stack([torch.randn(10, 30) * 5 + 3, torch.randn(10, 30) * 0.1 - 1], 1)
+    z = fcn_scale(x, x)
+    for c in range(2):
+        assert abs(float(z[:, c].mean())) < 1e-5 and abs(float(z[:, c].double().var(unbiased=False)) - 1) < 1e-4
+    one = fcn_scale(x[:, :1], x[:, :1])  # one channel: the published protocol, one mean / variance
+    t = x[:, :1].double()
+    torch.testing.assert_close(one, ((t - t.mean()) / t.var(unbiased=False).sqrt()).float())

@@ -88,10 +88,15 @@ class FCN(nn.Module):
 
 
 def fcn_scale(x: torch.Tensor, x_train_raw: torch.Tensor) -> torch.Tensor:
-    """Scale ``x`` (raw data units) like the published FCN evaluator: ``(x - mean) / sqrt(var)``
-    with ONE mean and ONE population variance over the whole raw train matrix (float64), then
-    NaN -> 0. Returns float32."""
+    """Scale ``x: Tensor[N, C, L]`` (raw data units) like the published FCN evaluator:
+    ``(x - mean) / sqrt(var)`` with ONE mean and ONE population variance over the whole raw train
+    matrix (float64), then NaN -> 0; for ``C > 1`` (tsvq's own FCN only: the published one is
+    univariate) one mean and variance per channel, as the models' scaling. Returns float32."""
     t = x_train_raw.double()
+    if t.dim() == 3 and t.shape[1] > 1:
+        mean = t.mean(dim=(0, 2), keepdim=True)
+        std = t.var(dim=(0, 2), unbiased=False, keepdim=True).sqrt()
+        return torch.nan_to_num((x.double() - mean) / std).float()
     mean, var = float(t.mean()), float(t.var(unbiased=False))
     return torch.nan_to_num((x.double() - mean) / math.sqrt(var)).float()
 
