@@ -16,28 +16,17 @@ from . import functional as fq
 from .kmeans import kmeans
 
 
-class CodebookState:
-    """The codebook half of the layer (see the module docstring)."""
+class CodebookState(fq.BatchUsage):
+    """The codebook half of the layer (see the module docstring). ``perplexity`` and
+    ``fraction_used`` (per codebook with ``separate_codebook_per_head``) come from
+    :class:`~.functional.BatchUsage`."""
 
     # ------------------------------------------------------------------ statistics
-    @property
-    def perplexity(self) -> torch.Tensor:
-        """exp(entropy) of the code histogram of the last forward batch; K = uniform use.
-        Scalar; ``Tensor[h]``, one per codebook, with ``separate_codebook_per_head``."""
-        p = self.batch_counts / self.batch_counts.sum(-1, keepdim=True).clamp_min(1)
-        return torch.exp(-(p * torch.log(p.clamp_min(1e-12))).sum(-1))
-
     @property
     def code_usage(self) -> torch.Tensor:
         """Tensor[K] (``[h, K]`` with separate codebooks): EMA cluster sizes (vectors per code
         per batch, smoothed)."""
         return self.cluster_size
-
-    @property
-    def fraction_used(self) -> torch.Tensor:
-        """Fraction of codes used at least once in the last forward batch (per codebook with
-        ``separate_codebook_per_head``)."""
-        return (self.batch_counts > 0).float().mean(-1)
 
     @property
     def _num_codebooks(self) -> int:

@@ -10,7 +10,7 @@ import math
 import torch
 from torch import nn
 
-from .functional import quantize_dropout_last
+from .functional import BatchUsage, quantize_dropout_last
 from .grouped import GroupedResidual
 
 
@@ -24,7 +24,7 @@ def floor_ste(z: torch.Tensor) -> torch.Tensor:
     return z + (z.floor() - z).detach()
 
 
-class FiniteScalarQuantizer(nn.Module):
+class FiniteScalarQuantizer(BatchUsage, nn.Module):
     """FSQ: ``z -> round(bound(z))`` per dimension, a drop-in for ``vector_quantize_pytorch.FSQ``.
 
     ``bound`` is ``tanh(z + shift) * (L - 1)(1 + 1e-3) / 2 - offset`` with the half-level
@@ -52,7 +52,8 @@ class FiniteScalarQuantizer(nn.Module):
     Shapes: ``x: Tensor[B, N, dim]`` (or ``Tensor[B, dim, *S]`` channel-first) -> ``(quantized`` of
     the same shape, ``indices: int32 Tensor[B, N]`` or ``[B, N, num_codebooks]`` (``[B, *S, ...]``
     for channel-first input); -1 for a vector holding NaN (its output stays NaN). Codes live in
-    ``[-1, 1]``.
+    ``[-1, 1]``. ``perplexity`` / ``fraction_used``: code usage of the last training batch (all
+    codebooks pooled).
 
     Raises:
         ValueError: ``levels`` empty, not ints, < 2 (< 3 without ``preserve_symmetry``), or a
@@ -176,18 +177,6 @@ class FiniteScalarQuantizer(nn.Module):
         p = next(self.parameters(), None)
         return p.dtype if p is not None else torch.float32
 
-    # ---------------------------------------------------------------- usage statistics
-    @property
-    def perplexity(self) -> torch.Tensor:
-        """``exp(entropy)`` of the code usage in the last training batch (all codebooks pooled)."""
-        p = self.batch_counts / self.batch_counts.sum().clamp_min(1)
-        return torch.exp(-(p * torch.log(p.clamp_min(1e-30))).sum())
-
-    @property
-    def fraction_used(self) -> torch.Tensor:
-        """Fraction of the ``prod(levels)`` codes used in the last training batch."""
-        return (self.batch_counts > 0).float().mean()
-
     # ---------------------------------------------------------------- forward
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Quantise ``z``; see the class docstring for shapes. Returns ``(quantized, indices)``."""
@@ -209,9 +198,7 @@ class FiniteScalarQuantizer(nn.Module):
             codes = self.bound(z)
             indices = self.codes_to_indices(codes) if self.return_indices else None
             if indices is not None and self.training:
-                with torch.no_grad():  # rows with NaN (index -1) are not counted
-                    flat = indices.flatten().long()
-                    self.batch_counts.zero_().index_add_(0, flat.clamp_min(0), (flat >= 0).to(self.batch_counts.dtype))
+                self._count_codes(indices)  # rows with NaN (index -1) are not counted
             codes = codes.flatten(-2).to(orig)
         out = self.project_out(codes)
         if move:

@@ -224,3 +224,29 @@ def quantize_dropout_last(cutoff: int, num_quantizers: int, multiple_of: int, se
     else:
         d = int(torch.randint(cutoff, num_quantizers, ()))
     return -(-(d + 1) // multiple_of) * multiple_of - 1 if multiple_of != 1 else d
+
+
+class BatchUsage:
+    """Usage statistics of a quantiser from its ``batch_counts`` buffer (codes per index in the
+    last training batch; ``[K]``, or ``[h, K]`` with one codebook per head): a mixin."""
+
+    @property
+    def perplexity(self) -> torch.Tensor:
+        """exp(entropy) of the code histogram of the last training batch; K = uniform use.
+        Scalar, or one per codebook."""
+        p = self.batch_counts / self.batch_counts.sum(-1, keepdim=True).clamp_min(1)
+        return torch.exp(-(p * torch.log(p.clamp_min(1e-12))).sum(-1))
+
+    @property
+    def fraction_used(self) -> torch.Tensor:
+        """Fraction of codes used at least once in the last training batch (per codebook)."""
+        return (self.batch_counts > 0).float().mean(-1)
+
+    def _count_codes(self, indices: torch.Tensor, weights: torch.Tensor | None = None) -> None:
+        """Set ``batch_counts`` from ``indices`` (any shape; -1 and rows of weight 0 not counted)."""
+        with torch.no_grad():
+            flat = indices.flatten().long()
+            w = (flat >= 0).to(self.batch_counts.dtype)
+            if weights is not None:
+                w = w * weights.flatten().to(w.dtype)
+            self.batch_counts.zero_().index_add_(0, flat.clamp_min(0), w)

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .functional import quantize_dropout_last
+from .functional import BatchUsage, quantize_dropout_last
 from .grouped import GroupedResidual
 
 Return = namedtuple("Return", ["quantized", "indices", "entropy_aux_loss"])
@@ -125,7 +125,7 @@ class CosineSimLinear(nn.Module):
         return F.normalize(x, dim=-1) @ F.normalize(self.weight, dim=0) * self.scale
 
 
-class LookupFreeQuantizer(nn.Module):
+class LookupFreeQuantizer(BatchUsage, nn.Module):
     """LFQ, a drop-in for ``vector_quantize_pytorch.LFQ``; ``spherical=True`` is BSQ.
 
     ``q = s sign(z)`` per dimension (``s = codebook_scale``; BSQ: z and q on the sphere of radius
@@ -150,7 +150,8 @@ class LookupFreeQuantizer(nn.Module):
     Shapes: ``x: Tensor[B, N, dim]`` (channel-first ``[B, dim, *S]`` for 4-D and larger or with
     ``channel_first``) -> ``Return(quantized`` same shape, ``indices: int64 [B, N]`` (``[B, N, c]``
     with several codebooks), ``entropy_aux_loss`` scalar``)``; with ``return_loss_breakdown``,
-    also ``LFQLossBreakdown(per_sample_entropy, batch_entropy, commitment)``.
+    also ``LFQLossBreakdown(per_sample_entropy, batch_entropy, commitment)``. ``perplexity`` /
+    ``fraction_used``: code usage of the last training batch (for d <= 20).
 
     Raises:
         ValueError: neither ``dim`` nor ``codebook_size``, a codebook size that is not a power of
@@ -234,17 +235,6 @@ class LookupFreeQuantizer(nn.Module):
             codes = self.project_out(codes)
         return codes.movedim(-1, 1) if transpose else codes
 
-    @property
-    def perplexity(self) -> torch.Tensor:
-        """``exp(entropy)`` of the code usage in the last training batch (d <= 20)."""
-        p = self.batch_counts / self.batch_counts.sum().clamp_min(1)
-        return torch.exp(-(p * torch.log(p.clamp_min(1e-30))).sum())
-
-    @property
-    def fraction_used(self) -> torch.Tensor:
-        """Fraction of the 2^d codes used in the last training batch (d <= 20)."""
-        return (self.batch_counts > 0).float().mean()
-
     def _entropy_rows(self, x: torch.Tensor, valid: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """``(rows [R, c, d], weights [R])`` the entropies are taken over: the real rows, or a random
         ``frac_per_sample_entropy`` of them drawn as ``LFQ`` draws them (a fixed-size pick, no sync)."""
@@ -302,12 +292,7 @@ class LookupFreeQuantizer(nn.Module):
                 else:
                     commit = zero
                 if self.batch_counts.numel():
-                    with torch.no_grad():
-                        flat = indices.flatten()
-                        ones = torch.ones_like(flat, dtype=self.batch_counts.dtype)
-                        if mask is not None:
-                            ones = ones * mask.unsqueeze(-1).expand_as(indices).flatten()
-                        self.batch_counts.zero_().index_add_(0, flat, ones)
+                    self._count_codes(indices, None if mask is None else mask.unsqueeze(-1).expand_as(indices))
             else:
                 x = quantized
                 entropy_aux = per_sample = batch = commit = zero

@@ -10,10 +10,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...ops import nearest_code
-from .functional import RotationTrick, quantize_dropout_last
+from .functional import BatchUsage, RotationTrick, quantize_dropout_last
 
 
-class SimVQ(nn.Module):
+class SimVQ(BatchUsage, nn.Module):
     """SimVQ layer, a drop-in for ``vector_quantize_pytorch.SimVQ``.
 
     The frozen basis ``B: Tensor[K, D_b]`` is drawn ``N(0, 1 / D_b)`` at construction (then
@@ -29,6 +29,8 @@ class SimVQ(nn.Module):
         channel_first: input ``Tensor[B, D, *S]``. rotation_trick: rotation-trick gradient (True)
             or straight-through (False). input_to_quantize_commit_loss_weight: 0.25.
         commitment_weight: 1.0. frozen_codebook_dim: D_b (default ``dim``).
+
+    ``perplexity`` / ``fraction_used``: code usage of the last training batch.
 
     Shapes: ``x: Tensor[B, N, D]`` (or ``[B, D, *S]``) -> ``(quantized`` of the same shape,
     ``indices: int64 Tensor[B, N]`` (``[B, *S]``), ``loss`` scalar).
@@ -67,17 +69,6 @@ class SimVQ(nn.Module):
         quantized = self.code_transform(self.frozen_codebook[indices])
         return quantized.movedim(-1, 1) if self.channel_first else quantized
 
-    @property
-    def perplexity(self) -> torch.Tensor:
-        """``exp(entropy)`` of the code usage in the last training batch."""
-        p = self.batch_counts / self.batch_counts.sum().clamp_min(1)
-        return torch.exp(-(p * torch.log(p.clamp_min(1e-30))).sum())
-
-    @property
-    def fraction_used(self) -> torch.Tensor:
-        """Fraction of the K codes used in the last training batch."""
-        return (self.batch_counts > 0).float().mean()
-
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if self.channel_first:
             x = x.movedim(1, -1)
@@ -93,8 +84,7 @@ class SimVQ(nn.Module):
         commit = (F.mse_loss(flat.detach(), quantized)
                   + F.mse_loss(flat, quantized.detach()) * self.input_to_quantize_commit_loss_weight)
         if self.training:
-            with torch.no_grad():
-                self.batch_counts.zero_().index_add_(0, indices, torch.ones_like(indices, dtype=self.batch_counts.dtype))
+            self._count_codes(indices)
         if self.rotation_trick:
             quantized = RotationTrick.apply(flat, quantized)
         else:
