@@ -10,8 +10,9 @@ interrupted sweep resumes where it stopped (tsvq runs resume their own checkpoin
 - ``tsvq-reg`` / ``tsvq-bts``: ``tsvq train vqvae|ncvqvae --preset paper`` (BT + slice).
 - ``tsvq-bts-zq``, ``tsvq-bts-aug``, ``tsvq-bts-ref``: ncvqvae with the reference code's choices
   switched on one at a time and together (``original_latent=z_q``, ``aug_recon_weight=0.1``).
-- ``tsvq-reg-nvq``, ``tsvq-bts-ref-nvq``: the same with the reference's codebook start as well
-  (``codebook_init=normal``: randn codewords, EMA cluster sizes from 0).
+- ``tsvq-reg-nvq``, ``tsvq-bts-nvq``, ``tsvq-bts-ref-nvq``: vqvae, ncvqvae and ncvqvae with every
+  switch above, with the reference's codebook start as well (``codebook_init=normal``: randn
+  codewords, EMA cluster sizes from 0).
 
 Every run probes every 50 epochs. ``--table`` writes the side-by-side tables from what is done:
 
@@ -41,6 +42,7 @@ TSVQ_SETS = {
     "tsvq-bts-ref": ("ncvqvae", ["ssl_loss=barlow_twins", "augmentation=slice", "original_latent=z_q",
                                  "aug_recon_weight=0.1"]),
     "tsvq-reg-nvq": ("vqvae", ["codebook_init=normal"]),
+    "tsvq-bts-nvq": ("ncvqvae", ["ssl_loss=barlow_twins", "augmentation=slice", "codebook_init=normal"]),
     "tsvq-bts-ref-nvq": ("ncvqvae", ["ssl_loss=barlow_twins", "augmentation=slice", "original_latent=z_q",
                                      "aug_recon_weight=0.1", "codebook_init=normal"]),
 }
