@@ -10,7 +10,7 @@ import math
 import torch
 from torch import nn
 
-from .functional import BatchUsage, quantize_dropout_last
+from .functional import BatchUsage, check_residual_args, quantize_dropout_last
 from .grouped import GroupedResidual
 
 
@@ -245,13 +245,7 @@ class ResidualFSQ(nn.Module):
                  quantize_dropout_multiple_of: int = 1, soft_clamp_input_value=None, bound_hard_clamp: bool = True,
                  **kwargs):
         super().__init__()
-        if isinstance(num_quantizers, bool) or not isinstance(num_quantizers, int) or num_quantizers < 1:
-            raise ValueError(f"num_quantizers must be an int >= 1, got {num_quantizers!r}")
-        if not 0 <= quantize_dropout_cutoff_index < num_quantizers:
-            raise ValueError(f"quantize_dropout_cutoff_index must be in [0, num_quantizers = {num_quantizers}), "
-                             f"got {quantize_dropout_cutoff_index}")
-        if quantize_dropout_multiple_of < 1:
-            raise ValueError(f"quantize_dropout_multiple_of must be >= 1, got {quantize_dropout_multiple_of}")
+        check_residual_args(num_quantizers, quantize_dropout_cutoff_index, quantize_dropout_multiple_of)
         if bound_hard_clamp and soft_clamp_input_value is not None:
             raise ValueError("soft_clamp_input_value is set by bound_hard_clamp=True; pass one of them")
         levels = list(levels)

@@ -212,6 +212,22 @@ class RotationTrick(torch.autograd.Function):
         return grad * (norm_q / nz), None
 
 
+def check_residual_args(num_quantizers: int, cutoff: int, multiple_of: int) -> None:
+    """Refuse a residual quantiser's layer count and quantize-dropout settings out of range.
+
+    Raises:
+        ValueError: ``num_quantizers`` not an int >= 1, ``cutoff`` outside ``[0, num_quantizers)``,
+            ``multiple_of`` < 1.
+    """
+    if isinstance(num_quantizers, bool) or not isinstance(num_quantizers, int) or num_quantizers < 1:
+        raise ValueError(f"num_quantizers must be an int >= 1, got {num_quantizers!r}")
+    if not 0 <= cutoff < num_quantizers:
+        raise ValueError(f"quantize_dropout_cutoff_index must be in [0, num_quantizers = {num_quantizers}), "
+                         f"got {cutoff}")
+    if multiple_of < 1:
+        raise ValueError(f"quantize_dropout_multiple_of must be >= 1, got {multiple_of}")
+
+
 def quantize_dropout_last(cutoff: int, num_quantizers: int, multiple_of: int, seed: int | None = None) -> int:
     """Quantize dropout's last layer index d (SoundStream sec. 3.3): uniform in
     ``[cutoff, num_quantizers - 1]``, then ``d + 1`` rounded up to a multiple of ``multiple_of``

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .functional import BatchUsage, quantize_dropout_last
+from .functional import BatchUsage, check_residual_args, quantize_dropout_last
 from .grouped import GroupedResidual
 
 Return = namedtuple("Return", ["quantized", "indices", "entropy_aux_loss"])
@@ -333,13 +333,7 @@ class ResidualLFQ(nn.Module):
                  quantize_dropout_cutoff_index: int = 0, quantize_dropout_multiple_of: int = 1,
                  soft_clamp_input_value: float | None = None, **kwargs):
         super().__init__()
-        if isinstance(num_quantizers, bool) or not isinstance(num_quantizers, int) or num_quantizers < 1:
-            raise ValueError(f"num_quantizers must be an int >= 1, got {num_quantizers!r}")
-        if not 0 <= quantize_dropout_cutoff_index < num_quantizers:
-            raise ValueError(f"quantize_dropout_cutoff_index must be in [0, num_quantizers = {num_quantizers}), "
-                             f"got {quantize_dropout_cutoff_index}")
-        if quantize_dropout_multiple_of < 1:
-            raise ValueError(f"quantize_dropout_multiple_of must be >= 1, got {quantize_dropout_multiple_of}")
+        check_residual_args(num_quantizers, quantize_dropout_cutoff_index, quantize_dropout_multiple_of)
         layers = []
         for q in range(num_quantizers):
             layers.append(LookupFreeQuantizer(dim=None, codebook_size=codebook_size, codebook_scale=2.0 ** -q,

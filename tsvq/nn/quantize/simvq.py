@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...ops import nearest_code
-from .functional import BatchUsage, RotationTrick, quantize_dropout_last
+from .functional import BatchUsage, RotationTrick, check_residual_args, quantize_dropout_last
 
 
 class SimVQ(BatchUsage, nn.Module):
@@ -116,13 +116,7 @@ class ResidualSimVQ(nn.Module):
                  quantize_dropout_cutoff_index: int = 0, quantize_dropout_multiple_of: int = 1,
                  channel_first: bool = False, rotation_trick: bool = True, **sim_vq_kwargs):
         super().__init__()
-        if isinstance(num_quantizers, bool) or not isinstance(num_quantizers, int) or num_quantizers < 1:
-            raise ValueError(f"num_quantizers must be an int >= 1, got {num_quantizers!r}")
-        if not 0 <= quantize_dropout_cutoff_index < num_quantizers:
-            raise ValueError(f"quantize_dropout_cutoff_index must be in [0, num_quantizers = {num_quantizers}), "
-                             f"got {quantize_dropout_cutoff_index}")
-        if quantize_dropout_multiple_of < 1:
-            raise ValueError(f"quantize_dropout_multiple_of must be >= 1, got {quantize_dropout_multiple_of}")
+        check_residual_args(num_quantizers, quantize_dropout_cutoff_index, quantize_dropout_multiple_of)
         self.layers = nn.ModuleList(SimVQ(dim, codebook_size, channel_first=channel_first, rotation_trick=rotation_trick,
                                           **sim_vq_kwargs) for _ in range(num_quantizers))
         self.num_quantizers, self.codebook_size, self.channel_first = num_quantizers, codebook_size, channel_first
