@@ -10,7 +10,7 @@ import math
 import torch
 from torch import nn
 
-from .functional import BatchUsage, check_residual_args, quantize_dropout_last
+from .functional import BatchUsage, check_residual_args, quantize_dropout_last, to_rows
 from .grouped import GroupedResidual
 
 
@@ -180,14 +180,8 @@ class FiniteScalarQuantizer(BatchUsage, nn.Module):
     # ---------------------------------------------------------------- forward
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Quantise ``z``; see the class docstring for shapes. Returns ``(quantized, indices)``."""
-        grid = z.dim() >= 4
-        move = grid or self.channel_first
-        if move:
-            spatial = z.shape[2:]
-            z = z.flatten(2).transpose(1, 2)
-        if z.dim() != 3 or z.shape[-1] != self.dim:
-            raise ValueError(f"z must be Tensor[B, N, {self.dim}] (or channel-first Tensor[B, {self.dim}, *S]), "
-                             f"got shape {list(z.shape)}")
+        move = z.dim() >= 4 or self.channel_first
+        z, spatial = to_rows(z, move, self.dim, "z")
         z = self.project_in(z)
         B, N = z.shape[:2]
         z = z.view(B, N, self.num_codebooks, self.codebook_dim)

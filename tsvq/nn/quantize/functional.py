@@ -212,6 +212,23 @@ class RotationTrick(torch.autograd.Function):
         return grad * (norm_q / nz), None
 
 
+def to_rows(x: torch.Tensor, channel_first: bool, dim: int, name: str) -> tuple[torch.Tensor, torch.Size | None]:
+    """``x`` as ``Tensor[B, N, dim]``: channel-first input ``[B, dim, *S]`` is flattened and moved
+    channel-last (returning ``S`` to restore it), ``[B, N, dim]`` is kept (``S`` None).
+
+    Raises:
+        ValueError: the result is not ``[B, N, dim]`` (the message names the argument ``name``).
+    """
+    spatial = None
+    if channel_first:
+        spatial = x.shape[2:]
+        x = x.flatten(2).transpose(1, 2)
+    if x.dim() != 3 or x.shape[-1] != dim:
+        raise ValueError(f"{name} must be Tensor[B, N, {dim}] (or channel-first Tensor[B, {dim}, *S]), "
+                         f"got shape {list(x.shape)}")
+    return x, spatial
+
+
 def check_residual_args(num_quantizers: int, cutoff: int, multiple_of: int) -> None:
     """Refuse a residual quantiser's layer count and quantize-dropout settings out of range.
 

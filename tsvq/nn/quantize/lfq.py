@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .functional import BatchUsage, check_residual_args, quantize_dropout_last
+from .functional import BatchUsage, check_residual_args, quantize_dropout_last, to_rows
 from .grouped import GroupedResidual
 
 Return = namedtuple("Return", ["quantized", "indices", "entropy_aux_loss"])
@@ -253,12 +253,7 @@ class LookupFreeQuantizer(BatchUsage, nn.Module):
         """Quantise ``x``; see the class docstring. ``mask: bool Tensor[B, N]`` marks real vectors
         (padding takes no part in the entropies and the commitment loss)."""
         transpose = x.dim() >= 4 if self.channel_first is None else self.channel_first
-        if transpose:
-            spatial = x.shape[2:]
-            x = x.flatten(2).transpose(1, 2)
-        if x.dim() != 3 or x.shape[-1] != self.dim:
-            raise ValueError(f"x must be Tensor[B, N, {self.dim}] (or channel-first Tensor[B, {self.dim}, *S]), "
-                             f"got shape {list(x.shape)}")
+        x, spatial = to_rows(x, transpose, self.dim, "x")
         x = self.project_in(x)
         if self.soft_clamp_input_value is not None:
             c = self.soft_clamp_input_value
