@@ -16,7 +16,7 @@ CXX = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
 
 
 @pytest.mark.skipif(CXX is None, reason="no C++ compiler")
-@pytest.mark.parametrize("driver", ["nearest_code", "code_stats", "stft_framing", "stft_fft_small", "barlow_twins", "ema_apply"])
+@pytest.mark.parametrize("driver", ["nearest_code", "nearest_code_topk", "code_stats", "stft_framing", "stft_fft_small", "barlow_twins", "ema_apply"])
 def test_kernel_header_on_emulated_cuda(driver, tmp_path):
     exe = tmp_path / driver
     build = subprocess.run([CXX, "-std=c++20", "-O1", f"-I{HERE / 'stub'}", "-o", str(exe), str(HERE / f"{driver}.cpp"),

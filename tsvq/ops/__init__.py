@@ -7,10 +7,10 @@ from . import reference
 from .barlow_twins_loss import barlow_twins_loss
 from .code_stats import code_stats
 from .ema_codebook_update import ema_codebook_update_
-from .nearest_code import nearest_code
+from .nearest_code import nearest_code, nearest_code_topk
 from .stft import from_time_frequency, istft, stft, to_time_frequency
 
 __all__ = [
-    "barlow_twins_loss", "nearest_code", "code_stats", "ema_codebook_update_", "stft", "istft",
+    "barlow_twins_loss", "nearest_code", "nearest_code_topk", "code_stats", "ema_codebook_update_", "stft", "istft",
     "to_time_frequency", "from_time_frequency", "reference",
 ]

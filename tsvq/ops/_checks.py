@@ -48,6 +48,14 @@ def check_nearest_code(x: torch.Tensor, codebook: torch.Tensor) -> None:
                          f"got {list(codebook.shape)}")
 
 
+def check_nearest_code_topk(x: torch.Tensor, codebook: torch.Tensor, k: int) -> None:
+    check_nearest_code(x, codebook)
+    if isinstance(k, bool) or not isinstance(k, int):
+        raise TypeError(f"k must be an int, got {type(k).__name__}")
+    if not 1 <= k <= codebook.shape[0]:
+        raise ValueError(f"k must be in [1, K = {codebook.shape[0]}] (the codebook's size), got {k}")
+
+
 def check_code_stats(x: torch.Tensor, indices: torch.Tensor, K: int) -> None:
     check_float(x, "x")
     check_rank(x, 2, "x", "Tensor[N, D]")

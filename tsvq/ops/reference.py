@@ -58,6 +58,35 @@ def nearest_code(x: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.Tensor,
     return indices, dist.to(x.dtype)
 
 
+def nearest_code_topk(x: torch.Tensor, codebook: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``k`` nearest codewords of every row, nearest first, via addmm + a stable sort (ties to
+    the lower index): (indices int64[N, k], dist Tensor[N, k] squared L2 in x's dtype).
+
+    Raises:
+        ValueError: as :func:`nearest_code`, or k outside [1, K].
+        TypeError: as :func:`nearest_code`, or a k that is not an int.
+    """
+    _checks.check_nearest_code_topk(x, codebook, k)
+    if x.shape[0] == 0:
+        return x.new_empty(0, k, dtype=torch.long), x.new_empty(0, k)
+    acc = _acc_dtype(x.dtype)
+    xf, cf = x.to(acc), codebook.to(acc)
+    xnorm = xf.pow(2).sum(1, keepdim=True)
+    _check_data(torch.isfinite(cf).all(), ValueError, "codebook contains NaN or inf")
+    _check_data(torch.isfinite(xnorm).all(), ValueError,
+                "x contains NaN or inf: the nearest codeword of a non-finite vector is undefined")
+    partial = torch.addmm(cf.pow(2).sum(1).unsqueeze(0), xf, cf.t(), beta=1.0, alpha=-2.0)
+    best, indices = partial.sort(dim=1, stable=True)
+    return indices[:, :k].contiguous(), (xnorm + best[:, :k]).clamp_min(0).to(x.dtype)
+
+
+def nearest_code_topk_cdist(x: torch.Tensor, codebook: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``torch.cdist`` + ``topk`` baseline (what research code does for beam search). Benchmarks only."""
+    d = torch.cdist(x.unsqueeze(0), codebook.unsqueeze(0)).squeeze(0)
+    best, indices = d.topk(k, dim=1, largest=False)
+    return indices, best.pow(2)
+
+
 def nearest_code_cdist(x: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``torch.cdist`` + ``argmin`` baseline (what most research code does). Benchmarks only."""
     d = torch.cdist(x.unsqueeze(0), codebook.unsqueeze(0)).squeeze(0)

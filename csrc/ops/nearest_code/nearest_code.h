@@ -21,4 +21,9 @@ inline void check_nearest_code_inputs(const at::Tensor& x, const at::Tensor& cod
                     ", got ", codebook.sizes());
 }
 
+inline void check_topk(const at::Tensor& codebook, int64_t k) {
+  TORCH_CHECK_VALUE(k >= 1 && k <= codebook.size(0), "k must be in [1, K = ", codebook.size(0),
+                    "] (the codebook's size), got ", k);
+}
+
 }  // namespace tsvq

@@ -31,6 +31,50 @@ __device__ inline T pos_inf() {
   return std::numeric_limits<T>::infinity();
 }
 
+// The dot products of a kBM x kBN tile, rows row0.. of x against codes k0.. of the codebook:
+// kBD-wide slices of both staged (transposed) in shared memory xs / cs, and thread (ty, tx) of
+// the 256 accumulating acc[i][j] = x[row0 + ty*4 + i] . cb[k0 + tx*4 + j] (0 past N or K).
+// Every thread of the block calls it; it ends after a __syncthreads, so xs / cs are free again.
+template <typename scalar_t, typename acc_t>
+__device__ inline void tile_dots(const scalar_t* __restrict__ x, const scalar_t* __restrict__ cb, int64_t N,
+                                 int64_t K, int64_t D, int64_t row0, int64_t k0, acc_t (&xs)[kBD][kBM + 1],
+                                 acc_t (&cs)[kBD][kBN + 1], acc_t (&acc)[4][4]) {
+  const int tid = threadIdx.x;
+  const int ty = tid / 16, tx = tid % 16;
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int j = 0; j < 4; ++j) acc[i][j] = 0;
+
+  for (int64_t d0 = 0; d0 < D; d0 += kBD) {
+    // Stage x[row0 : row0+kBM, d0 : d0+kBD] and cb[k0 : k0+kBN, d0 : d0+kBD], transposed.
+    for (int e = tid; e < kBM * kBD; e += kThreads) {
+      const int r = e / kBD, dd = e % kBD;
+      const int64_t gr = row0 + r, gd = d0 + dd;
+      xs[dd][r] = (gr < N && gd < D) ? static_cast<acc_t>(x[gr * D + gd]) : acc_t(0);
+    }
+    for (int e = tid; e < kBN * kBD; e += kThreads) {
+      const int c = e / kBD, dd = e % kBD;
+      const int64_t gc = k0 + c, gd = d0 + dd;
+      cs[dd][c] = (gc < K && gd < D) ? static_cast<acc_t>(cb[gc * D + gd]) : acc_t(0);
+    }
+    __syncthreads();
+#pragma unroll
+    for (int dd = 0; dd < kBD; ++dd) {
+      acc_t a[4], b[4];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) a[i] = xs[dd][ty * 4 + i];
+#pragma unroll
+      for (int j = 0; j < 4; ++j) b[j] = cs[dd][tx * 4 + j];
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) acc[i][j] = fma(a[i], b[j], acc[i][j]);
+    }
+    __syncthreads();
+  }
+}
+
 template <typename scalar_t, typename acc_t>
 __global__ void __launch_bounds__(kThreads)
     nearest_code_kernel(const scalar_t* __restrict__ x, const scalar_t* __restrict__ cb,
@@ -53,38 +97,7 @@ __global__ void __launch_bounds__(kThreads)
 
   for (int64_t k0 = 0; k0 < K; k0 += kBN) {
     acc_t acc[4][4];
-#pragma unroll
-    for (int i = 0; i < 4; ++i)
-#pragma unroll
-      for (int j = 0; j < 4; ++j) acc[i][j] = 0;
-
-    for (int64_t d0 = 0; d0 < D; d0 += kBD) {
-      // Stage x[row0 : row0+kBM, d0 : d0+kBD] and cb[k0 : k0+kBN, d0 : d0+kBD], transposed.
-      for (int e = tid; e < kBM * kBD; e += kThreads) {
-        const int r = e / kBD, dd = e % kBD;
-        const int64_t gr = row0 + r, gd = d0 + dd;
-        xs[dd][r] = (gr < N && gd < D) ? static_cast<acc_t>(x[gr * D + gd]) : acc_t(0);
-      }
-      for (int e = tid; e < kBN * kBD; e += kThreads) {
-        const int c = e / kBD, dd = e % kBD;
-        const int64_t gc = k0 + c, gd = d0 + dd;
-        cs[dd][c] = (gc < K && gd < D) ? static_cast<acc_t>(cb[gc * D + gd]) : acc_t(0);
-      }
-      __syncthreads();
-#pragma unroll
-      for (int dd = 0; dd < kBD; ++dd) {
-        acc_t a[4], b[4];
-#pragma unroll
-        for (int i = 0; i < 4; ++i) a[i] = xs[dd][ty * 4 + i];
-#pragma unroll
-        for (int j = 0; j < 4; ++j) b[j] = cs[dd][tx * 4 + j];
-#pragma unroll
-        for (int i = 0; i < 4; ++i)
-#pragma unroll
-          for (int j = 0; j < 4; ++j) acc[i][j] = fma(a[i], b[j], acc[i][j]);
-      }
-      __syncthreads();
-    }
+    tile_dots(x, cb, N, K, D, row0, k0, xs, cs, acc);
     // Codes are visited in increasing order by each thread, so strict < keeps the lowest index.
 #pragma unroll
     for (int j = 0; j < 4; ++j) {

@@ -1,16 +1,19 @@
-// CPU nearest-codeword search: squared-L2 argmin without an N x K buffer.
+// CPU nearest-codeword search (the nearest code, or the k nearest) without an N x K buffer.
 //
 // The codebook is repacked once into blocks of kLanes codes laid out [D][kLanes] (codes padded
 // with +inf norms), so the inner loop is a broadcast-FMA over a vector of kLanes dot products
 // for kRows rows at a time: no horizontal reductions. Rows are processed in tiles of kTileRows
 // (parallel over tiles with at::parallel_for) and, inside a tile, every code block is swept
 // while it sits in L1. ||c||^2 - 2 x.c is minimised (ties to the lowest index: strict <), and
-// dist = max(||x||^2 + min, 0), exactly the addmm + argmin reference in float32 arithmetic.
+// dist = max(||x||^2 + min, 0), exactly the addmm + argmin reference in float32 arithmetic. The
+// top-k op runs the same sweep with a sorted list of the k smallest values per row.
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "nearest_code.h"
@@ -59,44 +62,58 @@ TSVQ_MULTIVERSION void micro_kernel(const T* __restrict x0, const T* __restrict 
   }
 }
 
+// The codebook repacked into blocks of lanes<T>() codes laid out [D][lanes] (see the file comment).
 template <typename T>
-void nearest_code_kernel(const T* x, const T* cb, int64_t N, int64_t K, int64_t D,
-                         int64_t* indices, T* dist, int64_t* first_nonfinite,
-                         int64_t* first_nonfinite_code) {
+struct PackedCodebook {
+  std::vector<T> data;    // [n_blocks][D][L]
+  std::vector<T> norms;   // [n_blocks * L]: ||c||^2, +inf for the padding codes
+  int64_t n_blocks = 0;
+  int64_t first_nonfinite = 0;  // the first code with a non-finite norm, K when none
+};
+
+template <typename T>
+PackedCodebook<T> pack_codebook(const T* cb, int64_t K, int64_t D) {
   constexpr int64_t L = lanes<T>();
-  const int64_t n_blocks = (K + L - 1) / L;
-  const T inf = std::numeric_limits<T>::infinity();
-  // Repack: packed[b][d][j] = cb[b*L + j][d]; norms of padding codes are +inf.
-  std::vector<T> packed(n_blocks * D * L, T(0));
-  std::vector<T> cnorm(n_blocks * L, inf);
+  PackedCodebook<T> p;
+  p.n_blocks = (K + L - 1) / L;
+  p.data.assign(p.n_blocks * D * L, T(0));
+  p.norms.assign(p.n_blocks * L, std::numeric_limits<T>::infinity());
+  p.first_nonfinite = K;
   for (int64_t k = 0; k < K; ++k) {
     const int64_t b = k / L, j = k % L;
     T s = 0;
     for (int64_t d = 0; d < D; ++d) {
       const T v = cb[k * D + d];
-      packed[(b * D + d) * L + j] = v;
+      p.data[(b * D + d) * L + j] = v;
       s += v * v;
     }
-    cnorm[k] = s;
-    if (!std::isfinite(s) && *first_nonfinite_code == K) *first_nonfinite_code = k;
+    p.norms[k] = s;
+    if (!std::isfinite(s) && p.first_nonfinite == K) p.first_nonfinite = k;
   }
-  if (*first_nonfinite_code != K) return;
+  return p;
+}
+
+// Sweeps every code block past tiles of kTileRows rows (parallel over tiles). A Selector (one per
+// worker, from make_selector()) keeps each tile row's best codes: begin(rows), then
+// push(row_in_tile, first_code, vals) with vals[j] = ||c||^2 - 2 x.c for the block's lanes<T>()
+// codes in increasing index order, then write(row_in_tile, row, ||x_row||^2), which stores the
+// row's outputs and says whether they are finite. Returns the first non-finite row, N if none.
+template <typename T, typename MakeSelector>
+int64_t sweep(const T* x, const PackedCodebook<T>& p, int64_t N, int64_t D, MakeSelector make_selector) {
+  constexpr int64_t L = lanes<T>();
   const int64_t n_tiles = (N + kTileRows - 1) / kTileRows;
   std::vector<int64_t> bad(std::max<int64_t>(n_tiles, 1), N);
   at::parallel_for(0, n_tiles, 1, [&](int64_t t0, int64_t t1) {
-    T best[kTileRows];
-    int64_t arg[kTileRows];
+    auto sel = make_selector();
     T dots[kRows * L];
+    T vals[L];
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t r0 = t * kTileRows;
       const int64_t rows = std::min(kTileRows, N - r0);
-      for (int64_t r = 0; r < rows; ++r) {
-        best[r] = inf;
-        arg[r] = 0;
-      }
-      for (int64_t b = 0; b < n_blocks; ++b) {
-        const T* block = packed.data() + b * D * L;
-        const T* norms = cnorm.data() + b * L;
+      sel.begin(rows);
+      for (int64_t b = 0; b < p.n_blocks; ++b) {
+        const T* block = p.data.data() + b * D * L;
+        const T* norms = p.norms.data() + b * L;
         for (int64_t r = 0; r < rows; r += kRows) {
           const T* xr[kRows];
           for (int64_t i = 0; i < kRows; ++i) {
@@ -105,17 +122,8 @@ void nearest_code_kernel(const T* x, const T* cb, int64_t N, int64_t K, int64_t 
           micro_kernel<T>(xr[0], xr[1], xr[2], xr[3], block, D, dots);
           const int64_t ni = std::min(kRows, rows - r);
           for (int64_t i = 0; i < ni; ++i) {
-            T bv = best[r + i];
-            int64_t bi = arg[r + i];
-            for (int64_t j = 0; j < L; ++j) {
-              const T v = norms[j] - T(2) * dots[i * L + j];
-              if (v < bv) {
-                bv = v;
-                bi = b * L + j;
-              }
-            }
-            best[r + i] = bv;
-            arg[r + i] = bi;
+            for (int64_t j = 0; j < L; ++j) vals[j] = norms[j] - T(2) * dots[i * L + j];
+            sel.push(r + i, b * L, vals);
           }
         }
       }
@@ -123,45 +131,150 @@ void nearest_code_kernel(const T* x, const T* cb, int64_t N, int64_t K, int64_t 
         const T* xr = x + (r0 + r) * D;
         T s = 0;
         for (int64_t d = 0; d < D; ++d) s += xr[d] * xr[d];
-        if (!std::isfinite(s) || !std::isfinite(best[r])) {
-          bad[t] = std::min(bad[t], r0 + r);
-        }
-        indices[r0 + r] = arg[r];
-        dist[r0 + r] = std::max(s + best[r], T(0));
+        if (!sel.write(r, r0 + r, s)) bad[t] = std::min(bad[t], r0 + r);
       }
     }
   });
-  *first_nonfinite = N;
-  for (int64_t v : bad) *first_nonfinite = std::min(*first_nonfinite, v);
+  int64_t first = N;
+  for (int64_t v : bad) first = std::min(first, v);
+  return first;
 }
 
-std::tuple<at::Tensor, at::Tensor> nearest_code_cpu(const at::Tensor& x_in,
-                                                     const at::Tensor& codebook_in) {
-  check_nearest_code_inputs(x_in, codebook_in);
+// The nearest code of each row: strict < over codes in increasing order, so ties go to the lowest index.
+template <typename T>
+struct ArgMin {
+  int64_t* indices;
+  T* dist;
+  T best[kTileRows];
+  int64_t arg[kTileRows];
+
+  void begin(int64_t rows) {
+    for (int64_t r = 0; r < rows; ++r) {
+      best[r] = std::numeric_limits<T>::infinity();
+      arg[r] = 0;
+    }
+  }
+  void push(int64_t r, int64_t first_code, const T* vals) {
+    T bv = best[r];
+    int64_t bi = arg[r];
+    for (int64_t j = 0; j < lanes<T>(); ++j) {
+      if (vals[j] < bv) {
+        bv = vals[j];
+        bi = first_code + j;
+      }
+    }
+    best[r] = bv;
+    arg[r] = bi;
+  }
+  bool write(int64_t r, int64_t row, T norm) {
+    indices[row] = arg[r];
+    dist[row] = std::max(norm + best[r], T(0));
+    return std::isfinite(norm) && std::isfinite(best[r]);
+  }
+};
+
+// The k nearest codes of each row, nearest first: a sorted list per row, insertion after every
+// equal value (codes arrive in increasing order, so ties go to the lowest index). The padding
+// codes' +inf never enter: k <= K real codes fill every list.
+template <typename T>
+struct TopK {
+  int64_t k;
+  int64_t* indices;  // [N, k]
+  T* dist;           // [N, k]
+  std::vector<T> best;       // [kTileRows, k]
+  std::vector<int64_t> arg;  // [kTileRows, k]
+
+  TopK(int64_t k_, int64_t* indices_, T* dist_)
+      : k(k_), indices(indices_), dist(dist_), best(kTileRows * k_), arg(kTileRows * k_) {}
+
+  void begin(int64_t rows) {
+    std::fill(best.begin(), best.begin() + rows * k, std::numeric_limits<T>::infinity());
+    std::fill(arg.begin(), arg.begin() + rows * k, int64_t(0));
+  }
+  void push(int64_t r, int64_t first_code, const T* vals) {
+    T* bv = best.data() + r * k;
+    int64_t* bi = arg.data() + r * k;
+    for (int64_t j = 0; j < lanes<T>(); ++j) {
+      const T v = vals[j];
+      if (!(v < bv[k - 1])) continue;
+      int64_t pos = k - 1;
+      while (pos > 0 && v < bv[pos - 1]) {
+        bv[pos] = bv[pos - 1];
+        bi[pos] = bi[pos - 1];
+        --pos;
+      }
+      bv[pos] = v;
+      bi[pos] = first_code + j;
+    }
+  }
+  bool write(int64_t r, int64_t row, T norm) {
+    const T* bv = best.data() + r * k;
+    const int64_t* bi = arg.data() + r * k;
+    for (int64_t i = 0; i < k; ++i) {
+      indices[row * k + i] = bi[i];
+      dist[row * k + i] = std::max(norm + bv[i], T(0));
+    }
+    return std::isfinite(norm) && std::isfinite(bv[k - 1]);
+  }
+};
+
+// Checks, float32 work copies of half inputs, the kernel, the errors: shared by both ops. `run`
+// gets (x, packed codebook, dist in the work dtype) and returns the first non-finite row.
+template <typename Run>
+void run_search(const at::Tensor& x_in, const at::Tensor& codebook_in, const at::Tensor& dist, Run run) {
   const int64_t N = x_in.size(0), K = codebook_in.size(0), D = x_in.size(1);
-  auto indices = at::empty({N}, x_in.options().dtype(at::kLong));
-  auto dist = at::empty({N}, x_in.options());
-  if (N == 0) return {indices, dist};
+  if (N == 0) return;
   // Half inputs are searched in float32 (float32 accumulation), the result cast back.
   const auto work = acc_dtype(x_in.scalar_type());
   auto x = x_in.to(work).contiguous();
   auto cb = codebook_in.to(work).contiguous();
-  auto dist_work = work == x_in.scalar_type() ? dist : at::empty({N}, x.options());
+  auto dist_work = work == x_in.scalar_type() ? dist : at::empty(dist.sizes(), x.options());
   int64_t bad = N, bad_code = K;
   AT_DISPATCH_FLOATING_TYPES(work, "nearest_code_cpu", [&] {
-    nearest_code_kernel<scalar_t>(x.data_ptr<scalar_t>(), cb.data_ptr<scalar_t>(), N, K, D,
-                                  indices.data_ptr<int64_t>(), dist_work.data_ptr<scalar_t>(),
-                                  &bad, &bad_code);
+    const auto packed = pack_codebook<scalar_t>(cb.data_ptr<scalar_t>(), K, D);
+    bad_code = packed.first_nonfinite;
+    if (bad_code == K) bad = run(x.data_ptr<scalar_t>(), packed, dist_work.data_ptr<scalar_t>());
   });
   TORCH_CHECK_VALUE(bad_code == K, "codebook contains NaN or inf (first at code ", bad_code, ")");
   TORCH_CHECK_VALUE(bad == N, "x contains NaN or inf (first at row ", bad,
                     "): the nearest codeword of a non-finite vector is undefined");
   if (!dist_work.is_same(dist)) dist.copy_(dist_work);
+}
+
+std::tuple<at::Tensor, at::Tensor> nearest_code_cpu(const at::Tensor& x_in,
+                                                     const at::Tensor& codebook_in) {
+  check_nearest_code_inputs(x_in, codebook_in);
+  const int64_t N = x_in.size(0), D = x_in.size(1);
+  auto indices = at::empty({N}, x_in.options().dtype(at::kLong));
+  auto dist = at::empty({N}, x_in.options());
+  int64_t* idx = indices.data_ptr<int64_t>();
+  run_search(x_in, codebook_in, dist, [&](const auto* x, const auto& packed, auto* d) {
+    using T = std::remove_const_t<std::remove_pointer_t<decltype(x)>>;
+    return sweep<T>(x, packed, N, D, [&] { return ArgMin<T>{idx, d}; });
+  });
+  return {indices, dist};
+}
+
+std::tuple<at::Tensor, at::Tensor> nearest_code_topk_cpu(const at::Tensor& x_in, const at::Tensor& codebook_in,
+                                                          int64_t k) {
+  check_nearest_code_inputs(x_in, codebook_in);
+  check_topk(codebook_in, k);
+  const int64_t N = x_in.size(0), D = x_in.size(1);
+  auto indices = at::empty({N, k}, x_in.options().dtype(at::kLong));
+  auto dist = at::empty({N, k}, x_in.options());
+  int64_t* idx = indices.data_ptr<int64_t>();
+  run_search(x_in, codebook_in, dist, [&](const auto* x, const auto& packed, auto* d) {
+    using T = std::remove_const_t<std::remove_pointer_t<decltype(x)>>;
+    return sweep<T>(x, packed, N, D, [&] { return TopK<T>(k, idx, d); });
+  });
   return {indices, dist};
 }
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(tsvq, CPU, m) { m.impl("nearest_code", &nearest_code_cpu); }
+TORCH_LIBRARY_IMPL(tsvq, CPU, m) {
+  m.impl("nearest_code", &nearest_code_cpu);
+  m.impl("nearest_code_topk", &nearest_code_topk_cpu);
+}
 
 }  // namespace tsvq
