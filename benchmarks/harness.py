@@ -149,6 +149,31 @@ def nearest_code_case(N: int, K: int, D: int, device) -> Case:
                 "vectors", dict(op="nearest_code", N=N, K=K, D=D))
 
 
+def nearest_code_topk_case(N: int, K: int, D: int, k: int, device) -> Case:
+    """The ``k`` nearest codes of ``N`` random vectors in a ``K x D`` codebook; baselines ``cdist``
+    (cdist + topk, what research code does for beam search) and ``addmm_topk`` (addmm + topk in
+    chunks of rows, tsvq's library path on CUDA). Checked against the reference first."""
+    from tsvq.ops import nearest_code_topk, reference
+    from tsvq.ops.nearest_code import nearest_code_topk_gemm
+
+    _need_ops()
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(N, D, generator=g).to(device)
+    cb = torch.randn(K, D, generator=g).to(device)
+    fns = {"tsvq": lambda a, b: nearest_code_topk(a, b, k), "cdist": lambda a, b: reference.nearest_code_topk_cdist(a, b, k),
+           "addmm_topk": lambda a, b: nearest_code_topk_gemm(a, b, k)}
+    rows = slice(0, min(N, 4096))  # the reference sorts all K distances per row
+    ridx, rdist = reference.nearest_code_topk(x[rows], cb, k)
+    for name, fn in fns.items():
+        idx, dist = fn(x[rows], cb)
+        if (idx == ridx).float().mean() <= 0.999:
+            raise AssertionError(f"nearest_code_topk: {name} disagrees with the reference on more than 0.1 % of codes")
+        torch.testing.assert_close(dist, rdist, rtol=1e-3, atol=1e-3, msg=f"nearest_code_topk: {name} distances")
+    bound = {name: (lambda fn=fn: fn(x, cb)) for name, fn in fns.items()}
+    return Case(f"nearest_code_topk {torch.device(device).type} N={N} K={K} D={D} k={k}", bound.pop("tsvq"), bound, N,
+                "vectors", dict(op="nearest_code_topk", N=N, K=K, D=D, k=k))
+
+
 def ema_update_case(N: int, K: int, D: int, device) -> Case:
     """One EMA codebook update (statistics of ``N`` vectors, then the ``K x D`` state) against
     ``reference.ema_codebook_update_`` (index_add statistics and the ATen element-wise update),
@@ -268,10 +293,11 @@ def scalar_quantizer_step_case(kind: str, N: int, K: int, D: int, device) -> Cas
                 {"vector_quantize_pytorch": make_step(theirs)}, N, "vectors", dict(op=f"{kind}_step", N=N, K=K, D=D))
 
 
-def residual_vq_step_case(N: int, K: int, D: int, Q: int, device) -> Case:
+def residual_vq_step_case(N: int, K: int, D: int, Q: int, device, beam_size: int | None = None) -> Case:
     """Forward + backward + EMA updates of :class:`tsvq.nn.ResidualVectorQuantizer` (``Q`` layers)
     on ``N`` vectors in batches of 1024 against ``vector_quantize_pytorch.ResidualVQ`` from the same
-    codebooks (decay 0.8, beta 1, straight-through). Raises ImportError without that package."""
+    codebooks (decay 0.8, beta 1, straight-through), greedy or with ``beam_size`` beams. Raises
+    ImportError without that package."""
     import vector_quantize_pytorch as vqp
 
     from tsvq.nn import ResidualVectorQuantizer
@@ -280,14 +306,15 @@ def residual_vq_step_case(N: int, K: int, D: int, Q: int, device) -> Case:
     torch.manual_seed(0)
     x = torch.randn(N // 1024, 1024, D, device=device, requires_grad=True)
     torch.manual_seed(0)
-    ours = ResidualVectorQuantizer(D, Q, K, decay=0.8, commitment_weight=1.0)
+    ours = ResidualVectorQuantizer(D, Q, K, decay=0.8, commitment_weight=1.0, beam_size=beam_size)
     theirs = vqp.ResidualVQ(dim=D, num_quantizers=Q, codebook_size=K, decay=0.8, commitment_weight=1.0,
-                            rotation_trick=False)
+                            rotation_trick=False, beam_size=beam_size)
     for a, b in zip(ours.layers, theirs.layers):
         b._codebook.embed.data.copy_(a.codebook[None])
         b._codebook.embed_avg.data.copy_(a.codebook[None])
-    return _quantizer_step_case(f"residual vq step {torch.device(device).type} N={N} K={K} D={D} Q={Q}", ours, theirs,
-                                x, device, dict(op="residual_vq_step", N=N, K=K, D=D, Q=Q))
+    beam = f" beam={beam_size}" if beam_size else ""
+    return _quantizer_step_case(f"residual vq step {torch.device(device).type} N={N} K={K} D={D} Q={Q}{beam}", ours,
+                                theirs, x, device, dict(op="residual_vq_step", N=N, K=K, D=D, Q=Q, beam_size=beam_size))
 
 
 def _series(BC: int, L: int, n_fft: int, device):

@@ -536,8 +536,9 @@ def test_projection_acts_on_the_channels_and_decodes(kw, shape):
                                   lambda: ResidualVectorQuantizer(8, 3, 16, decay=0.9, shared_codebook=True),
                                   lambda: ResidualVectorQuantizer(8, 3, 16, decay=0.9, quantize_dropout=True),
                                   lambda: GroupedResidualVectorQuantizer(8, groups=2, num_quantizers=2, codebook_size=16,
-                                                                         decay=0.9)],
-                         ids=["residual", "shared-codebook", "quantize-dropout", "grouped"])
+                                                                         decay=0.9),
+                                  lambda: ResidualVectorQuantizer(8, 3, 16, decay=0.9, beam_size=4)],
+                         ids=["residual", "shared-codebook", "quantize-dropout", "grouped", "beam-search"])
 def test_compiled_step_matches_eager(make):
     # One graph (fullgraph=True), except under quantize dropout: its draw of the number of layers is
     # data-dependent control flow, a graph break per step (fullgraph=True refuses it).
@@ -552,3 +553,93 @@ def test_compiled_step_matches_eager(make):
             outs.append((q, idx, losses))
         torch.testing.assert_close(outs[0], outs[1])
         torch.testing.assert_close(dict(model.named_buffers()), dict(eager.named_buffers()))
+
+
+# Beam search (beam_size > 1). ResidualVQ 1.32 updates only its first layer's EMA codebook after a
+# beam search (it selects the residuals with [..., 0, :] on the layer axis, and the zip over the
+# layers stops after one), so parity covers one training step (codes, outputs, losses, input
+# gradients, the first codebook) and eval mode; the later layers' EMA update is checked against the
+# chosen path's residuals instead.
+
+
+@needs_vqp
+@pytest.mark.parametrize("kw, masked", [({"beam_size": 4}, False), ({"beam_size": 4}, True),
+                                        ({"beam_size": 3, "beam_score_quantizer_weights": [1.0, 0.5, 2.0]}, False),
+                                        ({"beam_size": 2, "eval_beam_size": 5, "codebook_dim": 6}, False)],
+                         ids=["beam", "beam-mask", "weights", "eval-beam-projection"])
+def test_beam_search_matches_residual_vq(kw, masked):
+    ours, theirs = _pair(**kw)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(4, 20, 16, generator=g)
+    mask = torch.rand(4, 20, generator=g) < 0.7 if masked else None
+    greedy = ResidualVectorQuantizer(16, 3, 8, decay=0.9, **{k: v for k, v in kw.items() if "beam" not in k})
+    greedy.load_state_dict(ours.state_dict())
+    _, i1 = _assert_same_step(ours, theirs, x, mask)
+    torch.testing.assert_close(ours.layers[0].codebook, theirs.layers[0].codebook.reshape(8, -1), rtol=1e-5, atol=1e-5)
+    assert not torch.equal(i1, greedy(x, mask=mask)[1])  # the search changed codes
+    ours.eval(), theirs.eval()
+    for layer, their in zip(ours.layers, theirs.layers):  # the same codebooks for eval mode
+        their._codebook.embed.data.copy_(layer.codebook.detach()[None])
+    for step in range(3):
+        x = torch.randn(4, 20, 16, generator=g) * (1 + step)
+        (q1, i1, l1), (q2, i2, l2) = ours(x, mask=mask), theirs(x, mask=mask)
+        assert torch.equal(i1, i2)
+        torch.testing.assert_close(q1, q2, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(l1, l2, rtol=1e-5, atol=1e-6)
+
+
+def test_beam_search_updates_every_codebook_from_the_chosen_path():
+    # After one training step each layer's EMA statistics are those of its chosen codes and of the
+    # residuals the chosen path left it: r_0 = x, r_{q+1} = r_q - c_q (codebooks before the step).
+    torch.manual_seed(0)
+    rvq = ResidualVectorQuantizer(16, 3, 8, decay=0.8, beam_size=4)
+    before = [(layer.codebook.detach().clone(), layer.cluster_size.clone(), layer.embed_sum.clone())
+              for layer in rvq.layers]
+    x = torch.randn(4, 20, 16)
+    _, idx, _ = rvq(x)
+    r, idx = x.reshape(-1, 16), idx.reshape(-1, 3)
+    for q, (layer, (codebook, size, total)) in enumerate(zip(rvq.layers, before)):
+        onehot = torch.nn.functional.one_hot(idx[:, q], 8).float()
+        torch.testing.assert_close(layer.cluster_size, 0.8 * size + 0.2 * onehot.sum(0))
+        torch.testing.assert_close(layer.embed_sum, 0.8 * total + 0.2 * onehot.t() @ r, rtol=1e-5, atol=1e-5)
+        r = r - codebook[idx[:, q]]
+
+
+def test_beam_search_lowers_the_residual_error():
+    # In eval mode: beam_size=1 is the greedy search exactly; wider beams lower the mean squared
+    # error of the sum of codes (each chosen path has the smallest score of its beam).
+    torch.manual_seed(0)
+    rvq = ResidualVectorQuantizer(8, 4, 16, decay=0.9, kmeans_init=True)
+    x = torch.randn(8, 64, 8)
+    rvq(x)  # k-means initialisation of every layer
+    rvq.eval()
+    q0, i0, _ = rvq(x)
+    q1, i1, _ = rvq(x, beam_size=1)
+    assert torch.equal(i0, i1) and torch.equal(q0, q1)
+    errors = [(x - rvq(x, beam_size=b)[0]).square().mean().item() for b in (1, 2, 4, 8)]
+    assert errors[1] < errors[0] and errors[3] < errors[0] and errors[3] <= errors[1] * 1.01, errors
+
+
+def test_beam_search_with_quantize_dropout_shared_codebook_and_half_input():
+    torch.manual_seed(0)
+    rvq = ResidualVectorQuantizer(8, 4, 16, decay=0.9, beam_size=3, quantize_dropout=True, shared_codebook=True)
+    x = torch.randn(2, 30, 8)
+    for step in range(4):
+        torch.manual_seed(step)
+        q, idx, losses = rvq(x)
+        d = int((idx >= 0).flatten(0, -2).any(0).sum()) - 1
+        assert (idx[..., : d + 1] >= 0).all() and (idx[..., d + 1:] == -1).all() and (losses[d + 1:] == 0).all()
+    rvq.eval()
+    q, idx, _ = rvq(x)
+    torch.testing.assert_close(rvq.indices_to_codes(idx), q, rtol=1e-5, atol=1e-5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        q16, idx16, _ = rvq(x.bfloat16())
+    assert q16.dtype == torch.bfloat16 and (idx16 == idx).float().mean() > 0.95  # searched in float32
+
+
+def test_grouped_residual_vq_takes_the_beam_size():
+    torch.manual_seed(0)
+    grvq = GroupedResidualVectorQuantizer(8, groups=2, num_quantizers=3, codebook_size=8, decay=0.9, beam_size=4)
+    assert all(rvq.beam_size == 4 for rvq in grvq.rvqs)
+    q, idx, losses = grvq(torch.randn(2, 10, 8))
+    assert q.shape == (2, 10, 8) and (idx >= 0).all()

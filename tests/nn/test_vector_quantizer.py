@@ -520,7 +520,11 @@ def test_vector_quantize_keywords_tsvq_does_not_provide_are_refused_with_a_hint(
         VectorQuantizer(8, 4, decay=None, ema_update=True)
 
 
-@pytest.mark.parametrize("kw, exc, match", [(dict(beam_size=4), ValueError, "beam search"),
+@pytest.mark.parametrize("kw, exc, match", [(dict(beam_size=0), ValueError, "beam_size must be an int >= 1"),
+                                            (dict(beam_size=2, use_cosine_sim=True), ValueError, "beam search"),
+                                            (dict(eval_beam_size=2), ValueError, "eval_beam_size needs beam_size"),
+                                            (dict(beam_size=2, beam_score_quantizer_weights=[1.0]), ValueError,
+                                             "beam_score_quantizer_weights must be 2 finite floats"),
                                             (dict(quant_grad_frac=1.5), ValueError, r"quant_grad_frac must be in \[0, 1\]"),
                                             (dict(no_such_option=1), TypeError, "no_such_option")])
 def test_residual_vq_keywords_tsvq_does_not_provide_are_refused(kw, exc, match):

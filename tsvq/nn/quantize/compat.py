@@ -52,9 +52,6 @@ VECTOR_QUANTIZE: dict[str, _Rule] = {
 RESIDUAL_VQ: dict[str, _Rule] = {
     "implicit_neural_codebook": (_off, "not provided"),
     "mlp_kwargs": (_any, ""),  # used only with implicit neural codebooks
-    "beam_size": (lambda v, ctx: v is None or v == 1, "beam search is not provided"),
-    "eval_beam_size": (lambda v, ctx: v is None or v == 1, "beam search is not provided"),
-    "beam_score_quantizer_weights": (_any, ""),  # used only with beam search
     "diveq": (_off, "not provided"),
 }
 

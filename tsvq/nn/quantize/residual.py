@@ -7,7 +7,9 @@ from collections.abc import Sequence
 import torch
 import torch.distributed as dist
 import torch.nn as nn
+import torch.nn.functional as F
 
+from ...ops import nearest_code_topk
 from . import compat
 from .functional import is_distributed
 from .vector_quantizer import VectorQuantizer
@@ -39,10 +41,24 @@ class ResidualVectorQuantizer(nn.Module):
     residuals most) and restarts after each depth as well as at the end. So the two agree on the
     codes, outputs and losses of a step and in eval mode, not on the codebook's EMA.
 
+    With ``beam_size`` = b > 1 (``eval_beam_size`` in eval mode), the codes are chosen by beam
+    search instead of greedily, layer by layer (as ``ResidualVQ``'s beam search): each of b partial
+    code paths per vector proposes its b nearest codes at the next layer
+    (:func:`tsvq.ops.nearest_code_topk`, no N x K matrix), and the b paths of smallest score
+    ``sum_q w_q ||r_q - c_q||^2`` (``w`` = ``beam_score_quantizer_weights``, default 1 per layer)
+    survive; the last layer keeps the best path. The search runs without gradient in float32 (or
+    float64) on the codebooks as they are at the start of the step, then each layer quantises with
+    its chosen codes as usual (straight-through gradient, commitment loss and EMA update on the
+    chosen path's residuals). A greedy path is one of the candidates only at b = 1, so beam search
+    lowers the final residual error on most vectors but not on each. k-means initialisation of an
+    uninitialised layer uses the residuals of every surviving path. Not with ``use_cosine_sim``,
+    ``stochastic_sample_codes`` or ``commitment_use_cross_entropy_loss`` (``ResidualVQ`` refuses the
+    last too).
+
     A drop-in for ``vector_quantize_pytorch.ResidualVQ`` in its common configuration (same
-    ``dim``, ``num_quantizers``, ``codebook_size``, ``shared_codebook``, ``quantize_dropout*`` and
-    per-layer keyword names, same ``(quantized, indices, losses)`` return; tested step for step
-    against it). Not provided: beam search, implicit neural codebooks and multi-head layers
+    ``dim``, ``num_quantizers``, ``codebook_size``, ``shared_codebook``, ``quantize_dropout*``,
+    ``beam_size`` and per-layer keyword names, same ``(quantized, indices, losses)`` return; tested
+    step for step against it). Not provided: implicit neural codebooks and multi-head layers
     (``ResidualVQ`` refuses ``heads`` too).
 
     Args:
@@ -63,8 +79,13 @@ class ResidualVectorQuantizer(nn.Module):
             the residual it leaves to the next layer, ``r_{q+1} = r_q - (f q + (1 - f) sg(q))``
             (as ``ResidualVQ``'s keyword), in [0, 1]. Default 0: the next layer quantises
             ``r_q - sg(q)`` (SoundStream).
+        beam_size: beams of the code search in training (above), an int >= 1 or None. Default
+            None: greedy (as 1).
+        eval_beam_size: beams in eval mode, >= 1; needs ``beam_size``. Default ``beam_size``.
+        beam_score_quantizer_weights: w, one float >= 0 per layer weighting its squared error in a
+            path's score. Default 1 for every layer.
         **kwargs: ``ResidualVQ`` keywords at the values that ask for what tsvq does
-            (``beam_size=None``, ``implicit_neural_codebook=False``, ...), and
+            (``implicit_neural_codebook=False``, ...), and
             the rest passed to every :class:`VectorQuantizer` (``decay``, ``commitment_weight``,
             ``kmeans_init``, ``threshold_ema_dead_code``, ``use_cosine_sim``, ``rotation_trick``,
             ``channel_last``, ``accept_image_fmap``, ...), with the same defaults.
@@ -84,13 +105,15 @@ class ResidualVectorQuantizer(nn.Module):
             ``codebook_size`` sequence of another length, different sizes with ``shared_codebook``,
             ``codebook_dim`` < 1, ``heads`` != 1, a
             quantize-dropout setting or ``quant_grad_frac`` out of range, ``orthogonal_reg_weight`` > 0 with
-            ``shared_codebook``, or what :class:`VectorQuantizer` raises.
+            ``shared_codebook``, a beam setting out of range or beam search with a layer option it does not
+            support, or what :class:`VectorQuantizer` raises.
     """
 
     def __init__(self, dim: int, num_quantizers: int | None = None, codebook_size: int | Sequence[int] | None = None,
                  codebook_dim: int | None = None, shared_codebook: bool = False, quantize_dropout: bool = False,
                  quantize_dropout_cutoff_index: int = 0, quantize_dropout_multiple_of: int = 1,
-                 quant_grad_frac: float = 0.0, **kwargs):
+                 quant_grad_frac: float = 0.0, beam_size: int | None = None, eval_beam_size: int | None = None,
+                 beam_score_quantizer_weights: Sequence[float] | None = None, **kwargs):
         super().__init__()
         compat.check(type(self).__name__, {k: kwargs.pop(k) for k in list(kwargs) if k in compat.RESIDUAL_VQ},
                       compat.RESIDUAL_VQ)
@@ -124,6 +147,19 @@ class ResidualVectorQuantizer(nn.Module):
             raise ValueError(f"quantize_dropout_multiple_of must be >= 1, got {quantize_dropout_multiple_of}")
         if not 0.0 <= quant_grad_frac <= 1.0:
             raise ValueError(f"quant_grad_frac must be in [0, 1], got {quant_grad_frac}")
+        self.beam_size = _check_beam("beam_size", beam_size)
+        if eval_beam_size is not None and beam_size is None:
+            raise ValueError("eval_beam_size needs beam_size (as ResidualVQ): pass beam_size=1 for a greedy search "
+                             "in training")
+        self.eval_beam_size = _check_beam("eval_beam_size", eval_beam_size if eval_beam_size is not None else beam_size)
+        weights = (1.0,) * num_quantizers if beam_score_quantizer_weights is None else \
+            tuple(float(w) for w in beam_score_quantizer_weights)
+        if len(weights) != num_quantizers or not all(0.0 <= w < float("inf") for w in weights):
+            raise ValueError(f"beam_score_quantizer_weights must be {num_quantizers} finite floats >= 0 (one per "
+                             f"layer), got {list(beam_score_quantizer_weights)}")
+        self.beam_score_quantizer_weights = weights
+        if max(self.beam_size or 1, self.eval_beam_size or 1) > 1:
+            _check_beam_layer_options(kwargs)
         self.codebook_dim = codebook_dim
         needs_projection = codebook_dim != dim
         self.project_in = nn.Linear(dim, codebook_dim) if needs_projection else nn.Identity()
@@ -152,12 +188,15 @@ class ResidualVectorQuantizer(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, lens: torch.Tensor | None = None, *,
                 freeze_codebook: bool | None = None, sample_codebook_temp: float | None = None,
-                return_all_codes: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                return_all_codes: bool = False, beam_size: int | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Quantise ``x`` with every layer in turn; see the class docstring for shapes. ``mask``
         (bool ``[B, N]``) or ``lens`` (int ``[B]``) mark padding as in :class:`VectorQuantizer`;
         ``freeze_codebook`` (default None: each layer's attribute) freezes every layer's codebook
         for this call, and ``sample_codebook_temp`` (default None: each layer's attribute) sets
         every layer's sampling temperature for this call (with ``stochastic_sample_codes``), as there.
+        ``beam_size`` (default None: ``beam_size`` in training, ``eval_beam_size`` in eval mode)
+        sets the beams of this call's code search, as ``ResidualVQ``'s keyword.
 
         Returns:
             (quantized, indices, losses), or with ``return_all_codes`` (as ``ResidualVQ``)
@@ -166,14 +205,22 @@ class ResidualVectorQuantizer(nn.Module):
             from the codebooks as they are after this call (in training, after its EMA update), as
             ``ResidualVQ`` does.
         """
+        if beam_size is None:
+            beam_size = self.beam_size if self.training else self.eval_beam_size
+        else:
+            beam_size = _check_beam("beam_size", beam_size)
+            if beam_size > 1:
+                _check_beam_layer_options(vars(self.layers[0]))
         last = self._last_layer(x.device) if self.training and self.quantize_dropout else self.num_quantizers - 1
-        return self._forward(x, mask, lens, freeze_codebook, return_all_codes, last, sample_codebook_temp)
+        return self._forward(x, mask, lens, freeze_codebook, return_all_codes, last, sample_codebook_temp,
+                             beam_size or 1)
 
     def _forward(self, x: torch.Tensor, mask: torch.Tensor | None, lens: torch.Tensor | None,
                  freeze_codebook: bool | None, return_all_codes: bool, last: int,
-                 sample_codebook_temp: float | None = None):
+                 sample_codebook_temp: float | None = None, beam_size: int = 1):
         """``forward`` with the index of the last layer to use given (quantize dropout's d)."""
         residual = self._project(self.project_in, x)
+        paths = self._beam_search(residual, mask, lens, last, beam_size) if beam_size > 1 else None
         quantized_out = None
         all_indices, losses, deferred = [], [], []
         for q, layer in enumerate(self.layers):
@@ -183,7 +230,8 @@ class ResidualVectorQuantizer(nn.Module):
                 continue
             quantized, indices, loss, _, rows = layer._forward(residual, mask, lens, layer._frozen(freeze_codebook),
                                                                defer_update=self.shared_codebook,
-                                                               sample_codebook_temp=sample_codebook_temp)
+                                                               sample_codebook_temp=sample_codebook_temp,
+                                                               codes=None if paths is None else paths[:, q])
             if rows is not None:
                 deferred.append(rows)
             frac = self.quant_grad_frac  # the next residual is r - sg(q), or with a fraction of q's gradient
@@ -198,6 +246,42 @@ class ResidualVectorQuantizer(nn.Module):
         if return_all_codes:
             return quantized_out, indices, torch.stack(losses), self.get_codes_from_indices(indices)
         return quantized_out, indices, torch.stack(losses)
+
+    @torch.no_grad()
+    def _beam_search(self, residual: torch.Tensor, mask: torch.Tensor | None, lens: torch.Tensor | None, last: int,
+                     beam_size: int) -> torch.Tensor:
+        """The codes of layers 0..``last`` for every vector, by beam search (see the class
+        docstring): int64 ``[R, last + 1]``, R the layers' rows (``B * N``; padding rows are
+        searched like the others and set to -1 by the layers). Never more than ``R * b * b``
+        candidates at a time."""
+        first = self.layers[0]
+        vectors, _, valid = first._input_vectors(residual, mask, lens)
+        work = torch.float64 if torch.float64 in (vectors.dtype, first.codebook.dtype) else torch.float32
+        with torch.autocast(device_type=vectors.device.type, enabled=False):
+            r = first._rows(first.project_in(vectors), valid, work)  # [R, D]
+            R, D = r.shape
+            r = r.unsqueeze(1)  # [R, b, D]: the residuals of the b paths
+            scores = r.new_zeros(R, 1)
+            paths = torch.empty(R, 1, 0, dtype=torch.long, device=r.device)
+            for q in range(last + 1):
+                layer = self.layers[q]
+                b = r.shape[1]
+                if self.training and not layer._initted:
+                    layer._kmeans_init(r.reshape(-1, D), None if valid is None else valid.repeat_interleave(b))
+                codebook = layer._state()[2].to(work)
+                k = min(beam_size, codebook.shape[0])
+                codes, dist = nearest_code_topk(r.reshape(-1, D), codebook, k)  # [R*b, k]
+                candidates = (scores.unsqueeze(2) + self.beam_score_quantizer_weights[q] * dist.view(R, b, k)).view(R, b * k)
+                keep = beam_size if q < last else 1
+                if b * k > keep:
+                    scores, chosen = candidates.topk(keep, dim=1, largest=False)  # [R, keep], best first
+                else:
+                    scores, chosen = candidates, torch.arange(b * k, device=r.device).expand(R, -1)
+                parent = chosen // k
+                code = codes.view(R, b * k).gather(1, chosen)
+                paths = torch.cat([paths.gather(1, parent.unsqueeze(2).expand(-1, -1, q)), code.unsqueeze(2)], 2)
+                r = r.gather(1, parent.unsqueeze(2).expand(-1, -1, D)) - F.embedding(code, codebook)
+        return paths[:, 0]
 
     @torch.no_grad()
     def _update_shared_codebook(self, deferred: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]) -> None:
@@ -273,6 +357,23 @@ class ResidualVectorQuantizer(nn.Module):
         return self._out(self.get_codes_from_indices(indices).sum(0), indices)
 
     get_output_from_indices = indices_to_codes
+
+
+def _check_beam(name: str, value: int | None) -> int | None:
+    """A beam size: None or an int >= 1."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an int >= 1 or None, got {value!r}")
+    return value
+
+
+def _check_beam_layer_options(options: dict) -> None:
+    """Refuse beam search with the layer options it does not support (see the class docstring)."""
+    for name in ("use_cosine_sim", "stochastic_sample_codes", "commitment_use_cross_entropy_loss"):
+        if options.get(name, False):
+            raise ValueError(f"beam search (beam_size > 1) does not support {name}=True: the search scores squared "
+                             "L2 distances to the nearest codes")
 
 
 class GroupedResidualVectorQuantizer(nn.Module):

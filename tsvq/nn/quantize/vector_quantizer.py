@@ -303,12 +303,15 @@ class VectorQuantizer(CodebookState, nn.Module):
         return self.freeze_codebook if freeze_codebook is None else bool(freeze_codebook)
 
     def _forward(self, x: torch.Tensor, mask: torch.Tensor | None, lens: torch.Tensor | None, frozen: bool,
-                 defer_update: bool, sample_codebook_temp: float | None = None, target: torch.Tensor | None = None):
+                 defer_update: bool, sample_codebook_temp: float | None = None, target: torch.Tensor | None = None,
+                 codes: torch.Tensor | None = None):
         """``forward``'s work: (quantized, indices, loss, breakdown, deferred). With ``defer_update``
         (a residual quantiser's shared codebook) the codebook is searched and trained by gradient as
         usual but its EMA update and restarts are left to the caller: ``deferred`` is then the
         update's input ``(rows, stacked indices, valid)`` (else None), for :meth:`_update_codebook`.
-        With ``target`` codes, ``loss`` is their cross-entropy (``forward(indices=...)``).
+        With ``target`` codes, ``loss`` is their cross-entropy (``forward(indices=...)``). With
+        ``codes`` (int64 ``[B * N]``, one head; a residual beam search's choice) those codes replace
+        the search; everything after it is as usual.
 
         The pipeline: input -> rows (projection, heads, cosine) -> k-means init -> search (or sampled
         codes) -> the codewords and every loss that reads the codebook -> the codebook update ->
@@ -331,7 +334,11 @@ class VectorQuantizer(CodebookState, nn.Module):
             if self.use_cosine_sim:
                 codebook = F.normalize(codebook, dim=-1)
             sample = self.training and self.stochastic_sample_codes and temperature > 0
-            indices, head_indices = self._search(flat.detach(), codebook.detach(), temperature if sample else None, B, N)
+            if codes is None:
+                indices, head_indices = self._search(flat.detach(), codebook.detach(), temperature if sample else None,
+                                                     B, N)
+            else:
+                indices = head_indices = codes
             quantized = F.embedding(indices.clamp_min(0), codebook)  # -1: a NaN row on CUDA
             commitment, diversity, target_ce = self._codebook_losses(flat, codebook, quantized, head_indices, valid,
                                                                      frozen, target, x, B, N)
