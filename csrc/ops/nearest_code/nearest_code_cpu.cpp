@@ -95,8 +95,8 @@ PackedCodebook<T> pack_codebook(const T* cb, int64_t K, int64_t D) {
 
 // Sweeps every code block past tiles of kTileRows rows (parallel over tiles). A Selector (one per
 // worker, from make_selector()) keeps each tile row's best codes: begin(rows), then
-// push(row_in_tile, first_code, vals) with vals[j] = ||c||^2 - 2 x.c for the block's lanes<T>()
-// codes in increasing index order, then write(row_in_tile, row, ||x_row||^2), which stores the
+// push(row_in_tile, first_code, norms, dots) for each block of lanes<T>() codes (in increasing index
+// order; the value of code first_code + j is norms[j] - 2 dots[j] = ||c||^2 - 2 x.c), then write(row_in_tile, row, ||x_row||^2), which stores the
 // row's outputs and says whether they are finite. Returns the first non-finite row, N if none.
 template <typename T, typename MakeSelector>
 int64_t sweep(const T* x, const PackedCodebook<T>& p, int64_t N, int64_t D, MakeSelector make_selector) {
@@ -106,7 +106,6 @@ int64_t sweep(const T* x, const PackedCodebook<T>& p, int64_t N, int64_t D, Make
   at::parallel_for(0, n_tiles, 1, [&](int64_t t0, int64_t t1) {
     auto sel = make_selector();
     T dots[kRows * L];
-    T vals[L];
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t r0 = t * kTileRows;
       const int64_t rows = std::min(kTileRows, N - r0);
@@ -121,10 +120,7 @@ int64_t sweep(const T* x, const PackedCodebook<T>& p, int64_t N, int64_t D, Make
           }
           micro_kernel<T>(xr[0], xr[1], xr[2], xr[3], block, D, dots);
           const int64_t ni = std::min(kRows, rows - r);
-          for (int64_t i = 0; i < ni; ++i) {
-            for (int64_t j = 0; j < L; ++j) vals[j] = norms[j] - T(2) * dots[i * L + j];
-            sel.push(r + i, b * L, vals);
-          }
+          for (int64_t i = 0; i < ni; ++i) sel.push(r + i, b * L, norms, dots + i * L);
         }
       }
       for (int64_t r = 0; r < rows; ++r) {
@@ -154,12 +150,13 @@ struct ArgMin {
       arg[r] = 0;
     }
   }
-  void push(int64_t r, int64_t first_code, const T* vals) {
+  void push(int64_t r, int64_t first_code, const T* norms, const T* dots) {
     T bv = best[r];
     int64_t bi = arg[r];
     for (int64_t j = 0; j < lanes<T>(); ++j) {
-      if (vals[j] < bv) {
-        bv = vals[j];
+      const T v = norms[j] - T(2) * dots[j];
+      if (v < bv) {
+        bv = v;
         bi = first_code + j;
       }
     }
@@ -191,11 +188,11 @@ struct TopK {
     std::fill(best.begin(), best.begin() + rows * k, std::numeric_limits<T>::infinity());
     std::fill(arg.begin(), arg.begin() + rows * k, int64_t(0));
   }
-  void push(int64_t r, int64_t first_code, const T* vals) {
+  void push(int64_t r, int64_t first_code, const T* norms, const T* dots) {
     T* bv = best.data() + r * k;
     int64_t* bi = arg.data() + r * k;
     for (int64_t j = 0; j < lanes<T>(); ++j) {
-      const T v = vals[j];
+      const T v = norms[j] - T(2) * dots[j];
       if (!(v < bv[k - 1])) continue;
       int64_t pos = k - 1;
       while (pos > 0 && v < bv[pos - 1]) {
