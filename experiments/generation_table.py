@@ -29,8 +29,11 @@ PAPER = {"GunPoint": (0.8, 1.9, 99.1), "ECG200": (1.9, 1.5, 89.0), "CBF": (2.3, 
          "ArrowHead": (2.0, 2.5, 81.7)}
 
 
-def run_one(model: str, dataset: str, preset: str, seed: int, runs: Path, data_dir, fcn_weights, sets, prior_sets):
-    label = {"vqvae": "vqvae", "ncvqvae": "ncvqvae_BT_slice"}[model]
+def run_one(model: str, dataset: str, preset: str, seed: int, runs: Path, data_dir, fcn_weights, sets, prior_sets,
+            label: str | None = None):
+    """Stage 1, prior and FID / IS / CAS of one (model, dataset, seed) in ``runs/<dataset>-<label>-<preset>-seed<seed>``
+    (``label`` default: the model's), each step skipped when done and resumed when interrupted; the metrics."""
+    label = label or {"vqvae": "vqvae", "ncvqvae": "ncvqvae_BT_slice"}[model]
     out = runs / f"{dataset}-{label}-{preset}-seed{seed}"
     if not (out / "metrics.json").exists():
         extra = ["ssl_loss=barlow_twins", "augmentation=slice"] if model == "ncvqvae" else []

@@ -1,0 +1,89 @@
+"""The quantisers inside the TimeVQVAE tokenizer: ``vqvae`` (quick preset) with ``quantizer`` = vq / fsq /
+lfq / simvq at the same vocabulary, K = 32 codes (vq and simvq: ``codebook_size=32``; FSQ levels [8, 4];
+LFQ 5 bits), on the UCR datasets x seeds, each followed by the quick MaskGIT prior and FID / IS / CAS
+with the published FCN evaluator.
+
+A resumable queue (``experiments/generation_table.run_one``: a finished step is skipped, an
+interrupted training resumes its checkpoint); ``--table FILE`` writes the table of what is done:
+
+    python experiments/quantizer_comparison.py --seeds 0 1 2 --data-dir ../shared/data/UCRArchive_2018 \\
+        --fcn-weights ../shared/fcn/supervised_fcn_v1 --runs runs/quantizers
+    python experiments/quantizer_comparison.py --seeds 0 1 2 --runs runs/quantizers --table docs/q.md
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from generation_table import run_one
+
+from tsvq.report.tables import mean_std
+
+DATASETS = ("GunPoint", "ECG200", "CBF", "Coffee", "ItalyPowerDemand", "SyntheticControl", "TwoLeadECG",
+            "Strawberry", "Beef", "ArrowHead")
+# Each quantiser at K = 32 codes, the tokenizer's default vocabulary.
+QUANTIZERS = {"vq": ["quantizer=vq", "codebook_size=32"], "fsq": ["quantizer=fsq", "fsq_levels=[8,4]"],
+              "lfq": ["quantizer=lfq", "lfq_bits=5"], "simvq": ["quantizer=simvq", "codebook_size=32"]}
+COLUMNS = [("test_mse_time", "test MSE", 1, 4), ("test_perplexity", "perplexity", 1, 1),
+           ("test_fraction_used", "codes used %", 100, 0), ("svm_accuracy", "SVM %", 100, 1),
+           ("knn1_accuracy", "1-NN %", 100, 1), ("fid", "FID", 1, 2), ("is_mean", "IS", 1, 2), ("cas", "CAS %", 100, 1)]
+
+
+def run_dir(runs: Path, dataset: str, quantizer: str, seed: int) -> Path:
+    return runs / f"{dataset}-vqvae_{quantizer}-quick-seed{seed}"
+
+
+def table(runs: Path, datasets, seeds) -> str:
+    lines = ["| dataset | quantizer | seeds | " + " | ".join(c[1] for c in COLUMNS) + " |",
+             "|---|---|---:|" + "---:|" * len(COLUMNS)]
+    means = {q: {c[0]: [] for c in COLUMNS} for q in QUANTIZERS}
+    for dataset in datasets:
+        for q in QUANTIZERS:
+            done = [run_dir(runs, dataset, q, s) / "metrics.json" for s in seeds]
+            ms = [json.loads(p.read_text()) for p in done if p.exists()]
+            ms = [m for m in ms if "fid" in m]
+            if not ms:
+                continue
+            lines.append(f"| {dataset} | {q} | {len(ms)} | "
+                         + " | ".join(mean_std([m.get(k) for m in ms], scale, digits) for k, _, scale, digits in COLUMNS)
+                         + " |")
+            for k, *_ in COLUMNS:
+                means[q][k].append(sum(m[k] for m in ms) / len(ms))
+    lines += ["", "Mean over the datasets done (each dataset's mean over its seeds):", "",
+              "| quantizer | datasets | " + " | ".join(c[1] for c in COLUMNS) + " |",
+              "|---|---:|" + "---:|" * len(COLUMNS)]
+    for q, cols in means.items():
+        n = len(cols[COLUMNS[0][0]])
+        if n:
+            lines.append(f"| {q} | {n} | " + " | ".join(
+                f"{sum(v) / n * scale:.{digits}f}" for (k, _, scale, digits), v in zip(COLUMNS, cols.values())) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--datasets", nargs="+", default=list(DATASETS))
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--quantizers", nargs="+", default=list(QUANTIZERS), choices=list(QUANTIZERS))
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--fcn-weights", default=None, help="published FCN weights folder (default: tsvq's own FCN)")
+    ap.add_argument("--runs", type=Path, default=Path("runs/quantizers"))
+    ap.add_argument("--table", type=Path, default=None, help="write the table of the finished runs here and exit")
+    args = ap.parse_args(argv)
+    if args.table is not None:
+        args.table.write_text(table(args.runs, args.datasets, args.seeds))
+        print(args.table.read_text())
+        return 0
+    for seed in args.seeds:
+        for dataset in args.datasets:
+            for q in args.quantizers:
+                print(dataset, q, seed, flush=True)
+                run_one("vqvae", dataset, "quick", seed, args.runs, args.data_dir, args.fcn_weights, QUANTIZERS[q], [],
+                        label=f"vqvae_{q}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
