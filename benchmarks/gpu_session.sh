@@ -133,7 +133,8 @@ PARTS=$(mktemp -d)
 PART_CAPS=(  # name file cap_s -k expression ("" for the whole file)
   "stft-fused-ab bench_stft 70 test_fused_kernels"
   "barlow-twins bench_barlow_twins 50 "
-  "vq bench_vq 90 not sampling_diversity"
+  "vq bench_vq 90 not sampling_diversity and not topk and not beam"
+  "vq-topk-beam bench_vq 40 topk or beam"
   "model-step bench_model_step 60 "
   "ema bench_ema_codebook_update 30 "
   "ssl-losses bench_ssl_losses 30 "

@@ -13,7 +13,7 @@ from helpers import CUDA
 
 import tsvq
 from tsvq.nn import GroupedResidualVectorQuantizer, ResidualVectorQuantizer, VectorQuantizer
-from tsvq.ops import barlow_twins_loss, code_stats, ema_codebook_update_, nearest_code
+from tsvq.ops import barlow_twins_loss, code_stats, ema_codebook_update_, nearest_code, nearest_code_topk
 
 pytestmark = [pytest.mark.cuda, CUDA,
               pytest.mark.skipif(not tsvq.has_ops(), reason="tsvq._C not built")]
@@ -28,6 +28,18 @@ def _no_sync(fn) -> None:
     finally:
         torch.cuda.set_sync_debug_mode(0)
     torch.cuda.synchronize()
+
+
+def test_nearest_code_topk_forward_backward_no_sync():
+    x = torch.randn(1000, 16, device="cuda", requires_grad=True)
+    cb = torch.randn(32, 16, device="cuda", requires_grad=True)
+
+    def step():
+        x.grad = cb.grad = None
+        _, dist = nearest_code_topk(x, cb, 4)
+        dist.sum().backward()
+
+    _no_sync(step)
 
 
 def test_nearest_code_forward_backward_no_sync():
@@ -102,8 +114,9 @@ def test_vector_quantizer_training_step_no_sync(kw):
 
 
 @pytest.mark.parametrize("cls, kw", [(ResidualVectorQuantizer, {}), (ResidualVectorQuantizer, dict(shared_codebook=True)),
-                                     (GroupedResidualVectorQuantizer, dict(groups=2))],
-                         ids=["residual", "shared-codebook", "grouped"])
+                                     (GroupedResidualVectorQuantizer, dict(groups=2)),
+                                     (ResidualVectorQuantizer, dict(beam_size=4))],
+                         ids=["residual", "shared-codebook", "grouped", "beam-search"])
 def test_residual_vector_quantizer_quantize_dropout_step_no_sync(cls, kw):
     """Quantize dropout draws its layer count on the host (torch's CPU generator): no device sync;
     nor the shared codebook's deferred EMA step, nor the groups."""
