@@ -17,9 +17,10 @@ import json
 import sys
 from pathlib import Path
 
-from generation_table import run_one
-
 from tsvq.report.tables import mean_std
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling script, also when loaded by path
+from generation_table import run_one  # noqa: E402
 
 DATASETS = ("GunPoint", "ECG200", "CBF", "Coffee", "ItalyPowerDemand", "SyntheticControl", "TwoLeadECG",
             "Strawberry", "Beef", "ArrowHead")
@@ -71,6 +72,8 @@ def main(argv=None) -> int:
     ap.add_argument("--fcn-weights", default=None, help="published FCN weights folder (default: tsvq's own FCN)")
     ap.add_argument("--runs", type=Path, default=Path("runs/quantizers"))
     ap.add_argument("--table", type=Path, default=None, help="write the table of the finished runs here and exit")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="stage-1 overrides (all quantisers)")
+    ap.add_argument("--prior-set", action="append", default=[], metavar="KEY=VALUE", help="prior overrides")
     args = ap.parse_args(argv)
     if args.table is not None:
         args.table.write_text(table(args.runs, args.datasets, args.seeds))
@@ -80,8 +83,11 @@ def main(argv=None) -> int:
         for dataset in args.datasets:
             for q in args.quantizers:
                 print(dataset, q, seed, flush=True)
-                run_one("vqvae", dataset, "quick", seed, args.runs, args.data_dir, args.fcn_weights, QUANTIZERS[q], [],
-                        label=f"vqvae_{q}")
+                run_one("vqvae", dataset, "quick", seed, args.runs, args.data_dir, args.fcn_weights,
+                        QUANTIZERS[q] + args.set, args.prior_set, label=f"vqvae_{q}")
+    args.table = args.runs / "table.md"
+    args.table.write_text(table(args.runs, args.datasets, args.seeds))
+    print(args.table.read_text())
     return 0
 
 

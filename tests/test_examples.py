@@ -97,6 +97,26 @@ def test_generation_table_runs_on_real_data(tmp_path):
 
 
 @requires_ucr("GunPoint")
+def test_quantizer_comparison_runs_resumes_and_tabulates(tmp_path):
+    from helpers import FCN_DIR
+
+    args = ["--datasets", "GunPoint", "--seeds", "0", "--quantizers", "fsq", "lfq", "--data-dir", str(UCR_DIR),
+            "--runs", str(tmp_path / "runs"), "--set", "epochs=2", "--set", "d=8", "--set", "n_resnet_blocks=1",
+            "--prior-set", "epochs=2", "--prior-set", "hidden=32", "--prior-set", "n_layers=1",
+            "--prior-set", "cas_epochs=1"]
+    args += ["--fcn-weights", str(FCN_DIR)] if FCN_DIR.exists() else ["--prior-set", "fcn_epochs=2"]
+    module = _load("quantizer_comparison")
+    assert module.main(args) == 0
+    config = (tmp_path / "runs" / "GunPoint-vqvae_lfq-quick-seed0" / "config.yaml").read_text()
+    assert "quantizer: lfq" in config and "lfq_bits: 5" in config
+    mtime = (tmp_path / "runs" / "GunPoint-vqvae_fsq-quick-seed0" / "metrics.json").stat().st_mtime
+    assert module.main(args) == 0  # finished runs are read, not retrained
+    assert (tmp_path / "runs" / "GunPoint-vqvae_fsq-quick-seed0" / "metrics.json").stat().st_mtime == mtime
+    table = (tmp_path / "runs" / "table.md").read_text()
+    assert "| GunPoint | fsq | 1 |" in table and "| GunPoint | lfq | 1 |" in table and "| vq |" not in table
+
+
+@requires_ucr("GunPoint")
 def test_stage1_table_zoo_variant_marks_missing_metrics(tmp_path):
     module = _load("stage1_table")
     module.ZOO = {k: module.ZOO[k] for k in ("vqvae", "vae", "simclr")}  # keep the test short
