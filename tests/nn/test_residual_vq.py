@@ -643,3 +643,31 @@ def test_grouped_residual_vq_takes_the_beam_size():
     assert all(rvq.beam_size == 4 for rvq in grvq.rvqs)
     q, idx, losses = grvq(torch.randn(2, 10, 8))
     assert q.shape == (2, 10, 8) and (idx >= 0).all()
+
+
+def test_beam_search_as_wide_as_every_path_finds_the_best_path():
+    # With more beams than paths (16 x 2 x 4 codes) nothing is pruned: the chosen path must be the
+    # brute-force minimum of the score, sum over layers of ||r_q - c_q||^2 (weighted). Layers with
+    # fewer codes than beams propose all of them; padding (lens) gets -1.
+    import itertools
+
+    torch.manual_seed(0)
+    weights = [1.0, 0.5, 2.0]
+    rvq = ResidualVectorQuantizer(8, codebook_size=(16, 2, 4), decay=0.9, beam_size=128,
+                                  beam_score_quantizer_weights=weights).eval()
+    x = torch.randn(2, 10, 8)
+    codebooks = [layer.codebook.detach() for layer in rvq.layers]
+    rows = x.reshape(-1, 8)
+    paths = torch.tensor(list(itertools.product(range(16), range(2), range(4))))
+    scores = []
+    for path in paths.tolist():
+        r, score = rows, 0.0
+        for w, cb, c in zip(weights, codebooks, path):
+            score = score + w * (r - cb[c]).square().sum(1)
+            r = r - cb[c]
+        scores.append(score)
+    best = paths[torch.stack(scores, 1).argmin(1)]
+    _, idx, _ = rvq(x)
+    assert torch.equal(idx.reshape(-1, 3), best)
+    _, idx, _ = rvq(x, lens=torch.tensor([10, 4]))
+    assert (idx[1, 4:] == -1).all() and torch.equal(idx[0], best[:10])
