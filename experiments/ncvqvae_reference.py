@@ -7,6 +7,8 @@ interrupted sweep resumes where it stopped (tsvq runs resume their own checkpoin
 - ``ref-reg`` / ``ref-bts``: the reference code (erlendlokna/Generative-SSL-VQVAE-modelling @ 4b905c6),
   VQ-VAE and Barlow Twins + ``slice``, through ``benchmarks/reference/run_reference.py`` in its own
   virtual environment (``--ref-python``) and checkout (``--ref-code``); see benchmarks/reference/README.md.
+- ``ref-reg-p1000`` / ``ref-bts-p1000``: the same with the reference's probes only at the first and last
+  epoch (its probes in training mode feed the test split to BatchNorm and the EMA codebook).
 - ``tsvq-reg`` / ``tsvq-bts``: ``tsvq train vqvae|ncvqvae --preset paper`` (BT + slice).
 - ``tsvq-bts-zq``, ``tsvq-bts-aug``, ``tsvq-bts-ref``: ncvqvae with the reference code's choices
   switched on one at a time and together (``original_latent=z_q``, ``aug_recon_weight=0.1``).
@@ -46,7 +48,11 @@ TSVQ_SETS = {
     "tsvq-bts-ref-nvq": ("ncvqvae", ["ssl_loss=barlow_twins", "augmentation=slice", "original_latent=z_q",
                                      "aug_recon_weight=0.1", "codebook_init=normal"]),
 }
-REF = {"ref-reg": ["--method", "regular"], "ref-bts": ["--method", "barlowtwins", "--views", "slice"]}
+REF = {"ref-reg": ["--method", "regular"], "ref-bts": ["--method", "barlowtwins", "--views", "slice"],
+       # the probe-leak test: the reference's probes in training mode put the test split through BatchNorm
+       # and the EMA codebook every 50 epochs; here they run only at the first and the last epoch
+       "ref-reg-p1000": ["--method", "regular", "--probe-every", "1000"],
+       "ref-bts-p1000": ["--method", "barlowtwins", "--views", "slice", "--probe-every", "1000"]}
 VARIANTS = list(REF) + list(TSVQ_SETS)
 
 
