@@ -21,6 +21,14 @@ def test_train_vq_ucr_runs_on_real_data(capsys):
 
 
 @requires_ucr("GunPoint")
+def test_residual_beam_search_lowers_the_test_error_on_real_data(capsys):
+    result = _load("residual_beam_search").main(["--dataset", "GunPoint", "--data-dir", str(UCR_DIR), "--steps", "20",
+                                                  "--beams", "1", "4"])
+    assert "| GunPoint | 4 |" in capsys.readouterr().out
+    assert 0 < result[4] < result[1] < 0.05  # the same codebooks; beam search finds better code paths
+
+
+@requires_ucr("GunPoint")
 def test_stage1_table_runs_and_resumes(tmp_path, capsys):
     args = ["--datasets", "GunPoint", "--seeds", "0", "--data-dir", str(UCR_DIR), "--runs", str(tmp_path / "runs"),
             "--out", str(tmp_path / "table.md"), "--set", "epochs=2", "--set", "d=8", "--set", "n_resnet_blocks=1"]
