@@ -49,8 +49,10 @@ class ResidualVectorQuantizer(nn.Module):
     survive; the last layer keeps the best path. The search runs without gradient in float32 (or
     float64) on the codebooks as they are at the start of the step, then each layer quantises with
     its chosen codes as usual (straight-through gradient, commitment loss and EMA update on the
-    chosen path's residuals). A greedy path is one of the candidates only at b = 1, so beam search
-    lowers the final residual error on most vectors but not on each. k-means initialisation of an
+    chosen path's residuals). The score sums every layer's error, not only the last one's, and the
+    greedy path can be pruned on the way, so beam search lowers the final residual error on most
+    vectors, not on each (with more beams than paths it finds the best-scoring path). k-means
+    initialisation of an
     uninitialised layer uses the residuals of every surviving path. Not with ``use_cosine_sim``,
     ``stochastic_sample_codes`` or ``commitment_use_cross_entropy_loss`` (``ResidualVQ`` refuses the
     last too).
