@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "nearest_code.h"
+#include "sorted_insert.h"
 
 namespace tsvq {
 namespace {
@@ -191,18 +192,7 @@ struct TopK {
   void push(int64_t r, int64_t first_code, const T* norms, const T* dots) {
     T* bv = best.data() + r * k;
     int64_t* bi = arg.data() + r * k;
-    for (int64_t j = 0; j < lanes<T>(); ++j) {
-      const T v = norms[j] - T(2) * dots[j];
-      if (!(v < bv[k - 1])) continue;
-      int64_t pos = k - 1;
-      while (pos > 0 && v < bv[pos - 1]) {
-        bv[pos] = bv[pos - 1];
-        bi[pos] = bi[pos - 1];
-        --pos;
-      }
-      bv[pos] = v;
-      bi[pos] = first_code + j;
-    }
+    for (int64_t j = 0; j < lanes<T>(); ++j) sorted_insert(bv, bi, k, norms[j] - T(2) * dots[j], first_code + j);
   }
   bool write(int64_t r, int64_t row, T norm) {
     const T* bv = best.data() + r * k;

@@ -16,6 +16,7 @@
 #include <limits>
 
 #include "nearest_code_4x4.cuh"
+#include "sorted_insert.h"
 
 namespace tsvq {
 namespace topk {
@@ -67,18 +68,7 @@ __global__ void __launch_bounds__(tile4::kThreads)
     __syncthreads();
     if (owner) {
       const int n_codes = K - k0 < kBN ? static_cast<int>(K - k0) : kBN;
-      for (int j = 0; j < n_codes; ++j) {
-        const acc_t v = values[tid][j];
-        if (!(v < best[k - 1])) continue;
-        int pos = k - 1;
-        while (pos > 0 && v < best[pos - 1]) {
-          best[pos] = best[pos - 1];
-          arg[pos] = arg[pos - 1];
-          --pos;
-        }
-        best[pos] = v;
-        arg[pos] = k0 + j;
-      }
+      for (int j = 0; j < n_codes; ++j) sorted_insert(best, arg, k, values[tid][j], k0 + j);
     }
     __syncthreads();  // the values are read before the next tile stages over them
   }

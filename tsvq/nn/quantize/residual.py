@@ -52,10 +52,9 @@ class ResidualVectorQuantizer(nn.Module):
     chosen path's residuals). The score sums every layer's error, not only the last one's, and the
     greedy path can be pruned on the way, so beam search lowers the final residual error on most
     vectors, not on each (with more beams than paths it finds the best-scoring path). k-means
-    initialisation of an
-    uninitialised layer uses the residuals of every surviving path. Not with ``use_cosine_sim``,
-    ``stochastic_sample_codes`` or ``commitment_use_cross_entropy_loss`` (``ResidualVQ`` refuses the
-    last too).
+    initialisation of an uninitialised layer uses the residuals of every surviving path. Not with
+    ``use_cosine_sim``, ``stochastic_sample_codes`` or ``commitment_use_cross_entropy_loss``
+    (``ResidualVQ`` refuses the last too).
 
     A drop-in for ``vector_quantize_pytorch.ResidualVQ`` in its common configuration (same
     ``dim``, ``num_quantizers``, ``codebook_size``, ``shared_codebook``, ``quantize_dropout*``,
