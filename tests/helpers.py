@@ -24,6 +24,18 @@ def noncontiguous(t: torch.Tensor) -> torch.Tensor:
     return out
 
 
+# Tolerance of the nearest-codeword searches against their references, per dtype.
+SEARCH_TOL = {torch.float32: 1e-4, torch.float64: 1e-10, torch.float16: 2e-2, torch.bfloat16: 1e-1}
+
+
+def search_inputs(n: int, K: int, D: int, device, dtype=torch.float32, contiguous: bool = True, seed: int = 0):
+    """Random ``x: [n, D]`` and ``codebook: [K, D]`` for the search ops (non-contiguous on request)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, D, generator=g).to(device, dtype)
+    cb = torch.randn(K, D, generator=g).to(device, dtype)
+    return (x, cb) if contiguous else (noncontiguous(x), noncontiguous(cb))
+
+
 def requires_ucr(name: str):
     return pytest.mark.skipif(not (UCR_DIR / name).exists(), reason=f"{UCR_DIR / name} not found")
 

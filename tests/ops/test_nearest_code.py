@@ -4,11 +4,11 @@ import torch
 import tsvq
 from tsvq.ops import nearest_code, reference
 
-from helpers import noncontiguous
+from helpers import SEARCH_TOL, search_inputs
 
 pytestmark = pytest.mark.skipif(not tsvq.has_ops(), reason="tsvq._C not built")
 
-TOL = {torch.float32: 1e-4, torch.float64: 1e-10, torch.float16: 2e-2, torch.bfloat16: 1e-1}
+TOL = SEARCH_TOL
 
 
 def _check_against_reference(x, cb, fn=nearest_code):
@@ -31,11 +31,7 @@ def _check_against_reference(x, cb, fn=nearest_code):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("contiguous", [True, False])
 def test_matches_reference(device, dtype, contiguous):
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(777, 40, generator=g).to(device, dtype)
-    cb = torch.randn(37, 40, generator=g).to(device, dtype)
-    if not contiguous:
-        x, cb = noncontiguous(x), noncontiguous(cb)
+    x, cb = search_inputs(777, 37, 40, device, dtype, contiguous)
     _check_against_reference(x, cb)
 
 
