@@ -171,7 +171,41 @@ def table(args) -> str:
             traj.append(f"| {dataset} | {variant} | {row} |")
     lines += ["", "Probe trajectory, SVM accuracy (%) at epoch (mean over the seeds done):", "",
               "| dataset | variant | epoch: SVM |", "|---|---|---|"] + traj
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + [""] + reproduction(args)) + "\n"
+
+
+def reproduction(args) -> list[str]:
+    """The issue's test per dataset: tsvq's final SVM (its own protocol) against the reference code's
+    (its own protocol), mean over the seeds, and whether tsvq lies within one seed standard deviation
+    of the reference; and each code's SSL gain (BT-s minus reg)."""
+    import statistics
+
+    lines = ["Reproduction: final SVM (%), mean over seeds (n); the reference's seed standard deviation; "
+             "tsvq minus reference; each code's SSL gain (BT-s minus reg).", "",
+             "| dataset | pair | reference (n) | reference std | tsvq (n) | tsvq - reference | within 1 std |",
+             "|---|---|---:|---:|---:|---:|---|"]
+    gains = []
+    for dataset in args.datasets:
+        means = {}
+        for pair, ref, ours in (("reg", "ref-reg", "tsvq-reg"), ("BT-s", "ref-bts", "tsvq-bts")):
+            r = [x["svm"] * 100 for s in args.seeds if (x := load(args.runs, dataset, ref, s, args.epochs))]
+            t = [x["svm"] * 100 for s in args.seeds if (x := load(args.runs, dataset, ours, s, args.epochs))]
+            if not r or not t:
+                continue
+            sd = statistics.stdev(r) if len(r) > 1 else float("nan")
+            diff = statistics.mean(t) - statistics.mean(r)
+            means[pair] = (statistics.mean(r), statistics.mean(t))
+            within = "–" if len(r) < 2 else ("yes" if abs(diff) <= sd else "no")
+            lines.append(f"| {dataset} | {pair} | {statistics.mean(r):.1f} ({len(r)}) | {'–' if len(r) < 2 else f'{sd:.1f}'} | "
+                         f"{statistics.mean(t):.1f} ({len(t)}) | {diff:+.1f} | {within} |")
+        if len(means) == 2:
+            gains.append((dataset, means["BT-s"][0] - means["reg"][0], means["BT-s"][1] - means["reg"][1]))
+    lines += ["", "| dataset | SSL gain, reference | SSL gain, tsvq |", "|---|---:|---:|"]
+    lines += [f"| {d} | {g_ref:+.1f} | {g_ours:+.1f} |" for d, g_ref, g_ours in gains]
+    if gains:
+        lines.append(f"| mean | {sum(g[1] for g in gains) / len(gains):+.1f} | "
+                     f"{sum(g[2] for g in gains) / len(gains):+.1f} |")
+    return lines
 
 
 def main(argv=None) -> int:

@@ -149,3 +149,36 @@ def test_compare_reconstructions_plots_runs_side_by_side(tmp_path, capsys):
     out = tmp_path / "figures" / "vae.png"
     assert _load("compare_reconstructions").main(runs + ["--per-class", "1", "--out", str(out)]) == 0
     assert out.stat().st_size > 1000 and not list(out.parent.glob(".*tmp*"))
+
+
+def test_ncvqvae_reference_reproduction_table_judges_one_seed_std(tmp_path):
+    import json
+
+    module = _load("ncvqvae_reference")
+    runs = tmp_path / "runs"
+
+    def ref(variant, seed, svm):
+        d = module.run_dir(runs, "GunPoint", variant, seed, 1000)
+        d.mkdir(parents=True)
+        (d / "result.json").write_text(json.dumps({
+            "final": {"svm_accuracy": svm, "knn5_accuracy": 0.5, "test_mse_time": 0.01},
+            "final_eval_mode": {"svm_accuracy": svm}, "s_per_epoch_batches": 1.0,
+            "probes": [{"epoch": 1000, "svm": svm, "knn5": 0.5}]}))
+
+    def ours(variant, seed, svm):
+        d = module.run_dir(runs, "GunPoint", variant, seed, 1000)
+        d.mkdir(parents=True)
+        (d / "metrics.json").write_text(json.dumps({"svm_accuracy": svm, "knn5_accuracy": 0.5,
+                                                    "test_mse_time": 0.01, "epoch_time_s": 0.5}))
+        (d / "train_mode_probe.json").write_text(json.dumps({"svm_accuracy": svm}))
+
+    ref("ref-reg", 0, 0.60), ref("ref-reg", 1, 0.70)  # mean 65.0, std 7.1
+    ref("ref-bts", 0, 0.78), ref("ref-bts", 1, 0.82)  # mean 80.0, std 2.8
+    ours("tsvq-reg", 0, 0.70), ours("tsvq-reg", 1, 0.70)  # +5.0: within
+    ours("tsvq-bts", 0, 0.70), ours("tsvq-bts", 1, 0.72)  # -9.0: outside
+    out = tmp_path / "t.md"
+    assert module.main(["--runs", str(runs), "--datasets", "GunPoint", "--table", str(out)]) == 0
+    text = out.read_text()
+    assert "| GunPoint | reg | 65.0 (2) | 7.1 | 70.0 (2) | +5.0 | yes |" in text
+    assert "| GunPoint | BT-s | 80.0 (2) | 2.8 | 71.0 (2) | -9.0 | no |" in text
+    assert "| GunPoint | +15.0 | +1.0 |" in text
