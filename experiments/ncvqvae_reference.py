@@ -15,6 +15,9 @@ interrupted sweep resumes where it stopped (tsvq runs resume their own checkpoin
 - ``tsvq-reg-nvq``, ``tsvq-bts-nvq``, ``tsvq-bts-ref-nvq``: vqvae, ncvqvae and ncvqvae with every
   switch above, with the reference's codebook start as well (``codebook_init=normal``: randn
   codewords, EMA cluster sizes from 0).
+- ``tsvq-reg-dec``, ``tsvq-bts-dec``: vqvae and ncvqvae with the reference's (TimeVQVAE's) decoder
+  (``decoder=timevqvae``); ``tsvq-reg-dec-nvq``: vqvae with that decoder and the codebook start (the
+  reference's VQ-VAE); ``tsvq-bts-all``: ncvqvae with every choice of the reference code above.
 
 Every run probes every 50 epochs. ``--table`` writes the side-by-side tables from what is done:
 
@@ -47,6 +50,11 @@ TSVQ_SETS = {
     "tsvq-bts-nvq": ("ncvqvae", ["ssl_loss=barlow_twins", "augmentation=slice", "codebook_init=normal"]),
     "tsvq-bts-ref-nvq": ("ncvqvae", ["ssl_loss=barlow_twins", "augmentation=slice", "original_latent=z_q",
                                      "aug_recon_weight=0.1", "codebook_init=normal"]),
+    "tsvq-reg-dec": ("vqvae", ["decoder=timevqvae"]),
+    "tsvq-bts-dec": ("ncvqvae", ["ssl_loss=barlow_twins", "augmentation=slice", "decoder=timevqvae"]),
+    "tsvq-reg-dec-nvq": ("vqvae", ["decoder=timevqvae", "codebook_init=normal"]),
+    "tsvq-bts-all": ("ncvqvae", ["ssl_loss=barlow_twins", "augmentation=slice", "original_latent=z_q",
+                                 "aug_recon_weight=0.1", "codebook_init=normal", "decoder=timevqvae"]),
 }
 REF = {"ref-reg": ["--method", "regular"], "ref-bts": ["--method", "barlowtwins", "--views", "slice"],
        # the probe-leak test: the reference's probes in training mode put the test split through BatchNorm

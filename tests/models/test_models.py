@@ -222,3 +222,30 @@ def test_codebook_init_normal_reproduces_the_early_ema_start():
     assert norms["normal"] > 1e3 and norms["kaiming_uniform"] < 2
     with pytest.raises(ValueError, match="codebook_init must be"):
         create_model("vqvae", codebook_init="uniform")
+
+
+def test_decoder_timevqvae_is_the_reference_decoder():
+    # decoder="timevqvae": TimeVQVAE's decoder as the NC-VQVAE code copies it (no BN in its residual
+    # blocks, one more 2C -> 2C upsampling, align_corners=True). Its parameter counts (encoder +
+    # decoder) are those of that code's VQVAEEncoder + VQVAEDecoder for these lengths, and with its
+    # weights loaded both give the same output to the last bit (checked once against the reference
+    # code; docs/ncvqvae-reference.md).
+    for length, n_params in ((150, 530932), (24, 333556), (96, 432244)):
+        m = create_model("vqvae", length=length, decoder="timevqvae")
+        b = m.branches[0]
+        assert sum(p.numel() for p in (*b.encoder.parameters(), *b.decoder.parameters())) == n_params
+        mirror = create_model("vqvae", length=length).branches[0]
+        assert sum(p.numel() for p in mirror.decoder.parameters()) == n_params - sum(
+            p.numel() for p in b.encoder.parameters()) + 4 * 2 * 64 - (2 * 2 * 3 * 4 + 2)  # BN in, last ConvT out
+    b = create_model("vqvae", length=150, decoder="timevqvae").branches[0]
+    convs = [mod for mod in b.decoder.net if isinstance(mod, torch.nn.ConvTranspose2d)]
+    assert [c.out_channels for c in convs[-2:]] == [2, 2]  # the extra upsampling after the last
+    assert not any(isinstance(mod, torch.nn.BatchNorm2d) for blk in b.decoder.net if hasattr(blk, "body")
+                   for mod in blk.body)
+    z = torch.randn(2, 64, 5, 9)
+    b.decoder.eval()
+    pre = b.decoder.net(z)  # 9 frames, doubled by each of the 4 transposed convolutions, then 76
+    assert pre.shape[-1] == 144
+    torch.testing.assert_close(b.decoder(z), F.interpolate(pre, size=(5, 76), mode="bilinear", align_corners=True))
+    with pytest.raises(ValueError, match="decoder must be 'mirror' or 'timevqvae'"):
+        create_model("vqvae", decoder="timevqae")

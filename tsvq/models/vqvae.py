@@ -42,6 +42,9 @@ class VQVAEConfig:
         threshold_ema_dead_code: restart codes whose EMA cluster size (vectors per batch) falls
             below this with random encoder vectors of the batch (default 0 = never).
         two_branch: the TimeVQVAE paper's LF/HF split (widths 8 and 32 as in the paper).
+        decoder: "mirror" (default: the mirror of the encoder, residual blocks with BatchNorm) or
+            "timevqvae" (the TimeVQVAE / NC-VQVAE code's decoder: no BatchNorm in its residual blocks
+            and one more upsampling transposed convolution; see :class:`Decoder`).
         quantizer: "vq" (default: the EMA vector quantiser above), "fsq" (finite scalar
             quantisation with ``fsq_levels``, K = prod(levels), no codebook loss), "lfq" (lookup-free
             quantisation, K = 2^``lfq_bits``, entropy penalty weight ``lfq_entropy_weight`` and
@@ -70,15 +73,17 @@ class VQVAEConfig:
     fsq_levels: tuple[int, ...] = (8, 5, 5, 5)
     lfq_bits: int = 10
     lfq_entropy_weight: float = 0.1
+    decoder: str = "mirror"
 
 
 class ResBlock(nn.Module):
-    """x + Conv1x1(LeakyReLU(BN(Conv3x3(LeakyReLU(x))))) (TimeVQVAE ResBlock)."""
+    """x + Conv1x1(LeakyReLU(BN(Conv3x3(LeakyReLU(x))))) (TimeVQVAE ResBlock; without the BN when
+    ``bn`` is False, as in TimeVQVAE's decoder)."""
 
-    def __init__(self, d: int):
+    def __init__(self, d: int, bn: bool = True):
         super().__init__()
-        self.body = nn.Sequential(nn.LeakyReLU(), nn.Conv2d(d, d, 3, 1, 1), nn.BatchNorm2d(d), nn.LeakyReLU(),
-                                  nn.Conv2d(d, d, 1))
+        self.body = nn.Sequential(nn.LeakyReLU(), nn.Conv2d(d, d, 3, 1, 1), *([nn.BatchNorm2d(d)] if bn else []),
+                                  nn.LeakyReLU(), nn.Conv2d(d, d, 1))
 
     def forward(self, x):
         return x + self.body(x)
@@ -107,22 +112,32 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """Mirror of :class:`Encoder` with transposed convolutions, then bilinear interpolation back
-    to exactly (F, T). ``Tensor[B, d, F, T'] -> [B, 2C, F, T]``."""
+    """Transposed-convolution decoder, then bilinear interpolation back to exactly (F, T).
+    ``Tensor[B, d, F, T'] -> [B, 2C, F, T]``.
 
-    def __init__(self, out_ch: int, d: int, n_down: int, n_res: int, size: tuple[int, int]):
+    ``style="mirror"``: the mirror of :class:`Encoder` (residual blocks with BN, ``n_down`` upsamplings).
+    ``style="timevqvae"``: TimeVQVAE's decoder (``encoder_decoders/vq_vae_encdec.py``, which the
+    NC-VQVAE code copies): residual blocks without BN, one more (3, 4)/(1, 2) transposed convolution
+    (2C -> 2C) after the last, so the output has twice the frames before the interpolation, and
+    ``align_corners=True``."""
+
+    def __init__(self, out_ch: int, d: int, n_down: int, n_res: int, size: tuple[int, int], style: str = "mirror"):
         super().__init__()
+        timevqvae = style == "timevqvae"
         layers = []
         for _ in range(n_res):
-            layers += [ResBlock(d), nn.BatchNorm2d(d)]
+            layers += [ResBlock(d, bn=not timevqvae), nn.BatchNorm2d(d)]
         for _ in range(n_down - 1):
             layers += [nn.ConvTranspose2d(d, d, (3, 4), (1, 2), (1, 1)), nn.BatchNorm2d(d), nn.LeakyReLU()]
         layers += [nn.ConvTranspose2d(d, out_ch, (3, 4), (1, 2), (1, 1))]
+        if timevqvae:
+            layers += [nn.ConvTranspose2d(out_ch, out_ch, (3, 4), (1, 2), (1, 1))]
         self.net = nn.Sequential(*layers)
         self.size = size
+        self.align_corners = timevqvae
 
     def forward(self, z):
-        return F.interpolate(self.net(z), size=self.size, mode="bilinear", align_corners=False)
+        return F.interpolate(self.net(z), size=self.size, mode="bilinear", align_corners=self.align_corners)
 
 
 class _Branch(nn.Module):
@@ -141,7 +156,7 @@ class _Branch(nn.Module):
                                       kmeans_init=cfg.kmeans_init, rotation_trick=cfg.rotation_trick,
                                       threshold_ema_dead_code=cfg.threshold_ema_dead_code,
                                       channel_last=False, accept_image_fmap=True)
-        self.decoder = Decoder(2 * cfg.in_channels, cfg.d, n_down, cfg.n_resnet_blocks, (n_freqs, n_frames))
+        self.decoder = Decoder(2 * cfg.in_channels, cfg.d, n_down, cfg.n_resnet_blocks, (n_freqs, n_frames), cfg.decoder)
         if cfg.codebook_init == "normal" and not cfg.kmeans_init:
             with torch.no_grad():
                 self.vq.codebook.normal_()
@@ -164,6 +179,8 @@ class VQVAE(nn.Module):
         super().__init__()
         if cfg.length < cfg.n_fft // 2 + 1:
             raise ValueError(f"length must be > n_fft // 2 = {cfg.n_fft // 2} (reflect padding), got {cfg.length}")
+        if cfg.decoder not in ("mirror", "timevqvae"):
+            raise ValueError(f"decoder must be 'mirror' or 'timevqvae', got {cfg.decoder!r}")
         if cfg.codebook_init not in ("kaiming_uniform", "normal"):
             raise ValueError(f"codebook_init must be 'kaiming_uniform' or 'normal', got {cfg.codebook_init!r}")
         if cfg.quantizer not in QUANTIZERS:
