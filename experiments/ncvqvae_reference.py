@@ -156,7 +156,9 @@ def _ms(values, scale=100.0, digits=1) -> str:
 
 
 def table(args) -> str:
-    lines = [f"Final linear-probe SVM / 5-NN accuracy (%) on average-pooled z_q, each code with its own probe "
+    lines = ["# NC-VQVAE side by side with its reference code: the tables", "",
+             "Written by `experiments/ncvqvae_reference.py --table`; the reading is in docs/ncvqvae-reference.md.", "",
+             f"Final linear-probe SVM / 5-NN accuracy (%) on average-pooled z_q, each code with its own probe "
              f"protocol; SVM with the encoder in eval mode (BatchNorm running statistics, tsvq's protocol) and in "
              f"training mode (batch statistics, the EMA codebook updated by the probe data: the reference's "
              f"protocol) for both; test MSE (time) of the final model; {args.epochs} epochs, mean ± std over the seeds done (n).", "",
