@@ -32,6 +32,7 @@ import argparse
 import csv
 import json
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -188,8 +189,6 @@ def reproduction(args) -> list[str]:
     """The issue's test per dataset: tsvq's final SVM (its own protocol) against the reference code's
     (its own protocol), mean over the seeds, and whether tsvq lies within one seed standard deviation
     of the reference; and each code's SSL gain (BT-s minus reg)."""
-    import statistics
-
     lines = ["Reproduction: final SVM (%), mean over seeds (n); the reference's seed standard deviation; "
              "tsvq minus reference; each code's SSL gain (BT-s minus reg).", "",
              "| dataset | pair | reference (n) | reference std | tsvq (n) | tsvq - reference | within 1 std |",
