@@ -40,22 +40,21 @@ from pathlib import Path
 from tsvq.report.tables import mean_std
 
 REPO = Path(__file__).resolve().parents[1]
+BT = ["ssl_loss=barlow_twins", "augmentation=slice"]  # NC-VQVAE's BT-s: Barlow Twins with slice views
+REF_SSL = ["original_latent=z_q", "aug_recon_weight=0.1"]  # the reference code's two SSL choices
 TSVQ_SETS = {
     "tsvq-reg": ("vqvae", []),
-    "tsvq-bts": ("ncvqvae", ["ssl_loss=barlow_twins", "augmentation=slice"]),
-    "tsvq-bts-zq": ("ncvqvae", ["ssl_loss=barlow_twins", "augmentation=slice", "original_latent=z_q"]),
-    "tsvq-bts-aug": ("ncvqvae", ["ssl_loss=barlow_twins", "augmentation=slice", "aug_recon_weight=0.1"]),
-    "tsvq-bts-ref": ("ncvqvae", ["ssl_loss=barlow_twins", "augmentation=slice", "original_latent=z_q",
-                                 "aug_recon_weight=0.1"]),
+    "tsvq-bts": ("ncvqvae", BT),
+    "tsvq-bts-zq": ("ncvqvae", [*BT, "original_latent=z_q"]),
+    "tsvq-bts-aug": ("ncvqvae", [*BT, "aug_recon_weight=0.1"]),
+    "tsvq-bts-ref": ("ncvqvae", [*BT, *REF_SSL]),
     "tsvq-reg-nvq": ("vqvae", ["codebook_init=normal"]),
-    "tsvq-bts-nvq": ("ncvqvae", ["ssl_loss=barlow_twins", "augmentation=slice", "codebook_init=normal"]),
-    "tsvq-bts-ref-nvq": ("ncvqvae", ["ssl_loss=barlow_twins", "augmentation=slice", "original_latent=z_q",
-                                     "aug_recon_weight=0.1", "codebook_init=normal"]),
+    "tsvq-bts-nvq": ("ncvqvae", [*BT, "codebook_init=normal"]),
+    "tsvq-bts-ref-nvq": ("ncvqvae", [*BT, *REF_SSL, "codebook_init=normal"]),
     "tsvq-reg-dec": ("vqvae", ["decoder=timevqvae"]),
-    "tsvq-bts-dec": ("ncvqvae", ["ssl_loss=barlow_twins", "augmentation=slice", "decoder=timevqvae"]),
+    "tsvq-bts-dec": ("ncvqvae", [*BT, "decoder=timevqvae"]),
     "tsvq-reg-dec-nvq": ("vqvae", ["decoder=timevqvae", "codebook_init=normal"]),
-    "tsvq-bts-all": ("ncvqvae", ["ssl_loss=barlow_twins", "augmentation=slice", "original_latent=z_q",
-                                 "aug_recon_weight=0.1", "codebook_init=normal", "decoder=timevqvae"]),
+    "tsvq-bts-all": ("ncvqvae", [*BT, *REF_SSL, "codebook_init=normal", "decoder=timevqvae"]),
 }
 REF = {"ref-reg": ["--method", "regular"], "ref-bts": ["--method", "barlowtwins", "--views", "slice"],
        # the probe-leak test: the reference's probes in training mode put the test split through BatchNorm
@@ -165,10 +164,13 @@ def table(args) -> str:
              f"protocol) for both; test MSE (time) of the final model; {args.epochs} epochs, mean ± std over the seeds done (n).", "",
              "| dataset | variant | n | SVM | 5-NN | SVM, eval mode | SVM, training mode | test MSE | s / epoch |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    variants = list(dict.fromkeys([*args.variants, *(v for pair in PAIRS for v in pair[1:])]))
+    done = {(d, v): [r for s in args.seeds if (r := load(args.runs, d, v, s, args.epochs))]
+            for d in args.datasets for v in variants}
     traj = []
     for dataset in args.datasets:
         for variant in args.variants:
-            rs = [r for s in args.seeds if (r := load(args.runs, dataset, variant, s, args.epochs))]
+            rs = done[dataset, variant]
             if not rs:
                 continue
             lines.append(f"| {dataset} | {variant} | {len(rs)} | {_ms([r['svm'] for r in rs])} | "
@@ -182,31 +184,37 @@ def table(args) -> str:
             traj.append(f"| {dataset} | {variant} | {row} |")
     lines += ["", "Probe trajectory, SVM accuracy (%) at epoch (mean over the seeds done):", "",
               "| dataset | variant | epoch: SVM |", "|---|---|---|"] + traj
-    return "\n".join(lines + [""] + reproduction(args)) + "\n"
+    return "\n".join(lines + [""] + reproduction(done, args.datasets)) + "\n"
 
 
-def reproduction(args) -> list[str]:
+PAIRS = (("reg", "ref-reg", "tsvq-reg"), ("BT-s", "ref-bts", "tsvq-bts"))
+
+
+def reproduction(done: dict, datasets) -> list[str]:
     """The issue's test per dataset: tsvq's final SVM (its own protocol) against the reference code's
     (its own protocol), mean over the seeds, and whether tsvq lies within one seed standard deviation
-    of the reference; and each code's SSL gain (BT-s minus reg)."""
+    of the reference; and each code's SSL gain (BT-s minus reg). ``done``: {(dataset, variant): finished runs}."""
     lines = ["Reproduction: final SVM (%), mean over seeds (n); the reference's seed standard deviation; "
              "tsvq minus reference; each code's SSL gain (BT-s minus reg).", "",
              "| dataset | pair | reference (n) | reference std | tsvq (n) | tsvq - reference | within 1 std |",
              "|---|---|---:|---:|---:|---:|---|"]
     gains = []
-    for dataset in args.datasets:
+    for dataset in datasets:
         means = {}
-        for pair, ref, ours in (("reg", "ref-reg", "tsvq-reg"), ("BT-s", "ref-bts", "tsvq-bts")):
-            r = [x["svm"] * 100 for s in args.seeds if (x := load(args.runs, dataset, ref, s, args.epochs))]
-            t = [x["svm"] * 100 for s in args.seeds if (x := load(args.runs, dataset, ours, s, args.epochs))]
+        for pair, ref, ours in PAIRS:
+            r = [x["svm"] * 100 for x in done[dataset, ref]]
+            t = [x["svm"] * 100 for x in done[dataset, ours]]
             if not r or not t:
                 continue
-            sd = statistics.stdev(r) if len(r) > 1 else float("nan")
-            diff = statistics.mean(t) - statistics.mean(r)
-            means[pair] = (statistics.mean(r), statistics.mean(t))
-            within = "–" if len(r) < 2 else ("yes" if abs(diff) <= sd else "no")
-            lines.append(f"| {dataset} | {pair} | {statistics.mean(r):.1f} ({len(r)}) | {'–' if len(r) < 2 else f'{sd:.1f}'} | "
-                         f"{statistics.mean(t):.1f} ({len(t)}) | {diff:+.1f} | {within} |")
+            m_ref, m_ours = statistics.mean(r), statistics.mean(t)
+            means[pair] = (m_ref, m_ours)
+            if len(r) > 1:
+                sd = statistics.stdev(r)
+                sd_text, within = f"{sd:.1f}", "yes" if abs(m_ours - m_ref) <= sd else "no"
+            else:
+                sd_text = within = "–"
+            lines.append(f"| {dataset} | {pair} | {m_ref:.1f} ({len(r)}) | {sd_text} | "
+                         f"{m_ours:.1f} ({len(t)}) | {m_ours - m_ref:+.1f} | {within} |")
         if len(means) == 2:
             gains.append((dataset, means["BT-s"][0] - means["reg"][0], means["BT-s"][1] - means["reg"][1]))
     lines += ["", "| dataset | SSL gain, reference | SSL gain, tsvq |", "|---|---:|---:|"]

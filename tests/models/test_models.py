@@ -235,8 +235,8 @@ def test_decoder_timevqvae_is_the_reference_decoder():
         b = m.branches[0]
         assert sum(p.numel() for p in (*b.encoder.parameters(), *b.decoder.parameters())) == n_params
         mirror = create_model("vqvae", length=length).branches[0]
-        assert sum(p.numel() for p in mirror.decoder.parameters()) == n_params - sum(
-            p.numel() for p in b.encoder.parameters()) + 4 * 2 * 64 - (2 * 2 * 3 * 4 + 2)  # BN in, last ConvT out
+        extra = 4 * 2 * 64 - (2 * 2 * 3 * 4 + 2)  # the mirror: BN in its 4 residual blocks, no last 2C -> 2C ConvT
+        assert sum(p.numel() for p in (*mirror.encoder.parameters(), *mirror.decoder.parameters())) == n_params + extra
     b = create_model("vqvae", length=150, decoder="timevqvae").branches[0]
     convs = [mod for mod in b.decoder.net if isinstance(mod, torch.nn.ConvTranspose2d)]
     assert [c.out_channels for c in convs[-2:]] == [2, 2]  # the extra upsampling after the last
