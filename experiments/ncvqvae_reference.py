@@ -9,21 +9,25 @@ interrupted sweep resumes where it stopped (tsvq runs resume their own checkpoin
   virtual environment (``--ref-python``) and checkout (``--ref-code``); see benchmarks/reference/README.md.
 - ``ref-reg-p1000`` / ``ref-bts-p1000``: the same with the reference's probes only at the first and last
   epoch (its probes in training mode feed the test split to BatchNorm and the EMA codebook).
-- ``tsvq-reg`` / ``tsvq-bts``: ``tsvq train vqvae|ncvqvae --preset paper`` (BT + slice).
+- ``tsvq-reg-dec`` / ``tsvq-bts-dec``: ``tsvq train vqvae|ncvqvae --preset paper`` (BT + slice), whose
+  decoder is the reference's (TimeVQVAE's, ``decoder=timevqvae``).
+- ``tsvq-reg`` / ``tsvq-bts``: the same with tsvq's other decoder, the encoder's mirror (``decoder=mirror``),
+  the paper preset's before the comparison found the reference's; every variant below has it too unless
+  its name ends in ``-dec`` or is ``tsvq-bts-all``.
 - ``tsvq-bts-zq``, ``tsvq-bts-aug``, ``tsvq-bts-ref``: ncvqvae with the reference code's choices
   switched on one at a time and together (``original_latent=z_q``, ``aug_recon_weight=0.1``).
 - ``tsvq-reg-nvq``, ``tsvq-bts-nvq``, ``tsvq-bts-ref-nvq``: vqvae, ncvqvae and ncvqvae with every
   switch above, with the reference's codebook start as well (``codebook_init=normal``: randn
   codewords, EMA cluster sizes from 0).
-- ``tsvq-reg-dec``, ``tsvq-bts-dec``: vqvae and ncvqvae with the reference's (TimeVQVAE's) decoder
-  (``decoder=timevqvae``); ``tsvq-reg-dec-nvq``: vqvae with that decoder and the codebook start (the
-  reference's VQ-VAE); ``tsvq-bts-all``: ncvqvae with every choice of the reference code above.
+- ``tsvq-reg-dec-nvq``: vqvae with the reference's decoder and codebook start (the reference's VQ-VAE);
+  ``tsvq-bts-all``: ncvqvae with every choice of the reference code above.
 
-Every run probes every 50 epochs. ``--table`` writes the side-by-side tables from what is done:
+Every run probes every 50 epochs. ``--table`` writes the side-by-side tables from what is done, with the
+reproduction test for the paper preset (``-dec``) and for the mirror decoder:
 
     python experiments/ncvqvae_reference.py --datasets GunPoint --seeds 0 1 --epochs 1000 \\
         --data-dir ../shared/data/UCRArchive_2018 --ref-code /work/refcode --ref-python /work/refenv/bin/python \\
-        --runs runs/ncvqvae-reference --variants ref-reg ref-bts tsvq-reg tsvq-bts tsvq-bts-ref
+        --runs runs/ncvqvae-reference --variants ref-reg ref-bts tsvq-reg-dec tsvq-bts-dec
     python experiments/ncvqvae_reference.py --table docs/ncvqvae-reference-table.md --runs runs/ncvqvae-reference ...
 """
 from __future__ import annotations
@@ -42,15 +46,16 @@ from tsvq.report.tables import mean_std
 REPO = Path(__file__).resolve().parents[1]
 BT = ["ssl_loss=barlow_twins", "augmentation=slice"]  # NC-VQVAE's BT-s: Barlow Twins with slice views
 REF_SSL = ["original_latent=z_q", "aug_recon_weight=0.1"]  # the reference code's two SSL choices
+MIRROR = ["decoder=mirror"]  # tsvq's other decoder (the paper preset's is the reference's)
 TSVQ_SETS = {
-    "tsvq-reg": ("vqvae", []),
-    "tsvq-bts": ("ncvqvae", BT),
-    "tsvq-bts-zq": ("ncvqvae", [*BT, "original_latent=z_q"]),
-    "tsvq-bts-aug": ("ncvqvae", [*BT, "aug_recon_weight=0.1"]),
-    "tsvq-bts-ref": ("ncvqvae", [*BT, *REF_SSL]),
-    "tsvq-reg-nvq": ("vqvae", ["codebook_init=normal"]),
-    "tsvq-bts-nvq": ("ncvqvae", [*BT, "codebook_init=normal"]),
-    "tsvq-bts-ref-nvq": ("ncvqvae", [*BT, *REF_SSL, "codebook_init=normal"]),
+    "tsvq-reg": ("vqvae", MIRROR),
+    "tsvq-bts": ("ncvqvae", [*BT, *MIRROR]),
+    "tsvq-bts-zq": ("ncvqvae", [*BT, *MIRROR, "original_latent=z_q"]),
+    "tsvq-bts-aug": ("ncvqvae", [*BT, *MIRROR, "aug_recon_weight=0.1"]),
+    "tsvq-bts-ref": ("ncvqvae", [*BT, *MIRROR, *REF_SSL]),
+    "tsvq-reg-nvq": ("vqvae", [*MIRROR, "codebook_init=normal"]),
+    "tsvq-bts-nvq": ("ncvqvae", [*BT, *MIRROR, "codebook_init=normal"]),
+    "tsvq-bts-ref-nvq": ("ncvqvae", [*BT, *MIRROR, *REF_SSL, "codebook_init=normal"]),
     "tsvq-reg-dec": ("vqvae", ["decoder=timevqvae"]),
     "tsvq-bts-dec": ("ncvqvae", [*BT, "decoder=timevqvae"]),
     "tsvq-reg-dec-nvq": ("vqvae", ["decoder=timevqvae", "codebook_init=normal"]),
@@ -184,24 +189,31 @@ def table(args) -> str:
             traj.append(f"| {dataset} | {variant} | {row} |")
     lines += ["", "Probe trajectory, SVM accuracy (%) at epoch (mean over the seeds done):", "",
               "| dataset | variant | epoch: SVM |", "|---|---|---|"] + traj
-    return "\n".join(lines + [""] + reproduction(done, args.datasets)) + "\n"
+    out = lines
+    for title, pairs in REPRODUCTIONS:
+        out += ["", f"## Reproduction, {title}", ""] + reproduction(done, args.datasets, pairs)
+    return "\n".join(out) + "\n"
 
 
-PAIRS = (("reg", "ref-reg", "tsvq-reg"), ("BT-s", "ref-bts", "tsvq-bts"))
+REPRODUCTIONS = (  # (title, ((pair, reference variant, tsvq variant), ...))
+    ("the paper preset (the reference's decoder)", (("reg", "ref-reg", "tsvq-reg-dec"), ("BT-s", "ref-bts", "tsvq-bts-dec"))),
+    ("decoder=mirror", (("reg", "ref-reg", "tsvq-reg"), ("BT-s", "ref-bts", "tsvq-bts"))))
+PAIRS = tuple(p for _, pairs in REPRODUCTIONS for p in pairs)
 
 
-def reproduction(done: dict, datasets) -> list[str]:
+def reproduction(done: dict, datasets, pairs) -> list[str]:
     """The issue's test per dataset: tsvq's final SVM (its own protocol) against the reference code's
     (its own protocol), mean over the seeds, and whether tsvq lies within one seed standard deviation
-    of the reference; and each code's SSL gain (BT-s minus reg). ``done``: {(dataset, variant): finished runs}."""
-    lines = ["Reproduction: final SVM (%), mean over seeds (n); the reference's seed standard deviation; "
+    of the reference; and each code's SSL gain (BT-s minus reg). ``done``: {(dataset, variant): finished
+    runs}; ``pairs``: ((pair, reference variant, tsvq variant), ...)."""
+    lines = ["Final SVM (%), mean over seeds (n); the reference's seed standard deviation; "
              "tsvq minus reference; each code's SSL gain (BT-s minus reg).", "",
              "| dataset | pair | reference (n) | reference std | tsvq (n) | tsvq - reference | within 1 std |",
              "|---|---|---:|---:|---:|---:|---|"]
     gains = []
     for dataset in datasets:
         means = {}
-        for pair, ref, ours in PAIRS:
+        for pair, ref, ours in pairs:
             r = [x["svm"] * 100 for x in done[dataset, ref]]
             t = [x["svm"] * 100 for x in done[dataset, ours]]
             if not r or not t:

@@ -130,6 +130,19 @@ def test_presets_are_the_cli_choices_and_timevqvae_is_the_two_branch_tokenizer()
         resolve_config("vae", "GunPoint", "timevqvae")
 
 
+def test_paper_preset_has_the_timevqvae_decoder_and_an_older_paper_run_keeps_its_mirror(tmp_path):
+    for model in ("vqvae", "ncvqvae"):
+        assert resolve_config(model, "GunPoint", "paper").model_config.decoder == "timevqvae"
+        assert resolve_config(model, "GunPoint", "paper", ["decoder=mirror"]).model_config.decoder == "mirror"
+        assert resolve_config(model, "GunPoint", "quick").model_config.decoder == "mirror"
+    assert not hasattr(resolve_config("vae", "GunPoint", "paper").model_config, "decoder")
+    cfg = resolve_config("ncvqvae", "GunPoint", "paper", ["decoder=mirror"])
+    stored = dataclasses.asdict(cfg)
+    del stored["model_config"]["decoder"]  # a paper run stored before the field existed: built with the mirror
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(stored, sort_keys=False))
+    assert RunDir(tmp_path).read_config(type(cfg)).model_config.decoder == "mirror"
+
+
 def test_resolve_config_errors():
     with pytest.raises(ValueError, match="unknown model"):
         resolve_config("gan", "GunPoint")

@@ -44,7 +44,8 @@ class VQVAEConfig:
         two_branch: the TimeVQVAE paper's LF/HF split (widths 8 and 32 as in the paper).
         decoder: "mirror" (default: the mirror of the encoder, residual blocks with BatchNorm) or
             "timevqvae" (the TimeVQVAE / NC-VQVAE code's decoder: no BatchNorm in its residual blocks
-            and one more upsampling transposed convolution; see :class:`Decoder`).
+            and one more upsampling transposed convolution; see :class:`Decoder`; the ``paper``
+            preset's).
         quantizer: "vq" (default: the EMA vector quantiser above), "fsq" (finite scalar
             quantisation with ``fsq_levels``, K = prod(levels), no codebook loss), "lfq" (lookup-free
             quantisation, K = 2^``lfq_bits``, entropy penalty weight ``lfq_entropy_weight`` and
