@@ -29,7 +29,12 @@ QUANTIZERS = {"vq": ["quantizer=vq", "codebook_size=32"], "fsq": ["quantizer=fsq
               "lfq": ["quantizer=lfq", "lfq_bits=5"], "simvq": ["quantizer=simvq", "codebook_size=32"]}
 COLUMNS = [("test_mse_time", "test MSE", 1, 4), ("test_perplexity", "perplexity", 1, 1),
            ("test_fraction_used", "codes used %", 100, 0), ("svm_accuracy", "SVM %", 100, 1),
-           ("knn1_accuracy", "1-NN %", 100, 1), ("fid", "FID", 1, 2), ("is_mean", "IS", 1, 2), ("cas", "CAS %", 100, 1)]
+           ("knn1_accuracy", "1-NN %", 100, 1), ("prior_masked_accuracy", "prior masked acc %", 100, 1),
+           ("fid", "FID", 1, 2), ("fid_test_reconstruction", "FID of test reconstructions", 1, 2),
+           ("is_mean", "IS", 1, 2), ("cas", "CAS %", 100, 1)]
+# The quality metrics ranked across the quantisers on each dataset (1 = best), and which of them is better low.
+RANKED = ("test_mse_time", "svm_accuracy", "knn1_accuracy", "fid", "is_mean", "cas")
+LOWER_IS_BETTER = {"test_mse_time", "fid", "fid_test_reconstruction"}
 
 
 def run_dir(runs: Path, dataset: str, quantizer: str, seed: int) -> Path:
@@ -37,9 +42,15 @@ def run_dir(runs: Path, dataset: str, quantizer: str, seed: int) -> Path:
 
 
 def table(runs: Path, datasets, seeds) -> str:
+    """Markdown: one row per (dataset, quantiser) with finished runs (mean ± std over the seeds), then,
+    over the datasets where every quantiser has finished runs, each quantiser's mean of every column
+    (test MSE also as the mean ratio to vq's on the same dataset) and its mean rank on the quality
+    metrics (1 = best of the four on a dataset, ties share the mean rank)."""
+    from scipy.stats import rankdata
+
     lines = ["| dataset | quantizer | seeds | " + " | ".join(c[1] for c in COLUMNS) + " |",
              "|---|---|---:|" + "---:|" * len(COLUMNS)]
-    means = {q: {c[0]: [] for c in COLUMNS} for q in QUANTIZERS}
+    per = {}  # (dataset, quantiser) -> {metric: mean over the seeds}
     for dataset in datasets:
         for q in QUANTIZERS:
             done = [run_dir(runs, dataset, q, s) / "metrics.json" for s in seeds]
@@ -50,16 +61,29 @@ def table(runs: Path, datasets, seeds) -> str:
             lines.append(f"| {dataset} | {q} | {len(ms)} | "
                          + " | ".join(mean_std([m.get(k) for m in ms], scale, digits) for k, _, scale, digits in COLUMNS)
                          + " |")
-            for k, *_ in COLUMNS:
-                means[q][k].append(sum(m[k] for m in ms) / len(ms))
-    lines += ["", "Mean over the datasets done (each dataset's mean over its seeds):", "",
-              "| quantizer | datasets | " + " | ".join(c[1] for c in COLUMNS) + " |",
+            per[dataset, q] = {k: sum(m[k] for m in ms) / len(ms) for k, *_ in COLUMNS}
+    complete = [d for d in datasets if all((d, q) in per for q in QUANTIZERS)]
+    if not complete:
+        return "\n".join(lines) + "\n"
+    n = len(complete)
+    lines += ["", f"Mean over the {n} dataset(s) where every quantiser has finished runs ({', '.join(complete)}; "
+              "each dataset's mean over its seeds):", "",
+              "| quantizer | test MSE / vq's | " + " | ".join(c[1] for c in COLUMNS) + " |",
               "|---|---:|" + "---:|" * len(COLUMNS)]
-    for q, cols in means.items():
-        n = len(cols[COLUMNS[0][0]])
-        if n:
-            lines.append(f"| {q} | {n} | " + " | ".join(
-                f"{sum(v) / n * scale:.{digits}f}" for (k, _, scale, digits), v in zip(COLUMNS, cols.values())) + " |")
+    for q in QUANTIZERS:
+        ratio = sum(per[d, q]["test_mse_time"] / per[d, "vq"]["test_mse_time"] for d in complete) / n
+        lines.append(f"| {q} | {ratio:.2f} | " + " | ".join(
+            f"{sum(per[d, q][k] for d in complete) / n * scale:.{digits}f}" for k, _, scale, digits in COLUMNS) + " |")
+    ranks = {q: {k: 0.0 for k in RANKED} for q in QUANTIZERS}
+    for d in complete:
+        for k in RANKED:
+            sign = 1 if k in LOWER_IS_BETTER else -1
+            for q, r in zip(QUANTIZERS, rankdata([sign * per[d, q][k] for q in QUANTIZERS])):
+                ranks[q][k] += r / n
+    names = dict((c[0], c[1]) for c in COLUMNS)
+    lines += ["", "Mean rank over the same datasets (1 = best of the four):", "",
+              "| quantizer | " + " | ".join(names[k] for k in RANKED) + " |", "|---|" + "---:|" * len(RANKED)]
+    lines += [f"| {q} | " + " | ".join(f"{ranks[q][k]:.2f}" for k in RANKED) + " |" for q in QUANTIZERS]
     return "\n".join(lines) + "\n"
 
 

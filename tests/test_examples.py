@@ -124,6 +124,31 @@ def test_quantizer_comparison_runs_resumes_and_tabulates(tmp_path):
     assert "| GunPoint | fsq | 1 |" in table and "| GunPoint | lfq | 1 |" in table and "| vq |" not in table
 
 
+def test_quantizer_comparison_summary_uses_only_datasets_every_quantiser_finished(tmp_path):
+    import json
+
+    module = _load("quantizer_comparison")
+    base = {k: 0.5 for k, *_ in module.COLUMNS}
+
+    def run(dataset, q, seed, **m):
+        d = module.run_dir(tmp_path, dataset, q, seed)
+        d.mkdir(parents=True)
+        (d / "metrics.json").write_text(json.dumps({**base, **m}))
+
+    for q, mse, fid in (("vq", 0.2, 1.0), ("fsq", 0.1, 4.0), ("lfq", 0.4, 2.0), ("simvq", 0.1, 3.0)):
+        run("CBF", q, 0, test_mse_time=mse, fid=fid)
+        run("CBF", q, 1, test_mse_time=mse, fid=fid + 2.0)  # seed mean: fid + 1
+        if q != "simvq":  # GunPoint is left out of the summary
+            run("GunPoint", q, 0, test_mse_time=9.0, fid=0.0)
+    text = module.table(tmp_path, ["GunPoint", "CBF"], [0, 1])
+    assert "| GunPoint | vq | 1 |" in text and "| CBF | fsq | 2 |" in text
+    assert "Mean over the 1 dataset(s) where every quantiser has finished runs (CBF;" in text
+    assert "| fsq | 0.50 | 0.1000 |" in text and "| lfq | 2.00 | 0.4000 |" in text
+    ranks = text.split("Mean rank")[1]
+    assert "| vq | 3.00 | 2.50 | 2.50 | 1.00 | 2.50 | 2.50 |" in ranks  # MSE 3rd, FID best, the rest tied
+    assert "| fsq | 1.50 | 2.50 | 2.50 | 4.00 | 2.50 | 2.50 |" in ranks  # MSE tied first with simvq
+
+
 @requires_ucr("GunPoint")
 def test_stage1_table_zoo_variant_marks_missing_metrics(tmp_path):
     module = _load("stage1_table")
