@@ -206,9 +206,9 @@ def test_ncvqvae_reference_reproduction_table_judges_one_seed_std(tmp_path):
     out = tmp_path / "t.md"
     assert module.main(["--runs", str(runs), "--datasets", "GunPoint", "--table", str(out)]) == 0
     paper, mirror = out.read_text().split("## Reproduction, the paper preset")[1].split("## Reproduction, decoder=mirror")
-    assert "| GunPoint | reg | 65.0 (2) | 7.1 | 70.0 (2) | 0.0 | +5.0 | yes |" in paper
-    assert "| GunPoint | BT-s | 80.0 (2) | 2.8 | 71.0 (2) | 1.4 | -9.0 | no |" in paper
+    assert "| GunPoint | reg | 65.0 (2) | 7.1 | 70.0 (2) | 0.0 | +5.0 | yes | 0.50 |" in paper
+    assert "| GunPoint | BT-s | 80.0 (2) | 2.8 | 71.0 (2) | 1.4 | -9.0 | no | 0.09 |" in paper
     assert "| GunPoint | +15.0 | +1.0 |" in paper
-    assert "| GunPoint | reg | 65.0 (2) | 7.1 | 61.0 (2) | 1.4 | -4.0 | yes |" in mirror
-    assert "| GunPoint | BT-s | 80.0 (2) | 2.8 | 80.0 (2) | 0.0 | +0.0 | yes |" in mirror
+    assert "| GunPoint | reg | 65.0 (2) | 7.1 | 61.0 (2) | 1.4 | -4.0 | yes | 0.57 |" in mirror
+    assert "| GunPoint | BT-s | 80.0 (2) | 2.8 | 80.0 (2) | 0.0 | +0.0 | yes | 1.00 |" in mirror
     assert "| GunPoint | +15.0 | +19.0 |" in mirror
