@@ -190,10 +190,9 @@ def table(args) -> str:
             traj.append(f"| {dataset} | {variant} | {row} |")
     lines += ["", "Probe trajectory, SVM accuracy (%) at epoch (mean over the seeds done):", "",
               "| dataset | variant | epoch: SVM |", "|---|---|---|"] + traj
-    out = lines
     for title, pairs in REPRODUCTIONS:
-        out += ["", f"## Reproduction, {title}", ""] + reproduction(done, args.datasets, pairs)
-    return "\n".join(out) + "\n"
+        lines += ["", f"## Reproduction, {title}", ""] + reproduction(done, args.datasets, pairs)
+    return "\n".join(lines) + "\n"
 
 
 REPRODUCTIONS = (  # (title, ((pair, reference variant, tsvq variant), ...))
