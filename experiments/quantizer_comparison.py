@@ -45,8 +45,9 @@ def table(runs: Path, datasets, seeds) -> str:
     """Markdown: one row per (dataset, quantiser) with finished runs (mean ± std over the seeds), then,
     over the datasets where every quantiser has finished runs, each quantiser's mean of every column
     (test MSE also as the mean ratio to vq's on the same dataset) and its mean rank on the quality
-    metrics (1 = best of the four on a dataset, ties share the mean rank)."""
-    from scipy.stats import rankdata
+    metrics (1 = best of the four on a dataset, ties share the mean rank), and each quantiser's paired
+    difference to vq on them with the Wilcoxon signed-rank test over the datasets."""
+    from scipy.stats import rankdata, wilcoxon
 
     lines = ["| dataset | quantizer | seeds | " + " | ".join(c[1] for c in COLUMNS) + " |",
              "|---|---|---:|" + "---:|" * len(COLUMNS)]
@@ -84,6 +85,18 @@ def table(runs: Path, datasets, seeds) -> str:
     lines += ["", "Mean rank over the same datasets (1 = best of the four):", "",
               "| quantizer | " + " | ".join(names[k] for k in RANKED) + " |", "|---|" + "---:|" * len(RANKED)]
     lines += [f"| {q} | " + " | ".join(f"{ranks[q][k]:.2f}" for k in RANKED) + " |" for q in QUANTIZERS]
+    lines += ["", "Each quantiser against vq on the same datasets: the mean of (quantiser - vq) and the two-sided "
+              f"Wilcoxon signed-rank p-value, paired by dataset (n = {n}):", "",
+              "| quantizer | " + " | ".join(names[k] for k in RANKED) + " |", "|---|" + "---:|" * len(RANKED)]
+    fmt = {k: (scale, digits) for k, _, scale, digits in COLUMNS}
+    for q in [q for q in QUANTIZERS if q != "vq"]:
+        cells = []
+        for k in RANKED:
+            diff = [per[d, q][k] - per[d, "vq"][k] for d in complete]
+            p = wilcoxon(diff).pvalue if any(diff) else 1.0  # all ties: no evidence either way
+            scale, digits = fmt[k]
+            cells.append(f"{sum(diff) / n * scale:+.{digits}f} (p {p:.3f})")
+        lines.append(f"| {q} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -149,6 +149,25 @@ def test_quantizer_comparison_summary_uses_only_datasets_every_quantiser_finishe
     assert "| fsq | 1.50 | 2.50 | 2.50 | 4.00 | 2.50 | 2.50 |" in ranks  # MSE tied first with simvq
 
 
+def test_quantizer_comparison_tests_each_quantiser_against_vq_paired_by_dataset(tmp_path):
+    import json
+
+    module = _load("quantizer_comparison")
+    datasets = [f"D{i}" for i in range(6)]
+    for i, dataset in enumerate(datasets):
+        for q in module.QUANTIZERS:
+            mse = {"vq": 0.5, "fsq": 0.5 - 0.01 * (i + 1), "lfq": 0.5, "simvq": 0.5 + (0.01 if i % 2 else -0.01)}[q]
+            d = module.run_dir(tmp_path, dataset, q, 0)
+            d.mkdir(parents=True)
+            (d / "metrics.json").write_text(json.dumps({**{k: 0.5 for k, *_ in module.COLUMNS}, "test_mse_time": mse}))
+    paired = module.table(tmp_path, datasets, [0]).split("Wilcoxon")[1]
+    assert "(n = 6)" in paired
+    # fsq lower on all 6 datasets: the exact two-sided p is 2 / 2^6; lfq ties vq everywhere.
+    assert "| fsq | -0.0350 (p 0.031) | +0.0 (p 1.000) |" in paired
+    assert "| lfq | +0.0000 (p 1.000) |" in paired
+    assert "| simvq | +0.0000 (p 1.000) |" in paired  # as often above as below, by the same amount
+
+
 @requires_ucr("GunPoint")
 def test_stage1_table_zoo_variant_marks_missing_metrics(tmp_path):
     module = _load("stage1_table")
