@@ -4,11 +4,14 @@ LFQ 5 bits), on the UCR datasets x seeds, each followed by the quick MaskGIT pri
 with the published FCN evaluator.
 
 A resumable queue (``experiments/generation_table.run_one``: a finished step is skipped, an
-interrupted training resumes its checkpoint); ``--table FILE`` writes the table of what is done:
+interrupted training resumes its checkpoint). Each finished pipeline's metrics go to the record,
+one JSON file per run (default ``docs/results-quantizers-runs/``, committed with the results), so
+the queue also resumes on a machine that no longer has the run directories; ``--table FILE``
+writes the table of the recorded runs:
 
     python experiments/quantizer_comparison.py --seeds 0 1 2 --data-dir ../shared/data/UCRArchive_2018 \\
         --fcn-weights ../shared/fcn/supervised_fcn_v1 --runs runs/quantizers
-    python experiments/quantizer_comparison.py --seeds 0 1 2 --runs runs/quantizers --table docs/q.md
+    python experiments/quantizer_comparison.py --seeds 0 1 2 --table docs/q.md
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import json
 import sys
 from pathlib import Path
 
+from tsvq.engine.run_dir import atomic_write
 from tsvq.report.tables import mean_std
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling script, also when loaded by path
@@ -37,12 +41,35 @@ RANKED = ("test_mse_time", "svm_accuracy", "knn1_accuracy", "fid", "is_mean", "c
 LOWER_IS_BETTER = {"test_mse_time", "fid"}
 
 
-def run_dir(runs: Path, dataset: str, quantizer: str, seed: int) -> Path:
-    return runs / f"{dataset}-vqvae_{quantizer}-quick-seed{seed}"
+RECORD = Path(__file__).resolve().parent.parent / "docs" / "results-quantizers-runs"
 
 
-def table(runs: Path, datasets, seeds) -> str:
-    """Markdown: one row per (dataset, quantiser) with finished runs (mean ± std over the seeds), then,
+def run_name(dataset: str, quantizer: str, seed: int) -> str:
+    return f"{dataset}-vqvae_{quantizer}-quick-seed{seed}"
+
+
+def record_path(record: Path, dataset: str, quantizer: str, seed: int) -> Path:
+    return record / f"{run_name(dataset, quantizer, seed)}.json"
+
+
+def read_record(record: Path, dataset: str, quantizer: str, seed: int, settings: dict) -> dict | None:
+    """The recorded metrics of one finished pipeline, or None if it is not recorded.
+
+    Raises:
+        ValueError: it is recorded with other ``--set`` / ``--prior-set`` overrides than ``settings``.
+    """
+    path = record_path(record, dataset, quantizer, seed)
+    if not path.exists():
+        return None
+    entry = json.loads(path.read_text())
+    if entry["settings"] != settings:
+        raise ValueError(f"--record {record} holds {path.name} with the overrides {entry['settings']}, not "
+                         f"{settings}; pass another --record folder for other settings")
+    return entry["metrics"]
+
+
+def table(record: Path, datasets, seeds) -> str:
+    """Markdown: one row per (dataset, quantiser) with recorded runs (mean ± std over the seeds), then,
     over the datasets where every quantiser has finished runs, each quantiser's mean of every column
     (test MSE also as the mean ratio to vq's on the same dataset) and its mean rank on the quality
     metrics (1 = best of the four on a dataset, ties share the mean rank), and each quantiser's paired
@@ -54,9 +81,8 @@ def table(runs: Path, datasets, seeds) -> str:
     per = {}  # (dataset, quantiser) -> {metric: mean over the seeds}
     for dataset in datasets:
         for q in QUANTIZERS:
-            done = [run_dir(runs, dataset, q, s) / "metrics.json" for s in seeds]
-            ms = [json.loads(p.read_text()) for p in done if p.exists()]
-            ms = [m for m in ms if "fid" in m]
+            done = [record_path(record, dataset, q, s) for s in seeds]
+            ms = [json.loads(p.read_text())["metrics"] for p in done if p.exists()]
             if not ms:
                 continue
             lines.append(f"| {dataset} | {q} | {len(ms)} | "
@@ -107,23 +133,28 @@ def main(argv=None) -> int:
     ap.add_argument("--quantizers", nargs="+", default=list(QUANTIZERS), choices=list(QUANTIZERS))
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--fcn-weights", default=None, help="published FCN weights folder (default: tsvq's own FCN)")
-    ap.add_argument("--runs", type=Path, default=Path("runs/quantizers"))
-    ap.add_argument("--table", type=Path, default=None, help="write the table of the finished runs here and exit")
+    ap.add_argument("--runs", type=Path, default=Path("runs/quantizers"), help="the run directories")
+    ap.add_argument("--record", type=Path, default=RECORD,
+                    help="folder of the finished pipelines' metrics, one JSON file per run (default: %(default)s)")
+    ap.add_argument("--table", type=Path, default=None, help="write the table of the recorded runs here and exit")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="stage-1 overrides (all quantisers)")
     ap.add_argument("--prior-set", action="append", default=[], metavar="KEY=VALUE", help="prior overrides")
     args = ap.parse_args(argv)
     if args.table is not None:
-        args.table.write_text(table(args.runs, args.datasets, args.seeds))
+        args.table.write_text(table(args.record, args.datasets, args.seeds))
         print(args.table.read_text())
         return 0
-    for seed in args.seeds:
-        for dataset in args.datasets:
-            for q in args.quantizers:
-                print(dataset, q, seed, flush=True)
-                run_one("vqvae", dataset, "quick", seed, args.runs, args.data_dir, args.fcn_weights,
-                        QUANTIZERS[q] + args.set, args.prior_set, label=f"vqvae_{q}")
+    settings = {"set": args.set, "prior_set": args.prior_set}
+    queue = [(d, q, s) for s in args.seeds for d in args.datasets for q in args.quantizers]
+    todo = [job for job in queue if read_record(args.record, *job, settings) is None]  # raises before any training
+    for dataset, q, seed in todo:
+        print(dataset, q, seed, flush=True)
+        metrics = run_one("vqvae", dataset, "quick", seed, args.runs, args.data_dir, args.fcn_weights,
+                          QUANTIZERS[q] + args.set, args.prior_set, label=f"vqvae_{q}")
+        entry = {"run": run_name(dataset, q, seed), "settings": settings, "metrics": metrics}
+        atomic_write(record_path(args.record, dataset, q, seed), json.dumps(entry, indent=1, sort_keys=True) + "\n")
     args.table = args.runs / "table.md"
-    args.table.write_text(table(args.runs, args.datasets, args.seeds))
+    atomic_write(args.table, table(args.record, args.datasets, args.seeds))
     print(args.table.read_text())
     return 0
 

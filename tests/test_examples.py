@@ -106,22 +106,36 @@ def test_generation_table_runs_on_real_data(tmp_path):
 
 @requires_ucr("GunPoint")
 def test_quantizer_comparison_runs_resumes_and_tabulates(tmp_path):
+    import json
+    import shutil
+
+    import pytest
+
     from helpers import FCN_DIR
 
+    sets = ["--set", "epochs=2", "--set", "d=8", "--set", "n_resnet_blocks=1", "--prior-set", "epochs=2",
+            "--prior-set", "hidden=32", "--prior-set", "n_layers=1", "--prior-set", "cas_epochs=1"]
+    sets += ["--fcn-weights", str(FCN_DIR)] if FCN_DIR.exists() else ["--prior-set", "fcn_epochs=2"]
     args = ["--datasets", "GunPoint", "--seeds", "0", "--quantizers", "fsq", "lfq", "--data-dir", str(UCR_DIR),
-            "--runs", str(tmp_path / "runs"), "--set", "epochs=2", "--set", "d=8", "--set", "n_resnet_blocks=1",
-            "--prior-set", "epochs=2", "--prior-set", "hidden=32", "--prior-set", "n_layers=1",
-            "--prior-set", "cas_epochs=1"]
-    args += ["--fcn-weights", str(FCN_DIR)] if FCN_DIR.exists() else ["--prior-set", "fcn_epochs=2"]
+            "--runs", str(tmp_path / "runs"), "--record", str(tmp_path / "record")] + sets
     module = _load("quantizer_comparison")
     assert module.main(args) == 0
     config = (tmp_path / "runs" / "GunPoint-vqvae_lfq-quick-seed0" / "config.yaml").read_text()
     assert "quantizer: lfq" in config and "lfq_bits: 5" in config
-    mtime = (tmp_path / "runs" / "GunPoint-vqvae_fsq-quick-seed0" / "metrics.json").stat().st_mtime
-    assert module.main(args) == 0  # finished runs are read, not retrained
-    assert (tmp_path / "runs" / "GunPoint-vqvae_fsq-quick-seed0" / "metrics.json").stat().st_mtime == mtime
+    entry = json.loads((tmp_path / "record" / "GunPoint-vqvae_fsq-quick-seed0.json").read_text())
+    metrics = json.loads((tmp_path / "runs" / "GunPoint-vqvae_fsq-quick-seed0" / "metrics.json").read_text())
+    assert entry["metrics"] == metrics and "fid" in metrics and "epochs=2" in entry["settings"]["set"]
     table = (tmp_path / "runs" / "table.md").read_text()
     assert "| GunPoint | fsq | 1 |" in table and "| GunPoint | lfq | 1 |" in table and "| vq |" not in table
+    # The record alone resumes the queue: without the run directories nothing is trained again.
+    shutil.rmtree(tmp_path / "runs")
+    assert module.main(args) == 0
+    assert not (tmp_path / "runs" / "GunPoint-vqvae_fsq-quick-seed0").exists()
+    assert (tmp_path / "runs" / "table.md").read_text() == table
+    # A recorded run is never mixed with one of other settings: refused before anything is trained.
+    with pytest.raises(ValueError, match="--record .* with the overrides"):
+        module.main([a.replace("epochs=2", "epochs=3") for a in args])
+    assert not (tmp_path / "runs" / "GunPoint-vqvae_fsq-quick-seed0").exists()
 
 
 def test_quantizer_comparison_summary_uses_only_datasets_every_quantiser_finished(tmp_path):
@@ -131,9 +145,8 @@ def test_quantizer_comparison_summary_uses_only_datasets_every_quantiser_finishe
     base = {k: 0.5 for k, *_ in module.COLUMNS}
 
     def run(dataset, q, seed, **m):
-        d = module.run_dir(tmp_path, dataset, q, seed)
-        d.mkdir(parents=True)
-        (d / "metrics.json").write_text(json.dumps({**base, **m}))
+        entry = {"settings": {"set": [], "prior_set": []}, "metrics": {**base, **m}}
+        module.record_path(tmp_path, dataset, q, seed).write_text(json.dumps(entry))
 
     for q, mse, fid in (("vq", 0.2, 1.0), ("fsq", 0.1, 4.0), ("lfq", 0.4, 2.0), ("simvq", 0.1, 3.0)):
         run("CBF", q, 0, test_mse_time=mse, fid=fid)
@@ -157,9 +170,8 @@ def test_quantizer_comparison_tests_each_quantiser_against_vq_paired_by_dataset(
     for i, dataset in enumerate(datasets):
         for q in module.QUANTIZERS:
             mse = {"vq": 0.5, "fsq": 0.5 - 0.01 * (i + 1), "lfq": 0.5, "simvq": 0.5 + (0.01 if i % 2 else -0.01)}[q]
-            d = module.run_dir(tmp_path, dataset, q, 0)
-            d.mkdir(parents=True)
-            (d / "metrics.json").write_text(json.dumps({**{k: 0.5 for k, *_ in module.COLUMNS}, "test_mse_time": mse}))
+            metrics = {**{k: 0.5 for k, *_ in module.COLUMNS}, "test_mse_time": mse}
+            module.record_path(tmp_path, dataset, q, 0).write_text(json.dumps({"metrics": metrics}))
     paired = module.table(tmp_path, datasets, [0]).split("Wilcoxon")[1]
     assert "(n = 6)" in paired
     # fsq lower on all 6 datasets: the exact two-sided p is 2 / 2^6; lfq ties vq everywhere.
