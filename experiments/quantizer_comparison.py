@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -42,6 +43,19 @@ LOWER_IS_BETTER = {"test_mse_time", "fid"}
 
 
 RECORD = Path(__file__).resolve().parent.parent / "docs" / "results-quantizers-runs"
+
+
+def code_version() -> str:
+    """The last commit that changed ``tsvq/`` or ``csrc/`` (``+dirty`` with uncommitted changes there), or
+    ``unknown`` outside a git checkout: recorded with every run, so that runs of different code show."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "log", "-1", "--format=%h", "--", "tsvq", "csrc"], cwd=root,
+                                capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "tsvq", "csrc"], cwd=root).returncode
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return (commit or "unknown") + ("+dirty" if dirty else "")
 
 
 def run_name(dataset: str, quantizer: str, seed: int) -> str:
@@ -79,16 +93,23 @@ def table(record: Path, datasets, seeds) -> str:
     lines = ["| dataset | quantizer | seeds | " + " | ".join(c[1] for c in COLUMNS) + " |",
              "|---|---|---:|" + "---:|" * len(COLUMNS)]
     per = {}  # (dataset, quantiser) -> {metric: mean over the seeds}
+    versions = {}  # code version -> number of runs
     for dataset in datasets:
         for q in QUANTIZERS:
-            done = [record_path(record, dataset, q, s) for s in seeds]
-            ms = [json.loads(p.read_text())["metrics"] for p in done if p.exists()]
+            entries = [json.loads(p.read_text()) for p in (record_path(record, dataset, q, s) for s in seeds)
+                       if p.exists()]
+            for e in entries:
+                versions[e.get("code", "unknown")] = versions.get(e.get("code", "unknown"), 0) + 1
+            ms = [e["metrics"] for e in entries]
             if not ms:
                 continue
             lines.append(f"| {dataset} | {q} | {len(ms)} | "
                          + " | ".join(mean_std([m.get(k) for m in ms], scale, digits) for k, _, scale, digits in COLUMNS)
                          + " |")
             per[dataset, q] = {k: sum(m[k] for m in ms) / len(ms) for k, *_ in COLUMNS}
+    if versions:
+        lines += ["", "Code (the last commit of `tsvq/` and `csrc/` each run was made with): "
+                  + ", ".join(f"{v} ({n} run{'s' * (n != 1)})" for v, n in sorted(versions.items())) + "."]
     complete = [d for d in datasets if all((d, q) in per for q in QUANTIZERS)]
     if not complete:
         return "\n".join(lines) + "\n"
@@ -145,13 +166,14 @@ def main(argv=None) -> int:
         print(args.table.read_text())
         return 0
     settings = {"set": args.set, "prior_set": args.prior_set}
+    code = code_version()
     queue = [(d, q, s) for s in args.seeds for d in args.datasets for q in args.quantizers]
     todo = [job for job in queue if read_record(args.record, *job, settings) is None]  # raises before any training
     for dataset, q, seed in todo:
         print(dataset, q, seed, flush=True)
         metrics = run_one("vqvae", dataset, "quick", seed, args.runs, args.data_dir, args.fcn_weights,
                           QUANTIZERS[q] + args.set, args.prior_set, label=f"vqvae_{q}")
-        entry = {"run": run_name(dataset, q, seed), "settings": settings, "metrics": metrics}
+        entry = {"run": run_name(dataset, q, seed), "settings": settings, "code": code, "metrics": metrics}
         atomic_write(record_path(args.record, dataset, q, seed), json.dumps(entry, indent=1, sort_keys=True) + "\n")
     args.table = args.runs / "table.md"
     atomic_write(args.table, table(args.record, args.datasets, args.seeds))

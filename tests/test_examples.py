@@ -125,6 +125,7 @@ def test_quantizer_comparison_runs_resumes_and_tabulates(tmp_path):
     entry = json.loads((tmp_path / "record" / "GunPoint-vqvae_fsq-quick-seed0.json").read_text())
     metrics = json.loads((tmp_path / "runs" / "GunPoint-vqvae_fsq-quick-seed0" / "metrics.json").read_text())
     assert entry["metrics"] == metrics and "fid" in metrics and "epochs=2" in entry["settings"]["set"]
+    assert entry["code"] == module.code_version() != "unknown"  # the commit of tsvq/ and csrc/ it ran with
     table = (tmp_path / "runs" / "table.md").read_text()
     assert "| GunPoint | fsq | 1 |" in table and "| GunPoint | lfq | 1 |" in table and "| vq |" not in table
     # The record alone resumes the queue: without the run directories nothing is trained again.
@@ -145,7 +146,8 @@ def test_quantizer_comparison_summary_uses_only_datasets_every_quantiser_finishe
     base = {k: 0.5 for k, *_ in module.COLUMNS}
 
     def run(dataset, q, seed, **m):
-        entry = {"settings": {"set": [], "prior_set": []}, "metrics": {**base, **m}}
+        entry = {"settings": {"set": [], "prior_set": []}, "code": "abc1234" if seed else "0ff1ce5",
+                 "metrics": {**base, **m}}
         module.record_path(tmp_path, dataset, q, seed).write_text(json.dumps(entry))
 
     for q, mse, fid in (("vq", 0.2, 1.0), ("fsq", 0.1, 4.0), ("lfq", 0.4, 2.0), ("simvq", 0.1, 3.0)):
@@ -156,6 +158,7 @@ def test_quantizer_comparison_summary_uses_only_datasets_every_quantiser_finishe
     text = module.table(tmp_path, ["GunPoint", "CBF"], [0, 1])
     assert "| GunPoint | vq | 1 |" in text and "| CBF | fsq | 2 |" in text
     assert "Mean over the 1 dataset(s) where every quantiser has finished runs (CBF;" in text
+    assert "each run was made with): 0ff1ce5 (7 runs), abc1234 (4 runs)." in text  # mixed code shows
     assert "| fsq | 0.50 | 0.1000 |" in text and "| lfq | 2.00 | 0.4000 |" in text
     ranks = text.split("Mean rank")[1]
     assert "| vq | 3.00 | 2.50 | 2.50 | 1.00 | 2.50 | 2.50 |" in ranks  # MSE 3rd, FID best, the rest tied
