@@ -19,6 +19,7 @@ import argparse
 import json
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 from tsvq.engine.run_dir import atomic_write
@@ -93,13 +94,12 @@ def table(record: Path, datasets, seeds) -> str:
     lines = ["| dataset | quantizer | seeds | " + " | ".join(c[1] for c in COLUMNS) + " |",
              "|---|---|---:|" + "---:|" * len(COLUMNS)]
     per = {}  # (dataset, quantiser) -> {metric: mean over the seeds}
-    versions = {}  # code version -> number of runs
+    versions = Counter()  # code version -> number of runs
     for dataset in datasets:
         for q in QUANTIZERS:
             entries = [json.loads(p.read_text()) for p in (record_path(record, dataset, q, s) for s in seeds)
                        if p.exists()]
-            for e in entries:
-                versions[e.get("code", "unknown")] = versions.get(e.get("code", "unknown"), 0) + 1
+            versions.update(e.get("code", "unknown") for e in entries)
             ms = [e["metrics"] for e in entries]
             if not ms:
                 continue
